@@ -1,0 +1,103 @@
+"""The kernel application: ipykernel's IPKernelApp, minus everything that reads the cwd or runs code.
+
+IPKernelApp brings the ZMQ sockets, heartbeat, control and IOPub threads and
+the connection file handling. What it also brings, and we switch off: the
+IPython profile (its ``ipython_kernel_config.py`` and startup files are Python
+code in a directory the stock kernel writes to), the current directory on
+``sys.path`` and output capture of this process. Configuration comes from
+``sandbox_kernel_config.{py,json}`` in the Jupyter config path only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from ipykernel.kernelapp import IPKernelApp
+from jupyter_core.paths import jupyter_config_path
+from traitlets import CaselessStrEnum, Unicode, default
+from traitlets.config import Application
+
+from .config import PRESETS, Isolation, Limits, Output
+from .kernel import SandboxKernel
+
+__all__ = ["SandboxKernelApp", "main"]
+
+
+class SandboxKernelApp(IPKernelApp):
+    """Start a sandbox-kernel (``python -I -m sandbox_kernel -f CONNECTION_FILE``)."""
+
+    name = "sandbox-kernel"
+    description = "A Jupyter kernel for Python that runs every cell in a sandbox."
+    classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output]  # type: ignore[assignment]
+
+    preset = CaselessStrEnum(
+        list(PRESETS),
+        default_value="standard",
+        help="""Defaults for a kind of deployment: 'standard' (secure defaults for a data
+        scientist), 'classroom' (tighter limits for students), 'permissive' (allows
+        running without a sandbox when the host offers none). Explicit settings win.""",
+    ).tag(config=True)
+
+    config_file_name = Unicode("sandbox_kernel_config")
+
+    @default("kernel_class")
+    def _kernel_class_default(self) -> type:
+        return SandboxKernel
+
+    @default("ignore_cwd")
+    def _ignore_cwd_default(self) -> bool:
+        return True
+
+    @default("outstream_class")
+    def _outstream_default(self) -> None:
+        # This process prints nothing a user should see; its stdout/stderr are
+        # the kernel log, and capturing fd 1/2 into IOPub would mix them in.
+        return None
+
+    @default("capture_fd_output")
+    def _capture_default(self) -> bool:
+        return False
+
+    def init_crash_handler(self) -> None:
+        # IPython's crash handler writes reports into the profile directory.
+        sys.excepthook = sys.__excepthook__
+
+    def init_profile_dir(self) -> None:
+        # No IPython profile: its config and startup files are code we would run.
+        self.profile_dir = None
+
+    def init_config_files(self) -> None:
+        self.config_file_paths = [p for p in jupyter_config_path() if os.path.isabs(p)]
+
+    def load_config_file(self, suppress_errors: Any = None) -> None:
+        base = self.config_file_name
+        # traitlets gives the first directory of the path the highest priority.
+        Application.load_config_file(self, base, path=self.config_file_paths)
+        self._apply_preset()
+
+    def _apply_preset(self) -> None:
+        """Layer the preset's values under anything configured explicitly."""
+        preset = self.config.get("SandboxKernelApp", {}).get("preset", self.preset)
+        for section, values in PRESETS.get(str(preset).lower(), {}).items():
+            for key, value in values.items():
+                if key not in self.config[section]:
+                    self.config[section][key] = value
+
+    def init_pdb(self) -> None:
+        # The stock kernel swaps in IPython's debugger here; we run no code to debug.
+        pass
+
+    def init_gui_pylab(self) -> None:
+        pass
+
+    def init_extensions(self) -> None:
+        pass
+
+    def init_code(self) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    SandboxKernelApp.launch_instance(argv=argv)

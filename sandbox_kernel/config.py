@@ -1,0 +1,228 @@
+"""Every setting of sandbox-kernel, its default and why, in one place.
+
+Settings are traitlets ``Configurable`` classes, so they can be set the way the
+rest of Jupyter is configured: ``sandbox_kernel_config.py``/``.json`` in a
+Jupyter config directory, arguments in ``kernel.json``, or the command line
+(``--Limits.memory_limit_mb=2048``). Booleans that weaken the sandbox start
+with ``allow_`` and default to ``False``.
+
+SECURITY.md quotes these defaults; ``tests/unit/test_config.py`` checks that the
+two agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitError, Unicode, validate
+from traitlets.config import Configurable
+
+__all__ = [
+    "ISOLATION_LEVELS",
+    "PRESETS",
+    "Isolation",
+    "Limits",
+    "Output",
+    "level_rank",
+]
+
+# Strongest first. "none" means rlimits and a scrubbed environment only.
+ISOLATION_LEVELS = ("namespaces", "landlock", "none")
+
+
+def level_rank(level: str) -> int:
+    """Higher is stronger: namespaces=2, landlock=1, none=0."""
+    return len(ISOLATION_LEVELS) - 1 - ISOLATION_LEVELS.index(level)
+
+
+MECHANISM_POLICY = ["required", "auto", "disabled"]
+
+
+class Isolation(Configurable):
+    """How the executor is confined (the OS sandbox)."""
+
+    level = CaselessStrEnum(
+        ["auto", *ISOLATION_LEVELS],
+        default_value="auto",
+        help="""Isolation level to use. 'auto' probes the host at start and picks the
+        strongest level it supports: 'namespaces' (user, pid, net, mount, ipc, uts
+        namespaces with a read-only filesystem view), then 'landlock' (Landlock
+        filesystem and TCP rules with seccomp, for hosts that block namespaces such
+        as default Docker), then 'none' (rlimits only, allowed only when
+        required_isolation is 'none').""",
+    ).tag(config=True)
+
+    required_isolation = CaselessStrEnum(
+        list(ISOLATION_LEVELS),
+        default_value="landlock",
+        help="""The weakest level under which cells may run. Below it the kernel refuses
+        every cell with an error that names the missing layer. Set to 'none' only to
+        run explicitly without a sandbox.""",
+    ).tag(config=True)
+
+    workspace = Unicode(
+        "",
+        help="""Host directory the cells see as their working directory. Empty means the
+        directory the kernel was started in, which Jupyter sets to the notebook's
+        directory.""",
+    ).tag(config=True)
+
+    workspace_writable = Bool(
+        True,
+        help="Whether cells may write in the workspace. It is the only writable host path.",
+    ).tag(config=True)
+
+    extra_mounts = List(
+        Unicode(),
+        default_value=[],
+        help="""More host paths the sandbox may see, each 'PATH:ro' or 'PATH:rw'
+        (for example a shared data set: '/srv/data:ro').""",
+    ).tag(config=True)
+
+    allow_network = Bool(
+        False,
+        help="""Let cells use the host's network. Off: the executor has its own network
+        namespace with only loopback (namespaces level) or cannot create sockets
+        (landlock level).""",
+    ).tag(config=True)
+
+    tmp_size_mb = Int(
+        256,
+        min=1,
+        help="Size of the private tmpfs that holds /tmp and HOME inside the sandbox.",
+    ).tag(config=True)
+
+    seccomp = CaselessStrEnum(
+        MECHANISM_POLICY,
+        default_value="required",
+        help="""The seccomp system-call allow-list. 'required': cells do not run without
+        it; 'auto': used when available; 'disabled': never (for debugging only).""",
+    ).tag(config=True)
+
+    landlock = CaselessStrEnum(
+        MECHANISM_POLICY,
+        default_value="auto",
+        help="""Landlock rules. At the 'landlock' level they are the filesystem boundary
+        and always required; at the 'namespaces' level they are defence in depth.""",
+    ).tag(config=True)
+
+    cgroups = CaselessStrEnum(
+        MECHANISM_POLICY,
+        default_value="auto",
+        help="""A cgroup of its own for the executor (memory and process limits, kill on
+        shutdown). Used when the host delegates one; rlimits otherwise.""",
+    ).tag(config=True)
+
+    sandbox_uid_base = Int(
+        1_500_000_000,
+        min=65536,
+        max=4_000_000_000,
+        help="""When the kernel runs as root, cells run as a host uid from this unused range
+        (never as host root). Files they create in the workspace are owned by the
+        workspace's owner through an id-mapped mount.""",
+    ).tag(config=True)
+
+    env_passthrough = List(
+        Unicode(),
+        default_value=[],
+        help="""Extra environment variables passed to cells, on top of the built-in
+        allow-list. Names that look like secrets (*TOKEN*, *KEY*, *SECRET*,
+        *PASSWORD*, JUPYTERHUB_*) are never passed.""",
+    ).tag(config=True)
+
+    @validate("extra_mounts")
+    def _check_mounts(self, proposal: Any) -> list[str]:
+        for item in proposal["value"]:
+            path, sep, mode = item.rpartition(":")
+            if not sep or mode not in {"ro", "rw"} or not path.startswith("/"):
+                raise TraitError(
+                    f"extra_mounts entry {item!r} must be an absolute path followed by "
+                    "':ro' or ':rw', for example '/srv/data:ro'"
+                )
+        return list(proposal["value"])
+
+
+class Limits(Configurable):
+    """Resource limits for the executor and for each cell."""
+
+    wall_time_limit_s = Float(
+        0.0,
+        min=0.0,
+        help="""Wall-clock time a cell may run, in seconds; 0 means no limit. When it is
+        exceeded the cell is interrupted, then killed after interrupt_grace_s.""",
+    ).tag(config=True)
+
+    interrupt_grace_s = Float(
+        3.0,
+        min=0.1,
+        help="""How long a cell has to stop after an interrupt before the executor is
+        killed (a C loop or a cell that ignores SIGINT never stops on its own).""",
+    ).tag(config=True)
+
+    memory_limit_mb = Int(
+        0,
+        min=0,
+        help="""Memory the executor may use, in MiB; 0 means half of the host's memory.
+        Enforced with a cgroup when one is available, else with RLIMIT_AS (which
+        counts address space, not memory, and is looser).""",
+    ).tag(config=True)
+
+    max_processes = Int(
+        512,
+        min=8,
+        help="Processes and threads the executor may have at once (pids cgroup or RLIMIT_NPROC).",
+    ).tag(config=True)
+
+    max_open_files = Int(1024, min=32, help="RLIMIT_NOFILE for the executor.").tag(config=True)
+
+    max_file_size_mb = Int(
+        1024, min=1, help="Largest file a cell may write, in MiB (RLIMIT_FSIZE)."
+    ).tag(config=True)
+
+    cpu_time_limit_s = Float(
+        0.0,
+        min=0.0,
+        help="CPU seconds a cell may use; 0 means no limit.",
+    ).tag(config=True)
+
+    blas_threads = Int(
+        4,
+        min=1,
+        help="""Upper bound for OpenBLAS/OpenMP/MKL thread pools in the executor
+        (each thread costs address space, and forking while one runs can deadlock).""",
+    ).tag(config=True)
+
+    startup_timeout_s = Float(
+        60.0, min=1.0, help="How long the executor may take to start."
+    ).tag(config=True)
+
+
+class Output(Configurable):
+    """What the trusted relay lets through to the frontend."""
+
+    max_frame_bytes = Int(
+        64 * 1024 * 1024,
+        min=1024 * 1024,
+        help="""Largest single frame the executor may send. A longer frame means the child
+        is misbehaving: the executor is stopped and the user told why.""",
+    ).tag(config=True)
+
+    frame_deadline_s = Float(
+        10.0,
+        min=0.5,
+        help="Time within which a started frame must be complete (guards against a stalled child).",
+    ).tag(config=True)
+
+
+# Presets are defaults layered under the user's configuration: anything set
+# explicitly wins, and an admin lock (see SECURITY.md) wins over both.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "standard": {},
+    "classroom": {
+        "Isolation": {"required_isolation": "landlock"},
+        "Limits": {"wall_time_limit_s": 60.0, "memory_limit_mb": 2048, "max_processes": 128},
+    },
+    "permissive": {
+        "Isolation": {"required_isolation": "none", "seccomp": "auto"},
+    },
+}

@@ -1,0 +1,117 @@
+"""The executor's end of the relay: write frames, read commands (runs inside the sandbox)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..relay.protocol import HEADER, encode_frame
+
+__all__ = ["Channel", "interrupts_deferred", "install_interrupt_handler"]
+
+
+class _InterruptGate:
+    """Defers SIGINT while a frame is being written.
+
+    A KeyboardInterrupt raised half-way through ``sendall`` would leave half a
+    frame on the socket and desynchronise the relay for good. The handler
+    therefore only records the interrupt while a send is in progress; the send
+    raises it once the frame is complete.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    def release(self) -> None:
+        if self.pending and not self.depth:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+_gate = _InterruptGate()
+
+
+class interrupts_deferred:  # noqa: N801 - used as a context manager, like contextlib's
+    """Hold SIGINT back in the main thread for a block that must finish (sending a reply)."""
+
+    def __enter__(self) -> None:
+        _gate.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _gate.depth -= 1
+        _gate.release()
+
+
+def install_interrupt_handler() -> None:
+    """Make SIGINT raise KeyboardInterrupt in the main thread, but never mid-frame."""
+    signal.signal(signal.SIGINT, _gate.handler)
+
+
+class Channel:
+    """Blocking, thread-safe frame I/O over the inherited socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._buffer = bytearray()
+        self.closed = False
+        # Called with every output frame so the current request id can be stamped on it.
+        self.stamp: Callable[[dict[str, Any]], None] | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self.stamp is not None:
+            self.stamp(message)
+        frame = encode_frame(message)
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            _gate.depth += 1
+        try:
+            with self._send_lock:
+                self.sock.sendall(frame)
+        except OSError:
+            # The trusted side is gone; nothing more can be said to it.
+            self.closed = True
+        finally:
+            if main:
+                _gate.depth -= 1
+                _gate.release()
+
+    def _read_exact(self, n: int) -> bytes | None:
+        while len(self._buffer) < n:
+            try:
+                chunk = self.sock.recv(max(65536, n - len(self._buffer)))
+            except InterruptedError:
+                continue
+            if not chunk:
+                return None
+            self._buffer += chunk
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    def recv(self) -> dict[str, Any] | None:
+        """Next command from the trusted kernel, or None when it has gone away."""
+        header = self._read_exact(HEADER.size)
+        if header is None:
+            return None
+        (length,) = HEADER.unpack(header)
+        body = self._read_exact(length)
+        if body is None:
+            return None
+        message = json.loads(body.decode("utf-8"))
+        if not isinstance(message, dict):
+            raise ValueError("command is not an object")
+        return message

@@ -1,0 +1,292 @@
+"""The executor's main loop: serve the trusted kernel's commands (runs inside the sandbox).
+
+Everything here runs after the sandbox is in place. Nothing in this process is
+trusted by the kernel: it reads our replies through the hostile-input parser.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .channel import Channel, install_interrupt_handler, interrupts_deferred
+from .shell import ExecutorShell, FrameStream, Outbox, StreamFlusher, capture_fds, jsonable
+
+__all__ = ["serve"]
+
+
+class Executor:
+    """Dispatches commands to the IPython shell and answers each one."""
+
+    def __init__(self, channel: Channel, info: dict[str, Any]) -> None:
+        self.channel = channel
+        self.info = info
+        self.outbox = Outbox(channel)
+        flusher = StreamFlusher()
+        self.stdout = FrameStream("stdout", self.outbox, flusher)
+        self.stderr = FrameStream("stderr", self.outbox, flusher)
+        flusher.streams = [self.stdout, self.stderr]
+        flusher.start()
+        capture_fds(self.stdout, self.stderr)
+        sys.stdout = self.stdout
+        sys.stderr = self.stderr
+
+        self.shell = ExecutorShell.instance(outbox=self.outbox, config=_shell_config())
+        self.shell.read_input = self.read_input
+        self.shell.sandbox_info = info  # type: ignore[attr-defined]
+        _install_comms(self.outbox)
+        from .magics import SandboxMagics
+
+        self.shell.register_magics(SandboxMagics)
+        self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "execute": self.execute,
+            "complete": self.complete,
+            "inspect": self.inspect,
+            "comm_open": self.comm,
+            "comm_msg": self.comm,
+            "comm_close": self.comm,
+            "info": self.update_info,
+        }
+
+    # -- the loop --------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            try:
+                if self.shell.deferred_commands:
+                    command = self.shell.deferred_commands.popleft()
+                else:
+                    command = self.channel.recv()
+                if command is None:
+                    return
+                handler = self.handlers.get(str(command.get("op")))
+                if handler is None:
+                    self.log("warning", f"unknown command {command.get('op')!r}")
+                    continue
+                handler(command)
+            except KeyboardInterrupt:
+                # An interrupt that arrived between cells has nothing to stop.
+                continue
+            except Exception:
+                self.log("error", "executor command failed:\n" + traceback.format_exc())
+
+    def log(self, level: str, message: str) -> None:
+        self.channel.send({"type": "log", "level": level, "message": message[:10_000]})
+
+    def read_input(self, prompt: str, password: bool) -> str:
+        """input()/getpass(): ask the frontend through the kernel and wait for the answer."""
+        self.stdout.flush()
+        self.stderr.flush()
+        self.outbox.send({"type": "input_request", "prompt": prompt, "password": password})
+        while True:
+            command = self.channel.recv()
+            if command is None:
+                raise EOFError("the kernel went away while waiting for input")
+            if command.get("op") == "input_reply":
+                if command.get("error"):
+                    raise EOFError(str(command["error"]))
+                value = str(command.get("value", ""))
+                if value == "\x04":
+                    raise EOFError
+                return value
+            # A widget message or the like: handle it once the cell is done.
+            self.shell.deferred_commands.append(command)
+
+    # -- commands ------------------------------------------------------------
+
+    def execute(self, command: dict[str, Any]) -> None:
+        shell = self.shell
+        self.outbox.parent_msg_id = str(command.get("parent", ""))
+        self.outbox.set_thread_parent("")
+        shell.execution_count = int(command.get("execution_count", shell.execution_count))
+        silent = bool(command.get("silent", False))
+        store_history = bool(command.get("store_history", not silent))
+        restore_input = shell.forward_input(bool(command.get("allow_stdin", False)))
+        reply: dict[str, Any] = {"type": "execute_reply", "id": command["id"]}
+        try:
+            try:
+                result = shell.run_cell(
+                    str(command.get("code", "")), store_history=store_history, silent=silent
+                )
+                error = result.error_before_exec or result.error_in_exec
+                failed = not result.success or shell._last_traceback_during_displayhook
+            except KeyboardInterrupt as exc:
+                # Interrupted inside IPython's own machinery, outside user code.
+                shell.showtraceback()
+                error, failed = exc, True
+        finally:
+            with interrupts_deferred():
+                restore_input()
+                self.stdout.flush()
+                self.stderr.flush()
+        with interrupts_deferred():
+            if failed:
+                reply.update(
+                    status="error",
+                    ename=type(error).__name__ if error is not None else "UnknownError",
+                    evalue=str(error) if error is not None else "",
+                    traceback=[str(t) for t in (shell._last_traceback or [])],
+                    user_expressions={},
+                )
+            else:
+                reply.update(
+                    status="ok",
+                    user_expressions=jsonable(
+                        shell.user_expressions(command.get("user_expressions") or {})
+                    ),
+                )
+            reply["payload"] = shell.payloads
+            shell.payloads = []
+            self.channel.send(reply)
+
+    def complete(self, command: dict[str, Any]) -> None:
+        code = str(command.get("code", ""))
+        cursor_pos = command.get("cursor_pos")
+        if not isinstance(cursor_pos, int):
+            cursor_pos = len(code)
+        from IPython.core.completer import provisionalcompleter, rectify_completions
+
+        with provisionalcompleter():
+            completions = list(
+                rectify_completions(code, self.shell.Completer.completions(code, cursor_pos))
+            )
+        details = [
+            {"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
+            for c in completions
+        ]
+        start, end = (completions[0].start, completions[0].end) if completions else (cursor_pos, cursor_pos)
+        self.channel.send(
+            {
+                "type": "complete_reply",
+                "id": command["id"],
+                "matches": [c.text for c in completions],
+                "cursor_start": start,
+                "cursor_end": end,
+                "metadata": {"_jupyter_types_experimental": details},
+            }
+        )
+
+    def inspect(self, command: dict[str, Any]) -> None:
+        from IPython.utils.tokenutil import token_at_cursor
+
+        code = str(command.get("code", ""))
+        cursor_pos = command.get("cursor_pos")
+        name = token_at_cursor(code, cursor_pos if isinstance(cursor_pos, int) else len(code))
+        reply: dict[str, Any] = {"type": "inspect_reply", "id": command["id"], "found": False, "data": {}}
+        try:
+            bundle = self.shell.object_inspect_mime(
+                name,
+                detail_level=int(command.get("detail_level", 0)),
+                omit_sections=tuple(command.get("omit_sections", ())),
+            )
+            if not self.shell.enable_html_pager:
+                bundle.pop("text/html", None)
+            reply.update(found=True, data=jsonable(bundle))
+        except KeyError:
+            pass
+        self.channel.send(reply)
+
+    def comm(self, command: dict[str, Any]) -> None:
+        import comm
+
+        op = str(command["op"])
+        content = command.get("content") or {}
+        msg = {
+            "header": {"msg_id": command.get("parent", ""), "msg_type": op},
+            "parent_header": {},
+            "metadata": command.get("metadata") or {},
+            "content": content,
+            "buffers": [base64.b64decode(b) for b in command.get("buffers", [])],
+        }
+        self.outbox.set_thread_parent(str(command.get("parent", "")))
+        try:
+            manager = comm.get_comm_manager()
+            getattr(manager, op)(None, None, msg)
+        finally:
+            self.outbox.set_thread_parent("")
+            self.stdout.flush()
+            self.stderr.flush()
+            if "id" in command:
+                self.channel.send({"type": "done", "id": command["id"]})
+
+    def update_info(self, command: dict[str, Any]) -> None:
+        self.info.update(command.get("info") or {})
+
+
+def _shell_config() -> Any:
+    from traitlets.config import Config
+
+    config = Config()
+    # History lives in memory: HOME is a private tmpfs, and the kernel keeps
+    # the session's history for history_request itself.
+    config.HistoryManager.hist_file = ":memory:"
+    return config
+
+
+def _install_comms(outbox: Outbox) -> None:
+    """Make ``comm.create_comm`` produce comms that talk through the relay."""
+    import comm
+    from comm.base_comm import BaseComm, CommManager
+
+    class RelayComm(BaseComm):  # type: ignore[misc]
+        def publish_msg(
+            self,
+            msg_type: str,
+            data: Any = None,
+            metadata: Any = None,
+            buffers: Any = None,
+            **keys: Any,
+        ) -> None:
+            message: dict[str, Any] = {
+                "type": msg_type,
+                "comm_id": self.comm_id,
+                "data": jsonable(data or {}),
+                "metadata": jsonable(metadata or {}),
+                "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers or []],
+            }
+            for key in ("target_name", "target_module"):
+                if keys.get(key) is not None:
+                    message[key] = str(keys[key])
+            outbox.send(message)
+
+    manager = CommManager()
+    comm.create_comm = lambda *args, **kwargs: RelayComm(*args, **kwargs)
+    comm.get_comm_manager = lambda: manager
+
+
+def _prepare_sys_path() -> None:
+    # As IPython does for kernels: the working directory (the workspace) is
+    # importable, after the standard library. This is inside the sandbox, so a
+    # module shadowed there can only affect the sandbox itself.
+    if "" in sys.path:
+        return
+    for index, path in enumerate(sys.path):
+        if os.path.basename(path) in {"site-packages", "dist-packages"}:
+            sys.path.insert(index, "")
+            return
+    sys.path.insert(0, "")
+
+
+def serve(sock: socket.socket, info: dict[str, Any]) -> None:
+    """Run the executor on an already-sandboxed process until the kernel hangs up."""
+    install_interrupt_handler()
+    channel = Channel(sock)
+    _prepare_sys_path()
+    executor = Executor(channel, info)
+    import IPython
+
+    channel.send(
+        {
+            "type": "ready",
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "ipython": IPython.__version__,
+            "isolation": info.get("isolation", {}),
+        }
+    )
+    executor.serve()

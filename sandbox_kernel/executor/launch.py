@@ -1,0 +1,351 @@
+"""The launcher: exec'd by the trusted kernel, it builds the sandbox and starts the executor.
+
+Run as ``python -P -s -m sandbox_kernel.executor.launch SPEC_FD``, with a
+scrubbed environment and only three descriptors (relay, supervisor, spec).
+It is a fresh interpreter, single-threaded, holding none of the kernel's
+secrets, which is what makes ``unshare(CLONE_NEWUSER)`` possible (it fails
+in a multi-threaded process) and a fork of it safe.
+
+Process tree, by level::
+
+    namespaces:  launcher ── pid 1 (supervisor) ── executor ── (cells' children)
+    landlock:    launcher = supervisor, child subreaper ── executor ── ...
+    none:        as landlock, without Landlock
+
+The launcher probes the levels from strongest to weakest and uses the first
+one that works, unless it is weaker than ``required_isolation``; then it
+starts no executor and says why (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from ..config import ISOLATION_LEVELS, level_rank
+from ..errors import SetupError
+from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
+from ..isolation.report import Report
+from ..relay.protocol import encode_frame
+from .supervisor import supervise
+
+__all__ = ["main"]
+
+EXIT_SETUP_FAILED = 70
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(encode_frame(message))
+
+
+def _fail(relay: socket.socket, report: Report, error: SetupError | str) -> None:
+    mechanism = error.mechanism if isinstance(error, SetupError) else "sandbox"
+    reason = error.reason if isinstance(error, SetupError) else str(error)
+    _send(relay, {"type": "setup_failed", "mechanism": mechanism, "error": reason, "isolation": report.as_dict()})
+
+
+def choose_level(spec: dict[str, Any], report: Report) -> str | None:
+    """The strongest level that works here and meets the requirement; None if there is none."""
+    iso = spec["isolation"]
+    required = iso["required_isolation"]
+    candidates = [lvl for lvl in ISOLATION_LEVELS if level_rank(lvl) >= level_rank(required)]
+    if iso["level"] != "auto":
+        candidates = [iso["level"]] if iso["level"] in candidates else []
+        if not candidates:
+            report.unavailable[iso["level"]] = f"weaker than required_isolation={required}"
+    for level in candidates:
+        if level == "namespaces":
+            reason = probe.probe_namespaces()
+        elif level == "landlock":
+            _, reason = probe.probe_landlock()
+        else:
+            reason = None
+        if reason is None:
+            return level
+        report.unavailable[level] = reason
+    return None
+
+
+def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
+    iso = spec["isolation"]
+    if iso["seccomp"] == "disabled":
+        report.layer("seccomp", False, "disabled by configuration")
+        return None
+    if iso["allow_network"]:
+        families: tuple[int, ...] = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+    elif level == "namespaces":
+        # Inside our own network namespace these reach only our own loopback.
+        families = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+    else:
+        # Sharing the host's network: no sockets at all. Landlock does not
+        # cover UDP or pathname unix sockets (an ssh-agent socket would be
+        # reachable); socketpair(2) stays available.
+        families = ()
+    try:
+        flt = seccomp.build(socket_families=families)
+    except (SetupError, ImportError, OSError) as exc:
+        if iso["seccomp"] == "required":
+            raise SetupError("seccomp", f"the filter cannot be built: {exc}") from None
+        report.layer("seccomp", False, f"unavailable: {exc}")
+        return None
+    allowed = "only socketpair" if not families else "unix and inet sockets (own network namespace)" if level == "namespaces" else "sockets allowed"
+    report.layer(
+        "seccomp",
+        True,
+        f"default-deny allow-list ({len(seccomp.ALLOWED)} calls), {len(seccomp.NOTIFIED)} reported; {allowed}",
+    )
+    return flt
+
+
+def _sandbox_environment(level: str, spec: dict[str, Any]) -> None:
+    """HOME, TMPDIR and caches point into the sandbox's private space."""
+    home = mountns.HOME if level == "namespaces" else spec["private_dir"] + "/home"
+    tmp = "/tmp" if level == "namespaces" else spec["private_dir"] + "/tmp"
+    if level != "namespaces":
+        for path in (home, tmp):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+    os.environ.update(
+        HOME=home,
+        TMPDIR=tmp,
+        XDG_CACHE_HOME=home + "/.cache",
+        XDG_CONFIG_HOME=home + "/.config",
+        MPLCONFIGDIR=home + "/.config/matplotlib",
+        IPYTHONDIR=home + "/.ipython",
+    )
+
+
+def _landlock_rules(
+    spec: dict[str, Any], level: str, plan: mountns.MountPlan, report: Report
+) -> landlock.LandlockRules:
+    iso = spec["isolation"]
+    writable = [iso["workspace"]] if plan.workspace_writable else []
+    writable += [path for path, mode in iso["extra_mounts"] if mode == "rw"]
+    if level != "namespaces":
+        # Landlock rights only add up along a path: a writable workspace would
+        # make any code directory below it writable too (a virtualenv in the
+        # project directory, an editable install of this kernel).
+        code = plan.read_only_sources()
+        for path in list(writable):
+            inside = [c for c in code if c.startswith(path.rstrip("/") + "/")]
+            if inside:
+                writable.remove(path)
+                report.notes.append(
+                    f"{path} is read-only: it contains code the kernel loads ({inside[0]})"
+                )
+    if level == "namespaces":
+        # Defence in depth over a view that is read-only already.
+        return landlock.LandlockRules(
+            read_paths=["/"],
+            write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full"],
+        )
+    private = spec["private_dir"]
+    reads = [b.source for b in plan.binds if not b.writable]
+    reads += ["/proc", "/dev/urandom", "/dev/random", "/dev/zero", "/dev/full"]
+    return landlock.LandlockRules(
+        read_paths=reads,
+        write_paths=[*writable, private, "/dev/null"],
+    )
+
+
+def _start_executor(
+    spec: dict[str, Any],
+    report: Report,
+    level: str,
+    relay: socket.socket,
+    notify_w: socket.socket,
+    flt: Any,
+    rules: landlock.LandlockRules | None,
+) -> None:
+    """Runs in the executor process: confine, then serve. Never returns."""
+    code = 0
+    try:
+        notify_fd = contain.confine_executor(
+            spec,
+            report,
+            level=level,
+            keep_fds={relay.fileno(), notify_w.fileno()},
+            seccomp_filter=flt,
+            landlock_rules=rules,
+        )
+        contain.send_notify_fd(notify_w, notify_fd)
+        notify_w.close()
+        os.chdir(spec["isolation"]["workspace"])
+        report.layer("environment", True, "allow-listed variables only; no tokens, no connection file")
+        from .child import serve
+
+        info = {"isolation": report.as_dict(), "limits": spec["limits"], "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1)}
+        serve(relay, info)
+    except SetupError as exc:
+        _fail(relay, report, exc)
+        code = EXIT_SETUP_FAILED
+    except BaseException:
+        traceback.print_exc()
+        code = EXIT_SETUP_FAILED
+    finally:
+        os._exit(code)
+
+
+def _receive_notify_fd(sock: socket.socket) -> int | None:
+    """One byte and at most one descriptor from the executor, then the socket is done."""
+    try:
+        msg, fds_, _, _ = socket.recv_fds(sock, 1, 4)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    for extra in fds_[1:]:
+        os.close(extra)
+    return fds_[0] if msg == b"y" and fds_ else None
+
+
+def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket) -> int:
+    iso = spec["isolation"]
+    workspace = iso["workspace"]
+    idmap = userns.choose_map(workspace, iso["sandbox_uid_base"])
+    plan = mountns.plan_mounts(
+        workspace, iso["workspace_writable"], [tuple(m) for m in iso["extra_mounts"]], iso["tmp_size_mb"], idmap.mode == "range"
+    )
+    flt = _seccomp_filter(spec, "namespaces", report)
+    trees: dict[Any, int] = {}
+    helper = None
+    if idmap.mode == "range":
+        # Before leaving the host's user namespace: root may traverse 0700
+        # directories (such as /root) on the way to the sources.
+        trees = mountns.capture_trees(plan)
+        helper = userns.MapHelper(idmap, [fd for bind, fd in trees.items() if bind.idmap])
+    try:
+        libc.unshare(contain.namespace_flags(spec))
+    except OSError as exc:
+        if helper:
+            helper.cancel()
+        raise SetupError("namespaces", "unshare failed", exc.errno) from None
+    if helper is not None:
+        not_idmapped = helper.map_now()
+        if not_idmapped:
+            report.notes.append(
+                "the workspace filesystem does not support id-mapped mounts: cells cannot write in it"
+            )
+        try:
+            os.setgroups([])
+            os.setresgid(idmap.inner_gid, idmap.inner_gid, idmap.inner_gid)
+            os.setresuid(idmap.inner_uid, idmap.inner_uid, idmap.inner_uid)
+        except OSError as exc:
+            raise SetupError("userns", "cannot take the mapped ids", exc.errno) from None
+    else:
+        userns.write_self_map(idmap)
+        trees = mountns.capture_trees(plan)
+    report.layer("userns", True, idmap.describe())
+    if spec.get("cgroup"):
+        report.layer("cgroupns", True, "own cgroup namespace")
+    _sandbox_environment("namespaces", spec)
+    rules = _landlock_rules(spec, "namespaces", plan, report) if iso["landlock"] != "disabled" else None
+    if rules is None:
+        report.layer("landlock", False, "disabled by configuration")
+    notify_r, notify_w = socket.socketpair()
+    pid1 = os.fork()
+    if pid1 == 0:
+        code = EXIT_SETUP_FAILED
+        try:
+            contain.setup_pid1(spec, plan, trees, report)
+            executor = os.fork()
+            if executor == 0:
+                sup.close()
+                notify_r.close()
+                _start_executor(spec, report, "namespaces", relay, notify_w, flt, rules)
+            relay.close()
+            notify_w.close()
+            # pid 1 needs no privilege to reap and signal inside its namespace.
+            privs.drop_capabilities(have_setpcap=True)
+            privs.set_no_new_privs()
+            code = supervise(sup, executor, _receive_notify_fd(notify_r))
+        except SetupError as exc:
+            _fail(relay, report, exc)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    # The launcher only keeps pid 1 tied to the kernel's life (PDEATHSIG chain).
+    for sock in (relay, sup, notify_r, notify_w):
+        sock.close()
+    for fd in trees.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _, status = os.waitpid(pid1, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
+
+
+def run_flat(level: str, spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket) -> int:
+    iso = spec["isolation"]
+    # Orphans of the cells come back to us, so we can end them all.
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    privs.set_not_dumpable()
+    plan = mountns.plan_mounts(
+        iso["workspace"], iso["workspace_writable"], [tuple(m) for m in iso["extra_mounts"]], iso["tmp_size_mb"], False
+    )
+    flt = _seccomp_filter(spec, level, report)
+    rules = _landlock_rules(spec, level, plan, report) if level == "landlock" else None
+    if level == "none":
+        report.layer("landlock", False, "not used at level none: the filesystem is not protected")
+    _sandbox_environment(level, spec)
+    for name in ("userns", "pidns", "mountns", "netns"):
+        report.layer(name, False, report.unavailable.get("namespaces", "not used at this level"))
+    notify_r, notify_w = socket.socketpair()
+    executor = os.fork()
+    if executor == 0:
+        sup.close()
+        notify_r.close()
+        _start_executor(spec, report, level, relay, notify_w, flt, rules)
+    relay.close()
+    notify_w.close()
+    return supervise(sup, executor, _receive_notify_fd(notify_r))
+
+
+def main() -> None:
+    t0 = time.monotonic()
+    with os.fdopen(int(sys.argv[1])) as spec_file:
+        spec = json.load(spec_file)
+    spec["_t0"] = t0
+    # Die with the kernel, whatever kills it.
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != spec["kernel_pid"]:
+        os._exit(1)
+    relay = socket.socket(fileno=spec["relay_fd"])
+    sup = socket.socket(fileno=spec["supervisor_fd"])
+    for procs in (spec.get("cgroup") or {}).get("procs", []):
+        try:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            _fail(relay, Report(), SetupError("cgroup", f"cannot join {procs}", exc.errno))
+            sys.exit(EXIT_SETUP_FAILED)
+    report = Report()
+    if spec.get("cgroup"):
+        report.layer("cgroup", True, spec["cgroup"]["detail"])
+    else:
+        report.layer("cgroup", False, spec.get("cgroup_unavailable", "not used"))
+    level = choose_level(spec, report)
+    if level is None:
+        required = spec["isolation"]["required_isolation"]
+        reasons = "; ".join(f"{lvl}: {why}" for lvl, why in report.unavailable.items())
+        _fail(relay, report, SetupError("sandbox", f"no isolation level at or above '{required}' is available here ({reasons})"))
+        sys.exit(EXIT_SETUP_FAILED)
+    report.level = level
+    try:
+        if level == "namespaces":
+            sys.exit(run_namespaces(spec, report, relay, sup))
+        sys.exit(run_flat(level, spec, report, relay, sup))
+    except SetupError as exc:
+        _fail(relay, report, exc)
+        sys.exit(EXIT_SETUP_FAILED)
+
+
+if __name__ == "__main__":
+    main()

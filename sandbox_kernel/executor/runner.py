@@ -1,0 +1,450 @@
+"""Start the sandboxed executor and talk to it (runs in the trusted kernel).
+
+The executor is started by exec'ing a fresh interpreter (never a fork of this
+multi-threaded process, which holds the HMAC key and the ZMQ sockets), with a
+scrubbed environment and exactly three inherited descriptors: the relay socket
+(frames both ways), the supervisor socket (process events, signals) and a pipe
+that carries the spec once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import ExecutorDied, RelayError
+from ..relay.protocol import FrameReader, FrameRejected, encode_frame
+
+__all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1024 * 1024
+STDERR_LOG_LIMIT = 64 * 1024
+
+
+class OutputSink(Protocol):
+    """What the runner hands the executor's outputs to (the publisher, in the kernel)."""
+
+    def publish(self, message: dict[str, Any]) -> None: ...
+
+    async def request_input(self, prompt: str, password: bool, parent: str) -> str: ...
+
+
+@dataclass
+class ExecuteRequest:
+    code: str
+    silent: bool
+    store_history: bool
+    user_expressions: dict[str, str]
+    allow_stdin: bool
+    execution_count: int
+    parent: str
+
+
+@dataclass
+class CellOutcome:
+    """How a cell ended, as the trusted side saw it."""
+
+    reply: dict[str, Any] | None = None
+    # Set when the cell did not end with a reply: the executor died, was killed
+    # after an interrupt, or broke the protocol. Words for the user.
+    failure: str | None = None
+    failure_kind: str | None = None
+    wall_time_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+_SIGNAL_MEANINGS = {
+    signal.SIGKILL: "was killed",
+    signal.SIGSEGV: "crashed with a segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "crashed with a bus error",
+    signal.SIGFPE: "crashed with an arithmetic fault",
+    signal.SIGILL: "crashed on an illegal instruction",
+    signal.SIGSYS: "was stopped by the seccomp filter (a forbidden system call)",
+    signal.SIGXCPU: "reached its CPU time limit",
+    signal.SIGXFSZ: "reached its file size limit",
+}
+
+
+def describe_exit(code: int | None, sig: int | None) -> str:
+    """Say how a process ended, in words."""
+    if sig:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"{_SIGNAL_MEANINGS.get(sig, 'was stopped')} ({name})"
+    return f"exited with status {code}" if code is not None else "ended"
+
+
+class ExecutorProcess:
+    """One executor: its processes, its relay, and the requests in flight."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        sink: OutputSink,
+        env: dict[str, str],
+        cwd: str,
+        max_frame_bytes: int,
+        frame_deadline_s: float,
+        on_log: Callable[[str, str], None] | None = None,
+        on_audit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.sink = sink
+        self.env = env
+        self.cwd = cwd
+        self.frame_deadline_s = frame_deadline_s
+        self.on_log = on_log or (lambda level, msg: log.log(logging.getLevelName(level.upper()), "%s", msg))
+        self.on_audit = on_audit
+        self._reader = FrameReader(max_frame_bytes)
+        self._supervisor_reader = FrameReader(1024 * 1024)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.relay: socket.socket | None = None
+        self.supervisor: socket.socket | None = None
+        self.ready: dict[str, Any] | None = None
+        self._ready_future: asyncio.Future[dict[str, Any]] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 1
+        self._send_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._input_tasks: set[asyncio.Task[Any]] = set()
+        self.exit_status: dict[str, Any] | None = None
+        self._exited = asyncio.Event()
+        self.dead_reason: str | None = None
+        self.stderr_tail = bytearray()
+        self.started_at = 0.0
+        self.setup_time_s: float | None = None
+        self.setup_failure: str | None = None
+        self.setup_report: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.dead_reason is None and self.proc is not None and self.proc.poll() is None
+
+    async def start(self, timeout: float) -> dict[str, Any]:
+        """Spawn the launcher and wait for the executor's ``ready`` frame."""
+        loop = asyncio.get_running_loop()
+        relay_parent, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        sup_parent, sup_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spec_read, spec_write = os.pipe()
+        spec = dict(self.spec)
+        spec.update(
+            relay_fd=relay_child.fileno(),
+            supervisor_fd=sup_child.fileno(),
+            kernel_pid=os.getpid(),
+        )
+        argv = [sys.executable, "-P", "-s", "-m", "sandbox_kernel.executor.launch", str(spec_read)]
+        self.started_at = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                pass_fds=(relay_child.fileno(), sup_child.fileno(), spec_read),
+                close_fds=True,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        finally:
+            relay_child.close()
+            sup_child.close()
+            os.close(spec_read)
+        with os.fdopen(spec_write, "w") as spec_file:
+            json.dump(spec, spec_file)
+        for sock in (relay_parent, sup_parent):
+            sock.setblocking(False)
+        self.relay, self.supervisor = relay_parent, sup_parent
+        self._ready_future = loop.create_future()
+        self._tasks = [
+            asyncio.ensure_future(self._read_relay()),
+            asyncio.ensure_future(self._read_supervisor()),
+            asyncio.ensure_future(self._read_stderr()),
+        ]
+        try:
+            self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout)
+        except asyncio.TimeoutError:
+            await self.kill()
+            raise ExecutorDied(f"the executor did not start within {timeout:g} s") from None
+        self.setup_time_s = time.monotonic() - self.started_at
+        return self.ready
+
+    async def kill(self) -> None:
+        """End the executor and everything it started; safe to call twice.
+
+        Closing the supervisor's socket first lets it kill the tree itself
+        (at the namespaces level pid 1 exits and the pid namespace dies with
+        it; elsewhere the subreaper kills every descendant, including ones
+        that called setsid). SIGKILL to the launcher's session follows if
+        that does not happen quickly.
+        """
+        if self.dead_reason is None:
+            self.dead_reason = "stopped by the kernel"
+        if self.supervisor is not None:
+            with contextlib.suppress(OSError):
+                self.supervisor.shutdown(socket.SHUT_RDWR)
+        proc = self.proc
+        if proc is not None:
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.01)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                for _ in range(200):
+                    if proc.poll() is not None:
+                        break
+                    await asyncio.sleep(0.005)
+        self._fail_pending(ExecutorDied(self.dead_reason or "the executor stopped"))
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for sock in (self.relay, self.supervisor):
+            if sock is not None:
+                sock.close()
+
+    def interrupt(self) -> None:
+        """Ask the supervisor to deliver SIGINT to the executor."""
+        self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
+
+    def send_supervisor(self, command: dict[str, Any]) -> None:
+        if self.supervisor is None or self.dead_reason:
+            return
+        with contextlib.suppress(OSError):
+            # Tiny and rare; the supervisor reads it at once.
+            self.supervisor.send(encode_frame(command))
+
+    # -- requests ----------------------------------------------------------------
+
+    async def send(self, command: dict[str, Any]) -> None:
+        if self.relay is None or self.dead_reason:
+            raise ExecutorDied(self.dead_reason or "the executor is not running")
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            try:
+                await loop.sock_sendall(self.relay, encode_frame(command))
+            except OSError as exc:
+                raise ExecutorDied(f"the executor stopped reading ({exc.strerror})") from None
+
+    async def request(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Send a command that gets a reply frame carrying the same id; await that frame."""
+        request_id = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.send({**command, "id": request_id})
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def execute(self, request: ExecuteRequest) -> CellOutcome:
+        started = time.monotonic()
+        outcome = CellOutcome()
+        try:
+            outcome.reply = await self.request(
+                {
+                    "op": "execute",
+                    "code": request.code,
+                    "silent": request.silent,
+                    "store_history": request.store_history,
+                    "user_expressions": request.user_expressions,
+                    "allow_stdin": request.allow_stdin,
+                    "execution_count": request.execution_count,
+                    "parent": request.parent,
+                }
+            )
+        except ExecutorDied as exc:
+            outcome.failure = str(exc)
+            outcome.failure_kind = "died"
+        finally:
+            for task in list(self._input_tasks):
+                task.cancel()
+            outcome.wall_time_s = time.monotonic() - started
+        return outcome
+
+    # -- reading -----------------------------------------------------------------
+
+    def _fail_pending(self, error: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        if self._ready_future is not None and not self._ready_future.done():
+            self._ready_future.set_exception(error)
+
+    async def _died(self, reason: str) -> None:
+        """The relay broke: find out how the executor ended and tell every waiter."""
+        if self.dead_reason is not None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), 1.0)
+        status = self.exit_status
+        if status is not None:
+            reason = f"{reason}: the executor {describe_exit(status.get('code'), status.get('signal'))}"
+        self.dead_reason = reason
+        self._fail_pending(ExecutorDied(reason, signal=(status or {}).get("signal")))
+        await self.kill()
+
+    async def _read_relay(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.relay is not None
+        partial_since: float | None = None
+        try:
+            while True:
+                timeout = None
+                if partial_since is not None:
+                    timeout = max(0.0, partial_since + self.frame_deadline_s - time.monotonic())
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(self.relay, READ_CHUNK), timeout)
+                except asyncio.TimeoutError:
+                    await self._died(
+                        f"the executor left a frame unfinished for {self.frame_deadline_s:g} s"
+                    )
+                    return
+                if not data:
+                    problem = self._reader.eof_error()
+                    await self._died(str(problem) if problem else "the executor closed the relay")
+                    return
+                try:
+                    items = self._reader.feed(data)
+                except RelayError as exc:
+                    await self._died(f"protocol violation: {exc}")
+                    return
+                for item in items:
+                    if isinstance(item, FrameRejected):
+                        self.on_log("warning", f"dropped a frame from the executor: {item}")
+                        self.sink.publish({"type": "relay_notice", "text": str(item)})
+                    else:
+                        self._dispatch(item)
+                if self._reader.has_partial_frame:
+                    partial_since = partial_since or time.monotonic()
+                else:
+                    partial_since = None
+        except OSError as exc:
+            await self._died(f"the relay failed ({exc})")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind in {"execute_reply", "complete_reply", "inspect_reply", "done"}:
+            future = self._pending.get(message["id"])
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        if kind == "setup_failed":
+            self.setup_failure = f"{message['mechanism']}: {message['error']}"
+            self.setup_report = message["isolation"]
+            if self._ready_future is not None and not self._ready_future.done():
+                self._ready_future.set_exception(ExecutorDied(self.setup_failure))
+            return
+        if kind == "ready":
+            if self._ready_future is not None and not self._ready_future.done():
+                self._ready_future.set_result(message)
+            return
+        if kind == "input_request":
+            task = asyncio.ensure_future(self._answer_input(message))
+            self._input_tasks.add(task)
+            task.add_done_callback(self._input_tasks.discard)
+            return
+        if kind == "log":
+            self.on_log(message["level"], f"executor: {message['message']}")
+            return
+        if kind == "audit":
+            if self.on_audit is not None:
+                self.on_audit(message)
+            return
+        self.sink.publish(message)
+
+    async def _answer_input(self, message: dict[str, Any]) -> None:
+        try:
+            value = await self.sink.request_input(
+                message["prompt"], message["password"], message.get("parent", "")
+            )
+            reply: dict[str, Any] = {"op": "input_reply", "value": value}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reply = {"op": "input_reply", "error": f"no input: {exc}"}
+        with contextlib.suppress(ExecutorDied):
+            await self.send(reply)
+
+    async def _read_supervisor(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.supervisor is not None
+        try:
+            while True:
+                data = await loop.sock_recv(self.supervisor, 65536)
+                if not data:
+                    break
+                try:
+                    items = self._supervisor_reader.feed(data)
+                except RelayError as exc:
+                    self.on_log("error", f"supervisor channel: {exc}")
+                    break
+                for item in items:
+                    if isinstance(item, FrameRejected):
+                        self.on_log("warning", f"supervisor: {item}")
+                    elif item["type"] == "exit":
+                        self.exit_status = item
+                        self._exited.set()
+                    elif item["type"] == "audit" and self.on_audit is not None:
+                        self.on_audit(item)
+                    elif item["type"] == "log":
+                        self.on_log(item["level"], f"supervisor: {item['message']}")
+        except OSError:
+            pass
+        self._exited.set()
+
+    async def _read_stderr(self) -> None:
+        """The launcher's stderr (errors before the relay is up) goes to the kernel log."""
+        assert self.proc is not None and self.proc.stderr is not None
+        loop = asyncio.get_running_loop()
+        fd = self.proc.stderr.fileno()
+        os.set_blocking(fd, False)
+        reader_done: asyncio.Future[None] = loop.create_future()
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                if not reader_done.done():
+                    reader_done.set_result(None)
+                return
+            if len(self.stderr_tail) < STDERR_LOG_LIMIT:
+                self.stderr_tail += data[: STDERR_LOG_LIMIT - len(self.stderr_tail)]
+                for line in data.decode("utf-8", "replace").splitlines():
+                    self.on_log("warning", f"executor stderr: {line}")
+
+        loop.add_reader(fd, on_readable)
+        try:
+            await reader_done
+        finally:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
+            self.proc.stderr.close()

@@ -1,0 +1,413 @@
+"""The IPython shell inside the executor, with every output turned into a frame.
+
+Runs inside the sandbox. It mirrors what ipykernel's ZMQInteractiveShell does
+(display publisher, displayhook, stream capture, payloads, comms, stdin) but
+writes frames to the relay instead of signing Jupyter messages: the executor
+holds no key and no ZMQ socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import datetime
+import getpass as getpass_module
+import io
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets import Any as AnyTrait
+from traitlets import Instance, Type
+
+from .channel import Channel
+
+__all__ = ["ExecutorShell", "FrameStream", "jsonable"]
+
+STREAM_FLUSH_INTERVAL_S = 0.05
+STREAM_CHUNK_CHARS = 256 * 1024
+
+
+def jsonable(obj: Any, _depth: int = 0) -> Any:
+    """Make display data and metadata JSON-serialisable, as ipykernel's json_clean does."""
+    if _depth > 60:
+        return repr(obj)
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        # JSON has no NaN/Infinity; ipykernel sends them as strings too.
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v, _depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v, _depth + 1) for v in obj]
+    if isinstance(obj, (datetime.datetime, datetime.date)):
+        return obj.isoformat()
+    item = getattr(obj, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return jsonable(item(), _depth + 1)
+        except Exception:
+            pass
+    return repr(obj)
+
+
+class Outbox:
+    """Where the shell's outputs go: the channel, stamped with the current parent."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.parent_msg_id = ""
+        self._local = threading.local()
+        channel.stamp = self._stamp
+
+    def _stamp(self, message: dict[str, Any]) -> None:
+        parent = getattr(self._local, "parent", None) or self.parent_msg_id
+        if parent and "parent" not in message:
+            message["parent"] = parent
+
+    def set_thread_parent(self, msg_id: str) -> None:
+        self._local.parent = msg_id
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.channel.send(message)
+
+
+class FrameStream(io.TextIOBase):
+    """sys.stdout / sys.stderr: buffered text, flushed as ``stream`` frames.
+
+    A background thread flushes pending text every 50 ms, so output appears
+    while a cell runs, not only when it ends.
+    """
+
+    def __init__(self, name: str, outbox: Outbox, flusher: StreamFlusher) -> None:
+        super().__init__()
+        self.name = name
+        self._outbox = outbox
+        self._flusher = flusher
+        self._lock = threading.RLock()
+        self._parts: list[str] = []
+        self._size = 0
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "strict"
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        # fds 1 and 2 are pipes that the executor forwards to the same stream,
+        # so handing them out (subprocess, faulthandler) keeps the output.
+        return 1 if self.name == "stdout" else 2
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if not text:
+            return 0
+        with self._lock:
+            first = not self._parts
+            self._parts.append(text)
+            self._size += len(text)
+            if self._size >= STREAM_CHUNK_CHARS:
+                self._flush_locked()
+            elif first:
+                self._flusher.wake()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._parts:
+            return
+        text = "".join(self._parts)
+        self._parts.clear()
+        self._size = 0
+        self._outbox.send({"type": "stream", "name": self.name, "text": text})
+
+
+class StreamFlusher:
+    """One daemon thread that flushes the streams shortly after they get text."""
+
+    def __init__(self) -> None:
+        self.streams: list[FrameStream] = []
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="stream-flusher", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def _run(self) -> None:
+        while True:
+            self._event.wait()
+            time.sleep(STREAM_FLUSH_INTERVAL_S)
+            self._event.clear()
+            for stream in self.streams:
+                stream.flush()
+
+
+def _pump_fd(fd: int, stream: FrameStream) -> None:
+    """Forward bytes written to a raw fd (C extensions, child processes) to a stream."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        if not data:
+            return
+        stream.write(decoder.decode(data))
+
+
+def capture_fds(stdout: FrameStream, stderr: FrameStream) -> None:
+    """Point fds 1 and 2 at pipes whose contents become stream frames."""
+    for fd, stream in ((1, stdout), (2, stderr)):
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        threading.Thread(
+            target=_pump_fd, args=(read_end, stream), name=f"fd{fd}-pump", daemon=True
+        ).start()
+
+
+class FrameDisplayPublisher(DisplayPublisher):
+    """display() and clear_output() as frames."""
+
+    outbox: Outbox | None = None
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        assert self.outbox is not None
+        self.outbox.send(
+            {
+                "type": "update_display_data" if update else "display_data",
+                "data": jsonable(data),
+                "metadata": jsonable(metadata or {}),
+                "transient": jsonable(transient or {}),
+            }
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        assert self.outbox is not None
+        self.outbox.send({"type": "clear_output", "wait": bool(wait)})
+
+
+class FrameDisplayHook(DisplayHook):
+    """The value of a cell's last expression as an ``execute_result`` frame."""
+
+    outbox: Outbox | None = None
+    message: dict[str, Any] | None = None
+
+    def start_displayhook(self) -> None:
+        self.message = {"type": "execute_result", "data": {}, "metadata": {}}
+
+    def write_output_prompt(self) -> None:
+        if self.message is not None:
+            self.message["execution_count"] = self.prompt_count
+
+    def write_format_data(self, format_dict: dict[str, Any], md_dict: Any = None) -> None:
+        if self.message is not None:
+            self.message["data"] = jsonable(format_dict)
+            self.message["metadata"] = jsonable(md_dict or {})
+
+    def finish_displayhook(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        message, self.message = self.message, None
+        if message and message["data"] and self.outbox is not None:
+            message.setdefault("execution_count", self.prompt_count)
+            self.outbox.send(message)
+
+
+class KernelShim:
+    """The bits of ``get_ipython().kernel`` that libraries look for (ipywidgets' Output)."""
+
+    def __init__(self, shell: ExecutorShell) -> None:
+        self._shell = shell
+
+    def get_parent(self, channel: str = "shell") -> dict[str, Any]:
+        return self._shell.get_parent()
+
+    @property
+    def _parent_header(self) -> dict[str, Any]:
+        return self._shell.get_parent()
+
+    @property
+    def comm_manager(self) -> Any:
+        import comm
+
+        return comm.get_comm_manager()
+
+
+class ExecutorShell(InteractiveShell):
+    """An InteractiveShell whose outputs, payloads and input go through the relay."""
+
+    displayhook_class = Type(FrameDisplayHook)
+    display_pub_class = Type(FrameDisplayPublisher)
+    kernel = AnyTrait(None)
+    outbox = Instance(Outbox, allow_none=True)
+
+    # Inputs that need a frontend reply (input(), getpass()) read through this.
+    read_input: Callable[[str, bool], str] | None = None
+
+    def __init__(self, *args: Any, outbox: Outbox, **kwargs: Any) -> None:
+        self._pending_outbox = outbox
+        super().__init__(*args, outbox=outbox, **kwargs)
+        self.kernel = KernelShim(self)
+        self._last_traceback: list[str] | None = None
+        self._last_traceback_during_displayhook = False
+        self.payloads: list[dict[str, Any]] = []
+        self.deferred_commands: deque[dict[str, Any]] = deque()
+
+    # -- construction ------------------------------------------------------
+
+    def init_displayhook(self) -> None:
+        super().init_displayhook()
+        self.displayhook.outbox = self._pending_outbox
+
+    def init_display_pub(self) -> None:
+        super().init_display_pub()
+        self.display_pub.outbox = self._pending_outbox
+
+    def init_environment(self) -> None:
+        # As ipykernel: colours for tools that detect them, no interactive pagers.
+        env = os.environ
+        env["TERM"] = "xterm-color"
+        env["CLICOLOR"] = "1"
+        env["FORCE_COLOR"] = "1"
+        env["CLICOLOR_FORCE"] = "1"
+        env["PAGER"] = "cat"
+        env["GIT_PAGER"] = "cat"
+
+    def init_hooks(self) -> None:
+        super().init_hooks()
+        from IPython.core import page
+
+        self.set_hook("show_in_pager", page.as_hook(self._page_payload), 99)
+
+    # ``!cmd`` output must go through sys.stdout, not to the (captured) fd.
+    system = InteractiveShell.system_piped
+
+    # -- parent tracking (ipywidgets' Output widget reads it) --------------
+
+    def get_parent(self) -> dict[str, Any]:
+        assert self.outbox is not None
+        msg_id = getattr(self.outbox._local, "parent", None) or self.outbox.parent_msg_id
+        return {"header": {"msg_id": msg_id}} if msg_id else {}
+
+    def set_parent(self, parent: dict[str, Any]) -> None:
+        assert self.outbox is not None
+        msg_id = (parent or {}).get("header", {}).get("msg_id", "")
+        if isinstance(msg_id, str):
+            self.outbox.set_thread_parent(msg_id)
+
+    # -- errors and payloads -------------------------------------------------
+
+    def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if getattr(self.displayhook, "message", None) is not None:
+            self._last_traceback_during_displayhook = True
+        assert self.outbox is not None
+        self.outbox.send(
+            {
+                "type": "error",
+                "ename": str(etype.__name__),
+                "evalue": str(evalue),
+                "traceback": [str(line) for line in stb],
+            }
+        )
+        self._last_traceback = stb
+
+    def _page_payload(self, strg: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None) -> None:
+        data = strg if isinstance(strg, dict) else {"text/plain": strg}
+        self.payloads.append({"source": "page", "data": jsonable(data), "start": max(0, int(start))})
+
+    def set_next_input(self, text: str, replace: bool = False) -> None:
+        self.payloads.append({"source": "set_next_input", "text": str(text), "replace": bool(replace)})
+
+    def ask_exit(self) -> None:
+        self.payloads.append({"source": "ask_exit", "keepkernel": False})
+
+    def enable_gui(self, gui: str | None = None) -> None:
+        if gui not in (None, "inline"):
+            raise UsageError(
+                f"GUI event loop {gui!r} is not available: the sandbox has no display. "
+                "Use %matplotlib inline."
+            )
+
+    def run_cell(self, *args: Any, **kwargs: Any) -> Any:
+        self._last_traceback = None
+        self._last_traceback_during_displayhook = False
+        return super().run_cell(*args, **kwargs)
+
+    # -- stdin ---------------------------------------------------------------
+
+    def forward_input(self, allow_stdin: bool) -> Callable[[], None]:
+        """Route input()/getpass() to the frontend for one cell; return the undo."""
+        saved_input, saved_getpass = builtins.input, getpass_module.getpass
+
+        def raw_input(prompt: object = "") -> str:
+            if not allow_stdin:
+                raise StdinNotImplementedError(
+                    "raw_input was called, but this frontend does not support input requests."
+                )
+            assert self.read_input is not None
+            return self.read_input(str(prompt), False)
+
+        def getpass(prompt: str = "Password: ", stream: Any = None) -> str:
+            if not allow_stdin:
+                raise StdinNotImplementedError(
+                    "getpass was called, but this frontend does not support input requests."
+                )
+            assert self.read_input is not None
+            return self.read_input(str(prompt), True)
+
+        builtins.input = raw_input
+        getpass_module.getpass = getpass  # type: ignore[assignment]
+
+        def restore() -> None:
+            builtins.input = saved_input
+            getpass_module.getpass = saved_getpass
+
+        return restore

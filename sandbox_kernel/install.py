@@ -1,0 +1,99 @@
+"""Register or remove the kernelspec (``python -m sandbox_kernel install|uninstall``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+from . import __version__
+
+__all__ = ["DEFAULT_DISPLAY_NAME", "DEFAULT_NAME", "kernel_dict", "main", "template_dir"]
+
+DEFAULT_NAME = "sandbox-python"
+DEFAULT_DISPLAY_NAME = "Python 3 (sandboxed)"
+
+
+def template_dir() -> Path:
+    """Where kernel.json and the logos are: in the wheel, or in the source checkout."""
+    packaged = resources.files("sandbox_kernel").joinpath("_kernelspec")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    # An editable install runs from the checkout, where kernelspec/ is the source.
+    source = Path(__file__).resolve().parent.parent / "kernelspec"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError("the kernelspec template is missing from this installation")
+
+
+def kernel_dict(
+    display_name: str = DEFAULT_DISPLAY_NAME, python: str | None = None, extra_args: list[str] | None = None
+) -> dict[str, Any]:
+    with open(template_dir() / "kernel.json") as f:
+        spec = json.load(f)
+    spec["argv"] = [python or sys.executable if a == "{python}" else a for a in spec["argv"]]
+    spec["argv"].extend(extra_args or [])
+    spec["display_name"] = display_name
+    spec["metadata"]["sandbox_kernel"] = {"version": __version__}
+    return spec
+
+
+def _location_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.user:
+        return {"user": True, "prefix": None}
+    if args.prefix:
+        return {"user": False, "prefix": args.prefix}
+    if args.sys_prefix or sys.prefix != sys.base_prefix:
+        # In a virtualenv the kernel belongs with the environment it runs from.
+        return {"user": False, "prefix": sys.prefix}
+    return {"user": True, "prefix": None}
+
+
+def install(args: argparse.Namespace) -> str:
+    extra = [f"--SandboxKernelApp.preset={args.preset}"] if args.preset else []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        for logo in template_dir().glob("logo-*"):
+            shutil.copy(logo, tmp)
+        with open(os.path.join(tmp, "kernel.json"), "w") as f:
+            json.dump(kernel_dict(args.display_name, extra_args=extra), f, indent=2)
+        return KernelSpecManager().install_kernel_spec(tmp, args.name, replace=True, **_location_args(args))
+
+
+def uninstall(args: argparse.Namespace) -> str:
+    manager = KernelSpecManager()
+    try:
+        return manager.remove_kernel_spec(args.name)
+    except NoSuchKernel:
+        raise SystemExit(f"no kernelspec named {args.name!r} is installed") from None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox_kernel")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("install", "uninstall"):
+        p = sub.add_parser(name, help=f"{name} the kernelspec")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--user", action="store_true", help="in the user's Jupyter data directory")
+        where.add_argument("--sys-prefix", action="store_true", help="in sys.prefix (default in a virtualenv)")
+        where.add_argument("--prefix", help="under PREFIX/share/jupyter/kernels")
+        p.add_argument("--name", default=DEFAULT_NAME, help=f"kernelspec name (default {DEFAULT_NAME})")
+        if name == "install":
+            p.add_argument("--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in the launcher")
+            p.add_argument("--preset", choices=["standard", "classroom", "permissive"], help="configuration preset")
+    args = parser.parse_args(argv)
+    if args.command == "install":
+        path = install(args)
+        print(f"Installed kernelspec {args.name} in {path}")
+    else:
+        path = uninstall(args)
+        print(f"Removed kernelspec {args.name} from {path}")
+    return 0

@@ -1,0 +1,183 @@
+"""cgroups: a memory and process budget for the whole executor tree, and a clean kill.
+
+The trusted kernel creates one cgroup per executor when the host lets it
+(cgroup v2 with the memory and pids controllers delegated, or the v1 memory
+and pids hierarchies); the launcher joins it before it forks, so every process
+a cell starts is counted and can be killed at once. Where no cgroup can be
+had, the limits fall back to rlimits and the report says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Cgroup", "create"]
+
+ROOT = "/sys/fs/cgroup"
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _own_path(controller: str | None) -> str | None:
+    """This process's cgroup path in the v1 hierarchy of ``controller`` (None: v2)."""
+    with contextlib.suppress(OSError):
+        for line in _read("/proc/self/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            names = controllers.split(",") if controllers else []
+            if (controller is None and not controllers) or (controller in names):
+                return path
+    return None
+
+
+@dataclass
+class Cgroup:
+    version: int
+    dirs: dict[str, str]  # controller ("memory", "pids", or "unified") -> directory
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [os.path.join(d, "cgroup.procs") for d in dict.fromkeys(self.dirs.values())]
+
+    def _file(self, controller: str, v1: str, v2: str) -> str:
+        if self.version == 2:
+            return os.path.join(self.dirs["unified"], v2)
+        return os.path.join(self.dirs[controller], v1)
+
+    def oom_kills(self) -> int:
+        """How many processes the memory limit has killed so far."""
+        path = self._file("memory", "memory.oom_control", "memory.events")
+        with contextlib.suppress(OSError, ValueError):
+            for line in _read(path).splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def memory_peak(self) -> int | None:
+        path = self._file("memory", "memory.max_usage_in_bytes", "memory.peak")
+        with contextlib.suppress(OSError, ValueError):
+            return int(_read(path).split()[0])
+        return None
+
+    def reset_peak(self) -> None:
+        """Start a new peak measurement (per cell)."""
+        path = self._file("memory", "memory.max_usage_in_bytes", "memory.peak")
+        with contextlib.suppress(OSError):
+            _write(path, "0")
+
+    def memory_current(self) -> int | None:
+        path = self._file("memory", "memory.usage_in_bytes", "memory.current")
+        with contextlib.suppress(OSError, ValueError):
+            return int(_read(path).split()[0])
+        return None
+
+    def pids(self) -> list[int]:
+        out: set[int] = set()
+        for procs in self.procs_files:
+            with contextlib.suppress(OSError, ValueError):
+                out.update(int(p) for p in _read(procs).split())
+        return sorted(out)
+
+    def kill_all(self, deadline_s: float = 2.0) -> None:
+        if self.version == 2:
+            with contextlib.suppress(OSError):
+                _write(os.path.join(self.dirs["unified"], "cgroup.kill"), "1")
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def destroy(self) -> None:
+        self.kill_all()
+        for directory in dict.fromkeys(self.dirs.values()):
+            for _ in range(50):
+                try:
+                    os.rmdir(directory)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def _create_v2(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
+    own = _own_path(None)
+    if own is None:
+        return "cgroup v2 is not mounted"
+    base = os.path.join(ROOT, own.lstrip("/"))
+    try:
+        enabled = _read(os.path.join(base, "cgroup.subtree_control")).split()
+    except OSError as exc:
+        return f"cgroup v2: {os.strerror(exc.errno or 0)}"
+    missing = {"memory", "pids"} - set(enabled)
+    if missing:
+        return f"cgroup v2: controllers {', '.join(sorted(missing))} are not delegated to {base}"
+    directory = os.path.join(base, name)
+    try:
+        os.mkdir(directory)
+        _write(os.path.join(directory, "memory.max"), str(memory_bytes))
+        with contextlib.suppress(OSError):
+            _write(os.path.join(directory, "memory.swap.max"), "0")
+        _write(os.path.join(directory, "pids.max"), str(pids_max))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+        return f"cgroup v2: cannot create {directory}: {os.strerror(exc.errno or 0)}"
+    return Cgroup(2, {"unified": directory})
+
+
+def _create_v1(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
+    dirs: dict[str, str] = {}
+    try:
+        for controller in ("memory", "pids"):
+            own = _own_path(controller)
+            mount = os.path.join(ROOT, controller)
+            if own is None or not os.path.isdir(mount):
+                raise FileNotFoundError(f"the v1 {controller} controller is not mounted")
+            directory = os.path.join(mount, own.lstrip("/"), name)
+            os.mkdir(directory)
+            dirs[controller] = directory
+        _write(os.path.join(dirs["memory"], "memory.limit_in_bytes"), str(memory_bytes))
+        with contextlib.suppress(OSError):
+            _write(os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes"), str(memory_bytes))
+        _write(os.path.join(dirs["pids"], "pids.max"), str(pids_max))
+    except (OSError, FileNotFoundError) as exc:
+        for directory in dirs.values():
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)
+        return f"cgroup v1: {reason}"
+    return Cgroup(1, dirs)
+
+
+def create(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
+    """A fresh cgroup with the limits set, or the reason there is none."""
+    v1_memory = os.path.isdir(os.path.join(ROOT, "memory")) and os.path.exists(
+        os.path.join(ROOT, "memory", "memory.limit_in_bytes")
+    )
+    attempts = (_create_v1, _create_v2) if v1_memory else (_create_v2, _create_v1)
+    reasons = []
+    for attempt in attempts:
+        result = attempt(name, memory_bytes, pids_max)
+        if isinstance(result, Cgroup):
+            return result
+        reasons.append(result)
+    return "; ".join(reasons)

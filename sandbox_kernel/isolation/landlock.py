@@ -1,0 +1,176 @@
+"""Landlock: filesystem, TCP and IPC-scope rules that work without privileges.
+
+A small ctypes layer of our own, because the ``landlock`` package on PyPI is
+not usable (research/feasibility.md, Q2): its error check reads a stale errno,
+so every call after one failure fails; it has no TCP rules and no scopes; and
+it leaks the ruleset fd. This module covers ABI 1 to 7 and uses what the
+running kernel offers, reporting what it could not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..errors import SetupError
+from . import libc
+
+__all__ = ["LandlockRules", "abi_version", "restrict"]
+
+# Filesystem access rights, by the ABI that introduced them.
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1  # ABI 4
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1  # ABI 6
+
+RULE_PATH_BENEATH = 1
+CREATE_RULESET_VERSION = 1 << 0
+
+READ = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+WRITE = (
+    FS_WRITE_FILE
+    | FS_REMOVE_DIR
+    | FS_REMOVE_FILE
+    | FS_MAKE_DIR
+    | FS_MAKE_REG
+    | FS_MAKE_SYM
+    | FS_MAKE_FIFO
+    | FS_MAKE_SOCK
+    | FS_REFER
+    | FS_TRUNCATE
+)
+# Rights that make sense on a file (not a directory) in a path-beneath rule.
+FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+
+
+class _RulesetAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def abi_version() -> int:
+    """The Landlock ABI of the running kernel; 0 when Landlock is unavailable."""
+    try:
+        return libc.syscall("landlock_create_ruleset", None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+    except OSError:
+        return 0
+
+
+def _handled_fs(abi: int) -> int:
+    rights = READ | (WRITE & ~(FS_REFER | FS_TRUNCATE)) | FS_MAKE_CHAR | FS_MAKE_BLOCK
+    if abi >= 2:
+        rights |= FS_REFER
+    if abi >= 3:
+        rights |= FS_TRUNCATE
+    if abi >= 5:
+        rights |= FS_IOCTL_DEV
+    return rights
+
+
+@dataclass
+class LandlockRules:
+    read_paths: list[str] = field(default_factory=list)
+    write_paths: list[str] = field(default_factory=list)
+    # TCP ports the sandbox may connect to / bind; empty means none at all.
+    deny_tcp: bool = True
+    scope_ipc: bool = True
+
+
+def _add_path(ruleset: int, path: str, rights: int, handled: int) -> str | None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        return f"{path}: {os.strerror(exc.errno or 0)}"
+    try:
+        if not os.path.isdir(path):
+            rights &= FILE_RIGHTS
+        attr = _PathBeneathAttr(rights & handled, fd)
+        libc.syscall(
+            "landlock_add_rule",
+            ctypes.c_int(ruleset),
+            ctypes.c_int(RULE_PATH_BENEATH),
+            ctypes.byref(attr),
+            ctypes.c_uint32(0),
+        )
+    except OSError as exc:
+        return f"{path}: {os.strerror(exc.errno or 0)}"
+    finally:
+        os.close(fd)
+    return None
+
+
+def restrict(rules: LandlockRules, abi: int | None = None) -> dict[str, object]:
+    """Apply the rules to this thread (and its future children). Returns what was enforced.
+
+    Landlock is per-thread: call it while the process is single-threaded, or
+    threads started earlier stay unrestricted (feasibility.md, Q2).
+    """
+    abi = abi_version() if abi is None else abi
+    if abi < 1:
+        raise SetupError("landlock", "Landlock is not available in this kernel")
+    handled_fs = _handled_fs(abi)
+    handled_net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 and rules.deny_tcp else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 and rules.scope_ipc else 0
+    attr = _RulesetAttr(handled_fs, handled_net, scoped)
+    # Older kernels reject a struct larger than the one they know.
+    size = 8 if abi < 4 else (16 if abi < 6 else 24)
+    try:
+        ruleset = libc.syscall(
+            "landlock_create_ruleset", ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+        )
+    except OSError as exc:
+        raise SetupError("landlock", "cannot create a ruleset", exc.errno) from None
+    problems: list[str] = []
+    try:
+        for path in _unique(rules.read_paths):
+            if (problem := _add_path(ruleset, path, READ, handled_fs)) is not None:
+                problems.append(problem)
+        for path in _unique(rules.write_paths):
+            if (problem := _add_path(ruleset, path, READ | WRITE | FS_IOCTL_DEV, handled_fs)) is not None:
+                problems.append(problem)
+        try:
+            libc.syscall("landlock_restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))
+        except OSError as exc:
+            raise SetupError("landlock", "cannot enforce the ruleset", exc.errno) from None
+    finally:
+        os.close(ruleset)
+    return {
+        "abi": abi,
+        "tcp": bool(handled_net),
+        "scopes": bool(scoped),
+        "skipped": problems,
+    }
+
+
+def _unique(paths: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for path in paths:
+        seen.setdefault(path, None)
+    return list(seen)

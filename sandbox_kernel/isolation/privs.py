@@ -1,0 +1,85 @@
+"""Privileges: no capabilities, no way to regain them, not dumpable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ..errors import SetupError
+from . import libc
+
+__all__ = ["drop_capabilities", "set_no_new_privs", "set_not_dumpable"]
+
+# securebits(7): root (uid 0 inside the namespace) gains nothing on execve,
+# setuid changes keep no capabilities, and none of this can be undone.
+SECBIT_NOROOT = 1 << 0
+SECBIT_NOROOT_LOCKED = 1 << 1
+SECBIT_NO_SETUID_FIXUP = 1 << 2
+SECBIT_NO_SETUID_FIXUP_LOCKED = 1 << 3
+SECBIT_KEEP_CAPS_LOCKED = 1 << 5
+SECBIT_NO_CAP_AMBIENT_RAISE = 1 << 6
+SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED = 1 << 7
+SECUREBITS = (
+    SECBIT_NOROOT
+    | SECBIT_NOROOT_LOCKED
+    | SECBIT_NO_SETUID_FIXUP
+    | SECBIT_NO_SETUID_FIXUP_LOCKED
+    | SECBIT_KEEP_CAPS_LOCKED
+    | SECBIT_NO_CAP_AMBIENT_RAISE
+    | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+)
+CAP_LAST_CAP_MAX = 63
+
+
+def drop_capabilities(*, have_setpcap: bool) -> None:
+    """Empty every capability set of this process, bounding set included.
+
+    The bounding set and securebits need CAP_SETPCAP, so they go first (a
+    process that has already dropped it cannot drop the rest).
+    """
+    if have_setpcap:
+        try:
+            libc.prctl(libc.PR_SET_SECUREBITS, SECUREBITS)
+        except OSError as exc:
+            raise SetupError("privs", "cannot lock securebits", exc.errno) from None
+        for cap in range(CAP_LAST_CAP_MAX + 1):
+            try:
+                libc.prctl(libc.PR_CAPBSET_DROP, cap)
+            except OSError as exc:
+                if exc.errno == 22:  # EINVAL: past the kernel's last capability
+                    break
+                raise SetupError("privs", f"cannot drop capability {cap} from the bounding set", exc.errno) from None
+    with contextlib.suppress(OSError):
+        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    try:
+        libc.capset_empty()
+    except OSError as exc:
+        raise SetupError("privs", "cannot clear the capability sets", exc.errno) from None
+    if _effective_caps() != 0:
+        raise SetupError("privs", "capabilities are still set after dropping them")
+
+
+def _effective_caps() -> int:
+    return libc.capget_effective()
+
+
+def set_no_new_privs() -> None:
+    """setuid binaries and file capabilities give nothing after this (and seccomp needs it)."""
+    try:
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+    except OSError as exc:
+        raise SetupError("privs", "cannot set no_new_privs", exc.errno) from None
+
+
+def set_not_dumpable() -> None:
+    """No core dumps and no /proc/<pid>/mem or environ for other same-uid processes."""
+    with contextlib.suppress(OSError):
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+
+
+def have_capability(cap: int) -> bool:
+    return bool(_effective_caps() >> cap & 1)
+
+
+def current_uid_gid() -> tuple[int, int]:
+    return os.getuid(), os.getgid()

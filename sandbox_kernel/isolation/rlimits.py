@@ -1,0 +1,43 @@
+"""Resource limits (setrlimit) for the executor."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from ..errors import SetupError
+
+__all__ = ["apply", "plan"]
+
+MIB = 1024 * 1024
+
+
+def plan(limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool) -> dict[str, int]:
+    """Which rlimits to set, by name, from the limits config (computed in the kernel)."""
+    out = {
+        # A crash must not write a core file into the workspace, nor run a
+        # host-side core_pattern helper.
+        "RLIMIT_CORE": 0,
+        "RLIMIT_NOFILE": int(limits["max_open_files"]),
+        "RLIMIT_FSIZE": int(limits["max_file_size_mb"]) * MIB,
+    }
+    if not pids_in_cgroup:
+        # Threads count too; not enforced at all for a real uid of root.
+        out["RLIMIT_NPROC"] = int(limits["max_processes"])
+    if not memory_in_cgroup and limits.get("memory_bytes"):
+        # Address space, not memory: looser, but it still stops a runaway
+        # allocation. Snapshots (copy-on-write) do not add to it.
+        out["RLIMIT_AS"] = int(limits["memory_bytes"])
+    return out
+
+
+def apply(rlimits: dict[str, int]) -> None:
+    for name, value in rlimits.items():
+        which = getattr(resource, name)
+        try:
+            _, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY and value > hard:
+                value = hard
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError) as exc:
+            raise SetupError("rlimits", f"cannot set {name}={value}: {exc}") from None

@@ -1,0 +1,522 @@
+"""The trusted kernel: speaks the Jupyter protocol, runs no user code, relays to the executor."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+import zmq
+from ipykernel.kernelbase import Kernel
+
+from . import __version__
+from .config import Isolation, Limits, Output, level_rank
+from .errors import ExecutorDied
+from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
+from .isolation import cgroups, privs
+from .relay.publisher import Publisher
+from .spec import build_environment, build_spec, effective_memory_bytes
+
+__all__ = ["SandboxKernel"]
+
+COMPLETE_TIMEOUT_S = 10.0
+COMM_TIMEOUT_S = 30.0
+STDIN_POLL_S = 0.01
+
+
+class SandboxKernel(Kernel):
+    """A Python kernel whose cells run in a sandboxed executor process."""
+
+    implementation = "sandbox-kernel"
+    implementation_version = __version__
+    language_info = {
+        "name": "python",
+        "version": sys.version.split()[0],
+        "mimetype": "text/x-python",
+        "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+        "pygments_lexer": "ipython3",
+        "nbconvert_exporter": "python",
+        "file_extension": ".py",
+    }
+    help_links = [
+        {"text": "Python Reference", "url": "https://docs.python.org/3/"},
+        {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/en/stable/"},
+    ]
+    msg_types = [*Kernel.msg_types, "comm_open", "comm_msg", "comm_close"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.isolation = Isolation(parent=self)
+        self.limits = Limits(parent=self)
+        self.output = Output(parent=self)
+        self.publisher = Publisher(self)
+        self.workspace = os.path.realpath(self.isolation.workspace or os.getcwd())
+        self._execution_count = 1
+        self._history: list[tuple[int, int, str]] = []
+        self._executor: ExecutorProcess | None = None
+        self._starting: asyncio.Future[ExecutorProcess | str] | None = None
+        self._setup_failure: str | None = None
+        self._running: str | None = None
+        self._interrupt_killed: str | None = None
+        self._private_dir: str | None = None
+        self._cgroup: cgroups.Cgroup | None = None
+        self._isolation_report: dict[str, Any] = {}
+        # Not dumpable: a sandboxed process of the same uid (landlock level)
+        # cannot read this process's memory or environment via /proc.
+        privs.set_not_dumpable()
+
+    # -- execution count, as IPython counts it -----------------------------------
+
+    @property  # type: ignore[override]
+    def execution_count(self) -> int:
+        return self._execution_count
+
+    @execution_count.setter
+    def execution_count(self, value: int) -> None:
+        # The base class increments on every non-silent request; IPython only
+        # counts cells stored in history, and so do we.
+        pass
+
+    # -- start-up -------------------------------------------------------------------
+
+    def start(self) -> None:
+        super().start()
+        # Interrupts in "signal" mode arrive as SIGINT on this process.
+        signal.signal(signal.SIGINT, self._on_sigint)
+        self._begin_executor_start()
+
+    def pre_handler_hook(self) -> None:
+        # The base class makes SIGINT raise KeyboardInterrupt inside handlers;
+        # here SIGINT means "interrupt the executor", never "break the relay".
+        pass
+
+    def post_handler_hook(self) -> None:
+        pass
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.io_loop.add_callback_from_signal(self._interrupt)
+
+    def _send_interrupt_children(self) -> None:
+        # interrupt_request (message mode) arrives on the control thread.
+        self.io_loop.add_callback(self._interrupt)
+
+    def _begin_executor_start(self) -> asyncio.Future[ExecutorProcess | str]:
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.ensure_future(self._start_executor())
+        return self._starting
+
+    async def _start_executor(self) -> ExecutorProcess | str:
+        """Start an executor; return it, or the reason there is none."""
+        if self._private_dir is None:
+            self._private_dir = tempfile.mkdtemp(prefix="sandbox-kernel-")
+        if self._cgroup is None and self.isolation.cgroups != "disabled":
+            created = cgroups.create(
+                f"sandbox-kernel-{os.getpid()}", effective_memory_bytes(self.limits), self.limits.max_processes
+            )
+            if isinstance(created, cgroups.Cgroup):
+                self._cgroup = created
+                cgroup_reason = None
+            else:
+                cgroup_reason = created
+                if self.isolation.cgroups == "required":
+                    return f"cgroup required but unavailable: {created}"
+        else:
+            cgroup_reason = "disabled by configuration" if self._cgroup is None else None
+        spec = build_spec(
+            self.isolation,
+            self.limits,
+            workspace=self.workspace,
+            private_dir=self._private_dir,
+            cgroup=self._cgroup,
+            cgroup_reason=cgroup_reason,
+        )
+        executor = ExecutorProcess(
+            spec,
+            sink=self,
+            env=build_environment(self.isolation, self.limits),
+            cwd=self.workspace,
+            max_frame_bytes=self.output.max_frame_bytes,
+            frame_deadline_s=self.output.frame_deadline_s,
+            on_log=self._executor_log,
+            on_audit=self._on_audit,
+        )
+        try:
+            ready = await executor.start(self.limits.startup_timeout_s)
+        except ExecutorDied as exc:
+            reason = executor.setup_failure or str(exc)
+            self.log.error("executor_start_failed reason=%s", reason)
+            self._setup_failure = reason
+            return reason
+        report = ready.get("isolation", {})
+        level = report.get("level", "none")
+        if level_rank(level) < level_rank(self.isolation.required_isolation):
+            # The launcher enforces this too; a report below the bar means the
+            # executor cannot be trusted to have done so.
+            await executor.kill()
+            return f"the executor reported isolation level {level!r}, below the required {self.isolation.required_isolation!r}"
+        self._isolation_report = report
+        self._setup_failure = None
+        self._executor = executor
+        self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
+        return executor
+
+    async def _executor_for_cell(self) -> ExecutorProcess | str:
+        executor = self._executor
+        if executor is not None and executor.alive:
+            return executor
+        if executor is not None:
+            # It died between cells (a background thread crashed it, say).
+            self.publisher.notice(
+                f"[sandbox] the executor stopped after the previous cell ({executor.dead_reason}); "
+                "a new one was started and earlier state is gone."
+            )
+        self._executor = None
+        return await self._begin_executor_start()
+
+    # -- banner and reporting --------------------------------------------------------
+
+    @property
+    def banner(self) -> str:  # type: ignore[override]
+        lines = [f"Python {sys.version.split()[0]} | sandbox-kernel {__version__}"]
+        report = self._isolation_report
+        if self._setup_failure:
+            lines.append(f"Sandbox: NOT RUNNING - {self._setup_failure}")
+        elif report:
+            on = [name for name, layer in report.get("layers", {}).items() if layer.get("on")]
+            lines.append(f"Sandbox level: {report.get('level')} ({', '.join(on)})")
+            if report.get("level") == "none":
+                lines.append("WARNING: the filesystem and processes are not isolated at this level.")
+        else:
+            lines.append("Sandbox: starting")
+        lines.append("Type %sandbox for details.")
+        return "\n".join(lines)
+
+    async def kernel_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
+        # The banner must say what sandbox is in force, so wait for the
+        # executor to report (bounded: a failure is reported as such).
+        if self._starting is not None and not self._starting.done():
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._starting), self.limits.startup_timeout_s)
+        await super().kernel_info_request(stream, ident, parent)
+
+    @property
+    def kernel_info(self) -> dict[str, Any]:
+        from ipykernel._version import kernel_protocol_version
+
+        return {
+            "protocol_version": kernel_protocol_version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "language_info": self.language_info,
+            "banner": self.banner,
+            "help_links": self.help_links,
+            # No debugger (user code never runs here) and no subshells (one
+            # executor runs one cell at a time).
+            "supported_features": [],
+            "sandbox": {"level": self._isolation_report.get("level"), "failure": self._setup_failure},
+        }
+
+    def _executor_log(self, level: str, message: str) -> None:
+        getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")("%s", message)
+
+    def _on_audit(self, record: dict[str, Any]) -> None:
+        self.log.warning("sandbox_audit event=%s rule=%s detail=%s", record.get("event"), record.get("rule"), record.get("detail"))
+        if record.get("event") == "seccomp":
+            self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
+
+    # -- OutputSink ------------------------------------------------------------------
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.publisher.publish(message)
+
+    async def request_input(self, prompt: str, password: bool, parent_msg_id: str) -> str:
+        """Ask the frontend on the stdin channel, without blocking the event loop."""
+        parent = self.publisher.parents.get(parent_msg_id) or self.get_parent("shell")
+        ident = self._get_shell_context_var(self._shell_parent_ident)
+        assert self.session is not None
+        while True:
+            try:
+                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EAGAIN:
+                    break
+                raise
+        self.session.send(self.stdin_socket, "input_request", {"prompt": prompt, "password": password}, parent, ident=ident)
+        while True:
+            try:
+                _, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
+            except Exception:
+                self.log.warning("invalid input_reply", exc_info=True)
+                reply = None
+            if reply is not None:
+                value = reply.get("content", {}).get("value", "")
+                return value if isinstance(value, str) else str(value)
+            await asyncio.sleep(STDIN_POLL_S)
+
+    # -- execute ---------------------------------------------------------------------
+
+    async def do_execute(  # type: ignore[override]
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, str] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        parent = self.get_parent("shell")
+        msg_id = parent.get("header", {}).get("msg_id", "")
+        self.publisher.remember(parent, current=True)
+        count = self._execution_count
+        reply_count = count if store_history else count - 1
+        if store_history:
+            self._execution_count += 1
+            self._history.append((0, count, code))
+
+        executor = await self._executor_for_cell()
+        if isinstance(executor, str):
+            return self._error_reply(
+                "SandboxUnavailable",
+                f"The sandbox could not start, so this cell did not run. {executor}",
+                reply_count,
+            )
+        self._running = msg_id
+        self._interrupt_killed = None
+        try:
+            outcome = await executor.execute(
+                ExecuteRequest(
+                    code=code,
+                    silent=silent,
+                    store_history=store_history,
+                    user_expressions=user_expressions or {},
+                    allow_stdin=allow_stdin,
+                    execution_count=count,
+                    parent=msg_id,
+                )
+            )
+        finally:
+            self._running = None
+        return self._reply_for(outcome, reply_count)
+
+    def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:
+        reply = outcome.reply
+        if reply is None:
+            why = self._interrupt_killed or outcome.failure or "the executor stopped"
+            self._executor = None
+            message = (
+                f"The cell did not finish: {why}. The executor was restarted: "
+                "variables, imports and open files from earlier cells are gone."
+            )
+            ename = "CellInterrupted" if self._interrupt_killed else "ExecutorDied"
+            self._begin_executor_start()
+            return self._error_reply(ename, message, count)
+        content: dict[str, Any] = {
+            "status": reply["status"],
+            "execution_count": count,
+            "user_expressions": reply.get("user_expressions", {}),
+            "payload": reply.get("payload", []),
+        }
+        if reply["status"] == "error":
+            content.update(ename=reply["ename"], evalue=reply["evalue"], traceback=reply["traceback"])
+        return content
+
+    def _error_reply(self, ename: str, evalue: str, count: int) -> dict[str, Any]:
+        traceback = [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
+        self.publisher.error(ename, evalue, traceback)
+        return {
+            "status": "error",
+            "execution_count": count,
+            "ename": ename,
+            "evalue": evalue,
+            "traceback": traceback,
+            "user_expressions": {},
+            "payload": [],
+        }
+
+    async def _interrupt(self) -> None:
+        executor, running = self._executor, self._running
+        if executor is None or running is None:
+            return
+        executor.interrupt()
+        grace = self.limits.interrupt_grace_s
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if self._running != running:
+                return
+        self._interrupt_killed = (
+            f"it did not stop within {grace:g} s of the interrupt (a C extension loop or a "
+            "cell that ignores SIGINT), so the executor was killed"
+        )
+        self.log.warning("interrupt_kill cell=%s grace_s=%s", running, grace)
+        await executor.kill()
+
+    # -- other requests -------------------------------------------------------------
+
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
+        cursor_pos = len(code) if cursor_pos is None else cursor_pos
+        empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
+        executor = self._executor
+        if executor is None or not executor.alive:
+            return empty
+        try:
+            reply = await asyncio.wait_for(
+                executor.request({"op": "complete", "code": code, "cursor_pos": cursor_pos}), COMPLETE_TIMEOUT_S
+            )
+        except (asyncio.TimeoutError, ExecutorDied):
+            return empty
+        return {
+            "status": "ok",
+            "matches": reply["matches"],
+            "cursor_start": reply["cursor_start"],
+            "cursor_end": reply["cursor_end"],
+            "metadata": reply["metadata"],
+        }
+
+    async def do_inspect(  # type: ignore[override]
+        self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
+    ) -> dict[str, Any]:
+        not_found = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        executor = self._executor
+        if executor is None or not executor.alive:
+            return not_found
+        try:
+            reply = await asyncio.wait_for(
+                executor.request(
+                    {
+                        "op": "inspect",
+                        "code": code,
+                        "cursor_pos": cursor_pos,
+                        "detail_level": detail_level,
+                        "omit_sections": list(omit_sections),
+                    }
+                ),
+                COMPLETE_TIMEOUT_S,
+            )
+        except (asyncio.TimeoutError, ExecutorDied):
+            return not_found
+        return {"status": "ok", "found": reply["found"], "data": reply["data"], "metadata": reply["metadata"]}
+
+    async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
+        # Pure parsing: no user code runs, so the trusted side can answer.
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        status, indent = TransformerManager().check_complete(code)
+        reply: dict[str, Any] = {"status": status}
+        if status == "incomplete":
+            reply["indent"] = " " * (indent or 0)
+        return reply
+
+    async def do_history(  # type: ignore[override]
+        self,
+        hist_access_type: str,
+        output: bool,
+        raw: bool,
+        session: int | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool = False,
+    ) -> dict[str, Any]:
+        history = self._history
+        if hist_access_type == "tail":
+            items = history[-n:] if n else list(history)
+        elif hist_access_type == "range":
+            lo = start or 0
+            items = [h for h in history if h[1] >= lo and (stop is None or h[1] < stop)]
+        elif hist_access_type == "search":
+            import fnmatch
+
+            items = [h for h in history if fnmatch.fnmatchcase(h[2], pattern or "*")]
+            if unique:
+                seen: set[str] = set()
+                items = [h for h in items if not (h[2] in seen or seen.add(h[2]))]  # type: ignore[func-returns-value]
+            if n:
+                items = items[-n:]
+        else:
+            items = []
+        if output:
+            return {"status": "ok", "history": [(s, line, (text, None)) for s, line, text in items]}
+        return {"status": "ok", "history": list(items)}
+
+    async def comm_info_request(self, stream: Any, ident: Any, parent: Any) -> None:
+        if self.session is None:
+            return
+        target = parent["content"].get("target_name")
+        comms = {cid: {"target_name": name} for cid, name in self.publisher.comms.items() if target in (None, name)}
+        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent, ident)
+
+    async def comm_open(self, stream: Any, ident: Any, parent: Any) -> None:
+        content = parent["content"]
+        if isinstance(content.get("comm_id"), str):
+            self.publisher.comms[content["comm_id"]] = str(content.get("target_name", ""))
+        await self._relay_comm("comm_open", parent)
+
+    async def comm_msg(self, stream: Any, ident: Any, parent: Any) -> None:
+        await self._relay_comm("comm_msg", parent)
+
+    async def comm_close(self, stream: Any, ident: Any, parent: Any) -> None:
+        self.publisher.comms.pop(parent["content"].get("comm_id"), None)
+        await self._relay_comm("comm_close", parent)
+
+    async def _relay_comm(self, op: str, parent: dict[str, Any]) -> None:
+        executor = self._executor
+        if executor is None or not executor.alive:
+            self.log.warning("comm_dropped op=%s reason=no executor", op)
+            return
+        self.publisher.remember(parent)
+        command = {
+            "op": op,
+            "content": parent.get("content", {}),
+            "metadata": parent.get("metadata", {}),
+            "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in parent.get("buffers") or []],
+            "parent": parent.get("header", {}).get("msg_id", ""),
+        }
+        try:
+            if self._running is not None:
+                # The executor runs one thing at a time; it takes this up
+                # after the cell, as ipykernel does for synchronous cells.
+                await executor.send(command)
+            else:
+                await asyncio.wait_for(executor.request(command), COMM_TIMEOUT_S)
+        except (asyncio.TimeoutError, ExecutorDied) as exc:
+            self.log.warning("comm_failed op=%s reason=%s", op, exc)
+
+    async def create_subshell_request(self, socket: Any, ident: Any, parent: Any) -> None:
+        assert self.session is not None
+        content = {
+            "status": "error",
+            "ename": "NotImplementedError",
+            "evalue": "this kernel runs cells one at a time in its sandbox; subshells are not supported",
+            "traceback": [],
+        }
+        self.session.send(socket, "create_subshell_reply", content, parent, ident)
+
+    # -- shutdown ------------------------------------------------------------------
+
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
+        await self.stop_sandbox()
+        return {"status": "ok", "restart": restart}
+
+    async def stop_sandbox(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        if self._executor is not None:
+            await self._executor.kill()
+            self._executor = None
+        if self._cgroup is not None:
+            self._cgroup.destroy()
+            self._cgroup = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None

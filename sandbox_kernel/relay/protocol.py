@@ -1,0 +1,486 @@
+"""Framing between the trusted kernel and the executor, and the one parser of child bytes.
+
+A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
+holding one object with a ``"type"`` key. Both directions use the same framing;
+only the trusted side's reader (:class:`FrameReader`) treats its input as hostile:
+it checks the length before allocating, decodes strictly, bounds nesting depth,
+and validates every message against the schema of its type. Anything that does
+not pass becomes a :class:`~sandbox_kernel.errors.RelayError`, never an exception
+from deep inside ``json`` (``RecursionError`` on deep nesting, for instance).
+
+The child never supplies Jupyter headers, ids or signatures: the schemas below
+drop every key they do not know, and the trusted side builds and signs each
+Jupyter message itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..errors import RelayError
+
+__all__ = [
+    "CHILD_MESSAGE_TYPES",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "HEADER",
+    "MAX_DEPTH",
+    "FrameReader",
+    "FrameRejected",
+    "decode_payload",
+    "encode_frame",
+    "validate_child_message",
+]
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Deep enough for any widget state or plotly figure seen in practice; shallow
+# enough that validation and re-serialisation never approach the C stack.
+MAX_DEPTH = 64
+MAX_KEY_COUNT = 10_000
+MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+STREAM_NAMES = frozenset({"stdout", "stderr"})
+PAYLOAD_SOURCES = frozenset({"page", "set_next_input", "ask_exit", "edit_magic"})
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+class FrameRejected(RelayError):
+    """One frame was invalid but the framing is intact: skip it and keep reading."""
+
+
+def encode_frame(message: Mapping[str, Any]) -> bytes:
+    """Serialise one message into a length-prefixed frame."""
+    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # A lone surrogate (printable from Python) can only occur inside a JSON
+    # string, where "\\udXXX" is the JSON escape for it: backslashreplace keeps
+    # the frame valid UTF-8 and decodes back to the same str.
+    data = body.encode("utf-8", "backslashreplace")
+    return HEADER.pack(len(data)) + data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def decode_payload(data: bytes) -> Any:
+    """Decode one frame body strictly: UTF-8, plain JSON, bounded depth."""
+    try:
+        text = data.decode("utf-8", "strict")
+        value = json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise FrameRejected(f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise FrameRejected("frame nests too deeply to decode") from None
+    except ValueError as exc:
+        raise FrameRejected(f"frame is not valid JSON: {exc}") from None
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    # Iterative, so a hostile document cannot exhaust the Python stack here.
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    keys = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise FrameRejected(f"frame nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            keys += len(item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            keys += len(item)
+            stack.extend((v, depth + 1) for v in item)
+        if keys > MAX_KEY_COUNT * 100:
+            raise FrameRejected("frame holds too many JSON items")
+
+
+class FrameReader:
+    """Incremental, hostile-input frame parser for the trusted side.
+
+    An oversized length header raises :class:`RelayError`: the stream cannot be
+    resynchronised, so the channel is dead. A frame whose body is malformed is
+    consumed and reported as a :class:`FrameRejected` item, and reading goes on.
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self._need: int | None = None
+
+    @property
+    def has_partial_frame(self) -> bool:
+        """Whether bytes of an unfinished frame are buffered (for the slow-loris deadline)."""
+        return bool(self._buffer) or self._need is not None
+
+    def feed(self, data: bytes) -> list[dict[str, Any] | FrameRejected]:
+        """Add bytes; return the frames they complete, in order.
+
+        Each item is a validated message, or a :class:`FrameRejected` describing a
+        frame that was consumed and dropped. A fatal :class:`RelayError` is raised.
+        """
+        self._buffer += data
+        out: list[dict[str, Any] | FrameRejected] = []
+        while True:
+            if self._need is None:
+                if len(self._buffer) < HEADER.size:
+                    return out
+                (length,) = HEADER.unpack_from(self._buffer)
+                if length > self.max_frame_bytes:
+                    self._buffer.clear()
+                    raise RelayError(
+                        f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
+                    )
+                del self._buffer[: HEADER.size]
+                self._need = length
+            if len(self._buffer) < self._need:
+                return out
+            body = bytes(self._buffer[: self._need])
+            del self._buffer[: self._need]
+            self._need = None
+            try:
+                out.append(validate_child_message(decode_payload(body)))
+            except FrameRejected as exc:
+                out.append(exc)
+
+    def eof_error(self) -> RelayError | None:
+        """What to report if the stream ended now (EOF in the middle of a frame)."""
+        if self.has_partial_frame:
+            return RelayError("the executor's output ended in the middle of a frame")
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Schema: one validator per child message type. Each returns a new dict that
+# holds only the keys it checked, so nothing unvalidated passes through.
+# ---------------------------------------------------------------------------
+
+
+def _field(msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in msg:
+        if default is ...:
+            raise FrameRejected(f"{msg.get('type')!s} frame lacks {key!r}")
+        return default
+    value = msg[key]
+    # bool is an int subclass; never accept it where an int is meant.
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+        raise FrameRejected(f"{msg.get('type')!s} frame field {key!r} has the wrong type")
+    return value
+
+
+def _str(msg: Mapping[str, Any], key: str, default: Any = ..., max_len: int | None = None) -> Any:
+    value = _field(msg, key, str, default)
+    if isinstance(value, str) and max_len is not None and len(value) > max_len:
+        raise FrameRejected(f"{msg.get('type')!s} frame field {key!r} is too long")
+    return value
+
+
+def _int(msg: Mapping[str, Any], key: str, default: Any = ...) -> Any:
+    return _field(msg, key, int, default)
+
+
+def _bool(msg: Mapping[str, Any], key: str, default: Any = ...) -> Any:
+    return _field(msg, key, bool, default)
+
+
+def _dict(msg: Mapping[str, Any], key: str, default: Any = ...) -> Any:
+    return _field(msg, key, dict, default)
+
+
+def _str_list(msg: Mapping[str, Any], key: str, default: Any = ...) -> Any:
+    value = _field(msg, key, list, default)
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise FrameRejected(f"{msg.get('type')!s} frame field {key!r} must be a list of strings")
+    return value
+
+
+def _is_json_mime(mime: str) -> bool:
+    return mime == "application/json" or mime.endswith("+json")
+
+
+def validate_mime_bundle(bundle: Any, where: str) -> dict[str, Any]:
+    """A display bundle: MIME type -> str (or JSON for ``*json`` types)."""
+    if not isinstance(bundle, dict):
+        raise FrameRejected(f"{where}: data must be an object")
+    clean: dict[str, Any] = {}
+    for mime, value in bundle.items():
+        if not isinstance(mime, str) or not MIME_RE.match(mime):
+            raise FrameRejected(f"{where}: {str(mime)[:40]!r} is not a MIME type")
+        if _is_json_mime(mime):
+            if not isinstance(value, (dict, list, str, int, float, bool)) and value is not None:
+                raise FrameRejected(f"{where}: {mime} value is not JSON")
+        elif not isinstance(value, str):
+            raise FrameRejected(f"{where}: {mime} value must be a string")
+        clean[mime] = value
+    return clean
+
+
+def _metadata(msg: Mapping[str, Any], key: str = "metadata") -> dict[str, Any]:
+    value = _dict(msg, key, {})
+    assert isinstance(value, dict)
+    return value
+
+
+def _transient(msg: Mapping[str, Any], *, need_display_id: bool = False) -> dict[str, Any]:
+    transient = _dict(msg, "transient", {})
+    clean: dict[str, Any] = {}
+    if "display_id" in transient:
+        display_id = transient["display_id"]
+        if not isinstance(display_id, str) or not 0 < len(display_id) <= 256:
+            raise FrameRejected("display_id must be a short string")
+        clean["display_id"] = display_id
+    elif need_display_id:
+        raise FrameRejected("update_display_data needs a display_id")
+    return clean
+
+
+def _v_stream(msg: Mapping[str, Any]) -> dict[str, Any]:
+    name = _str(msg, "name")
+    if name not in STREAM_NAMES:
+        raise FrameRejected(f"stream name {str(name)[:20]!r} is not stdout or stderr")
+    return {"name": name, "text": _str(msg, "text")}
+
+
+def _v_display(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "data": validate_mime_bundle(msg.get("data"), str(msg["type"])),
+        "metadata": _metadata(msg),
+        "transient": _transient(msg, need_display_id=msg["type"] == "update_display_data"),
+    }
+
+
+def _v_execute_result(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "execution_count": _int(msg, "execution_count"),
+        "data": validate_mime_bundle(msg.get("data"), "execute_result"),
+        "metadata": _metadata(msg),
+    }
+
+
+def _v_clear_output(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"wait": _bool(msg, "wait", False)}
+
+
+def _v_error(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "ename": _str(msg, "ename", max_len=1000),
+        "evalue": _str(msg, "evalue"),
+        "traceback": _str_list(msg, "traceback", []),
+    }
+
+
+def _v_user_expression(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FrameRejected("user expression result must be an object")
+    value = {**value, "type": "user_expression"}
+    status = _str(value, "status")
+    if status == "ok":
+        return {
+            "status": "ok",
+            "data": validate_mime_bundle(value.get("data"), "user_expression"),
+            "metadata": _metadata(value),
+        }
+    if status == "error":
+        return {"status": "error", **_v_error(value)}
+    raise FrameRejected("user expression status must be ok or error")
+
+
+def _v_payload(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FrameRejected("payload items must be objects")
+    value = {**value, "type": "payload"}
+    source = _str(value, "source")
+    if source not in PAYLOAD_SOURCES:
+        raise FrameRejected(f"payload source {str(source)[:30]!r} is not allowed")
+    if source == "page":
+        return {
+            "source": "page",
+            "data": validate_mime_bundle(value.get("data"), "page payload"),
+            "start": _int(value, "start", 0),
+        }
+    if source == "set_next_input":
+        return {
+            "source": "set_next_input",
+            "text": _str(value, "text"),
+            "replace": _bool(value, "replace", False),
+        }
+    if source == "ask_exit":
+        return {"source": "ask_exit", "keepkernel": _bool(value, "keepkernel", False)}
+    return {
+        "source": "edit_magic",
+        "filename": _str(value, "filename", max_len=4096),
+        "line_number": _int(value, "line_number", 0),
+    }
+
+
+def _v_execute_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
+    status = _str(msg, "status")
+    if status not in {"ok", "error"}:
+        raise FrameRejected("execute_reply status must be ok or error")
+    expressions = _dict(msg, "user_expressions", {})
+    payload = _field(msg, "payload", list, [])
+    out: dict[str, Any] = {
+        "id": _int(msg, "id"),
+        "status": status,
+        "user_expressions": {
+            str(name): _v_user_expression(value) for name, value in expressions.items()
+        },
+        "payload": [_v_payload(p) for p in payload],
+        "stats": _dict(msg, "stats", {}),
+    }
+    if status == "error":
+        out.update(_v_error(msg))
+    return out
+
+
+def _v_input_request(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"prompt": _str(msg, "prompt", "", max_len=100_000), "password": _bool(msg, "password", False)}
+
+
+def decode_buffers(msg: Mapping[str, Any]) -> list[bytes]:
+    """Binary comm buffers travel as base64 strings inside the JSON frame."""
+    raw = _str_list(msg, "buffers", [])
+    try:
+        return [base64.b64decode(b, validate=True) for b in raw]
+    except (binascii.Error, ValueError):
+        raise FrameRejected("comm buffers must be base64") from None
+
+
+def _comm_common(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "comm_id": _str(msg, "comm_id", max_len=256),
+        "data": _dict(msg, "data", {}),
+        "metadata": _metadata(msg),
+        "buffers": decode_buffers(msg),
+    }
+
+
+def _v_comm_open(msg: Mapping[str, Any]) -> dict[str, Any]:
+    out = _comm_common(msg)
+    out["target_name"] = _str(msg, "target_name", max_len=256)
+    target_module = _str(msg, "target_module", None, max_len=256)
+    if target_module is not None:
+        out["target_module"] = target_module
+    return out
+
+
+def _v_complete_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _int(msg, "id"),
+        "matches": _str_list(msg, "matches"),
+        "cursor_start": _int(msg, "cursor_start"),
+        "cursor_end": _int(msg, "cursor_end"),
+        "metadata": _metadata(msg),
+    }
+
+
+def _v_inspect_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _int(msg, "id"),
+        "found": _bool(msg, "found"),
+        "data": validate_mime_bundle(msg.get("data", {}), "inspect_reply"),
+        "metadata": _metadata(msg),
+    }
+
+
+def _v_done(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": _int(msg, "id")}
+
+
+def _optional_int(msg: Mapping[str, Any], key: str) -> int | None:
+    value = msg.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FrameRejected(f"{msg.get('type')!s} frame field {key!r} must be an integer")
+    return value
+
+
+def _v_exit(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "pid": _int(msg, "pid", 0),
+        "code": _optional_int(msg, "code"),
+        "signal": _optional_int(msg, "signal"),
+        "oom": _bool(msg, "oom", False),
+    }
+
+
+def _v_ready(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "pid": _int(msg, "pid"),
+        "python": _str(msg, "python", "", max_len=200),
+        "ipython": _str(msg, "ipython", "", max_len=50),
+        "isolation": _dict(msg, "isolation", {}),
+    }
+
+
+def _v_setup_failed(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "mechanism": _str(msg, "mechanism", "sandbox", max_len=100),
+        "error": _str(msg, "error", max_len=10_000),
+        "isolation": _dict(msg, "isolation", {}),
+    }
+
+
+def _v_log(msg: Mapping[str, Any]) -> dict[str, Any]:
+    level = _str(msg, "level", "info")
+    if level not in LOG_LEVELS:
+        raise FrameRejected("log level is not one of debug/info/warning/error")
+    return {"level": level, "message": _str(msg, "message", max_len=10_000)}
+
+
+def _v_audit(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "event": _str(msg, "event", max_len=200),
+        "rule": _str(msg, "rule", "", max_len=50),
+        "action": _str(msg, "action", "", max_len=20),
+        "detail": _str(msg, "detail", "", max_len=2000),
+    }
+
+
+_VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "ready": _v_ready,
+    "stream": _v_stream,
+    "display_data": _v_display,
+    "update_display_data": _v_display,
+    "execute_result": _v_execute_result,
+    "clear_output": _v_clear_output,
+    "error": _v_error,
+    "execute_reply": _v_execute_reply,
+    "input_request": _v_input_request,
+    "comm_open": _v_comm_open,
+    "comm_msg": _comm_common,
+    "comm_close": _comm_common,
+    "complete_reply": _v_complete_reply,
+    "inspect_reply": _v_inspect_reply,
+    "done": _v_done,
+    "exit": _v_exit,
+    "log": _v_log,
+    "setup_failed": _v_setup_failed,
+    "audit": _v_audit,
+}
+
+CHILD_MESSAGE_TYPES = frozenset(_VALIDATORS)
+
+
+def validate_child_message(value: Any) -> dict[str, Any]:
+    """Check one decoded frame from the executor; return a clean copy with its ``type``."""
+    if not isinstance(value, dict):
+        raise FrameRejected("frame is not a JSON object")
+    kind = value.get("type")
+    if not isinstance(kind, str) or kind not in _VALIDATORS:
+        raise FrameRejected(f"unknown frame type {str(kind)[:40]!r}")
+    clean = _VALIDATORS[kind](value)
+    clean["type"] = kind
+    # Which request an output belongs to, by the msg_id the kernel gave the child;
+    # the kernel maps it back to a parent header it kept, so the child can only
+    # pick among real requests.
+    parent = value.get("parent")
+    if isinstance(parent, str) and 0 < len(parent) <= 128:
+        clean["parent"] = parent
+    return clean

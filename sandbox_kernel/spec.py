@@ -1,0 +1,102 @@
+"""Freeze the kernel's configuration into the plain spec the launcher receives.
+
+The launcher gets JSON, never traitlets objects: it is a separate process that
+must not load configuration files (they may be in a writable place).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psutil
+
+from .config import Isolation, Limits
+from .executor.env import scrubbed_environment
+from .isolation import rlimits
+from .isolation.cgroups import Cgroup
+
+__all__ = ["build_environment", "build_spec", "effective_memory_bytes"]
+
+MIB = 1024 * 1024
+
+
+def effective_memory_bytes(limits: Limits) -> int:
+    if limits.memory_limit_mb:
+        return int(limits.memory_limit_mb) * MIB
+    return int(psutil.virtual_memory().total // 2)
+
+
+def limits_dict(limits: Limits) -> dict[str, Any]:
+    return {
+        "wall_time_limit_s": limits.wall_time_limit_s,
+        "cpu_time_limit_s": limits.cpu_time_limit_s,
+        "memory_bytes": effective_memory_bytes(limits),
+        "max_processes": limits.max_processes,
+        "max_open_files": limits.max_open_files,
+        "max_file_size_mb": limits.max_file_size_mb,
+        "interrupt_grace_s": limits.interrupt_grace_s,
+    }
+
+
+def build_spec(
+    isolation: Isolation,
+    limits: Limits,
+    *,
+    workspace: str,
+    private_dir: str,
+    cgroup: Cgroup | None,
+    cgroup_reason: str | None,
+) -> dict[str, Any]:
+    extra = []
+    for item in isolation.extra_mounts:
+        path, _, mode = item.rpartition(":")
+        extra.append([os.path.realpath(path), mode])
+    limit_values = limits_dict(limits)
+    spec: dict[str, Any] = {
+        "isolation": {
+            "level": isolation.level,
+            "required_isolation": isolation.required_isolation,
+            "workspace": workspace,
+            "workspace_writable": isolation.workspace_writable,
+            "extra_mounts": extra,
+            "allow_network": isolation.allow_network,
+            "tmp_size_mb": isolation.tmp_size_mb,
+            "seccomp": isolation.seccomp,
+            "landlock": isolation.landlock,
+            "sandbox_uid_base": isolation.sandbox_uid_base,
+        },
+        "limits": limit_values,
+        "rlimits": rlimits.plan(
+            limit_values, memory_in_cgroup=cgroup is not None, pids_in_cgroup=cgroup is not None
+        ),
+        "private_dir": private_dir,
+    }
+    if cgroup is not None:
+        spec["cgroup"] = {
+            "procs": cgroup.procs_files,
+            "detail": f"cgroup v{cgroup.version}: memory {limit_values['memory_bytes'] // MIB} MiB, "
+            f"{limits.max_processes} processes",
+        }
+    else:
+        spec["cgroup_unavailable"] = cgroup_reason or "not used"
+    return spec
+
+
+def build_environment(isolation: Isolation, limits: Limits) -> dict[str, str]:
+    threads = str(max(1, min(os.cpu_count() or 1, limits.blas_threads)))
+    return scrubbed_environment(
+        os.environ,
+        passthrough=isolation.env_passthrough,
+        overrides={
+            # As ipykernel: figures go inline.
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            # Each BLAS thread costs address space, and forking while one is
+            # busy deadlocks OpenBLAS (feasibility.md, Q5).
+            "OPENBLAS_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "NUMEXPR_MAX_THREADS": threads,
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        },
+    )
