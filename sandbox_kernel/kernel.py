@@ -68,6 +68,7 @@ class SandboxKernel(Kernel):
         self._private_dir: str | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
+        self._stdin_idents: dict[str, Any] = {}
         # Not dumpable: a sandboxed process of the same uid (landlock level)
         # cannot read this process's memory or environment via /proc.
         privs.set_not_dumpable()
@@ -238,8 +239,10 @@ class SandboxKernel(Kernel):
 
     async def request_input(self, prompt: str, password: bool, parent_msg_id: str) -> str:
         """Ask the frontend on the stdin channel, without blocking the event loop."""
-        parent = self.publisher.parents.get(parent_msg_id) or self.get_parent("shell")
-        ident = self._get_shell_context_var(self._shell_parent_ident)
+        parent = self.publisher.parents.get(parent_msg_id) or self.publisher.current
+        # The frontend's routing identity, captured when its request came in:
+        # this runs in a task of the relay reader, outside that request's context.
+        ident = self._stdin_idents.get(parent.get("header", {}).get("msg_id", ""), b"")
         assert self.session is not None
         while True:
             try:
@@ -276,6 +279,8 @@ class SandboxKernel(Kernel):
         parent = self.get_parent("shell")
         msg_id = parent.get("header", {}).get("msg_id", "")
         self.publisher.remember(parent, current=True)
+        if allow_stdin:
+            self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
         count = self._execution_count
         reply_count = count if store_history else count - 1
         if store_history:

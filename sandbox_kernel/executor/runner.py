@@ -385,6 +385,7 @@ class ExecutorProcess:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            log.warning("input_failed", exc_info=True)
             reply = {"op": "input_reply", "error": f"no input: {exc}"}
         with contextlib.suppress(ExecutorDied):
             await self.send(reply)
