@@ -144,7 +144,7 @@ def _landlock_rules(
         # Defence in depth over a view that is read-only already.
         return landlock.LandlockRules(
             read_paths=["/"],
-            write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full"],
+            write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full", "/dev/ptmx", "/dev/pts"],
         )
     private = spec["private_dir"]
     reads = [b.source for b in plan.binds if not b.writable]

@@ -198,6 +198,16 @@ def capture_fds(stdout: FrameStream, stderr: FrameStream) -> None:
         ).start()
 
 
+def _have_pty() -> bool:
+    try:
+        primary, secondary = os.openpty()
+    except OSError:
+        return False
+    os.close(primary)
+    os.close(secondary)
+    return True
+
+
 class FrameDisplayPublisher(DisplayPublisher):
     """display() and clear_output() as frames."""
 
@@ -298,6 +308,8 @@ class ExecutorShell(InteractiveShell):
         self._last_traceback_during_displayhook = False
         self.payloads: list[dict[str, Any]] = []
         self.deferred_commands: deque[dict[str, Any]] = deque()
+        if not _have_pty():
+            self.system = self._system_pipes  # type: ignore[method-assign]
 
     # -- construction ------------------------------------------------------
 
@@ -326,7 +338,28 @@ class ExecutorShell(InteractiveShell):
         self.set_hook("show_in_pager", page.as_hook(self._page_payload), 99)
 
     # ``!cmd`` output must go through sys.stdout, not to the (captured) fd.
+    # IPython runs it on a pty (as ipykernel does, so ``ls`` prints columns);
+    # where the sandbox has no pty, plain pipes. Bound at start-up rather than
+    # dispatched per call: ``$name`` expansion reads the caller's frame.
     system = InteractiveShell.system_piped
+
+    def _system_pipes(self, cmd: str) -> None:
+        import subprocess
+
+        if cmd.rstrip().endswith("&"):
+            raise OSError("Background processes not supported.")
+        command = self.var_expand(cmd, depth=1)
+        sys.stdout.flush()
+        with subprocess.Popen(
+            command, shell=True, executable="/bin/sh", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as proc:
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read1(65536):
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+            exit_code = proc.wait()
+        self.user_ns["_exit_code"] = exit_code
+        if self.system_raise_on_error and exit_code != 0:
+            raise subprocess.CalledProcessError(exit_code, cmd)
 
     # -- parent tracking (ipywidgets' Output widget reads it) --------------
 

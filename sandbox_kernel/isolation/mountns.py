@@ -252,6 +252,14 @@ def _assemble_dev(root: str, trees: dict[Bind, int]) -> None:
             libc.move_mount(fd, target)
             os.close(fd)
             del trees[bind]
+    # A devpts instance of our own: IPython's ``!cmd`` runs commands on a pty
+    # (as in ipykernel), and the host's terminals must not be reachable.
+    os.makedirs(dev + "/pts")
+    try:
+        libc.mount("devpts", dev + "/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        os.symlink("pts/ptmx", dev + "/ptmx")
+    except OSError:
+        pass  # the executor falls back to pipes for ``!cmd``
     os.makedirs(dev + "/shm")
     # multiprocessing's semaphores live here; private and small.
     _tmpfs(dev + "/shm", 64, "1777", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
