@@ -281,6 +281,8 @@ class SandboxKernel(Kernel):
         self.publisher.remember(parent, current=True)
         if allow_stdin:
             self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
+        # IPython never stores (or counts) a silent cell, whatever the request says.
+        store_history = store_history and not silent
         count = self._execution_count
         reply_count = count if store_history else count - 1
         if store_history:

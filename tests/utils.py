@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,12 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 KERNEL_NAME = "sandbox-python"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
 TIMEOUT = 60
 
 
@@ -83,11 +90,22 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _exists(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
     """Wait until none of ``pids`` exists; return the survivors."""
     deadline = time.monotonic() + timeout
-    alive = list(pids)
+    alive = [p for p in pids if _exists(p)]
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.05)
+        alive = [p for p in alive if _exists(p)]
     return alive
+
+
+def kernel_pid(km: KernelManager) -> int:
+    return int(km.provisioner.process.pid)  # type: ignore[union-attr]

@@ -40,9 +40,9 @@ class Executor:
         self.shell.read_input = self.read_input
         self.shell.sandbox_info = info  # type: ignore[attr-defined]
         _install_comms(self.outbox)
-        from .magics import SandboxMagics
+        from .magics import FrontendMagics, SandboxMagics
 
-        self.shell.register_magics(SandboxMagics)
+        self.shell.register_magics(FrontendMagics, SandboxMagics)
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "execute": self.execute,
             "complete": self.complete,
@@ -208,9 +208,9 @@ class Executor:
             manager = comm.get_comm_manager()
             getattr(manager, op)(None, None, msg)
         finally:
-            self.outbox.set_thread_parent("")
             self.stdout.flush()
             self.stderr.flush()
+            self.outbox.set_thread_parent("")
             if "id" in command:
                 self.channel.send({"type": "done", "id": command["id"]})
 

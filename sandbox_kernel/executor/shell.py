@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -71,8 +72,12 @@ class Outbox:
         self._local = threading.local()
         channel.stamp = self._stamp
 
+    def current_parent(self) -> str:
+        """The request the calling thread is working for (a thread may set its own)."""
+        return getattr(self._local, "parent", None) or self.parent_msg_id
+
     def _stamp(self, message: dict[str, Any]) -> None:
-        parent = getattr(self._local, "parent", None) or self.parent_msg_id
+        parent = self.current_parent()
         if parent and "parent" not in message:
             message["parent"] = parent
 
@@ -98,6 +103,9 @@ class FrameStream(io.TextIOBase):
         self._lock = threading.RLock()
         self._parts: list[str] = []
         self._size = 0
+        # Text belongs to the request that was current when it was written,
+        # even if the flusher thread sends it later.
+        self._parent = ""
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -123,7 +131,11 @@ class FrameStream(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
             return 0
+        parent = self._outbox.current_parent()
         with self._lock:
+            if self._parts and parent != self._parent:
+                self._flush_locked()
+            self._parent = parent
             first = not self._parts
             self._parts.append(text)
             self._size += len(text)
@@ -143,7 +155,10 @@ class FrameStream(io.TextIOBase):
         text = "".join(self._parts)
         self._parts.clear()
         self._size = 0
-        self._outbox.send({"type": "stream", "name": self.name, "text": text})
+        message = {"type": "stream", "name": self.name, "text": text}
+        if self._parent:
+            message["parent"] = self._parent
+        self._outbox.send(message)
 
 
 class StreamFlusher:
@@ -269,11 +284,50 @@ class FrameDisplayHook(DisplayHook):
             self.outbox.send(message)
 
 
+class SessionShim:
+    """``get_ipython().kernel.session``: lets code that sends its own IOPub messages work.
+
+    Some notebooks (and nbclient's own tests) build display messages by hand
+    with ``kernel.session.send(kernel.iopub_socket, ...)``. Here that becomes a
+    frame like any other output, validated by the kernel, which signs it. The
+    executor has no key, so nothing here can produce a signed message.
+    """
+
+    ALLOWED = frozenset(
+        {"display_data", "update_display_data", "execute_result", "stream", "clear_output", "error"}
+    )
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def send(self, stream: Any, msg_or_type: Any, content: Any = None, parent: Any = None, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg_or_type, dict):
+            msg_type = msg_or_type.get("header", {}).get("msg_type") or msg_or_type.get("msg_type")
+            content = msg_or_type.get("content", content)
+            parent = msg_or_type.get("parent_header", parent)
+        else:
+            msg_type = msg_or_type
+        if msg_type not in self.ALLOWED:
+            raise ValueError(f"the sandbox relays only output messages, not {msg_type!r}")
+        message = {"type": msg_type, **jsonable(dict(content or {}))}
+        msg_id = (parent or {}).get("header", {}).get("msg_id") if isinstance(parent, dict) else None
+        if isinstance(msg_id, str) and msg_id:
+            message["parent"] = msg_id
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._outbox.send(message)
+
+
 class KernelShim:
     """The bits of ``get_ipython().kernel`` that libraries look for (ipywidgets' Output)."""
 
+    # A stand-in: only SessionShim.send accepts it.
+    iopub_socket = "iopub"
+
     def __init__(self, shell: ExecutorShell) -> None:
         self._shell = shell
+        assert shell.outbox is not None
+        self.session = SessionShim(shell.outbox)
 
     def get_parent(self, channel: str = "shell") -> dict[str, Any]:
         return self._shell.get_parent()
@@ -289,9 +343,25 @@ class KernelShim:
         return comm.get_comm_manager()
 
 
+class CellCompiler(CachingCompiler):
+    """Names each cell ``<tmp>/ipykernel_<pid>/<hash>.py``, as ipykernel does.
+
+    Tracebacks and warnings then read exactly as under the stock kernel, and
+    tools that recognise ipykernel's cell files keep working.
+    """
+
+    def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        import tempfile
+        import zlib
+
+        digest = zlib.crc32(raw_code.encode("utf-8", "surrogatepass"))
+        return f"{tempfile.gettempdir()}/ipykernel_{os.getpid()}/{digest}.py"
+
+
 class ExecutorShell(InteractiveShell):
     """An InteractiveShell whose outputs, payloads and input go through the relay."""
 
+    compiler_class = Type(CellCompiler)
     displayhook_class = Type(FrameDisplayHook)
     display_pub_class = Type(FrameDisplayPublisher)
     kernel = AnyTrait(None)
@@ -368,6 +438,10 @@ class ExecutorShell(InteractiveShell):
         msg_id = getattr(self.outbox._local, "parent", None) or self.outbox.parent_msg_id
         return {"header": {"msg_id": msg_id}} if msg_id else {}
 
+    @property
+    def parent_header(self) -> dict[str, Any]:
+        return self.get_parent()
+
     def set_parent(self, parent: dict[str, Any]) -> None:
         assert self.outbox is not None
         msg_id = (parent or {}).get("header", {}).get("msg_id", "")
@@ -402,8 +476,11 @@ class ExecutorShell(InteractiveShell):
     def ask_exit(self) -> None:
         self.payloads.append({"source": "ask_exit", "keepkernel": False})
 
+    # Backends that draw in the browser need no event loop in the kernel.
+    BROWSER_BACKENDS = frozenset({None, "inline", "nbagg", "notebook", "ipympl", "widget", "webagg"})
+
     def enable_gui(self, gui: str | None = None) -> None:
-        if gui not in (None, "inline"):
+        if gui not in self.BROWSER_BACKENDS:
             raise UsageError(
                 f"GUI event loop {gui!r} is not available: the sandbox has no display. "
                 "Use %matplotlib inline."

@@ -100,6 +100,30 @@ def _code_paths() -> list[str]:
     return sorted(p for p in paths if os.path.exists(p))
 
 
+def _command_dirs() -> list[str]:
+    """Directories on PATH, so ``!tool`` finds what it finds outside the sandbox.
+
+    Never a home directory or one of its ancestors (that would expose the whole
+    home). pyenv's shims are scripts that run ``pyenv exec``, which needs the
+    pyenv root, so that comes along (read-only, like everything here).
+    """
+    home = os.path.realpath(os.path.expanduser("~"))
+    dirs: list[str] = []
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if not entry.startswith("/") or not os.path.isdir(entry):
+            continue
+        real = os.path.realpath(entry)
+        if real == "/" or real == home or home.startswith(real.rstrip("/") + "/"):
+            continue
+        dirs.append(real)
+        root = os.path.dirname(real)
+        if os.path.basename(real) == "shims" and all(
+            os.path.isdir(os.path.join(root, d)) for d in ("libexec", "versions")
+        ):
+            dirs.append(root)
+    return dirs
+
+
 def _covered(path: str, dirs: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
@@ -124,7 +148,7 @@ def plan_mounts(
         if os.path.exists(path):
             binds.append(Bind(path, is_file=not os.path.isdir(path)))
     covered = [*system, *(b.source for b in binds)]
-    code = [p for p in _code_paths() if not _covered(p, covered)]
+    code = [p for p in dict.fromkeys([*_code_paths(), *_command_dirs()]) if not _covered(p, covered)]
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]
     binds.extend(Bind(p, is_file=os.path.isfile(p)) for p in code_roots)

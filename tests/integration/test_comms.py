@@ -1,0 +1,100 @@
+"""Comm messages both ways, so ipywidgets work."""
+
+from __future__ import annotations
+
+import uuid
+
+from jupyter_client.blocking.client import BlockingKernelClient
+
+from tests.utils import execute
+
+
+def _drain_idle(kc: BlockingKernelClient, msg_id: str) -> list[dict]:
+    out = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        out.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return out
+
+
+def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "import ipywidgets as w\nslider = w.IntSlider(value=3)\nslider")
+    opens = res.of_type("comm_open")
+    assert opens, "no comm_open reached the frontend"
+    [view] = res.of_type("execute_result")
+    model_id = view["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert model_id in {o["comm_id"] for o in opens}
+    slider_open = next(o for o in opens if o["comm_id"] == model_id)
+    assert slider_open["target_name"] == "jupyter.widget"
+    assert slider_open["data"]["state"]["value"] == 3
+
+    # The frontend moves the slider: a comm_msg with a state update.
+    msg = kc.session.msg(
+        "comm_msg",
+        {"comm_id": model_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}},
+    )
+    kc.shell_channel.send(msg)
+    _drain_idle(kc, msg["header"]["msg_id"])
+    res = execute(kc, "slider.value")
+    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "7"
+
+
+def test_widget_callback_output_goes_to_the_comm_message(kc: BlockingKernelClient) -> None:
+    execute(kc, "import ipywidgets as w\nbutton_seen = []\nbox = w.IntText(value=0)\n"
+                "box.observe(lambda change: print('changed to', change['new']), names='value')\nbox")
+    model_id = execute(kc, "box.model_id").of_type("execute_result")[0]["data"]["text/plain"].strip("'")
+    msg = kc.session.msg(
+        "comm_msg",
+        {"comm_id": model_id, "data": {"method": "update", "state": {"value": 5}, "buffer_paths": []}},
+    )
+    kc.shell_channel.send(msg)
+    messages = _drain_idle(kc, msg["header"]["msg_id"])
+    streams = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    assert "changed to 5\n" in "".join(streams)
+
+
+def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
+    execute(
+        kc,
+        "received = []\n"
+        "def target(comm, open_msg):\n"
+        "    received.append(open_msg['content']['data'])\n"
+        "    comm.on_msg(lambda m: received.append(m['content']['data']))\n"
+        "get_ipython().kernel.comm_manager.register_target('echo', target)",
+    )
+    comm_id = uuid.uuid4().hex
+    msg = kc.session.msg("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {"hello": 1}})
+    kc.shell_channel.send(msg)
+    _drain_idle(kc, msg["header"]["msg_id"])
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": 2}})
+    kc.shell_channel.send(msg)
+    _drain_idle(kc, msg["header"]["msg_id"])
+    res = execute(kc, "received")
+    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "[{'hello': 1}, {'n': 2}]"
+
+    kc.comm_info(target_name="echo")
+    reply = kc.get_shell_msg(timeout=10)
+    assert reply["content"]["comms"] == {comm_id: {"target_name": "echo"}}
+
+
+def test_binary_buffers_travel_both_ways(kc: BlockingKernelClient) -> None:
+    execute(
+        kc,
+        "from comm import create_comm\n"
+        "got = []\n"
+        "c = create_comm(target_name='bin')\n"
+        "c.on_msg(lambda m: got.append([bytes(b) for b in m['buffers']]))",
+    )
+    res = execute(kc, "c.send({'x': 1}, buffers=[b'\\x00\\x01binary'])")
+    [sent] = res.of_type("comm_msg")
+    [out_msg] = [m for m in res.outputs if m["msg_type"] == "comm_msg"]
+    assert bytes(out_msg["buffers"][0]) == b"\x00\x01binary"
+    comm_id = sent["comm_id"]
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {}})
+    kc.session.send(kc.shell_channel.socket, msg, buffers=[b"\xffback"])
+    _drain_idle(kc, msg["header"]["msg_id"])
+    res = execute(kc, "got")
+    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "[[b'\\xffback']]"

@@ -1,0 +1,92 @@
+"""Start, restart and shutdown: fast, honest about the sandbox, and no process survives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+from jupyter_client.manager import KernelManager
+
+from tests.utils import KERNEL_NAME, execute, kernel_pid, process_tree, running_kernel, wait_gone
+
+# Two ways a cell leaves a process behind: a classic double-forked, setsid
+# daemon, and a subprocess in a new session. Both carry a marker in argv so
+# the test can find them on the host from outside.
+DAEMON = (
+    "import os, subprocess, sys\n"
+    "argv = [sys.executable, '-c', 'import time; time.sleep(3600)', '{marker}']\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        os.execv(sys.executable, argv)\n"
+    "    os._exit(0)\n"
+    "os.wait()\n"
+    "subprocess.Popen(argv, start_new_session=True)\n"
+)
+
+
+def _marked(marker: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in (proc.info["cmdline"] or []):
+            found.append(proc.pid)
+    return found
+
+
+def test_banner_reports_the_sandbox(workspace: Path) -> None:
+    with running_kernel(workspace) as (_, kc):
+        kc.kernel_info()
+        reply = kc.get_shell_msg(timeout=30)
+        banner = reply["content"]["banner"]
+        assert "Sandbox level:" in banner
+        level = reply["content"]["sandbox"]["level"]
+        assert level in banner
+        res = execute(kc, "%sandbox")
+        assert f"Sandbox level: {level}" in res.stdout
+
+
+def test_shutdown_leaves_no_process(workspace: Path) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    with running_kernel(workspace) as (km, kc):
+        execute(kc, DAEMON.format(marker=marker))
+        time.sleep(0.5)
+        assert len(_marked(marker)) == 2, "the cell's daemons did not start"
+        tree = [p.pid for p in process_tree(kernel_pid(km))]
+        assert len(tree) >= 3
+    assert wait_gone(tree) == []
+    assert wait_gone(_marked(marker)) == []
+
+
+def test_restart_is_clean(workspace: Path) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    with running_kernel(workspace) as (km, kc):
+        execute(kc, "x = 1\n" + DAEMON.format(marker=marker))
+        old_tree = [p.pid for p in process_tree(kernel_pid(km))]
+        km.restart_kernel(now=False)
+        kc.wait_for_ready(timeout=60)
+        assert wait_gone(old_tree) == []
+        assert wait_gone(_marked(marker)) == []
+        res = execute(kc, "'x' in globals()")
+        assert res.of_type("execute_result")[0]["data"]["text/plain"] == "False"
+
+
+def test_killed_kernel_takes_the_sandbox_with_it(workspace: Path) -> None:
+    marker = f"marker-{uuid.uuid4().hex}"
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(workspace))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        execute(kc, DAEMON.format(marker=marker))
+        tree = [p.pid for p in process_tree(kernel_pid(km))]
+        os.kill(kernel_pid(km), signal.SIGKILL)
+        assert wait_gone(tree) == []
+        assert wait_gone(_marked(marker)) == []
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

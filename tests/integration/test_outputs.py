@@ -1,0 +1,123 @@
+"""Rich outputs: every kind of display a notebook produces, as a frontend receives them."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+
+from tests.utils import execute, strip_ansi
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_display_update_and_clear(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "h = display('first', display_id='d1')\nh.update('second')")
+    [shown] = res.of_type("display_data")
+    [updated] = res.of_type("update_display_data")
+    assert shown["transient"] == updated["transient"] == {"display_id": "d1"}
+    assert updated["data"]["text/plain"] == "'second'"
+    res = execute(kc, "from IPython.display import clear_output\nprint('a')\nclear_output(wait=True)\nprint('b')")
+    kinds = [(m["msg_type"], m["content"].get("wait", m["content"].get("text"))) for m in res.outputs]
+    assert kinds == [("stream", "a\n"), ("clear_output", True), ("stream", "b\n")]
+
+
+def test_update_display_from_a_later_cell(kc: BlockingKernelClient) -> None:
+    execute(kc, "from IPython.display import display, update_display\ndisplay('v1', display_id='later')")
+    res = execute(kc, "update_display('v2', display_id='later')")
+    [updated] = res.of_type("update_display_data")
+    assert updated["data"]["text/plain"] == "'v2'"
+
+
+def test_matplotlib_inline_png_then_svg(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+    [figure] = res.of_type("display_data")
+    png = base64.b64decode(figure["data"]["image/png"])
+    assert png.startswith(PNG_MAGIC) and len(png) > 5000
+    res = execute(kc, "%config InlineBackend.figure_formats = ['svg']\nplt.plot([1, 2]); plt.show()")
+    [figure] = res.of_type("display_data")
+    assert "<svg" in figure["data"]["image/svg+xml"]
+    execute(kc, "%config InlineBackend.figure_formats = ['png']")
+
+
+def test_pandas_table_is_html(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})")
+    [table] = res.of_type("execute_result")
+    assert "<table" in table["data"]["text/html"]
+    assert "a  b" in table["data"]["text/plain"]
+
+
+@pytest.mark.parametrize(
+    ("code", "mime", "needle"),
+    [
+        ("from IPython.display import Markdown; Markdown('**bold**')", "text/markdown", "**bold**"),
+        ("from IPython.display import Latex; Latex(r'$\\alpha$')", "text/latex", "\\alpha"),
+        ("from IPython.display import JSON; JSON({'k': [1, 2]})", "application/json", None),
+        ("from IPython.display import SVG; SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>')", "image/svg+xml", "<svg"),
+        ("from IPython.display import HTML; HTML('<i>x</i>')", "text/html", "<i>x</i>"),
+    ],
+)
+def test_display_mime_types(kc: BlockingKernelClient, code: str, mime: str, needle: str | None) -> None:
+    res = execute(kc, code)
+    [result] = res.of_type("execute_result")
+    assert mime in result["data"]
+    if needle is not None:
+        assert needle in result["data"][mime]
+    else:
+        assert result["data"][mime] == {"k": [1, 2]}
+
+
+def test_image_from_bytes(kc: BlockingKernelClient) -> None:
+    code = (
+        "import io, matplotlib.pyplot as plt\nfrom IPython.display import Image, display\n"
+        "buf = io.BytesIO(); plt.figure(); plt.plot([1]); plt.savefig(buf, format='png'); plt.close()\n"
+        "display(Image(data=buf.getvalue(), format='png', width=100))"
+    )
+    res = execute(kc, code)
+    [image] = res.of_type("display_data")
+    assert base64.b64decode(image["data"]["image/png"]).startswith(PNG_MAGIC)
+    assert image["metadata"]["image/png"]["width"] == 100
+
+
+def test_magics(kc: BlockingKernelClient) -> None:
+    assert "per loop" in execute(kc, "%timeit -n1 -r1 sum(range(10))").stdout
+    res = execute(kc, "%%time\nsum(range(1000))")
+    assert "Wall time" in res.stdout
+    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "499500"
+    execute(kc, "who_marker = 1")
+    assert "who_marker" in execute(kc, "%who").stdout
+    res = execute(kc, "%%capture captured\nprint('hidden')")
+    assert res.outputs == []
+    assert execute(kc, "captured.stdout").of_type("execute_result")[0]["data"]["text/plain"] == "'hidden\\n'"
+    assert "bash works" in execute(kc, "%%bash\necho bash works").stdout
+
+
+def test_shell_escape_output_and_variables(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "name = 'sandbox'\n!echo hello $name")
+    assert res.stdout.strip() == "hello sandbox"
+    res = execute(kc, "files = !ls /\nfiles")
+    assert "usr" in res.of_type("execute_result")[0]["data"]["text/plain"]
+
+
+def test_stderr_and_warnings(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "import warnings, sys\nwarnings.warn('careful')\nprint('err', file=sys.stderr)")
+    assert "UserWarning: careful" in res.stderr
+    assert "err\n" in res.stderr
+
+
+def test_output_from_c_level_writes(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "import os\nos.write(1, b'raw fd output\\n')\nimport time; time.sleep(0.3)")
+    assert "raw fd output" in res.stdout
+
+
+def test_syntax_error_is_pythons(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "def broken(:\n    pass")
+    assert res.reply["content"]["ename"] == "SyntaxError"
+    assert "SyntaxError" in strip_ansi("\n".join(res.error["traceback"])) if res.error else False
+
+
+def test_unicode_and_surrogates_survive(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "print('héllo ☃ \\U0001F600')\nprint('lone \\udc80 surrogate')")
+    assert "héllo ☃ \U0001f600" in res.stdout
+    assert "lone" in res.stdout and "surrogate" in res.stdout
