@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 KERNEL_NAME = "sandbox-python"
+# Kernelspecs that start the same kernel on a simulated restricted host
+# (tests/security/restricted_host.py): name -> profile.
+RESTRICTED_KERNELS = {"sandbox-python-docker": "docker", "sandbox-python-nolandlock": "no-landlock"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,9 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
     from sandbox_kernel.install import kernel_dict
 
     data_dir = Path(tempfile.mkdtemp(prefix="sandbox-kernel-tests-"))
-    spec_dir = data_dir / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps(kernel_dict(python=sys.executable)))
+    data_dir.chmod(0o755)
+    specs = {KERNEL_NAME: kernel_dict(python=sys.executable)}
+    wrapper = str(Path(__file__).parent / "security" / "restricted_host.py")
+    for name, profile in RESTRICTED_KERNELS.items():
+        spec = kernel_dict(display_name=f"sandbox ({profile} host)", python=sys.executable)
+        spec["argv"] = [sys.executable, "-I", wrapper, profile, "--", *spec["argv"]]
+        specs[name] = spec
+    for name, spec in specs.items():
+        spec_dir = data_dir / "kernels" / name
+        spec_dir.mkdir(parents=True)
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         [str(data_dir), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     )

@@ -145,6 +145,9 @@ def _landlock_rules(
         return landlock.LandlockRules(
             read_paths=["/"],
             write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full", "/dev/ptmx", "/dev/pts"],
+            # The network namespace is the network boundary here; TCP rules
+            # would only break servers a cell runs on its own loopback.
+            deny_tcp=False,
         )
     private = spec["private_dir"]
     reads = [b.source for b in plan.binds if not b.writable]

@@ -161,6 +161,7 @@ def load(flt: Any) -> int | None:
 
 
 _FAMILY_NAMES = {int(v): k for k, v in vars(socket).items() if k.startswith("AF_") and isinstance(v, int)}
+_SOCKET_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM", 5: "SOCK_SEQPACKET", 10: "SOCK_PACKET"}
 _CLONE_FLAG_NAMES = {
     libc.CLONE_NEWNS: "CLONE_NEWNS",
     libc.CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
@@ -201,7 +202,8 @@ def describe_call(number: int, args: list[int]) -> tuple[str, str]:
     name = syscall_name(number)
     if name == "socket":
         family = _FAMILY_NAMES.get(args[0], str(args[0]))
-        call = f"socket({family}, {args[1] & 0xFF})"
+        kind = _SOCKET_TYPES.get(args[1] & 0xF, str(args[1] & 0xF))
+        call = f"socket({family}, {kind})"
     elif name in {"clone", "unshare"}:
         flags = [n for bit, n in _CLONE_FLAG_NAMES.items() if args[0] & bit]
         call = f"{name}({'|'.join(flags) or hex(args[0])})"

@@ -1,0 +1,215 @@
+"""A hostile host set-up for the attack cells: canaries, listeners, secrets, a marker process.
+
+Every boundary test runs a cell that tries to cross it and then checks from
+OUTSIDE the kernel (here, in the test process) that nothing got through.
+Each level the machine can offer is tested: ``namespaces`` directly, and
+``landlock`` by starting the same kernel under a Docker-like seccomp profile
+(tests/security/restricted_host.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+from tests.utils import TIMEOUT, execute, kernel_pid, process_tree
+
+LEVEL_KERNELS = {"namespaces": "sandbox-python", "landlock": "sandbox-python-docker"}
+SECRET_ENV = {
+    "JUPYTERHUB_API_TOKEN": "hub-token-" + uuid.uuid4().hex,
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-" + uuid.uuid4().hex,
+    "MY_SERVICE_TOKEN": "service-token-" + uuid.uuid4().hex,
+}
+
+
+class Listener:
+    """Records every connection or datagram that reaches it."""
+
+    def __init__(self, sock: socket.socket, stream: bool) -> None:
+        self.sock = sock
+        self.hits: list[bytes] = []
+        self.stream = stream
+        sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.stream:
+                    conn, _ = self.sock.accept()
+                    conn.settimeout(0.5)
+                    try:
+                        self.hits.append(conn.recv(1024) or b"<connected>")
+                    except OSError:
+                        self.hits.append(b"<connected>")
+                    conn.close()
+                else:
+                    self.hits.append(self.sock.recv(1024))
+            except (TimeoutError, OSError):
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@dataclass
+class Host:
+    """What a hostile cell would like to reach, and how to check it afterwards."""
+
+    root: Path
+    canary_read: Path
+    canary_write: Path
+    venv_canary: Path
+    fake_home: Path
+    secret_text: str
+    tcp_port: int = 0
+    udp_port: int = 0
+    abstract_name: str = ""
+    unix_path: str = ""
+    listeners: dict[str, Listener] = field(default_factory=dict)
+    marker: subprocess.Popen[bytes] | None = None
+
+    def digest(self, path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
+    root = tmp_path_factory.mktemp("host")
+    root.chmod(0o755)
+    secret = "host-secret-" + uuid.uuid4().hex
+    canary_read = root / "secret.txt"
+    canary_read.write_text(secret)
+    canary_read.chmod(0o644)
+    canary_write = root / "world-writable.txt"
+    canary_write.write_text("original")
+    # World-writable on purpose: only the sandbox may stop the write, not DAC.
+    canary_write.chmod(0o666)
+    import site
+
+    venv_canary = Path(site.getsitepackages()[0]) / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
+    venv_canary.write_text("original")
+    venv_canary.chmod(0o666)
+    fake_home = root / "home"
+    for sub in (".ssh", ".jupyter", ".ipython/profile_default/startup"):
+        (fake_home / sub).mkdir(parents=True)
+    (fake_home / ".ssh" / "id_rsa").write_text(secret)
+    h = Host(root, canary_read, canary_write, venv_canary, fake_home, secret)
+
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen()
+    h.tcp_port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    h.udp_port = udp.getsockname()[1]
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    h.abstract_name = "sandbox-test-" + uuid.uuid4().hex
+    abstract.bind("\0" + h.abstract_name)
+    abstract.listen()
+    pathname = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Like an ssh-agent socket: a pathname socket outside the workspace.
+    h.unix_path = str(root / "agent.sock")
+    pathname.bind(h.unix_path)
+    os.chmod(h.unix_path, 0o777)
+    pathname.listen()
+    h.listeners = {
+        "tcp": Listener(tcp, True),
+        "udp": Listener(udp, False),
+        "abstract": Listener(abstract, True),
+        "unix": Listener(pathname, True),
+    }
+    _prove_listeners_work(h)
+    h.marker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", "host-marker"])
+    try:
+        yield h
+    finally:
+        for listener in h.listeners.values():
+            listener.close()
+        h.marker.kill()
+        h.marker.wait()
+        venv_canary.unlink(missing_ok=True)
+
+
+def _prove_listeners_work(h: Host) -> None:
+    """Positive control: each listener records a contact from the host, then starts clean."""
+    with socket.create_connection(("127.0.0.1", h.tcp_port)) as s:
+        s.sendall(b"control")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"control", ("127.0.0.1", h.udp_port))
+    for address in ("\0" + h.abstract_name, h.unix_path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(address)
+            s.sendall(b"control")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(listener.hits for listener in h.listeners.values()):
+        time.sleep(0.05)
+    for name, listener in h.listeners.items():
+        assert listener.hits, f"the {name} listener does not record contacts: the check would be vacuous"
+        listener.hits.clear()
+
+
+@dataclass
+class Sandbox:
+    level: str
+    km: KernelManager
+    kc: BlockingKernelClient
+    workspace: Path
+
+    def run(self, code: str, timeout: float = TIMEOUT):  # noqa: ANN201 - tests.utils.Result
+        return execute(self.kc, code, timeout=timeout)
+
+    def executor_pids(self) -> list[int]:
+        """Every process of the sandbox, seen from the host (not the kernel itself)."""
+        return [p.pid for p in process_tree(kernel_pid(self.km))[1:]]
+
+
+def start_sandbox(level: str, workspace: Path, host: Host, extra: list[str] | None = None) -> Sandbox:
+    env = {**os.environ, **SECRET_ENV, "HOME": str(host.fake_home)}
+    km = KernelManager(kernel_name=LEVEL_KERNELS[level])
+    km.start_kernel(cwd=str(workspace), env=env, extra_arguments=extra or [])
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=TIMEOUT)
+    kc.kernel_info()
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    while reply["msg_type"] != "kernel_info_reply":
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    actual = reply["content"]["sandbox"]["level"]
+    if actual != level:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        pytest.skip(
+            f"this host cannot offer the {level!r} level (the kernel reports {actual!r}: "
+            f"{reply['content']['sandbox'].get('failure') or reply['content']['banner']})"
+        )
+    return Sandbox(level, km, kc, workspace)
+
+
+@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
+def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host) -> Iterator[Sandbox]:
+    workspace = tmp_path_factory.mktemp(f"workspace-{request.param}")
+    workspace.chmod(0o777)
+    box = start_sandbox(request.param, workspace, host)
+    try:
+        yield box
+    finally:
+        box.kc.stop_channels()
+        box.km.shutdown_kernel(now=False)
