@@ -134,6 +134,7 @@ class SandboxKernel(Kernel):
             self.isolation,
             self.limits,
             workspace=self.workspace,
+            home=os.path.realpath(os.path.expanduser("~")),
             private_dir=self._private_dir,
             cgroup=self._cgroup,
             cgroup_reason=cgroup_reason,

@@ -16,9 +16,61 @@ from .executor.env import scrubbed_environment
 from .isolation import rlimits
 from .isolation.cgroups import Cgroup
 
-__all__ = ["build_environment", "build_spec", "effective_memory_bytes"]
+__all__ = ["build_environment", "build_spec", "effective_memory_bytes", "protected_paths"]
 
 MIB = 1024 * 1024
+# Below HOME: credentials (reading them is the leak) and configuration or code
+# that something outside the sandbox runs (writing them is the escape).
+HOME_PROTECTED = (
+    ".ssh",
+    ".gnupg",
+    ".pki",
+    ".aws",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    ".npmrc",
+    ".jupyter",
+    ".ipython",
+    ".local",
+    ".config",
+    ".cache",
+    ".mozilla",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zprofile",
+    ".bash_history",
+    ".python_history",
+    ".condarc",
+    ".gitconfig",
+    ".pam_environment",
+)
+
+
+def protected_paths(home: str) -> list[str]:
+    """Paths a cell must never reach, even inside its workspace (the notebook server may run in ~)."""
+    import site
+
+    from jupyter_core.paths import (
+        jupyter_config_dir,
+        jupyter_config_path,
+        jupyter_data_dir,
+        jupyter_path,
+        jupyter_runtime_dir,
+    )
+
+    paths = [jupyter_runtime_dir(), jupyter_data_dir(), jupyter_config_dir(), *jupyter_config_path(), *jupyter_path()]
+    paths += [os.path.join(home, name) for name in HOME_PROTECTED]
+    paths.append(os.environ.get("IPYTHONDIR", os.path.join(home, ".ipython")))
+    paths.append(site.getusersitepackages())
+    return sorted({os.path.realpath(p) for p in paths if p and os.path.isabs(p)})
 
 
 def effective_memory_bytes(limits: Limits) -> int:
@@ -44,6 +96,7 @@ def build_spec(
     limits: Limits,
     *,
     workspace: str,
+    home: str,
     private_dir: str,
     cgroup: Cgroup | None,
     cgroup_reason: str | None,
@@ -65,6 +118,8 @@ def build_spec(
             "seccomp": isolation.seccomp,
             "landlock": isolation.landlock,
             "sandbox_uid_base": isolation.sandbox_uid_base,
+            "home": home,
+            "protected": protected_paths(home),
         },
         "limits": limit_values,
         "rlimits": rlimits.plan(

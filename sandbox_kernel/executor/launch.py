@@ -105,20 +105,27 @@ def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
     return flt
 
 
-def _sandbox_environment(level: str, spec: dict[str, Any]) -> None:
-    """HOME, TMPDIR and caches point into the sandbox's private space."""
-    home = mountns.HOME if level == "namespaces" else spec["private_dir"] + "/home"
-    tmp = "/tmp" if level == "namespaces" else spec["private_dir"] + "/tmp"
-    if level != "namespaces":
+def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPlan) -> None:
+    """HOME, TMPDIR and caches point into the sandbox's private space.
+
+    At the namespaces level HOME keeps its real path (an empty tmpfs there),
+    so ``~`` in paths and tracebacks reads as it does outside. Caches go to
+    /tmp, which is private too and never the workspace.
+    """
+    if level == "namespaces":
+        home = plan.home if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts) else "/tmp/home"
+        tmp = "/tmp"
+    else:
+        home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
         for path in (home, tmp):
             os.makedirs(path, mode=0o700, exist_ok=True)
     os.environ.update(
         HOME=home,
         TMPDIR=tmp,
-        XDG_CACHE_HOME=home + "/.cache",
-        XDG_CONFIG_HOME=home + "/.config",
-        MPLCONFIGDIR=home + "/.config/matplotlib",
-        IPYTHONDIR=home + "/.ipython",
+        XDG_CACHE_HOME=tmp + "/.cache",
+        XDG_CONFIG_HOME=tmp + "/.config",
+        MPLCONFIGDIR=tmp + "/.matplotlib",
+        IPYTHONDIR=tmp + "/.ipython",
     )
 
 
@@ -126,22 +133,11 @@ def _landlock_rules(
     spec: dict[str, Any], level: str, plan: mountns.MountPlan, report: Report
 ) -> landlock.LandlockRules:
     iso = spec["isolation"]
-    writable = [iso["workspace"]] if plan.workspace_writable else []
+    writable = [plan.workspace] if plan.workspace_writable else []
     writable += [path for path, mode in iso["extra_mounts"] if mode == "rw"]
-    if level != "namespaces":
-        # Landlock rights only add up along a path: a writable workspace would
-        # make any code directory below it writable too (a virtualenv in the
-        # project directory, an editable install of this kernel).
-        code = plan.read_only_sources()
-        for path in list(writable):
-            inside = [c for c in code if c.startswith(path.rstrip("/") + "/")]
-            if inside:
-                writable.remove(path)
-                report.notes.append(
-                    f"{path} is read-only: it contains code the kernel loads ({inside[0]})"
-                )
     if level == "namespaces":
-        # Defence in depth over a view that is read-only already.
+        # Defence in depth over a view that is read-only already (sensitive
+        # paths in the workspace are covered by read-only mounts).
         return landlock.LandlockRules(
             read_paths=["/"],
             write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full", "/dev/ptmx", "/dev/pts"],
@@ -149,13 +145,29 @@ def _landlock_rules(
             # would only break servers a cell runs on its own loopback.
             deny_tcp=False,
         )
-    private = spec["private_dir"]
-    reads = [b.source for b in plan.binds if not b.writable]
-    reads += ["/proc", "/dev/urandom", "/dev/random", "/dev/zero", "/dev/full"]
-    return landlock.LandlockRules(
-        read_paths=reads,
-        write_paths=[*writable, private, "/dev/null"],
-    )
+    # Without a mount namespace, Landlock is the filesystem boundary. Code
+    # the kernel loads and the protected paths must stay out of reach even
+    # when they sit inside the workspace.
+    code = plan.read_only_sources()
+    hidden = list(iso["protected"])
+    rules = landlock.LandlockRules(write_paths=[spec["private_dir"], "/dev/null"])
+    for path in [b for b in code if b not in (plan.workspace,)] + ["/proc", "/dev/urandom", "/dev/random", "/dev/zero", "/dev/full"]:
+        grants, listed = mountns.entries_around(path, hidden)
+        rules.read_paths += grants
+        rules.list_paths += listed
+    for path in [plan.workspace, *(p for p, _ in iso["extra_mounts"])]:
+        keep_out = hidden + [c for c in code if mountns.inside(c, path) and c != path]
+        grants, listed = mountns.entries_around(path, keep_out)
+        target = rules.write_paths if path in writable else rules.read_paths
+        target += grants
+        rules.list_paths += listed
+        if listed:
+            report.notes.append(
+                f"{path} holds code or sensitive files Landlock cannot carve out; its other entries are "
+                "granted one by one, so new files can only be created inside existing subdirectories"
+            )
+        rules.read_paths += [c for c in code if mountns.inside(c, path) and c != path]
+    return rules
 
 
 def _start_executor(
@@ -214,7 +226,13 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
     workspace = iso["workspace"]
     idmap = userns.choose_map(workspace, iso["sandbox_uid_base"])
     plan = mountns.plan_mounts(
-        workspace, iso["workspace_writable"], [tuple(m) for m in iso["extra_mounts"]], iso["tmp_size_mb"], idmap.mode == "range"
+        workspace,
+        iso["workspace_writable"],
+        [tuple(m) for m in iso["extra_mounts"]],
+        iso["tmp_size_mb"],
+        idmap.mode == "range",
+        iso["home"],
+        iso["protected"],
     )
     flt = _seccomp_filter(spec, "namespaces", report)
     trees: dict[Any, int] = {}
@@ -223,7 +241,7 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
         # Before leaving the host's user namespace: root may traverse 0700
         # directories (such as /root) on the way to the sources.
         trees = mountns.capture_trees(plan)
-        helper = userns.MapHelper(idmap, [fd for bind, fd in trees.items() if bind.idmap])
+        helper = userns.MapHelper(idmap, [fd for mount, fd in trees.items() if mount.idmap])
     try:
         libc.unshare(contain.namespace_flags(spec))
     except OSError as exc:
@@ -248,7 +266,7 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
     report.layer("userns", True, idmap.describe())
     if spec.get("cgroup"):
         report.layer("cgroupns", True, "own cgroup namespace")
-    _sandbox_environment("namespaces", spec)
+    _sandbox_environment("namespaces", spec, plan)
     rules = _landlock_rules(spec, "namespaces", plan, report) if iso["landlock"] != "disabled" else None
     if rules is None:
         report.layer("landlock", False, "disabled by configuration")
@@ -291,13 +309,19 @@ def run_flat(level: str, spec: dict[str, Any], report: Report, relay: socket.soc
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     privs.set_not_dumpable()
     plan = mountns.plan_mounts(
-        iso["workspace"], iso["workspace_writable"], [tuple(m) for m in iso["extra_mounts"]], iso["tmp_size_mb"], False
+        iso["workspace"],
+        iso["workspace_writable"],
+        [tuple(m) for m in iso["extra_mounts"]],
+        iso["tmp_size_mb"],
+        False,
+        iso["home"],
+        iso["protected"],
     )
     flt = _seccomp_filter(spec, level, report)
     rules = _landlock_rules(spec, level, plan, report) if level == "landlock" else None
     if level == "none":
         report.layer("landlock", False, "not used at level none: the filesystem is not protected")
-    _sandbox_environment(level, spec)
+    _sandbox_environment(level, spec, plan)
     for name in ("userns", "pidns", "mountns", "netns"):
         report.layer(name, False, report.unavailable.get("namespaces", "not used at this level"))
     notify_r, notify_w = socket.socketpair()

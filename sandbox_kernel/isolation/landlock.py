@@ -98,6 +98,8 @@ def _handled_fs(abi: int) -> int:
 class LandlockRules:
     read_paths: list[str] = field(default_factory=list)
     write_paths: list[str] = field(default_factory=list)
+    # Directories whose entries may be listed but not opened (READ_DIR only).
+    list_paths: list[str] = field(default_factory=list)
     # TCP ports the sandbox may connect to / bind; empty means none at all.
     deny_tcp: bool = True
     scope_ipc: bool = True
@@ -151,6 +153,9 @@ def restrict(rules: LandlockRules, abi: int | None = None) -> dict[str, object]:
     try:
         for path in _unique(rules.read_paths):
             if (problem := _add_path(ruleset, path, READ, handled_fs)) is not None:
+                problems.append(problem)
+        for path in _unique(rules.list_paths):
+            if (problem := _add_path(ruleset, path, FS_READ_DIR, handled_fs)) is not None:
                 problems.append(problem)
         for path in _unique(rules.write_paths):
             if (problem := _add_path(ruleset, path, READ | WRITE | FS_IOCTL_DEV, handled_fs)) is not None:

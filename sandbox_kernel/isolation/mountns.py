@@ -1,10 +1,13 @@
 """Mount namespace: an allow-listed, read-only view of the host, the workspace writable.
 
 Nothing is visible unless listed here: the system's ``/usr``, a few files from
-``/etc``, the Python environment at its own paths, the workspace, and private
-tmpfs mounts for ``/tmp`` (which holds HOME) and ``/dev/shm``. The user's home,
-``/run``, ``/var``, the Jupyter runtime directory (connection files), other
-users' files and config directories (~/.jupyter, ~/.ipython) are simply absent.
+``/etc``, the Python environment at its own paths, directories on PATH, the
+workspace, and private tmpfs mounts for ``/tmp``, HOME and ``/dev/shm``. HOME
+keeps its real path (so ``~`` reads as outside) but is an empty tmpfs: the
+user's files, ``/run``, ``/var``, the Jupyter runtime directory (connection
+files), other users' files are simply absent. Where the workspace itself
+contains sensitive directories (a notebook server started in ``~``), those are
+covered by empty read-only mounts: ~/.ssh, ~/.jupyter, ~/.ipython, ~/.local ...
 
 Sources are captured as detached mount trees with ``open_tree(OPEN_TREE_CLONE)``
 before the sandbox is assembled: a root launcher does it before it leaves the
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["Bind", "MountPlan", "assemble_root", "capture_trees", "plan_mounts"]
+__all__ = ["Mount", "MountPlan", "assemble_root", "capture_trees", "inside", "plan_mounts"]
 
 # Single files and directories from /etc that programs need; never all of /etc.
 ETC_ENTRIES = (
@@ -56,35 +59,72 @@ SYSTEM_DIRS = ("/usr", "/opt/conda", "/sys/devices/system/cpu")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NEW_ROOT = "/tmp"
-HOME = "/tmp/home"
+# Mount kinds, in the order they are applied at equal depth: a tmpfs first
+# (things are mounted into it), then writable binds, then read-only binds (at
+# the same path read-only wins: a workspace that is also a code path), then
+# masks over sensitive paths.
+KIND_ORDER = {"tmpfs": 0, "bind-rw": 1, "bind-ro": 2, "mask": 3}
 
 
 @dataclass(frozen=True)
-class Bind:
-    source: str
+class Mount:
+    path: str
+    kind: str  # "bind", "tmpfs" or "mask"
     writable: bool = False
     is_file: bool = False
     idmap: bool = False
+    size_mb: int = 0
 
     @property
     def sort_key(self) -> tuple[int, int]:
-        # Parents before children, so a child mount is not hidden by its parent;
-        # at equal paths a read-only bind goes last and wins (a workspace that is
-        # also a code path stays read-only: the kernel imports from it).
-        return (self.source.rstrip("/").count("/"), 0 if self.writable else 1)
+        kind = f"bind-{'rw' if self.writable else 'ro'}" if self.kind == "bind" else self.kind
+        # Parents before children, so a child mount is not hidden by its parent.
+        return (self.path.rstrip("/").count("/"), KIND_ORDER[kind])
 
 
 @dataclass
 class MountPlan:
-    binds: list[Bind]
+    mounts: list[Mount]
     symlinks: dict[str, str]
     workspace: str
     workspace_writable: bool
     tmp_size_mb: int
+    home: str
     notes: list[str] = field(default_factory=list)
 
     def read_only_sources(self) -> list[str]:
-        return [b.source for b in self.binds if not b.writable]
+        return [m.path for m in self.mounts if m.kind == "bind" and not m.writable]
+
+    def masked(self) -> list[str]:
+        return [m.path for m in self.mounts if m.kind == "mask"]
+
+
+def inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def entries_around(path: str, hidden: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``path`` into grantable entries that leave every ``hidden`` path out.
+
+    Returns the entries that may be granted whole, and the directories on the
+    way that may only be listed. Neither bind mounts nor Landlock rules can
+    grant a directory "except" something inside it, so a directory holding a
+    hidden path is replaced by its other entries, recursively. Hidden paths
+    need not exist: a missing ~/.bashrc must not be creatable either, which is
+    why the listed directories themselves get no right to create entries.
+    """
+    if not any(inside(h, path) for h in hidden):
+        return [path], []
+    if path in hidden or os.path.islink(path) or not os.path.isdir(path):
+        return [], []
+    grants: list[str] = []
+    listed = [path]
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            more, dirs = entries_around(entry.path, hidden)
+            grants += more
+            listed += dirs
+    return grants, listed
 
 
 def _code_paths() -> list[str]:
@@ -100,14 +140,13 @@ def _code_paths() -> list[str]:
     return sorted(p for p in paths if os.path.exists(p))
 
 
-def _command_dirs() -> list[str]:
+def _command_dirs(home: str) -> list[str]:
     """Directories on PATH, so ``!tool`` finds what it finds outside the sandbox.
 
     Never a home directory or one of its ancestors (that would expose the whole
     home). pyenv's shims are scripts that run ``pyenv exec``, which needs the
     pyenv root, so that comes along (read-only, like everything here).
     """
-    home = os.path.realpath(os.path.expanduser("~"))
     dirs: list[str] = []
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if not entry.startswith("/") or not os.path.isdir(entry):
@@ -125,14 +164,25 @@ def _command_dirs() -> list[str]:
 
 
 def _covered(path: str, dirs: list[str]) -> bool:
-    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+    return any(inside(path, d) for d in dirs)
 
 
 def plan_mounts(
-    workspace: str, workspace_writable: bool, extra_mounts: list[tuple[str, str]], tmp_size_mb: int, idmap: bool
+    workspace: str,
+    workspace_writable: bool,
+    extra_mounts: list[tuple[str, str]],
+    tmp_size_mb: int,
+    idmap: bool,
+    home: str,
+    protected: list[str],
 ) -> MountPlan:
-    """Decide the sandbox's filesystem view (in the launcher, from the host's layout)."""
-    binds: list[Bind] = []
+    """Decide the sandbox's filesystem view (in the launcher, from the host's layout).
+
+    ``protected`` are paths a cell must never read or write even when they lie
+    inside the workspace (credentials, Jupyter and IPython configuration,
+    the runtime directory with connection files, the user site).
+    """
+    mounts: list[Mount] = []
     symlinks: dict[str, str] = {}
     notes: list[str] = []
     for name in MERGED_USR_LINKS:
@@ -140,44 +190,72 @@ def plan_mounts(
         if os.path.islink(path):
             symlinks[path] = os.readlink(path)
         elif os.path.isdir(path):
-            binds.append(Bind(path))
+            mounts.append(Mount(path, "bind"))
     system = [d for d in SYSTEM_DIRS if os.path.isdir(d)]
-    binds.extend(Bind(d) for d in system)
+    mounts.extend(Mount(d, "bind") for d in system)
     for entry in ETC_ENTRIES:
         path = f"/etc/{entry}"
         if os.path.exists(path):
-            binds.append(Bind(path, is_file=not os.path.isdir(path)))
-    covered = [*system, *(b.source for b in binds)]
-    code = [p for p in dict.fromkeys([*_code_paths(), *_command_dirs()]) if not _covered(p, covered)]
+            mounts.append(Mount(path, "bind", is_file=not os.path.isdir(path)))
+    covered = [m.path for m in mounts]
+    code = [p for p in dict.fromkeys([*_code_paths(), *_command_dirs(home)]) if not _covered(p, covered)]
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]
-    binds.extend(Bind(p, is_file=os.path.isfile(p)) for p in code_roots)
+    mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p)) for p in code_roots)
     if workspace in (*code_roots, *system, "/") and workspace_writable:
         # The kernel imports from here: a cell must not be able to change it.
         notes.append("the workspace is where the kernel's own Python code lives, so it is read-only")
         workspace_writable = False
-    binds.append(Bind(workspace, writable=workspace_writable, idmap=idmap and workspace_writable))
+    if home.startswith("/") and home != "/" and not _covered(home, [*system, "/tmp"]):
+        mounts.append(Mount(home, "tmpfs", writable=True, size_mb=tmp_size_mb))
+    shared = [(workspace, workspace_writable)]
     for path, mode in extra_mounts:
         if os.path.exists(path):
-            writable = mode == "rw"
-            binds.append(Bind(path, writable=writable, is_file=os.path.isfile(path), idmap=idmap and writable))
+            shared.append((path, mode == "rw"))
         else:
             notes.append(f"extra mount {path} does not exist; skipped")
-    binds.sort(key=lambda b: b.sort_key)
-    return MountPlan(binds, symlinks, workspace, workspace_writable, tmp_size_mb, notes)
+    for path, rw in shared:
+        mounts.append(Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=idmap and rw))
+        if not rw or not any(inside(p, path) and p != path for p in protected):
+            continue
+        # A writable tree that holds protected paths (a server started in ~):
+        # the tree itself becomes read-only and its other entries writable, so
+        # nothing protected can be written or created, even where it does not
+        # exist yet (~/.bashrc, ~/.local/lib/pythonX/site-packages/*.pth).
+        mounts[-1] = Mount(path, "bind", is_file=False)
+        # Code the kernel runs (a pyenv under ~, PATH directories) stays read-only too.
+        grants, _ = entries_around(path, [*protected, *code_roots])
+        mounts.extend(Mount(g, "bind", writable=True, is_file=os.path.isfile(g), idmap=idmap) for g in grants)
+        notes.append(
+            f"{path} holds protected paths (such as {home}/.jupyter): new files can be created "
+            "only inside its existing subdirectories"
+        )
+    visible = [p for p, _ in shared]
+    exposed = [p for p in protected if os.path.lexists(p) and _covered(p, visible)]
+    for path in exposed:
+        # One mask over ~/.local also hides ~/.local/share/jupyter.
+        if not any(inside(path, other) for other in exposed if other != path):
+            mounts.append(Mount(path, "mask", is_file=not os.path.isdir(path)))
+    masked = [m.path for m in mounts if m.kind == "mask"]
+    if masked:
+        notes.append("hidden inside the workspace: " + ", ".join(masked))
+    mounts.sort(key=lambda m: m.sort_key)
+    return MountPlan(mounts, symlinks, workspace, workspace_writable, tmp_size_mb, home, notes)
 
 
-def capture_trees(plan: MountPlan) -> dict[Bind, int]:
-    """Clone each source as a detached mount tree and set its flags."""
-    trees: dict[Bind, int] = {}
+def capture_trees(plan: MountPlan) -> dict[Mount, int]:
+    """Clone each bind source as a detached mount tree and set its flags."""
+    trees: dict[Mount, int] = {}
     flags = libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE
-    for bind in plan.binds:
+    for bind in plan.mounts:
+        if bind.kind != "bind":
+            continue
         try:
-            fd = libc.open_tree(bind.source, flags)
+            fd = libc.open_tree(bind.path, flags)
         except OSError as exc:
-            if bind.writable or bind.source == plan.workspace:
-                raise SetupError("mountns", f"cannot capture the workspace {bind.source}", exc.errno) from None
-            plan.notes.append(f"{bind.source} not visible ({errno.errorcode.get(exc.errno or 0, exc.errno)})")
+            if bind.writable or bind.path == plan.workspace:
+                raise SetupError("mountns", f"cannot capture the workspace {bind.path}", exc.errno) from None
+            plan.notes.append(f"{bind.path} not visible ({errno.errorcode.get(exc.errno or 0, exc.errno)})")
             continue
         attrs = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
         if not bind.writable:
@@ -186,13 +264,13 @@ def capture_trees(plan: MountPlan) -> dict[Bind, int]:
             libc.mount_setattr(fd, attrs)
         except OSError as exc:
             os.close(fd)
-            raise SetupError("mountns", f"cannot make {bind.source} read-only", exc.errno) from None
+            raise SetupError("mountns", f"cannot make {bind.path} read-only", exc.errno) from None
         trees[bind] = fd
     for device in DEVICES:
         with contextlib.suppress(OSError):
             fd = libc.open_tree(f"/dev/{device}", libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC)
             libc.mount_setattr(fd, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC, recursive=False)
-            trees[Bind(f"/dev/{device}", writable=True, is_file=True)] = fd
+            trees[Mount(f"/dev/{device}", "bind", writable=True, is_file=True)] = fd
     return trees
 
 
@@ -211,7 +289,7 @@ def _tmpfs(target: str, size_mb: int, mode: str, flags: int) -> None:
     libc.mount("tmpfs", target, "tmpfs", flags, f"size={size_mb}m,mode={mode}")
 
 
-def assemble_root(plan: MountPlan, trees: dict[Bind, int], mount_proc: Callable[[str], str | None]) -> list[str]:
+def assemble_root(plan: MountPlan, trees: dict[Mount, int], mount_proc: Callable[[str], str | None]) -> list[str]:
     """Build the new root and pivot into it (pid 1, after unshare). Returns notes.
 
     ``mount_proc`` is called with the new root's /proc before the pivot: the
@@ -232,23 +310,20 @@ def assemble_root(plan: MountPlan, trees: dict[Bind, int], mount_proc: Callable[
         # is then mounted inside it instead of being hidden by it.
         _mkdirs(root + "/tmp")
         _tmpfs(root + "/tmp", plan.tmp_size_mb, "1777", libc.MS_NOSUID | libc.MS_NODEV)
-        os.makedirs(root + HOME, mode=0o700)
         _assemble_dev(root, trees)
         _mkdirs(root + "/proc")
     except OSError as exc:
         raise SetupError("mountns", "cannot create the sandbox root", exc.errno) from None
-    for bind, fd in sorted(trees.items(), key=lambda item: item[0].sort_key):
-        if bind.source.startswith("/dev/"):
-            continue
-        target = root + bind.source
+    for mount in plan.mounts:
         try:
-            _make_target(target, bind.is_file)
-            libc.move_mount(fd, target)
+            _apply(root, mount, trees)
         except OSError as exc:
-            if bind.source == plan.workspace:
-                raise SetupError("mountns", f"cannot mount the workspace at {bind.source}", exc.errno) from None
-            notes.append(f"{bind.source} not mounted ({os.strerror(exc.errno or 0)})")
-        finally:
+            if mount.path == plan.workspace or mount.kind == "mask":
+                # A workspace we cannot show, or a secret we cannot hide: fail closed.
+                raise SetupError("mountns", f"cannot {mount.kind} {mount.path}", exc.errno) from None
+            notes.append(f"{mount.path} not mounted ({os.strerror(exc.errno or 0)})")
+    for fd in trees.values():
+        with contextlib.suppress(OSError):
             os.close(fd)
     proc_note = mount_proc(root + "/proc")
     if proc_note:
@@ -265,17 +340,40 @@ def assemble_root(plan: MountPlan, trees: dict[Bind, int], mount_proc: Callable[
     return notes
 
 
-def _assemble_dev(root: str, trees: dict[Bind, int]) -> None:
+def _apply(root: str, mount: Mount, trees: dict[Mount, int]) -> None:
+    target = root + mount.path
+    if mount.kind == "tmpfs":
+        _mkdirs(target)
+        _tmpfs(target, mount.size_mb, "0700", libc.MS_NOSUID | libc.MS_NODEV)
+    elif mount.kind == "bind":
+        fd = trees.get(mount)
+        if fd is None:
+            return
+        _make_target(target, mount.is_file)
+        libc.move_mount(fd, target)
+    elif mount.is_file:
+        # An empty, read-only file in place of the secret one.
+        fd = libc.open_tree(root + "/dev/null", libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC)
+        try:
+            libc.move_mount(fd, target)
+        finally:
+            os.close(fd)
+    else:
+        flags = libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+        libc.mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=0500")
+
+
+def _assemble_dev(root: str, trees: dict[Mount, int]) -> None:
     dev = root + "/dev"
     _mkdirs(dev)
     _tmpfs(dev, 1, "0755", libc.MS_NOSUID | libc.MS_NOEXEC)
-    for bind, fd in list(trees.items()):
-        if bind.source.startswith("/dev/"):
-            target = root + bind.source
+    for device, fd in list(trees.items()):
+        if device.path.startswith("/dev/"):
+            target = root + device.path
             _make_target(target, True)
             libc.move_mount(fd, target)
             os.close(fd)
-            del trees[bind]
+            del trees[device]
     # A devpts instance of our own: IPython's ``!cmd`` runs commands on a pty
     # (as in ipykernel), and the host's terminals must not be reachable.
     os.makedirs(dev + "/pts")

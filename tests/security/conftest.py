@@ -181,8 +181,10 @@ class Sandbox:
         return [p.pid for p in process_tree(kernel_pid(self.km))[1:]]
 
 
-def start_sandbox(level: str, workspace: Path, host: Host, extra: list[str] | None = None) -> Sandbox:
-    env = {**os.environ, **SECRET_ENV, "HOME": str(host.fake_home)}
+def start_sandbox(
+    level: str, workspace: Path, host: Host, extra: list[str] | None = None, home: Path | None = None
+) -> Sandbox:
+    env = {**os.environ, **SECRET_ENV, "HOME": str(home or host.fake_home)}
     km = KernelManager(kernel_name=LEVEL_KERNELS[level])
     km.start_kernel(cwd=str(workspace), env=env, extra_arguments=extra or [])
     kc = km.client()
@@ -193,6 +195,11 @@ def start_sandbox(level: str, workspace: Path, host: Host, extra: list[str] | No
     while reply["msg_type"] != "kernel_info_reply":
         reply = kc.get_shell_msg(timeout=TIMEOUT)
     actual = reply["content"]["sandbox"]["level"]
+    if actual is None:
+        failure = reply["content"]["sandbox"].get("failure")
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        pytest.fail(f"the sandbox did not start at the {level!r} level: {failure}")
     if actual != level:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

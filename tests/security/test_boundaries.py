@@ -335,3 +335,44 @@ def test_no_core_dump_and_the_kernel_survives_a_segfault(sandbox: Sandbox) -> No
     after = set(os.listdir(sandbox.workspace))
     assert not [n for n in after - before if n.startswith("core")]
     assert sandbox.run("'alive'").status == "ok"
+
+
+def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
+    tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    """A notebook server started in ~ makes ~ the workspace: credentials and config must stay hidden."""
+    from tests.security.conftest import LEVEL_KERNELS, start_sandbox
+
+    for level in sorted(LEVEL_KERNELS):
+        home = tmp_path_factory.mktemp(f"home-{level}")
+        home.chmod(0o777)
+        (home / ".ssh").mkdir()
+        (home / ".ssh" / "id_rsa").write_text(host.secret_text)
+        kernels = home / ".local" / "share" / "jupyter" / "kernels" / "python3"
+        kernels.mkdir(parents=True)
+        (kernels / "kernel.json").write_text('{"argv": ["python"]}')
+        (home / ".jupyter").mkdir()
+        (home / "project").mkdir()
+        (home / "project").chmod(0o777)
+        before = (kernels / "kernel.json").read_text()
+        box = start_sandbox(level, home, host, home=home)
+        try:
+            code = (
+                "import os\n"
+                "for path in ('.ssh/id_rsa', '.local/share/jupyter/kernels/python3/kernel.json'):\n"
+                "    try:\n        print('READ', open(path).read())\n    except OSError as e:\n        print('denied', e.errno)\n"
+                "for path in ('.local/share/jupyter/kernels/python3/kernel.json', '.jupyter/jupyter_server_config.py', '.bashrc'):\n"
+                "    try:\n        open(path, 'w').write('evil'); print('WROTE', path)\n    except OSError as e:\n        print('denied', e.errno)\n"
+                "open('project/result.txt', 'w').write('ok'); print('project ok')\n"
+            )
+            result = box.run(code)
+            assert host.secret_text not in result.stdout
+            assert "READ" not in result.stdout and "WROTE" not in result.stdout, result.stdout
+            assert "project ok" in result.stdout, result.stdout + result.stderr
+            assert (kernels / "kernel.json").read_text() == before
+            assert not (home / ".jupyter" / "jupyter_server_config.py").exists()
+            assert not (home / ".bashrc").exists()
+            assert (home / "project" / "result.txt").read_text() == "ok"
+        finally:
+            box.kc.stop_channels()
+            box.km.shutdown_kernel(now=False)
