@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sys
@@ -26,9 +27,22 @@ from .spec import build_environment, build_spec, effective_memory_bytes
 
 __all__ = ["SandboxKernel"]
 
+# ``%sandbox`` alone in a cell, after IPython's transformation.
+SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '[^']*'\)\s*$")
 COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
 STDIN_POLL_S = 0.01
+
+
+def _is_sandbox_magic(code: str) -> bool:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if "sandbox" not in code:
+        return False
+    try:
+        return bool(SANDBOX_MAGIC.match(TransformerManager().transform_cell(code).strip()))
+    except Exception:
+        return False
 
 
 class SandboxKernel(Kernel):
@@ -225,6 +239,20 @@ class SandboxKernel(Kernel):
             "sandbox": {"level": self._isolation_report.get("level"), "failure": self._setup_failure},
         }
 
+    def sandbox_report(self) -> str:
+        from .isolation.report import render_report
+        from .spec import limits_dict
+
+        if self._setup_failure:
+            return f"Sandbox level: NOT RUNNING\n  {self._setup_failure}"
+        executor = self._executor
+        info = {
+            "isolation": self._isolation_report,
+            "limits": limits_dict(self.limits),
+            "setup_ms": round(executor.setup_time_s * 1000, 1) if executor and executor.setup_time_s else None,
+        }
+        return render_report(info)
+
     def _executor_log(self, level: str, message: str) -> None:
         getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")("%s", message)
 
@@ -290,6 +318,13 @@ class SandboxKernel(Kernel):
             self._execution_count += 1
             self._history.append((0, count, code))
 
+        if _is_sandbox_magic(code):
+            await self._executor_for_cell()
+            # Answered here, from the kernel's own record of what the launcher
+            # set up: a cell cannot make the executor misreport its sandbox.
+            if not silent:
+                self.publisher.send("stream", {"name": "stdout", "text": self.sandbox_report() + "\n"}, parent)
+            return {"status": "ok", "execution_count": reply_count, "user_expressions": {}, "payload": []}
         executor = await self._executor_for_cell()
         if isinstance(executor, str):
             return self._error_reply(

@@ -40,9 +40,11 @@ class Executor:
         self.shell.read_input = self.read_input
         self.shell.sandbox_info = info  # type: ignore[attr-defined]
         _install_comms(self.outbox)
-        from .magics import FrontendMagics, SandboxMagics
+        from .magics import FrontendMagics
 
-        self.shell.register_magics(FrontendMagics, SandboxMagics)
+        self.shell.register_magics(FrontendMagics)
+        # As IPython's kernel application does by default.
+        self.shell.extension_manager.load_extension("storemagic")
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "execute": self.execute,
             "complete": self.complete,

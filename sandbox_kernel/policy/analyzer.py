@@ -49,6 +49,7 @@ SHELL = "get_ipython()"
 _EMPTY: frozenset[str] = frozenset()
 _MAX_QUALNAMES = 16
 _MAX_SNIPPET = 120
+_MAX_BINDINGS = 32
 
 # Module names a cell usually imported in an earlier cell: an unbound `os` is the module.
 _CONVENTIONAL_MODULES = frozenset(
@@ -121,6 +122,9 @@ class Analyzer:
         self._qual_memo: dict[int, frozenset[str]] = {}
         self._resolving: set[int] = set()
         self._decoder_memo: dict[int, bool] = {}
+        self._name_memo: dict[str, frozenset[str]] = {}
+        self._names_resolving: set[str] = set()
+        self._name_decodes: dict[str, bool] = {}
         self.folder = Folder(self._resolve_name, self.qualnames)
 
     # -- driver ------------------------------------------------------------------------
@@ -290,6 +294,20 @@ class Analyzer:
         return set()
 
     def _name_qualnames(self, name: str) -> set[str]:
+        memo = self._name_memo.get(name)
+        if memo is not None:
+            return set(memo)
+        if name in self._names_resolving:
+            return set()
+        self._names_resolving.add(name)
+        try:
+            result = frozenset(list(self._name_qualnames_uncached(name))[:_MAX_QUALNAMES])
+        finally:
+            self._names_resolving.discard(name)
+        self._name_memo[name] = result
+        return set(result)
+
+    def _name_qualnames_uncached(self, name: str) -> set[str]:
         bindings = self.bindings.get(name)
         if bindings:
             out: set[str] = set()
@@ -298,6 +316,8 @@ class Analyzer:
                     out.add(b.qual)
                 elif b.kind == "expr" and b.node is not None:
                     out |= self.qualnames(b.node)
+                if len(out) >= _MAX_QUALNAMES:
+                    break
             return out
         if name == "__builtins__":
             return {"builtins"}
@@ -345,7 +365,7 @@ class Analyzer:
     def _dunder_getattr_target(self, node: ast.Call, q: str) -> tuple[ast.AST | None, set[str]]:
         """For x.__getattribute__(name) and object.__getattribute__(x, name): (name, x's qualnames)."""
         owner = q.rsplit(".", 1)[0]
-        if owner in ("builtins.object", "builtins.type", "builtins.super") or len(node.args) >= 2:
+        if owner in ("builtins.object", "builtins.type", "builtins.super"):
             base_node = node.args[0] if node.args else None
             name_node = node.args[1] if len(node.args) >= 2 else None
         else:
@@ -369,7 +389,11 @@ class Analyzer:
 
     def _resolve_name(self, node: ast.Name, depth: int) -> object:
         bindings = self.bindings.get(node.id)
-        if not bindings or any(b.kind in ("local", "qual") for b in bindings):
+        # Long histories (a counter updated on every line) are not worth following, and
+        # following them at every use would be quadratic.
+        if not bindings or len(bindings) > _MAX_BINDINGS:
+            return UNKNOWN
+        if any(b.kind in ("local", "qual") for b in bindings):
             return UNKNOWN
         use_top, deferred = self.where.get(id(node), (-1, True))
         if len(bindings) == 1 and bindings[0].kind == "expr":
@@ -501,8 +525,8 @@ class Analyzer:
                 and isinstance(parent.ctx, (ast.Store, ast.Del)))
             or (isinstance(parent, ast.Attribute) and parent.attr in _MUTATORS)
         )
-        if "builtins" in quals and (writes or True):
-            self._hit("SKP211", node, "builtins.__dict__")
+        if "builtins" in quals and writes:
+            self._hit("SKP211", node, "a write through builtins.__dict__")
         elif quals & (SENSITIVE | set(MODULE_RULES)) or any(
             q in ("builtins.type", "builtins.object") for q in quals
         ):
@@ -583,12 +607,12 @@ class Analyzer:
             elif q in GETATTR_LIKE:
                 base = node.args[0] if node.args and q != "operator.attrgetter" else None
                 self._getattr_like(node, q, GETATTR_LIKE[q], base)
+            elif ".alias_manager." in q and q.endswith((".define_alias", ".soft_define_alias")):
+                self._hit("SKP103", node, "a shell alias definition")
             elif q.startswith(f"{SHELL}."):
                 self._shell_call(node, q[len(SHELL) + 1 :])
             elif q in PICKLE_LOADERS:
                 self._pickle(node)
-            elif q.endswith((".define_alias", ".soft_define_alias")) and ".alias_manager" in q:
-                self._hit("SKP103", node, "a shell alias definition")
         if quals & PAYLOAD_SINKS and any(self._decodes(a) for a in self._all_args(node)):
             self._hit("SKP302", node, f"{_short(sorted(quals & PAYLOAD_SINKS)[0])}() of "
                                       "decoded data")
@@ -685,12 +709,23 @@ class Analyzer:
                 elif self.qualnames(func) & DECODERS:
                     found = True
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                for b in self.bindings.get(sub.id, ()):
-                    if b.kind == "expr" and b.node is not None and self._decodes(b.node, depth + 1):
-                        found = True
+                found = self._name_decoded(sub.id, depth)
             if found:
                 break
         self._decoder_memo[key] = found
+        return found
+
+    def _name_decoded(self, name: str, depth: int) -> bool:
+        memo = self._name_decodes.get(name)
+        if memo is not None:
+            return memo
+        self._name_decodes[name] = False  # cycle guard
+        found = False
+        for b in self.bindings.get(name, ())[:_MAX_BINDINGS]:
+            if b.kind == "expr" and b.node is not None and self._decodes(b.node, depth + 1):
+                found = True
+                break
+        self._name_decodes[name] = found
         return found
 
     def _import_like(self, node: ast.Call, q: str) -> None:

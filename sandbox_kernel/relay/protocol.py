@@ -255,11 +255,15 @@ def _v_display(msg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _v_execute_result(msg: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "execution_count": _int(msg, "execution_count"),
         "data": validate_mime_bundle(msg.get("data"), "execute_result"),
         "metadata": _metadata(msg),
     }
+    transient = _transient(msg)
+    if transient:
+        out["transient"] = transient
+    return out
 
 
 def _v_clear_output(msg: Mapping[str, Any]) -> dict[str, Any]:
