@@ -23,6 +23,7 @@ __all__ = [
     "Isolation",
     "Limits",
     "Output",
+    "Policy",
     "level_rank",
 ]
 
@@ -192,6 +193,27 @@ class Limits(Configurable):
         (each thread costs address space, and forking while one runs can deadlock).""",
     ).tag(config=True)
 
+    rollback = Bool(
+        True,
+        help="""Before each cell, keep a copy-on-write snapshot of the executor; if the cell
+        crashes, runs out of memory, times out or has to be killed, the snapshot takes
+        over and the state is as it was before the cell. Off: the executor restarts
+        empty after such a cell.""",
+    ).tag(config=True)
+
+    snapshot_max_mb = Int(
+        0,
+        min=0,
+        help="""Skip the snapshot when the executor holds more memory than this, in MiB
+        (copy-on-write may double it while the cell runs); 0 means half the memory limit.""",
+    ).tag(config=True)
+
+    kill_cell_processes = Bool(
+        False,
+        help="""End every process a cell started when the cell ends (background servers,
+        daemons). Processes are always ended when a cell hits the process limit.""",
+    ).tag(config=True)
+
     startup_timeout_s = Float(
         60.0, min=1.0, help="How long the executor may take to start."
     ).tag(config=True)
@@ -220,9 +242,68 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "standard": {},
     "classroom": {
         "Isolation": {"required_isolation": "landlock"},
-        "Limits": {"wall_time_limit_s": 60.0, "memory_limit_mb": 2048, "max_processes": 128},
+        "Limits": {
+            "wall_time_limit_s": 60.0,
+            "memory_limit_mb": 2048,
+            "max_processes": 128,
+            "kill_cell_processes": True,
+        },
     },
     "permissive": {
         "Isolation": {"required_isolation": "none", "seccomp": "auto"},
     },
 }
+
+
+# -- the policy (issue #4) ---------------------------------------------------------------
+# Imported here rather than at the top so that this section stays self-contained.
+from traitlets import Dict  # noqa: E402
+
+from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES  # noqa: E402
+from .policy.settings import check_overrides  # noqa: E402
+
+
+class Policy(Configurable):
+    """What cells may do: the static checks and the executor's runtime audit hooks.
+
+    Each rule has a stable id (SKP101 ...) and belongs to a group; its action is
+    "deny" (the cell is refused, or the operation fails while it runs), "warn" (it runs
+    and the user is told), "audit" (it runs and the audit log records it) or "off".
+    """
+
+    preset = CaselessStrEnum(
+        list(PRESET_NAMES),
+        default_value="standard",
+        help="""Default action of every rule. 'standard' denies native code, interpreter
+        internals and attempts to hide code from the checks, and lets ordinary
+        notebooks run unchanged ('!ls', %%bash and subprocess are recorded or warned
+        about). 'classroom' also denies shell escapes, processes, sockets, dynamic code
+        and dunder walking. 'permissive' records almost everything and denies little.""",
+    ).tag(config=True)
+
+    rules = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        default_value={},
+        help=f"""Overrides on top of the preset: a rule id or a group name mapped to one of
+        {", ".join(ACTIONS)}. A rule's own entry beats its group's. Groups:
+        {", ".join(sorted(GROUPS))}. Example: {{'SKP201': 'warn', 'shell': 'deny'}}.""",
+    ).tag(config=True)
+
+    runtime_hooks = Bool(
+        True,
+        help="""Install PEP 578 audit hooks in the executor before any cell runs, so that
+        the rules also hold for code the static check cannot see (computed imports,
+        decoded payloads, files written then imported). Native code can bypass audit
+        hooks; the OS sandbox remains the boundary.""",
+    ).tag(config=True)
+
+    @validate("rules")
+    def _check_rules(self, proposal: Any) -> dict[str, str]:
+        try:
+            return check_overrides(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(
+                f"Policy.rules: {exc}. Rule ids are {min(RULES)}..{max(RULES)} "
+                "(the table is in sandbox_kernel/policy/rules.py)"
+            ) from None

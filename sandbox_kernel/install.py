@@ -65,7 +65,8 @@ def install(args: argparse.Namespace) -> str:
             shutil.copy(logo, tmp)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
             json.dump(kernel_dict(args.display_name, extra_args=extra), f, indent=2)
-        return KernelSpecManager().install_kernel_spec(tmp, args.name, replace=True, **_location_args(args))
+        # install_kernel_spec replaces an existing spec of the same name.
+        return KernelSpecManager().install_kernel_spec(tmp, args.name, **_location_args(args))
 
 
 def uninstall(args: argparse.Namespace) -> str:

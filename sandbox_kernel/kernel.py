@@ -78,7 +78,9 @@ class SandboxKernel(Kernel):
         self._starting: asyncio.Future[ExecutorProcess | str] | None = None
         self._setup_failure: str | None = None
         self._running: str | None = None
-        self._interrupt_killed: str | None = None
+        # Set when the kernel itself stops a cell: (ename, why).
+        self._stop_reason: tuple[str, str] | None = None
+        self._last_cell: dict[str, Any] = {}
         self._private_dir: str | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
@@ -250,6 +252,7 @@ class SandboxKernel(Kernel):
             "isolation": self._isolation_report,
             "limits": limits_dict(self.limits),
             "setup_ms": round(executor.setup_time_s * 1000, 1) if executor and executor.setup_time_s else None,
+            "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
         }
         return render_report(info)
 
@@ -333,7 +336,13 @@ class SandboxKernel(Kernel):
                 reply_count,
             )
         self._running = msg_id
-        self._interrupt_killed = None
+        self._stop_reason = None
+        oom_before = self._cgroup.oom_kills() if self._cgroup else 0
+        if self._cgroup:
+            self._cgroup.reset_peak()
+        deadline = None
+        if self.limits.wall_time_limit_s:
+            deadline = asyncio.ensure_future(self._cell_deadline(msg_id, self.limits.wall_time_limit_s))
         try:
             outcome = await executor.execute(
                 ExecuteRequest(
@@ -348,20 +357,25 @@ class SandboxKernel(Kernel):
             )
         finally:
             self._running = None
+            if deadline is not None:
+                deadline.cancel()
+        if outcome.reply is None:
+            return await self._recover(executor, outcome, reply_count, oom_before)
+        if self._stop_reason is not None and outcome.reply["status"] == "error":
+            # The kernel interrupted the cell (its time was up) and it stopped cleanly.
+            ename, why = self._stop_reason
+            self.publisher.notice(f"[sandbox] {ename}: the cell was interrupted because {why}.")
+            outcome.reply.update(ename=ename, evalue=f"The cell was interrupted because {why}.")
+            self._record_cell(outcome, ename)
+        else:
+            self._record_cell(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
+        if self.limits.kill_cell_processes:
+            executor.end_cell_processes()
         return self._reply_for(outcome, reply_count)
 
     def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:
         reply = outcome.reply
-        if reply is None:
-            why = self._interrupt_killed or outcome.failure or "the executor stopped"
-            self._executor = None
-            message = (
-                f"The cell did not finish: {why}. The executor was restarted: "
-                "variables, imports and open files from earlier cells are gone."
-            )
-            ename = "CellInterrupted" if self._interrupt_killed else "ExecutorDied"
-            self._begin_executor_start()
-            return self._error_reply(ename, message, count)
+        assert reply is not None
         content: dict[str, Any] = {
             "status": reply["status"],
             "execution_count": count,
@@ -371,6 +385,55 @@ class SandboxKernel(Kernel):
         if reply["status"] == "error":
             content.update(ename=reply["ename"], evalue=reply["evalue"], traceback=reply["traceback"])
         return content
+
+    async def _recover(
+        self, executor: ExecutorProcess, outcome: CellOutcome, count: int, oom_before: int
+    ) -> dict[str, Any]:
+        """The cell ended without a reply: say exactly why, and restore or restart."""
+        if self._stop_reason is not None:
+            ename, why = self._stop_reason
+        elif self._cgroup is not None and self._cgroup.oom_kills() > oom_before:
+            limit = effective_memory_bytes(self.limits) >> 20
+            ename, why = "MemoryLimitExceeded", f"it used more than the memory limit of {limit} MiB, so the executor was killed"
+        else:
+            ename, why = "ExecutorDied", outcome.failure or "the executor stopped"
+        skipped = executor.snapshot_skipped
+        if self.limits.rollback and await executor.promote():
+            state = "The state was restored to what it was before this cell: variables, imports and open files of earlier cells are still there."
+            rolled_back = True
+        else:
+            await executor.kill()
+            self._executor = None
+            self._begin_executor_start()
+            because = f" (no snapshot was kept for this cell: {skipped})" if skipped else ""
+            state = f"The executor was restarted: variables and imports from earlier cells are gone{because}."
+            rolled_back = False
+        self._record_cell(outcome, ename, rolled_back=rolled_back)
+        self.log.warning("cell_failed kind=%s rolled_back=%s why=%s", ename, rolled_back, why)
+        return self._error_reply(ename, f"The cell did not finish: {why}. {state}", count)
+
+    def _record_cell(self, outcome: CellOutcome, result: str, *, rolled_back: bool = False) -> None:
+        stats = dict((outcome.reply or {}).get("stats", {}))
+        peak = self._cgroup.memory_peak() if self._cgroup else stats.get("peak_rss_bytes")
+        self._last_cell = {
+            "outcome": result,
+            "wall_time_s": round(outcome.wall_time_s, 4),
+            "cpu_time_s": stats.get("cpu_s"),
+            "peak_memory_mb": round(peak / (1 << 20), 1) if isinstance(peak, (int, float)) else None,
+            "rolled_back": rolled_back,
+            "snapshot": stats.get("snapshot"),
+        }
+
+    def finish_metadata(self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]) -> dict[str, Any]:
+        metadata = super().finish_metadata(parent, metadata, reply_content)
+        metadata["sandbox"] = {"level": self._isolation_report.get("level"), **self._last_cell}
+        return metadata
+
+    async def _cell_deadline(self, msg_id: str, limit: float) -> None:
+        await asyncio.sleep(limit)
+        if self._running == msg_id and self._stop_reason is None:
+            self._stop_reason = ("CellTimeout", f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)")
+            await self._interrupt()
 
     def _error_reply(self, ename: str, evalue: str, count: int) -> dict[str, Any]:
         traceback = [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
@@ -396,12 +459,16 @@ class SandboxKernel(Kernel):
             await asyncio.sleep(0.05)
             if self._running != running:
                 return
-        self._interrupt_killed = (
-            f"it did not stop within {grace:g} s of the interrupt (a C extension loop or a "
-            "cell that ignores SIGINT), so the executor was killed"
-        )
+        if self._stop_reason is None:
+            self._stop_reason = (
+                "CellInterrupted",
+                f"it did not stop within {grace:g} s of the interrupt (a C extension loop or a "
+                "cell that ignores SIGINT), so the executor was killed",
+            )
+        elif self._stop_reason[0] == "CellTimeout":
+            self._stop_reason = ("CellTimeout", self._stop_reason[1] + ", and did not stop when interrupted")
         self.log.warning("interrupt_kill cell=%s grace_s=%s", running, grace)
-        await executor.kill()
+        executor.kill_executor(self._stop_reason[1])
 
     # -- other requests -------------------------------------------------------------
 

@@ -88,6 +88,8 @@ def limits_dict(limits: Limits) -> dict[str, Any]:
         "max_open_files": limits.max_open_files,
         "max_file_size_mb": limits.max_file_size_mb,
         "interrupt_grace_s": limits.interrupt_grace_s,
+        "rollback": limits.rollback,
+        "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB or effective_memory_bytes(limits) // 2,
     }
 
 

@@ -22,7 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # that comes first on JUPYTER_PATH, so every test (and every kernel that
     # nbclient, papermill or nbconvert start) runs this code, not whatever is
     # installed on the machine.
-    from sandbox_kernel.install import kernel_dict
+    import shutil
+
+    from sandbox_kernel.install import kernel_dict, template_dir
 
     data_dir = Path(tempfile.mkdtemp(prefix="sandbox-kernel-tests-"))
     data_dir.chmod(0o755)
@@ -36,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
         spec_dir = data_dir / "kernels" / name
         spec_dir.mkdir(parents=True)
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        for logo in template_dir().glob("logo-*"):
+            shutil.copy(logo, spec_dir)
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         [str(data_dir), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     )

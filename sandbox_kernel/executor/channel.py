@@ -69,10 +69,10 @@ class Channel:
         # Called with every output frame so the current request id can be stamped on it.
         self.stamp: Callable[[dict[str, Any]], None] | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *, stamp: bool = True) -> None:
         if self.closed:
             return
-        if self.stamp is not None:
+        if stamp and self.stamp is not None:
             self.stamp(message)
         frame = encode_frame(message)
         main = threading.current_thread() is threading.main_thread()
@@ -88,6 +88,40 @@ class Channel:
             if main:
                 _gate.depth -= 1
                 _gate.release()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child is not the executor: it must never touch the relay.
+
+        Its lock may have been held by another thread at the moment of the
+        fork, and frames from two processes would interleave. The child
+        writes its output to fds 1 and 2 instead, which the executor relays.
+        """
+        self._send_lock = threading.Lock()
+        self.closed = True
+
+    def resume(self) -> str:
+        """In a promoted snapshot: find the kernel's resume frame and reopen the relay.
+
+        The executor that died may have left part of a command unread, so the
+        stream is scanned for the exact bytes of the resume frame instead of
+        being parsed from where it stands. Returns the token to echo.
+        """
+        self.closed = False
+        marker = b'{"op":"resume","token":"'
+        while True:
+            start = self._buffer.find(marker)
+            end = self._buffer.find(b'"}', start + len(marker)) if start >= 0 else -1
+            if end >= 0:
+                token = self._buffer[start + len(marker) : end].decode("ascii", "replace")
+                del self._buffer[: end + 2]
+                return token
+            # Keep a tail that may hold the start of the marker.
+            if start < 0 and len(self._buffer) > len(marker):
+                del self._buffer[: len(self._buffer) - len(marker)]
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("the kernel closed the relay")
+            self._buffer += chunk
 
     def _read_exact(self, n: int) -> bytes | None:
         while len(self._buffer) < n:

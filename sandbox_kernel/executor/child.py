@@ -7,6 +7,7 @@ trusted by the kernel: it reads our replies through the hostile-input parser.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import sys
@@ -15,7 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
-from .shell import ExecutorShell, FrameStream, Outbox, StreamFlusher, capture_fds, jsonable
+from .shell import ExecutorShell, FrameStream, Outbox, StreamFlusher, capture_fds, jsonable, start_pumps
+from .snapshot import Snapshots
+
+# The executor's own threads: the stream flusher and the two fd pumps.
+OWN_THREADS = 3
 
 __all__ = ["serve"]
 
@@ -27,14 +32,21 @@ class Executor:
         self.channel = channel
         self.info = info
         self.outbox = Outbox(channel)
-        flusher = StreamFlusher()
-        self.stdout = FrameStream("stdout", self.outbox, flusher)
-        self.stderr = FrameStream("stderr", self.outbox, flusher)
-        flusher.streams = [self.stdout, self.stderr]
-        flusher.start()
-        capture_fds(self.stdout, self.stderr)
+        self.flusher = StreamFlusher()
+        self.stdout = FrameStream("stdout", self.outbox, self.flusher)
+        self.stderr = FrameStream("stderr", self.outbox, self.flusher)
+        self.flusher.streams = [self.stdout, self.stderr]
+        self.flusher.start()
+        self.pumps = capture_fds(self.stdout, self.stderr)
         sys.stdout = self.stdout
         sys.stderr = self.stderr
+        limits = info.get("limits", {})
+        self.snapshots = Snapshots(
+            enabled=bool(limits.get("rollback", True)),
+            max_bytes=int(limits.get("snapshot_max_bytes", 0)),
+            own_threads=OWN_THREADS,
+        )
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
 
         self.shell = ExecutorShell.instance(outbox=self.outbox, config=_shell_config())
         self.shell.read_input = self.read_input
@@ -77,6 +89,23 @@ class Executor:
             except Exception:
                 self.log("error", "executor command failed:\n" + traceback.format_exc())
 
+    def _after_fork_in_child(self) -> None:
+        # Any fork (a cell's os.fork, multiprocessing, our own snapshot) makes
+        # a process that is not the executor: it must not touch the relay.
+        self.channel.after_fork_in_child()
+        for stream in (self.stdout, self.stderr):
+            stream.after_fork_in_child(raw=True)
+
+    def _become_executor(self) -> None:
+        """In a snapshot that was just promoted: take over from the executor that died."""
+        token = self.channel.resume()
+        for stream in (self.stdout, self.stderr):
+            stream.after_fork_in_child(raw=False)
+        self.flusher.start()
+        start_pumps(self.pumps)
+        # Exactly these bytes are what the kernel scans for: no parent stamp.
+        self.channel.send({"type": "restored", "token": token, "pid": os.getpid()}, stamp=False)
+
     def log(self, level: str, message: str) -> None:
         self.channel.send({"type": "log", "level": level, "message": message[:10_000]})
 
@@ -102,7 +131,22 @@ class Executor:
     # -- commands ------------------------------------------------------------
 
     def execute(self, command: dict[str, Any]) -> None:
+        if self.snapshots.take():
+            # This is the snapshot, promoted: the cell below killed the
+            # executor, and must not run again. Carry on from before it.
+            self._become_executor()
+            return
+        self.channel.send(
+            {"type": "snapshot", "pid": self.snapshots.pid or 0, "skipped": self.snapshots.skipped or ""}
+        )
+        try:
+            self._run_cell(command)
+        finally:
+            self.snapshots.drop()
+
+    def _run_cell(self, command: dict[str, Any]) -> None:
         shell = self.shell
+        usage = _Usage()
         self.outbox.parent_msg_id = str(command.get("parent", ""))
         self.outbox.set_thread_parent("")
         shell.execution_count = int(command.get("execution_count", shell.execution_count))
@@ -144,6 +188,7 @@ class Executor:
                 )
             reply["payload"] = shell.payloads
             shell.payloads = []
+            reply["stats"] = {**usage.finish(), "snapshot": self.snapshots.skipped or "taken"}
             self.channel.send(reply)
 
     def complete(self, command: dict[str, Any]) -> None:
@@ -218,6 +263,33 @@ class Executor:
 
     def update_info(self, command: dict[str, Any]) -> None:
         self.info.update(command.get("info") or {})
+
+
+class _Usage:
+    """CPU time and peak memory of one cell, as the executor itself sees them."""
+
+    def __init__(self) -> None:
+        import resource
+
+        self._resource = resource
+        # Writing 5 to clear_refs resets the peak resident size (VmHWM), so the
+        # peak below is this cell's, not the process's lifetime maximum.
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        self._cpu = self._cpu_now()
+
+    def _cpu_now(self) -> float:
+        r = self._resource
+        own, children = r.getrusage(r.RUSAGE_SELF), r.getrusage(r.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    def finish(self) -> dict[str, Any]:
+        peak = None
+        with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+        return {"cpu_s": round(self._cpu_now() - self._cpu, 4), "peak_rss_bytes": peak}
 
 
 def _shell_config() -> Any:

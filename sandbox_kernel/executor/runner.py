@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -126,7 +127,17 @@ class ExecutorProcess:
         self._input_tasks: set[asyncio.Task[Any]] = set()
         self.exit_status: dict[str, Any] | None = None
         self._exited = asyncio.Event()
+        # The whole sandbox is gone (or being taken down) when dead_reason is
+        # set; only the executor process is gone when executor_lost is: its
+        # snapshot may still be promoted.
         self.dead_reason: str | None = None
+        self.executor_lost: str | None = None
+        self.executor_pid: int | None = None
+        self.snapshot_pid: int | None = None
+        self.snapshot_skipped: str | None = None
+        self._restore: tuple[bytes, asyncio.Future[None]] | None = None
+        self._scan = bytearray()
+        self._executor_gone = asyncio.Event()
         self.stderr_tail = bytearray()
         self.started_at = 0.0
         self.setup_time_s: float | None = None
@@ -137,7 +148,12 @@ class ExecutorProcess:
 
     @property
     def alive(self) -> bool:
-        return self.dead_reason is None and self.proc is not None and self.proc.poll() is None
+        return (
+            self.dead_reason is None
+            and self.executor_lost is None
+            and self.proc is not None
+            and self.proc.poll() is None
+        )
 
     async def start(self, timeout: float) -> dict[str, Any]:
         """Spawn the launcher and wait for the executor's ``ready`` frame."""
@@ -186,6 +202,7 @@ class ExecutorProcess:
             await self.kill()
             raise ExecutorDied(f"the executor did not start within {timeout:g} s") from None
         self.setup_time_s = time.monotonic() - self.started_at
+        self.executor_pid = self.ready["pid"]
         return self.ready
 
     async def kill(self) -> None:
@@ -229,6 +246,51 @@ class ExecutorProcess:
         """Ask the supervisor to deliver SIGINT to the executor."""
         self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
 
+    def kill_executor(self, reason: str) -> None:
+        """Kill the executor process only: the sandbox, and the cell's snapshot, stay."""
+        self.executor_lost = self.executor_lost or reason
+        self._fail_pending(ExecutorDied(self.executor_lost))
+        self.send_supervisor({"op": "signal", "signal": int(signal.SIGKILL)})
+
+    def end_cell_processes(self, keep: list[int] | None = None) -> None:
+        """Kill what the last cell left running (everything in the sandbox but the executor)."""
+        self.send_supervisor({"op": "end_cell_processes", "keep": keep or []})
+
+    async def promote(self, timeout: float = 10.0) -> bool:
+        """Make the cell's snapshot the executor; True when it took over.
+
+        The old executor must be gone first (its exit reported). The snapshot
+        resumes the relay where the old one left it, so both sides look for a
+        random token instead of trusting the stream's position: a dying
+        executor may have left half a frame in either direction.
+        """
+        pid = self.snapshot_pid
+        if pid is None or self.dead_reason is not None:
+            return False
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._executor_gone.wait(), timeout)
+        if not self._executor_gone.is_set():
+            return False
+        # Nothing the dead cell left behind may race the snapshot for the relay.
+        self.end_cell_processes(keep=[pid])
+        token = secrets.token_hex(16)
+        marker = encode_frame({"type": "restored", "token": token, "pid": pid})
+        restored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reader = FrameReader(self._reader.max_frame_bytes)
+        self._scan = bytearray()
+        self._restore = (marker, restored)
+        self.send_supervisor({"op": "promote", "pid": pid})
+        try:
+            await self.send_raw({"op": "resume", "token": token})
+            await asyncio.wait_for(restored, timeout)
+        except (asyncio.TimeoutError, ExecutorDied):
+            self._restore = None
+            return False
+        self.executor_pid, self.snapshot_pid = pid, None
+        self.executor_lost = None
+        self._executor_gone.clear()
+        return True
+
     def send_supervisor(self, command: dict[str, Any]) -> None:
         if self.supervisor is None or self.dead_reason:
             return
@@ -239,6 +301,11 @@ class ExecutorProcess:
     # -- requests ----------------------------------------------------------------
 
     async def send(self, command: dict[str, Any]) -> None:
+        if self.executor_lost:
+            raise ExecutorDied(self.executor_lost)
+        await self.send_raw(command)
+
+    async def send_raw(self, command: dict[str, Any]) -> None:
         if self.relay is None or self.dead_reason:
             raise ExecutorDied(self.dead_reason or "the executor is not running")
         loop = asyncio.get_running_loop()
@@ -263,6 +330,7 @@ class ExecutorProcess:
     async def execute(self, request: ExecuteRequest) -> CellOutcome:
         started = time.monotonic()
         outcome = CellOutcome()
+        self.snapshot_pid = self.snapshot_skipped = None
         try:
             outcome.reply = await self.request(
                 {
@@ -295,17 +363,33 @@ class ExecutorProcess:
             self._ready_future.set_exception(error)
 
     async def _died(self, reason: str) -> None:
-        """The relay broke: find out how the executor ended and tell every waiter."""
+        """The relay ended: every process holding it is gone. Tell every waiter and clean up."""
         if self.dead_reason is not None:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._exited.wait(), 1.0)
         status = self.exit_status
-        if status is not None:
+        if self.executor_lost:
+            reason = self.executor_lost
+        elif status is not None:
             reason = f"{reason}: the executor {describe_exit(status.get('code'), status.get('signal'))}"
         self.dead_reason = reason
         self._fail_pending(ExecutorDied(reason, signal=(status or {}).get("signal")))
         await self.kill()
+
+    def _broken(self, reason: str) -> None:
+        """The executor broke the protocol or stalled: stop it; its snapshot may take over."""
+        self.on_log("warning", f"executor stopped: {reason}")
+        self.kill_executor(reason)
+
+    def _on_exit(self, item: dict[str, Any]) -> None:
+        self.exit_status = item
+        self._exited.set()
+        if item["pid"] == self.executor_pid:
+            self._executor_gone.set()
+            why = f"the executor {describe_exit(item.get('code'), item.get('signal'))}"
+            self.executor_lost = self.executor_lost or why
+            self._fail_pending(ExecutorDied(self.executor_lost, signal=item.get("signal")))
 
     async def _read_relay(self) -> None:
         loop = asyncio.get_running_loop()
@@ -319,19 +403,27 @@ class ExecutorProcess:
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(self.relay, READ_CHUNK), timeout)
                 except asyncio.TimeoutError:
-                    await self._died(
-                        f"the executor left a frame unfinished for {self.frame_deadline_s:g} s"
-                    )
-                    return
+                    self._broken(f"it left a frame unfinished for {self.frame_deadline_s:g} s")
+                    self._reader = FrameReader(self._reader.max_frame_bytes)
+                    partial_since = None
+                    continue
                 if not data:
                     problem = self._reader.eof_error()
                     await self._died(str(problem) if problem else "the executor closed the relay")
                     return
+                if self._restore is not None:
+                    data = self._after_marker(data)
+                    if not data:
+                        continue
+                if self.executor_lost and self._restore is None:
+                    continue  # bytes from an executor being replaced: no longer trusted to mean anything
                 try:
                     items = self._reader.feed(data)
                 except RelayError as exc:
-                    await self._died(f"protocol violation: {exc}")
-                    return
+                    self._broken(f"it broke the relay protocol ({exc})")
+                    self._reader = FrameReader(self._reader.max_frame_bytes)
+                    partial_since = None
+                    continue
                 for item in items:
                     if isinstance(item, FrameRejected):
                         self.on_log("warning", f"dropped a frame from the executor: {item}")
@@ -345,8 +437,28 @@ class ExecutorProcess:
         except OSError as exc:
             await self._died(f"the relay failed ({exc})")
 
+    def _after_marker(self, data: bytes) -> bytes:
+        """While a snapshot takes over: drop bytes until its exact 'restored' frame."""
+        assert self._restore is not None
+        marker, restored = self._restore
+        self._scan += data
+        index = self._scan.find(marker)
+        if index < 0:
+            del self._scan[: max(0, len(self._scan) - len(marker))]
+            return b""
+        rest = bytes(self._scan[index + len(marker) :])
+        self._scan = bytearray()
+        self._restore = None
+        if not restored.done():
+            restored.set_result(None)
+        return rest
+
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
+        if kind == "snapshot":
+            self.snapshot_pid = message["pid"] or None
+            self.snapshot_skipped = message["skipped"] or None
+            return
         if kind in {"execute_reply", "complete_reply", "inspect_reply", "done"}:
             future = self._pending.get(message["id"])
             if future is not None and not future.done():
@@ -407,8 +519,7 @@ class ExecutorProcess:
                     if isinstance(item, FrameRejected):
                         self.on_log("warning", f"supervisor: {item}")
                     elif item["type"] == "exit":
-                        self.exit_status = item
-                        self._exited.set()
+                        self._on_exit(item)
                     elif item["type"] == "audit" and self.on_audit is not None:
                         self.on_audit(item)
                     elif item["type"] == "log":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import datetime
 import getpass as getpass_module
 import io
@@ -35,6 +36,7 @@ __all__ = ["ExecutorShell", "FrameStream", "jsonable"]
 
 STREAM_FLUSH_INTERVAL_S = 0.05
 STREAM_CHUNK_CHARS = 256 * 1024
+STREAM_FRAME_CHARS = 1024 * 1024
 
 
 def jsonable(obj: Any, _depth: int = 0) -> Any:
@@ -106,6 +108,9 @@ class FrameStream(io.TextIOBase):
         # Text belongs to the request that was current when it was written,
         # even if the flusher thread sends it later.
         self._parent = ""
+        # In a process forked by a cell (not the executor), text goes straight
+        # to fd 1/2, whose pipes the executor relays.
+        self.raw = False
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -131,6 +136,10 @@ class FrameStream(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
             return 0
+        if self.raw:
+            with contextlib.suppress(OSError):
+                os.write(self.fileno(), text.encode("utf-8", "backslashreplace"))
+            return len(text)
         parent = self._outbox.current_parent()
         with self._lock:
             if self._parts and parent != self._parent:
@@ -146,8 +155,16 @@ class FrameStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if self.raw:
+            return
         with self._lock:
             self._flush_locked()
+
+    def after_fork_in_child(self, *, raw: bool) -> None:
+        self._lock = threading.RLock()
+        self._parts.clear()
+        self._size = 0
+        self.raw = raw
 
     def _flush_locked(self) -> None:
         if not self._parts:
@@ -155,10 +172,13 @@ class FrameStream(io.TextIOBase):
         text = "".join(self._parts)
         self._parts.clear()
         self._size = 0
-        message = {"type": "stream", "name": self.name, "text": text}
-        if self._parent:
-            message["parent"] = self._parent
-        self._outbox.send(message)
+        # Bounded frames: one huge print becomes many, so no frame nears the
+        # relay's size limit and the kernel can cut the output off on the way.
+        for start in range(0, len(text), STREAM_FRAME_CHARS):
+            message = {"type": "stream", "name": self.name, "text": text[start : start + STREAM_FRAME_CHARS]}
+            if self._parent:
+                message["parent"] = self._parent
+            self._outbox.send(message)
 
 
 class StreamFlusher:
@@ -170,6 +190,9 @@ class StreamFlusher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        # A fresh event: after a fork the old one's lock may be held by a thread
+        # that does not exist in this process.
+        self._event = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stream-flusher", daemon=True)
         self._thread.start()
 
@@ -202,14 +225,22 @@ def _pump_fd(fd: int, stream: FrameStream) -> None:
         stream.write(decoder.decode(data))
 
 
-def capture_fds(stdout: FrameStream, stderr: FrameStream) -> None:
-    """Point fds 1 and 2 at pipes whose contents become stream frames."""
+def capture_fds(stdout: FrameStream, stderr: FrameStream) -> list[tuple[int, FrameStream]]:
+    """Point fds 1 and 2 at pipes whose contents become stream frames; return the read ends."""
+    pumps = []
     for fd, stream in ((1, stdout), (2, stderr)):
         read_end, write_end = os.pipe()
         os.dup2(write_end, fd)
         os.close(write_end)
+        pumps.append((read_end, stream))
+    start_pumps(pumps)
+    return pumps
+
+
+def start_pumps(pumps: list[tuple[int, FrameStream]]) -> None:
+    for read_end, stream in pumps:
         threading.Thread(
-            target=_pump_fd, args=(read_end, stream), name=f"fd{fd}-pump", daemon=True
+            target=_pump_fd, args=(read_end, stream), name=f"fd{read_end}-pump", daemon=True
         ).start()
 
 

@@ -145,52 +145,120 @@ class _SeccompListener:
             send({"type": "audit", "event": "seccomp", "rule": "SECCOMP", "action": "deny", "detail": f"{call}: {why}"})
 
 
-def supervise(sock: socket.socket, executor_pid: int, notify_fd: int | None = None) -> int:
-    """Serve until the executor ends or the kernel hangs up; return an exit status."""
-    commands = _Commands(sock)
-    pidfd = os.pidfd_open(executor_pid)
-    listener = _SeccompListener(notify_fd) if notify_fd is not None else None
-    watched: list[Any] = [sock, pidfd] + ([notify_fd] if notify_fd is not None else [])
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    def send(message: dict[str, Any]) -> None:
+
+class _Supervisor:
+    def __init__(self, sock: socket.socket, executor_pid: int, notify_fd: int | None) -> None:
+        self.sock = sock
+        self.commands = _Commands(sock)
+        self.executor: int | None = executor_pid
+        self.pidfd: int | None = os.pidfd_open(executor_pid)
+        self.listener = _SeccompListener(notify_fd) if notify_fd is not None else None
+        self.notify_fd = notify_fd
+
+    def send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
-            sock.sendall(encode_frame(message))
+            self.sock.sendall(encode_frame(message))
 
-    while True:
-        try:
-            readable, _, _ = select.select(watched, [], [], 1.0)
-        except InterruptedError:
-            continue
-        if listener is not None and notify_fd in readable:
-            listener.handle(send)
-        # Orphans re-parented to us (double forks) must not stay zombies.
+    def executor_ended(self, status: int) -> None:
+        assert self.executor is not None
+        _report_exit(self.send, self.executor, status)
+        self.executor = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def reap(self) -> None:
+        """Collect zombies; orphans of double forks are re-parented to us."""
         with contextlib.suppress(ChildProcessError):
             while True:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
-                    break
-                if pid == executor_pid:
-                    _report_exit(send, pid, status)
+                    return
+                if pid == self.executor:
+                    self.executor_ended(status)
+
+    def handle(self, command: dict[str, Any]) -> None:
+        op = command.get("op")
+        if op == "signal":
+            signum = command.get("signal")
+            if self.executor is not None and isinstance(signum, int) and signum in ALLOWED_SIGNALS:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.executor, signum)
+        elif op == "promote":
+            self.promote(command.get("pid"))
+        elif op == "end_cell_processes":
+            # Processes a cell left running (classroom clean-up, before a
+            # snapshot takes over, after a cell hit the process limit):
+            # everything but the executor and the snapshot being kept.
+            keep = {self.executor} | {p for p in command.get("keep", []) if isinstance(p, int)}
+            for pid in _descendants(os.getpid()):
+                if pid not in keep:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            self.reap()
+
+    def promote(self, pid: Any) -> None:
+        # The pid comes from the executor, which is not trusted: it must be a
+        # process of our own tree, re-parented to us when the executor died.
+        if self.executor is not None:
+            self.send({"type": "log", "level": "warning", "message": "promote refused: the executor is alive"})
+            return
+        if not isinstance(pid, int) or pid <= 1 or _parent_of(pid) != os.getpid():
+            self.send({"type": "log", "level": "warning", "message": f"promote refused: {pid!r} is not a snapshot"})
+            return
+        from .snapshot import PROMOTE_SIGNAL
+
+        try:
+            self.pidfd = os.pidfd_open(pid)
+            os.kill(pid, PROMOTE_SIGNAL)
+        except OSError as exc:
+            self.send({"type": "log", "level": "warning", "message": f"promote failed: {exc}"})
+            return
+        self.executor = pid
+
+    def run(self) -> int:
+        while True:
+            watched: list[Any] = [self.sock]
+            if self.pidfd is not None:
+                watched.append(self.pidfd)
+            if self.notify_fd is not None:
+                watched.append(self.notify_fd)
+            try:
+                readable, _, _ = select.select(watched, [], [], 1.0)
+            except InterruptedError:
+                continue
+            if self.listener is not None and self.notify_fd in readable:
+                self.listener.handle(self.send)
+            self.reap()
+            if self.pidfd is not None and self.pidfd in readable and self.executor is not None:
+                with contextlib.suppress(ChildProcessError):
+                    pid, status = os.waitpid(self.executor, 0)
+                    self.executor_ended(status)
+            if self.sock in readable:
+                batch = self.commands.read()
+                if batch is None:
+                    # The kernel is gone or done with us: take everything down.
                     kill_descendants()
                     return 0
-        if sock in readable:
-            batch = commands.read()
-            if batch is None:
-                # The kernel is gone: take everything down with us.
-                kill_descendants()
-                return 0
-            for command in batch:
-                if command.get("op") == "signal":
-                    signum = command.get("signal")
-                    if isinstance(signum, int) and signum in ALLOWED_SIGNALS:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(executor_pid, signum)
-        if pidfd in readable:
-            with contextlib.suppress(ChildProcessError):
-                pid, status = os.waitpid(executor_pid, 0)
-                _report_exit(send, pid, status)
-            kill_descendants()
-            return 0
+                for command in batch:
+                    self.handle(command)
+
+
+def supervise(sock: socket.socket, executor_pid: int, notify_fd: int | None = None) -> int:
+    """Serve until the kernel hangs up; return an exit status.
+
+    When the executor ends, its exit is reported and the supervisor waits: the
+    kernel either promotes the cell's snapshot (which then is the executor)
+    or hangs up, which ends every process of the sandbox.
+    """
+    return _Supervisor(sock, executor_pid, notify_fd).run()
 
 
 def _report_exit(send: Any, pid: int, status: int) -> None:

@@ -164,19 +164,23 @@ class Analyzer:
         nodes = self.nodes
         parent = self.parent
         where = self.where
+        binds = _BINDERS
+        functions = _FUNCTIONS
+        stmt_types = _STMT_TYPES
         while stack:
             node, top, deferred, stmt, straight = stack.pop()
             nodes.append(node)
-            if id(node) in top_of:
-                top, stmt, straight = top_of[id(node)], node, True
-            elif isinstance(node, ast.stmt):
+            kind = type(node)
+            key = id(node)
+            if key in top_of:
+                top, stmt, straight = top_of[key], node, True
+            elif kind in stmt_types:
                 stmt, straight = node, False
-            where[id(node)] = (top, deferred)
-            self._bind(node, top, straight)
-            inner = deferred or isinstance(
-                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
-            )
-            children = list(ast.iter_child_nodes(node))
+            where[key] = (top, deferred)
+            if kind in binds:
+                self._bind(node, top, straight)
+            inner = deferred or kind in functions
+            children = _children(node)
             for child in reversed(children):
                 parent[id(child)] = node
                 stack.append((child, top, inner, stmt, straight))
@@ -220,9 +224,7 @@ class Analyzer:
             self._bind_locals(node.target, top)
         elif isinstance(node, ast.withitem) and node.optional_vars is not None:
             self._bind_locals(node.optional_vars, top)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            self._add(node.name, _Binding("local", top=top))
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             self._add(node.name, _Binding("local", top=top))
         elif isinstance(node, ast.MatchMapping) and node.rest:
             self._add(node.rest, _Binding("local", top=top))
@@ -242,9 +244,16 @@ class Analyzer:
             self._bind_locals(target, top)
 
     def _bind_locals(self, target: ast.AST, top: int) -> None:
-        for node in ast.walk(target):
+        """Names a target binds (x, (a, *b)); not those it reads (obj.attr, d[key])."""
+        pending = [target]
+        while pending:
+            node = pending.pop()
             if isinstance(node, ast.Name):
                 self._add(node.id, _Binding("local", top=top))
+            elif isinstance(node, (ast.Tuple, ast.List)):
+                pending.extend(node.elts)
+            elif isinstance(node, ast.Starred):
+                pending.append(node.value)
 
     # -- name resolution ---------------------------------------------------------------
 
@@ -363,7 +372,8 @@ class Analyzer:
         return out
 
     def _dunder_getattr_target(self, node: ast.Call, q: str) -> tuple[ast.AST | None, set[str]]:
-        """For x.__getattribute__(name) and object.__getattribute__(x, name): (name, x's qualnames)."""
+        """(name argument, qualnames of the object) of x.__getattribute__(name) or
+        object.__getattribute__(x, name)."""
         owner = q.rsplit(".", 1)[0]
         if owner in ("builtins.object", "builtins.type", "builtins.super"):
             base_node = node.args[0] if node.args else None
@@ -554,6 +564,13 @@ class Analyzer:
             return
         namespaces = {q for q in quals if q in ("sys.modules", "<globals>", "builtins")
                       or q.endswith(".__dict__")}
+        value = node.value
+        if (isinstance(value, ast.Attribute) and value.attr == "__dict__") or (
+            isinstance(value, ast.Call)
+            and self.qualnames(value.func) & {"builtins.vars", "builtins.globals",
+                                              "builtins.locals"}
+        ):
+            namespaces.add("<namespace>")
         if namespaces:
             key = self.folder.fold_str(node.slice)
             if key is None:
@@ -649,9 +666,8 @@ class Analyzer:
         if q.startswith("timeit.") and len(node.args) > 1:
             sources.append(node.args[1])
         sources += [kw.value for kw in node.keywords if kw.arg in keywords]
-        for src in sources:
-            if isinstance(src, ast.Starred):
-                src = src.value
+        for arg in sources:
+            src = arg.value if isinstance(arg, ast.Starred) else arg
             value = self.folder.fold(src)
             if isinstance(value, (str, bytes)):
                 self._extend(self._nested_source(node, q, src, value))
@@ -704,10 +720,9 @@ class Analyzer:
                 break
             if isinstance(sub, ast.Call):
                 func = sub.func
-                if isinstance(func, ast.Attribute) and func.attr in DECODER_METHODS:
-                    found = True
-                elif self.qualnames(func) & DECODERS:
-                    found = True
+                found = (
+                    isinstance(func, ast.Attribute) and func.attr in DECODER_METHODS
+                ) or bool(self.qualnames(func) & DECODERS)
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                 found = self._name_decoded(sub.id, depth)
             if found:
@@ -737,6 +752,7 @@ class Analyzer:
             if not self._decodes(arg):
                 self._hit("SKP231", node, f"{_short(q)}() of a computed name")
             return
+        self._assembled(arg, name)
         self._hit(rule_for_module(name), node, f"{_short(q)}({name!r})")
 
     def _getattr_like(self, node: ast.Call, q: str, index: int, base: ast.expr | None) -> None:
@@ -753,7 +769,7 @@ class Analyzer:
     def _dunder_getattr(self, node: ast.Call, attr: str) -> None:
         q = next(iter(self.qualnames(node.func)), f"?.{attr}")
         name_node, base_quals = self._dunder_getattr_target(node, f"{q.rsplit('.', 1)[0]}.{attr}")
-        names = [name_node] if name_node is not None else []
+        names = [name_node] if isinstance(name_node, ast.expr) else []
         self._attribute_names(node, attr, names, base_quals, reads=True,
                               writes=attr in ("__setattr__", "__delattr__"))
 
@@ -768,6 +784,7 @@ class Analyzer:
                 else:
                     self._hit("SKP232", node, f"{what}() of a computed name")
                 continue
+            self._assembled(arg, name)
             if reads:
                 for part in name.split("."):
                     self._hit(ATTRIBUTE_RULES.get(part), node, f"{what}(..., {name!r})")
@@ -873,7 +890,7 @@ class Analyzer:
             for part in re.split(r"[.\[\]()]", line.strip().rstrip("?")):
                 self._hit(ATTRIBUTE_RULES.get(part), node, f"{label} {line.strip()}")
         elif py == "module":
-            module = line.split()[0] if line.split() else ""
+            module = line.split(maxsplit=1)[0] if line.split() else ""
             self._hit(rule_for_module(module), node, f"{label} {module}")
         elif py == "env":
             if "=" in line or len(line.split()) > 1:
@@ -899,6 +916,13 @@ class Analyzer:
 
     # -- SKP301: names assembled from pieces ----------------------------------------------
 
+    def _assembled(self, arg: ast.expr, name: str) -> None:
+        """A computed (not literal) attribute or module name that spells a forbidden one."""
+        if isinstance(arg, ast.Constant):
+            return
+        if name in FORBIDDEN_STRINGS or any(p in FORBIDDEN_STRINGS for p in name.split(".")):
+            self._hit("SKP301", arg, f"{name!r} built from pieces")
+
     def _candidate(self, node: ast.AST) -> None:
         if isinstance(node, ast.JoinedStr) and not any(
             isinstance(v, ast.FormattedValue) for v in node.values
@@ -906,7 +930,7 @@ class Analyzer:
             return
         if isinstance(node, ast.Call):
             func = node.func
-            if not (isinstance(func, ast.Attribute) or isinstance(func, ast.Name)):
+            if not isinstance(func, (ast.Attribute, ast.Name)):
                 return
         value = self.folder.fold_str(node)
         if value is None or not value or len(value) > 200:
@@ -919,6 +943,40 @@ class Analyzer:
             and not name.startswith(".")
         ):
             self._hit("SKP301", node, f"{name!r} built from pieces")
+
+
+_BINDERS = frozenset(
+    {
+        ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.AugAssign,
+        ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.arg, ast.For, ast.AsyncFor,
+        ast.comprehension, ast.withitem, ast.ExceptHandler, ast.MatchAs, ast.MatchStar,
+        ast.MatchMapping,
+    }
+)
+_FUNCTIONS = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda})
+_STMT_TYPES = frozenset(
+    t for t in vars(ast).values() if isinstance(t, type) and issubclass(t, ast.stmt)
+)
+# Fields that never hold nodes worth visiting: expression contexts and operators are
+# shared singletons.
+_SKIP_FIELDS = frozenset({"ctx", "op", "ops", "type_ignores", "type_comment"})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _children(node: ast.AST) -> list[ast.AST]:
+    kind = type(node)
+    fields = _FIELDS.get(kind)
+    if fields is None:
+        fields = tuple(f for f in kind._fields if f not in _SKIP_FIELDS)
+        _FIELDS[kind] = fields
+    out: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, ast.AST))
+        elif isinstance(value, ast.AST):
+            out.append(value)
+    return out
 
 
 def _source_text(value: str | bytes) -> str | None:

@@ -2,8 +2,8 @@
 IPython's {expr} expansions, and the cost budget for IPython's transformations.
 
 These work on source text rather than on the AST, because the AST has already
-undone the trick: Python NFKC-normalises identifiers while parsing, so ``ｅｖａｌ``
-arrives in the tree as ``eval``, and only the text shows it was spelled otherwise.
+undone the trick: Python NFKC-normalises identifiers while parsing, so "eval" spelled
+in fullwidth letters arrives in the tree as ``eval``; only the text shows otherwise.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ __all__ = [
     "coding_cookie",
     "expansion_fields",
     "lookalike_identifiers",
+    "may_need_token_transforms",
     "transform_cost",
 ]
 
 # Unicode bidirectional formatting characters (Trojan Source, CVE-2021-42574).
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
 
 # PEP 263: a coding declaration on one of the first two lines.
 _COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
@@ -46,18 +49,33 @@ _LOOKALIKE_TARGETS = FORBIDDEN_STRINGS | {
     n for n in BUILTIN_NAMES if n in ("open", "breakpoint", "input", "type", "object", "print")
 }
 
-# Lines that IPython's token transformers may rewrite: escapes at the start of a line,
-# help at its end, and assignments from a magic or a shell command.
-_ESCAPE_CANDIDATE = re.compile(r"^[ \t]*[!%?,;/]|\?[ \t]*$|=[ \t]*[!%]", re.MULTILINE)
+# Places where IPython's token transformers may rewrite a line: an escape as the first
+# token of a line (EscapedCommand), '?' as its last (HelpEnd), '%' or '!' right after an
+# assignment, possibly across backslash continuations (MagicAssign, SystemAssign). A
+# superset: a match only means the real transformer has to run.
+_ESCAPE_CANDIDATE = re.compile(
+    r"^[ \t\f]*[!%?,;/]|\?[ \t\f]*$|=[ \t\f]*(?:\\\n[ \t\f]*)*[!%]", re.MULTILINE
+)
+# Line boundaries of str.splitlines (which IPython uses) other than "\n".
+_OTHER_BREAKS = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def transform_cost(text: str) -> int:
-    """An upper bound of the characters IPython's TransformerManager will tokenize.
+    """About how many characters IPython's token transformers will tokenize.
 
-    It re-tokenizes the whole cell after each rewrite, so a cell with many escapes
-    costs (escapes + 1) x (length).
+    They re-tokenize the whole cell after each rewrite, so a cell with many escapes
+    costs (escapes) x (length): quadratic in the worst case. A cell without escapes
+    costs nothing here (the token pass is skipped).
     """
-    return (len(_ESCAPE_CANDIDATE.findall(text)) + 1) * len(text)
+    # each pass also costs a fixed overhead, hence the floor on the length
+    return len(_ESCAPE_CANDIDATE.findall(text)) * max(len(text), 1000)
+
+
+def may_need_token_transforms(text: str) -> bool:
+    """False only when none of IPython's token transformers can match ``text``."""
+    if any(c in text for c in _OTHER_BREAKS):
+        return True
+    return _ESCAPE_CANDIDATE.search(text) is not None
 
 
 def bidi_controls(lines: list[str]) -> Iterator[tuple[int, int]]:

@@ -115,9 +115,10 @@ def _decode(data: object, codec: object) -> object:
     if isinstance(data, str) and name not in ("rot-13", "hex", "base64"):
         return UNKNOWN
     try:
-        return _sized(codecs.decode(data, name))
+        decoded: object = codecs.decode(data, name)  # type: ignore[arg-type]
     except (ValueError, TypeError, LookupError, binascii.Error, UnicodeError):
         return UNKNOWN
+    return _sized(decoded)
 
 
 def _encode(data: object, codec: object) -> object:
@@ -125,9 +126,10 @@ def _encode(data: object, codec: object) -> object:
     if name is None or name in _BOUNDED_DECOMPRESS or not isinstance(data, (str, bytes)):
         return UNKNOWN
     try:
-        return _sized(codecs.encode(data, name))
+        encoded: object = codecs.encode(data, name)  # type: ignore[arg-type]
     except (ValueError, TypeError, LookupError, binascii.Error, UnicodeError):
         return UNKNOWN
+    return _sized(encoded)
 
 
 def _format_spec_ok(spec: str) -> bool:
@@ -147,7 +149,7 @@ def _percent(fmt: object, args: object) -> object:
     if not _primitive(args):
         return UNKNOWN
     try:
-        return _sized(fmt % args)  # type: ignore[operator]
+        return _sized(fmt % args)
     except (TypeError, ValueError, KeyError, OverflowError):
         return UNKNOWN
 
@@ -183,7 +185,7 @@ def _binop(op: ast.operator, left: object, right: object) -> object:
     try:
         if isinstance(op, ast.Add):
             if isinstance(left, (str, bytes, list, tuple)) and type(left) is type(right):
-                if len(left) + len(right) > MAX_LEN:  # type: ignore[arg-type]
+                if len(left) + len(right) > MAX_LEN:
                     return UNKNOWN
                 return left + right  # type: ignore[operator]
             if _ints(left, right):
@@ -216,16 +218,34 @@ def _binop(op: ast.operator, left: object, right: object) -> object:
         if isinstance(op, ast.BitAnd):
             return a & b
         if isinstance(op, ast.RShift):
-            return a >> b if 0 <= b else UNKNOWN
+            return a >> b if b >= 0 else UNKNOWN
         if isinstance(op, ast.LShift):
             return _sized(a << b) if 0 <= b <= INT_BITS else UNKNOWN
         if isinstance(op, ast.Pow):
-            if 0 <= b and a.bit_length() * b <= INT_BITS:
+            if b >= 0 and a.bit_length() * b <= INT_BITS:
                 return a**b
             return UNKNOWN
     except (TypeError, ValueError, OverflowError, ZeroDivisionError, MemoryError):
         return UNKNOWN
     return UNKNOWN
+
+
+def _same_type_method(base: object, name: str, args: list[object],
+                      arity: tuple[int, ...] = (1,)) -> object:
+    """base.name(*args) for str/bytes methods whose arguments have the base's own type."""
+    if not isinstance(base, (str, bytes)) or len(args) not in arity:
+        return UNKNOWN
+    if not all(type(a) is type(base) for a in args):
+        return UNKNOWN
+    result: object = getattr(base, name)(*args)
+    return result
+
+
+def _maketrans(args: list[object]) -> object:
+    texts = [a for a in args if isinstance(a, str)]
+    if len(texts) != len(args) or len(texts) not in (2, 3) or len(texts[0]) != len(texts[1]):
+        return UNKNOWN
+    return str.maketrans(*texts)
 
 
 def _ints(*values: object) -> bool:
@@ -235,7 +255,7 @@ def _ints(*values: object) -> bool:
 def _index(value: object, key: object) -> object:
     if not isinstance(value, (str, bytes, list, tuple)):
         return UNKNOWN
-    if isinstance(key, slice) or isinstance(key, int):
+    if isinstance(key, (slice, int)):
         try:
             return value[key]
         except (IndexError, ValueError, TypeError):
@@ -252,7 +272,7 @@ def _join(sep: object, items: object) -> object:
         return UNKNOWN
     if sum(len(i) for i in items) + len(sep) * len(items) > MAX_LEN:
         return UNKNOWN
-    return sep.join(items)  # type: ignore[arg-type]
+    return sep.join(items)
 
 
 def _as_list(value: object) -> list[object] | None:
@@ -278,7 +298,7 @@ class Folder:
         self._memo: dict[int, object] = {}
         self._methods: dict[str, Callable[[object, list[object], dict[str, object]], object]] = {
             "join": lambda base, a, k: _join(base, a[0]) if len(a) == 1 else UNKNOWN,
-            "format": lambda base, a, k: _str_format(base, a, k),
+            "format": _str_format,
             "format_map": lambda base, a, k: (
                 _str_format(base, [], a[0]) if len(a) == 1 and isinstance(a[0], dict) else UNKNOWN
             ),
@@ -291,30 +311,14 @@ class Folder:
                 if isinstance(base, str) else UNKNOWN
             ),
             "replace": self._replace,
-            "removeprefix": lambda base, a, k: (
-                base.removeprefix(a[0])  # type: ignore[union-attr]
-                if len(a) == 1 and isinstance(base, (str, bytes)) and type(a[0]) is type(base)
-                else UNKNOWN
-            ),
-            "removesuffix": lambda base, a, k: (
-                base.removesuffix(a[0])  # type: ignore[union-attr]
-                if len(a) == 1 and isinstance(base, (str, bytes)) and type(a[0]) is type(base)
-                else UNKNOWN
-            ),
-            "split": lambda base, a, k: (
-                base.split(*a)  # type: ignore[union-attr]
-                if isinstance(base, (str, bytes)) and len(a) <= 1
-                and all(type(x) is type(base) for x in a)
-                else UNKNOWN
-            ),
+            "removeprefix": lambda base, a, k: _same_type_method(base, "removeprefix", a),
+            "removesuffix": lambda base, a, k: _same_type_method(base, "removesuffix", a),
+            "split": lambda base, a, k: _same_type_method(base, "split", a, arity=(0, 1)),
             "translate": self._translate,
-            "maketrans": lambda base, a, k: (
-                str.maketrans(*a)  # type: ignore[arg-type]
-                if len(a) in (2, 3) and all(isinstance(x, str) for x in a)
-                and len(a[0]) == len(a[1])  # type: ignore[arg-type]
-                else UNKNOWN
+            "maketrans": lambda base, a, k: _maketrans(a),
+            "hex": lambda base, a, k: (
+                _sized(base.hex()) if isinstance(base, bytes) and not a else UNKNOWN
             ),
-            "hex": lambda base, a, k: _sized(base.hex()) if isinstance(base, bytes) and not a else UNKNOWN,
             "fromhex": lambda base, a, k: (
                 self._fromhex(a[0]) if len(a) == 1 else UNKNOWN
             ),
@@ -374,14 +378,14 @@ class Folder:
         if isinstance(node, (ast.Tuple, ast.List)):
             if len(node.elts) > MAX_LEN:
                 return UNKNOWN
-            items = []
+            items: list[object] = []
             for elt in node.elts:
                 if isinstance(elt, ast.Starred):
                     return UNKNOWN
-                value = self.fold(elt, depth)
-                if value is UNKNOWN:
+                item = self.fold(elt, depth)
+                if item is UNKNOWN:
                     return UNKNOWN
-                items.append(value)
+                items.append(item)
             return tuple(items) if isinstance(node, ast.Tuple) else items
         if isinstance(node, ast.JoinedStr):
             return self._joined(node, depth)
@@ -418,9 +422,12 @@ class Folder:
                 value = self.fold(part.value, depth)
                 if not _primitive(value):
                     return UNKNOWN
-                conversion = {115: str, 114: repr, 97: ascii}.get(part.conversion)
-                if conversion is not None:
-                    value = conversion(value)
+                if part.conversion == 115:
+                    value = str(value)
+                elif part.conversion == 114:
+                    value = repr(value)
+                elif part.conversion == 97:
+                    value = ascii(value)
                 spec = "" if part.format_spec is None else self.fold(part.format_spec, depth)
                 if not isinstance(spec, str) or not _format_spec_ok(spec):
                     return UNKNOWN
@@ -495,6 +502,11 @@ class Folder:
         return args, kwargs
 
     def _builtin_call(self, qualname: str, node: ast.Call, depth: int) -> object:
+        if qualname == "builtins.map":
+            # map(chr, [...]): the function is a name to look up, not a value to fold
+            if len(node.args) != 2 or node.keywords:
+                return UNKNOWN
+            return self._map(node.args[0], self.fold(node.args[1], depth))
         args, kwargs = self._args(node, depth)
         if args is None or kwargs is None:
             return UNKNOWN
@@ -512,8 +524,9 @@ class Folder:
             return UNKNOWN
         if qualname in ("builtins.bytes", "builtins.bytearray"):
             if n == 1 and isinstance(first, (list, tuple)):
-                if all(isinstance(b, int) and 0 <= b < 256 for b in first):
-                    return bytes(first)  # type: ignore[arg-type]
+                octets = [b for b in first if isinstance(b, int) and 0 <= b < 256]
+                if len(octets) == len(first):
+                    return bytes(octets)
                 return UNKNOWN
             if n >= 2 and isinstance(first, str):
                 return _encode(first, args[1])
@@ -538,8 +551,6 @@ class Folder:
             if isinstance(first, str):
                 return list(reversed(first))
             return list(reversed(items))
-        if qualname == "builtins.map" and n == 2:
-            return self._map(node.args[0], args[1])
         if qualname == "builtins.format" and n in (1, 2):
             spec = args[1] if n == 2 else ""
             if _primitive(first) and isinstance(spec, str) and _format_spec_ok(spec):

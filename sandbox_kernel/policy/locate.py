@@ -93,18 +93,30 @@ class Locator:
                 o += 1
         return rows
 
-    def __call__(self, line: int, col: int) -> Position:
-        """Position in the cell of (line 1-based, col 0-based) in the transformed code."""
+    def local(self, line: int, col: int) -> tuple[int, int, bool]:
+        """(line 1-based, column 0-based, rewritten) in ``original`` of a transformed position."""
         if not self._rows:
-            return self._outer(1, 0, None)
+            return 1, 0, False
         index = min(max(line - 1, 0), len(self._rows) - 1)
         o, shift = self._rows[index]
         text = self.original[o] if o < len(self.original) else ""
         if shift is None:
             # rewritten: point at the start of what the user typed on that line
-            start = len(text) - len(text.lstrip())
-            return self._outer(o + 1, start, text[start:])
-        return self._outer(o + 1, min(col + shift, len(text)), None)
+            return o + 1, len(text) - len(text.lstrip()), True
+        return o + 1, min(col + shift, len(text)), False
+
+    def __call__(self, line: int, col: int) -> Position:
+        """Position in the cell of (line 1-based, col 0-based) in the transformed code."""
+        o_line, o_col, rewritten = self.local(line, col)
+        text = None
+        if rewritten:
+            original = self.original[o_line - 1] if o_line <= len(self.original) else ""
+            text = original[o_col:]
+        return self._outer(o_line, o_col, text)
+
+    def outer(self, line: int, col: int) -> Position:
+        """Position in the enclosing cell of (line 1-based, col 0-based) in ``original``."""
+        return self._outer(line, col, None)
 
     def _outer(self, line: int, col: int, text: str | None) -> Position:
         if self.base is None:

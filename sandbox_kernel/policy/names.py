@@ -13,8 +13,8 @@ import builtins
 __all__ = [
     "ATTRIBUTE_RULES",
     "BUILTIN_NAMES",
-    "DECODER_METHODS",
     "DECODERS",
+    "DECODER_METHODS",
     "EXEC_LIKE",
     "FORBIDDEN_STRINGS",
     "GETATTR_LIKE",
@@ -64,11 +64,12 @@ MODULE_RULES: dict[str, str] = {
     "sys.monitoring": "SKP208",
 }
 
-_PROCESS_FUNCS = (
-    "system popen execl execle execlp execlpe execv execve execvp execvpe spawnl spawnle "
-    "spawnlp spawnlpe spawnv spawnve spawnvp spawnvpe posix_spawn posix_spawnp startfile"
-).split()
-_CONTROL_FUNCS = "fork forkpty kill killpg register_at_fork".split()
+_PROCESS_FUNCS = [
+    "system", "popen", "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp",
+    "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
+    "spawnvpe", "posix_spawn", "posix_spawnp", "startfile",
+]
+_CONTROL_FUNCS = ["fork", "forkpty", "kill", "killpg", "register_at_fork"]
 
 # Qualified names (functions and attributes) whose use is a finding, by rule.
 CALL_RULES: dict[str, str] = {
@@ -165,10 +166,10 @@ ATTRIBUTE_RULES: dict[str, str] = {
         ("__globals__", "__builtins__", "__code__", "__closure__", "__self__"), "SKP221"
     ),
     **dict.fromkeys(
-        (
-            "gi_frame gi_code cr_frame cr_code ag_frame ag_code "
-            "f_globals f_locals f_back f_builtins f_code f_trace tb_frame"
-        ).split(),
+        [
+            "gi_frame", "gi_code", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_globals",
+            "f_locals", "f_back", "f_builtins", "f_code", "f_trace", "tb_frame",
+        ],
         "SKP222",
     ),
     **dict.fromkeys(("__loader__", "__spec__"), "SKP223"),
@@ -342,7 +343,7 @@ _DANGEROUS_PICKLE_BUILTINS = frozenset(
 
 def dangerous_global(module: str, name: str) -> bool:
     """Whether a pickle that refers to ``module.name`` can run code when it is loaded."""
-    top = module.split(".")[0]
+    top = module.split(".", maxsplit=1)[0]
     if module in _DANGEROUS_PICKLE_MODULES or top in _DANGEROUS_PICKLE_MODULES:
         return True
     if module in ("builtins", "__builtin__"):

@@ -322,6 +322,17 @@ def _v_payload(value: Any) -> dict[str, Any]:
     }
 
 
+def _stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Figures the executor reports about a cell: numbers and short strings only."""
+    clean: dict[str, Any] = {}
+    for key, value in list(stats.items())[:20]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
+            clean[str(key)[:40]] = value
+        elif isinstance(value, str):
+            clean[str(key)[:40]] = value[:300]
+    return clean
+
+
 def _v_execute_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
     status = _str(msg, "status")
     if status not in {"ok", "error"}:
@@ -335,7 +346,7 @@ def _v_execute_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
             str(name): _v_user_expression(value) for name, value in expressions.items()
         },
         "payload": [_v_payload(p) for p in payload],
-        "stats": _dict(msg, "stats", {}),
+        "stats": _stats(_dict(msg, "stats", {})),
     }
     if status == "error":
         out.update(_v_error(msg))
@@ -390,6 +401,15 @@ def _v_inspect_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
         "data": validate_mime_bundle(msg.get("data", {}), "inspect_reply"),
         "metadata": _metadata(msg),
     }
+
+
+def _v_snapshot(msg: Mapping[str, Any]) -> dict[str, Any]:
+    # pid 0: no snapshot for this cell, and "skipped" says why.
+    return {"pid": _int(msg, "pid"), "skipped": _str(msg, "skipped", "", max_len=300)}
+
+
+def _v_restored(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"token": _str(msg, "token", max_len=100), "pid": _int(msg, "pid")}
 
 
 def _v_done(msg: Mapping[str, Any]) -> dict[str, Any]:
@@ -463,6 +483,8 @@ _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "complete_reply": _v_complete_reply,
     "inspect_reply": _v_inspect_reply,
     "done": _v_done,
+    "snapshot": _v_snapshot,
+    "restored": _v_restored,
     "exit": _v_exit,
     "log": _v_log,
     "setup_failed": _v_setup_failed,

@@ -74,8 +74,20 @@ def test_stubborn_cell_is_killed_after_grace(kernel: tuple[KernelManager, Blocki
     assert content["ename"] == "CellInterrupted"
     text = strip_ansi(content["evalue"])
     assert "did not stop within 2 s of the interrupt" in text
-    assert "variables" in text
+    assert "restored to what it was before this cell" in text
     assert 1.5 < latency < 10
-    # The kernel keeps serving with a fresh executor; the old state is gone, as announced.
-    res = execute(kc, "'lost' in globals()")
-    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "False"
+    # The kernel keeps serving from the snapshot taken before the cell.
+    res = execute(kc, "lost")
+    assert res.of_type("execute_result")[0]["data"]["text/plain"] == "1"
+
+
+def test_stubborn_cell_without_rollback_restarts_clean(workspace: Path) -> None:
+    with running_kernel(workspace, extra_arguments=["--Limits.interrupt_grace_s=1", "--Limits.rollback=False"]) as (km, kc):
+        execute(kc, "lost = 1")
+        reply, _ = _interrupt_after(km, kc, "sum(range(10**14))")
+        text = strip_ansi(reply["content"]["evalue"])
+        assert reply["content"]["ename"] == "CellInterrupted"
+        assert "variables and imports from earlier cells are gone" in text
+        assert "rollback is turned off" in text
+        res = execute(kc, "'lost' in globals()")
+        assert res.of_type("execute_result")[0]["data"]["text/plain"] == "False"

@@ -1,0 +1,96 @@
+"""Per-cell snapshots: a frozen copy-on-write fork of the executor, promoted if the cell dies.
+
+Before a cell runs, the executor forks. The copy (the snapshot) blocks in
+``sigwait`` holding the state from before the cell; the cell runs in the
+original, so threads started by earlier cells keep working. If the cell ends,
+the snapshot is killed. If the cell crashes the executor, runs out of memory,
+times out or had to be killed after an interrupt, the supervisor sends the
+snapshot ``PROMOTE_SIGNAL`` and it carries on as the executor, as if the cell
+had never run.
+
+Forking is skipped, and the cell runs without a safety net, where it would be
+unsafe or too costly (feasibility.md, Q5): when threads of the user's are
+running (a thread inside OpenBLAS deadlocks the fork), or when the executor is
+so large that copy-on-write could double its memory past the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+__all__ = ["PROMOTE_SIGNAL", "Snapshots"]
+
+PROMOTE_SIGNAL = signal.SIGUSR1
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Snapshots:
+    """Takes, drops and (in the copy) waits to be promoted."""
+
+    def __init__(self, *, enabled: bool, max_bytes: int, own_threads: int) -> None:
+        self.enabled = enabled
+        self.max_bytes = max_bytes
+        # Threads the executor itself runs (stream flusher, fd pumps).
+        self.own_threads = own_threads
+        self.pid: int | None = None
+        self.skipped: str | None = None
+
+    def why_not(self) -> str | None:
+        """Why no snapshot can be taken for this cell, or None."""
+        if not self.enabled:
+            return "rollback is turned off"
+        extra = threading.active_count() - 1 - self.own_threads
+        if extra > 0:
+            return f"{extra} background thread(s) of the notebook are running (forking then is unsafe)"
+        size = _resident_bytes()
+        if self.max_bytes and size > self.max_bytes:
+            return f"the executor holds {size >> 20} MiB, more than the snapshot budget of {self.max_bytes >> 20} MiB"
+        return None
+
+    def take(self) -> bool:
+        """Fork a snapshot. Returns False in the executor, True in a snapshot that was promoted."""
+        self.skipped = self.why_not()
+        if self.skipped is not None:
+            return False
+        # Block the promotion signal across the fork, so that it cannot arrive
+        # before the copy is waiting for it.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {PROMOTE_SIGNAL})
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self.skipped = f"fork failed ({exc.strerror})"
+            return False
+        if pid == 0:
+            # The frozen copy. Interrupts are for the running executor only.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.sigwait({PROMOTE_SIGNAL})
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            signal.signal(signal.SIGINT, previous)
+            self.pid = None
+            return True
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self.pid = pid
+        return False
+
+    def drop(self) -> None:
+        """The cell ended: the snapshot is not needed any more."""
+        pid, self.pid = self.pid, None
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
