@@ -235,6 +235,46 @@ class Output(Configurable):
         help="Time within which a started frame must be complete (guards against a stalled child).",
     ).tag(config=True)
 
+    max_message_bytes = Int(
+        32 * 1024 * 1024,
+        min=1024,
+        help="""Largest single output relayed to the frontend (a stream chunk, an image, an
+        HTML table). Larger ones are replaced by a notice.""",
+    ).tag(config=True)
+
+    max_cell_output_bytes = Int(
+        64 * 1024 * 1024,
+        min=1024,
+        help="""Output one cell may send in total. Past it the cell keeps running but its
+        output is cut off with a notice, so an endless print loop cannot freeze the
+        browser or fill nbclient's memory.""",
+    ).tag(config=True)
+
+    max_messages_per_s = Float(
+        1000.0,
+        min=1.0,
+        help="""Output messages per second relayed to the frontend; faster output is dropped
+        with a notice (display updates keep their latest value).""",
+    ).tag(config=True)
+
+    sanitize_html = Bool(
+        False,
+        help="""Clean HTML outputs (and HTML in widgets) with an allow-list: no scripts, event
+        handlers, iframes, forms, javascript: links or command-linker attributes.
+        On in the classroom preset.""",
+    ).tag(config=True)
+
+    drop_javascript = Bool(
+        False,
+        help="Drop application/javascript outputs. On in the classroom preset.",
+    ).tag(config=True)
+
+    drop_frontend_payloads = Bool(
+        False,
+        help="""Drop payloads that drive the frontend: the pager (help text rendered as
+        trusted HTML), set_next_input and edit. On in the classroom preset.""",
+    ).tag(config=True)
+
 
 # Presets are defaults layered under the user's configuration: anything set
 # explicitly wins, and an admin lock (see SECURITY.md) wins over both.
@@ -247,6 +287,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "memory_limit_mb": 2048,
             "max_processes": 128,
             "kill_cell_processes": True,
+        },
+        "Output": {
+            "max_cell_output_bytes": 8 * 1024 * 1024,
+            "max_messages_per_s": 200.0,
+            "sanitize_html": True,
+            "drop_javascript": True,
+            "drop_frontend_payloads": True,
         },
     },
     "permissive": {

@@ -22,7 +22,9 @@ from .config import Isolation, Limits, Output, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .isolation import cgroups, privs
+from .relay.budget import OutputLimits
 from .relay.publisher import Publisher
+from .relay.sanitize import SanitizePolicy
 from .spec import build_environment, build_spec, effective_memory_bytes
 
 __all__ = ["SandboxKernel"]
@@ -70,7 +72,20 @@ class SandboxKernel(Kernel):
         self.isolation = Isolation(parent=self)
         self.limits = Limits(parent=self)
         self.output = Output(parent=self)
-        self.publisher = Publisher(self)
+        self.publisher = Publisher(
+            self,
+            OutputLimits(
+                max_message_bytes=self.output.max_message_bytes,
+                max_cell_bytes=self.output.max_cell_output_bytes,
+                max_messages_per_s=self.output.max_messages_per_s,
+            ),
+            SanitizePolicy(
+                sanitize_html=self.output.sanitize_html,
+                drop_javascript=self.output.drop_javascript,
+                drop_frontend_payloads=self.output.drop_frontend_payloads,
+            ),
+            on_cap=self._mute_executor,
+        )
         self.workspace = os.path.realpath(self.isolation.workspace or os.getcwd())
         self._execution_count = 1
         self._history: list[tuple[int, int, str]] = []
@@ -310,7 +325,7 @@ class SandboxKernel(Kernel):
     ) -> dict[str, Any]:
         parent = self.get_parent("shell")
         msg_id = parent.get("header", {}).get("msg_id", "")
-        self.publisher.remember(parent, current=True)
+        self.publisher.begin_cell(parent)
         if allow_stdin:
             self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
         # IPython never stores (or counts) a silent cell, whatever the request says.
@@ -338,6 +353,7 @@ class SandboxKernel(Kernel):
         self._running = msg_id
         self._stop_reason = None
         oom_before = self._cgroup.oom_kills() if self._cgroup else 0
+        pids_before = self._cgroup.pids_limit_hits() if self._cgroup else 0
         if self._cgroup:
             self._cgroup.reset_peak()
         deadline = None
@@ -359,6 +375,7 @@ class SandboxKernel(Kernel):
             self._running = None
             if deadline is not None:
                 deadline.cancel()
+        outcome.stats.update(self.publisher.end_cell())
         if outcome.reply is None:
             return await self._recover(executor, outcome, reply_count, oom_before)
         if self._stop_reason is not None and outcome.reply["status"] == "error":
@@ -369,18 +386,30 @@ class SandboxKernel(Kernel):
             self._record_cell(outcome, ename)
         else:
             self._record_cell(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
-        if self.limits.kill_cell_processes:
-            executor.end_cell_processes()
+        if self._cgroup is not None and self._cgroup.pids_limit_hits() > pids_before:
+            # A fork bomb (or a pool too large) would keep the limit exhausted
+            # for every later cell: end what this cell started.
+            await executor.reap_cell_processes()
+            self.publisher.notice(
+                f"[sandbox] ProcessLimitExceeded: this cell reached the limit of {self.limits.max_processes} "
+                "processes and threads (Limits.max_processes); the processes it started were stopped."
+            )
+            self._last_cell["outcome"] = "ProcessLimitExceeded"
+        elif self.limits.kill_cell_processes:
+            await executor.reap_cell_processes()
         return self._reply_for(outcome, reply_count)
 
     def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:
         reply = outcome.reply
         assert reply is not None
+        payload, notes = self.publisher.sanitizer.payloads(reply.get("payload", []))
+        for note in notes:
+            self.publisher.notice(f"[sandbox] {note}.")
         content: dict[str, Any] = {
             "status": reply["status"],
             "execution_count": count,
             "user_expressions": reply.get("user_expressions", {}),
-            "payload": reply.get("payload", []),
+            "payload": payload,
         }
         if reply["status"] == "error":
             content.update(ename=reply["ename"], evalue=reply["evalue"], traceback=reply["traceback"])
@@ -412,8 +441,13 @@ class SandboxKernel(Kernel):
         self.log.warning("cell_failed kind=%s rolled_back=%s why=%s", ename, rolled_back, why)
         return self._error_reply(ename, f"The cell did not finish: {why}. {state}", count)
 
+    def _mute_executor(self) -> None:
+        executor = self._executor
+        if executor is not None:
+            executor.mute()
+
     def _record_cell(self, outcome: CellOutcome, result: str, *, rolled_back: bool = False) -> None:
-        stats = dict((outcome.reply or {}).get("stats", {}))
+        stats = {**(outcome.reply or {}).get("stats", {}), **outcome.stats}
         peak = self._cgroup.memory_peak() if self._cgroup else stats.get("peak_rss_bytes")
         self._last_cell = {
             "outcome": result,
@@ -422,6 +456,8 @@ class SandboxKernel(Kernel):
             "peak_memory_mb": round(peak / (1 << 20), 1) if isinstance(peak, (int, float)) else None,
             "rolled_back": rolled_back,
             "snapshot": stats.get("snapshot"),
+            "output_bytes": stats.get("output_bytes"),
+            "output_dropped_bytes": stats.get("output_dropped_bytes"),
         }
 
     def finish_metadata(self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,7 @@ class Executor:
             "comm_msg": self.comm,
             "comm_close": self.comm,
             "info": self.update_info,
+            "reap": self.reap,
         }
 
     # -- the loop --------------------------------------------------------------
@@ -147,6 +149,7 @@ class Executor:
     def _run_cell(self, command: dict[str, Any]) -> None:
         shell = self.shell
         usage = _Usage()
+        self.outbox.muted = False
         self.outbox.parent_msg_id = str(command.get("parent", ""))
         self.outbox.set_thread_parent("")
         shell.execution_count = int(command.get("execution_count", shell.execution_count))
@@ -261,6 +264,16 @@ class Executor:
             if "id" in command:
                 self.channel.send({"type": "done", "id": command["id"]})
 
+    def reap(self, command: dict[str, Any]) -> None:
+        """Collect children the supervisor has just killed: zombies still hold a pid each."""
+        deadline = time.monotonic() + 2.0
+        with contextlib.suppress(ChildProcessError):
+            while time.monotonic() < deadline:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    time.sleep(0.01)
+        self.channel.send({"type": "done", "id": command["id"]})
+
     def update_info(self, command: dict[str, Any]) -> None:
         self.info.update(command.get("info") or {})
 
@@ -349,9 +362,15 @@ def _prepare_sys_path() -> None:
 def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     """Run the executor on an already-sandboxed process until the kernel hangs up."""
     install_interrupt_handler()
+    import signal
     channel = Channel(sock)
     _prepare_sys_path()
     executor = Executor(channel, info)
+
+    def mute(signum: int, frame: Any) -> None:
+        executor.outbox.muted = True
+
+    signal.signal(signal.SIGUSR2, mute)
     import IPython
 
     channel.send(

@@ -246,6 +246,10 @@ class ExecutorProcess:
         """Ask the supervisor to deliver SIGINT to the executor."""
         self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
 
+    def mute(self) -> None:
+        """The cell's output is over its budget: the executor stops sending it (SIGUSR2)."""
+        self.send_supervisor({"op": "signal", "signal": int(signal.SIGUSR2)})
+
     def kill_executor(self, reason: str) -> None:
         """Kill the executor process only: the sandbox, and the cell's snapshot, stay."""
         self.executor_lost = self.executor_lost or reason
@@ -255,6 +259,12 @@ class ExecutorProcess:
     def end_cell_processes(self, keep: list[int] | None = None) -> None:
         """Kill what the last cell left running (everything in the sandbox but the executor)."""
         self.send_supervisor({"op": "end_cell_processes", "keep": keep or []})
+
+    async def reap_cell_processes(self) -> None:
+        """End what the last cell left running and have the executor collect its zombies."""
+        self.end_cell_processes()
+        with contextlib.suppress(ExecutorDied, asyncio.TimeoutError):
+            await asyncio.wait_for(self.request({"op": "reap"}), 5.0)
 
     async def promote(self, timeout: float = 10.0) -> bool:
         """Make the cell's snapshot the executor; True when it took over.

@@ -72,6 +72,9 @@ class Outbox:
         self.channel = channel
         self.parent_msg_id = ""
         self._local = threading.local()
+        # Set by SIGUSR2 when the kernel has cut this cell's output off: then
+        # text is not even sent (a 30 s print loop should cost no relay traffic).
+        self.muted = False
         channel.stamp = self._stamp
 
     def current_parent(self) -> str:
@@ -140,6 +143,8 @@ class FrameStream(io.TextIOBase):
             with contextlib.suppress(OSError):
                 os.write(self.fileno(), text.encode("utf-8", "backslashreplace"))
             return len(text)
+        if self._outbox.muted:
+            return len(text)
         parent = self._outbox.current_parent()
         with self._lock:
             if self._parts and parent != self._parent:
@@ -175,6 +180,8 @@ class FrameStream(io.TextIOBase):
         # Bounded frames: one huge print becomes many, so no frame nears the
         # relay's size limit and the kernel can cut the output off on the way.
         for start in range(0, len(text), STREAM_FRAME_CHARS):
+            if self._outbox.muted:
+                return
             message = {"type": "stream", "name": self.name, "text": text[start : start + STREAM_FRAME_CHARS]}
             if self._parent:
                 message["parent"] = self._parent

@@ -26,7 +26,8 @@ from ..relay.protocol import HEADER, encode_frame
 
 __all__ = ["kill_descendants", "supervise"]
 
-ALLOWED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL})
+# SIGUSR2 asks the executor to drop the rest of a cell's output (over budget).
+ALLOWED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGUSR2})
 
 
 def _children(pid: int) -> list[int]:

@@ -66,6 +66,16 @@ class Cgroup:
                     return int(value)
         return 0
 
+    def pids_limit_hits(self) -> int:
+        """How many times a fork failed because the process limit was reached."""
+        path = self._file("pids", "pids.events", "pids.events")
+        with contextlib.suppress(OSError, ValueError):
+            for line in _read(path).splitlines():
+                key, _, value = line.partition(" ")
+                if key == "max":
+                    return int(value)
+        return 0
+
     def memory_peak(self) -> int | None:
         path = self._file("memory", "memory.max_usage_in_bytes", "memory.peak")
         with contextlib.suppress(OSError, ValueError):

@@ -176,7 +176,8 @@ class Analyzer:
                 top, stmt, straight = top_of[key], node, True
             elif kind in stmt_types:
                 stmt, straight = node, False
-            where[key] = (top, deferred)
+            if kind is ast.Name:
+                where[key] = (top, deferred)
             if kind in binds:
                 self._bind(node, top, straight)
             inner = deferred or kind in functions
@@ -257,14 +258,14 @@ class Analyzer:
 
     # -- name resolution ---------------------------------------------------------------
 
-    def qualnames(self, node: ast.AST) -> set[str]:
+    def qualnames(self, node: ast.AST) -> frozenset[str]:
         """What ``node`` may refer to, as qualified names (``os.system``, ``builtins.eval``)."""
         key = id(node)
         memo = self._qual_memo.get(key)
         if memo is not None:
-            return set(memo)
+            return memo
         if key in self._resolving or len(self._resolving) > 60:
-            return set()
+            return _EMPTY
         self._resolving.add(key)
         try:
             result = frozenset(list(self._qualnames(node))[:_MAX_QUALNAMES])
@@ -273,9 +274,9 @@ class Analyzer:
         finally:
             self._resolving.discard(key)
         self._qual_memo[key] = result
-        return set(result)
+        return result
 
-    def _qualnames(self, node: ast.AST) -> set[str]:
+    def _qualnames(self, node: ast.AST) -> set[str] | frozenset[str]:
         if isinstance(node, ast.Name):
             return self._name_qualnames(node.id)
         if isinstance(node, ast.Attribute):
@@ -302,19 +303,19 @@ class Analyzer:
             return out
         return set()
 
-    def _name_qualnames(self, name: str) -> set[str]:
+    def _name_qualnames(self, name: str) -> frozenset[str]:
         memo = self._name_memo.get(name)
         if memo is not None:
-            return set(memo)
+            return memo
         if name in self._names_resolving:
-            return set()
+            return _EMPTY
         self._names_resolving.add(name)
         try:
             result = frozenset(list(self._name_qualnames_uncached(name))[:_MAX_QUALNAMES])
         finally:
             self._names_resolving.discard(name)
         self._name_memo[name] = result
-        return set(result)
+        return result
 
     def _name_qualnames_uncached(self, name: str) -> set[str]:
         bindings = self.bindings.get(name)
@@ -371,7 +372,8 @@ class Analyzer:
                     out |= {f"{b}.{attr}" for b in base_q}
         return out
 
-    def _dunder_getattr_target(self, node: ast.Call, q: str) -> tuple[ast.AST | None, set[str]]:
+    def _dunder_getattr_target(self, node: ast.Call, q: str
+                               ) -> tuple[ast.AST | None, frozenset[str]]:
         """(name argument, qualnames of the object) of x.__getattribute__(name) or
         object.__getattribute__(x, name)."""
         owner = q.rsplit(".", 1)[0]
@@ -382,7 +384,7 @@ class Analyzer:
             func = node.func
             base_node = func.value if isinstance(func, ast.Attribute) else None
             name_node = node.args[0] if node.args else None
-        return name_node, (self.qualnames(base_node) if base_node is not None else set())
+        return name_node, (self.qualnames(base_node) if base_node is not None else _EMPTY)
 
     @staticmethod
     def _arg(node: ast.Call, index: int, keyword: str) -> ast.expr | None:
@@ -761,7 +763,7 @@ class Analyzer:
         else:
             arg = self._arg(node, index, "name")
             names = [arg] if arg is not None else []
-        base_quals = self.qualnames(base) if base is not None else set()
+        base_quals = self.qualnames(base) if base is not None else _EMPTY
         self._attribute_names(node, _short(q), names, base_quals,
                               reads=q != "builtins.hasattr",
                               writes=q in ("builtins.setattr", "builtins.delattr"))
@@ -774,7 +776,7 @@ class Analyzer:
                               writes=attr in ("__setattr__", "__delattr__"))
 
     def _attribute_names(self, node: ast.Call, what: str, names: list[ast.expr],
-                         base_quals: set[str], *, reads: bool, writes: bool) -> None:
+                         base_quals: frozenset[str], *, reads: bool, writes: bool) -> None:
         for arg in names:
             name = self.folder.fold_str(arg)
             if name is None:

@@ -50,11 +50,14 @@ _LOOKALIKE_TARGETS = FORBIDDEN_STRINGS | {
 }
 
 # Places where IPython's token transformers may rewrite a line: an escape as the first
-# token of a line (EscapedCommand), '?' as its last (HelpEnd), '%' or '!' right after an
-# assignment, possibly across backslash continuations (MagicAssign, SystemAssign). A
-# superset: a match only means the real transformer has to run.
+# token of a line (EscapedCommand), '?' as its last (HelpEnd), '!' or '%name' right after
+# an assignment, possibly across backslash continuations (SystemAssign, MagicAssign
+# wants a NAME token after the '%', so "x=%.2g" in a string does not count). A superset:
+# a match only means the real transformer has to run.
 _ESCAPE_CANDIDATE = re.compile(
-    r"^[ \t\f]*[!%?,;/]|\?[ \t\f]*$|=[ \t\f]*(?:\\\n[ \t\f]*)*[!%]", re.MULTILINE
+    r"^[ \t\f]*[!%?,;/]|\?[ \t\f]*$"
+    r"|=[ \t\f]*(?:\\\n[ \t\f]*)*(?:!|%[ \t\f]*(?:\\\n[ \t\f]*)*[^\W\d])",
+    re.MULTILINE,
 )
 # Line boundaries of str.splitlines (which IPython uses) other than "\n".
 _OTHER_BREAKS = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")

@@ -20,6 +20,7 @@ import re
 import string
 import zlib
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 __all__ = ["MAX_LEN", "UNKNOWN", "Folder"]
@@ -64,7 +65,7 @@ _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL
 _DIGITS = re.compile(r"\d+")
 
 Resolver = Callable[[ast.Name, int], object]
-Qualnames = Callable[[ast.expr], set[str]]
+Qualnames = Callable[[ast.expr], AbstractSet[str]]
 
 
 def _codec(name: object) -> str | None:

@@ -9,6 +9,7 @@ runtime audit hooks read these tables.
 from __future__ import annotations
 
 import builtins
+import functools
 
 __all__ = [
     "ATTRIBUTE_RULES",
@@ -307,6 +308,7 @@ FORBIDDEN_STRINGS = frozenset(
 BUILTIN_NAMES = frozenset(dir(builtins))
 
 
+@functools.lru_cache(maxsize=8192)
 def rule_for_module(name: str) -> str | None:
     """The rule of module ``name`` or of the nearest enclosing package listed, if any."""
     parts = name.split(".")
@@ -317,6 +319,7 @@ def rule_for_module(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8192)
 def rule_for_qualname(qualname: str) -> str | None:
     """The rule that covers using ``qualname`` (a module, function or attribute)."""
     rule = CALL_RULES.get(qualname)
