@@ -36,6 +36,24 @@ COMM_TIMEOUT_S = 30.0
 STDIN_POLL_S = 0.01
 
 
+def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation) -> str | None:
+    """Name the sandbox limit behind an ENOSPC/EFBIG error, which Python reports only by errno."""
+    if reply.get("status") != "error":
+        return None
+    evalue = str(reply.get("evalue", ""))
+    if evalue.startswith("[Errno 27]"):
+        return (
+            f"[sandbox] FileSizeLimitExceeded: a file may not grow beyond {limits.max_file_size_mb} MiB "
+            "(Limits.max_file_size_mb)."
+        )
+    if evalue.startswith("[Errno 28]"):
+        return (
+            f"[sandbox] DiskLimitExceeded: the sandbox's private /tmp and home hold at most "
+            f"{isolation.tmp_size_mb} MiB each (Isolation.tmp_size_mb); the workspace is limited by its own disk."
+        )
+    return None
+
+
 def _is_sandbox_magic(code: str) -> bool:
     from IPython.core.inputtransformer2 import TransformerManager
 
@@ -356,9 +374,11 @@ class SandboxKernel(Kernel):
         pids_before = self._cgroup.pids_limit_hits() if self._cgroup else 0
         if self._cgroup:
             self._cgroup.reset_peak()
-        deadline = None
+        watchers = []
         if self.limits.wall_time_limit_s:
-            deadline = asyncio.ensure_future(self._cell_deadline(msg_id, self.limits.wall_time_limit_s))
+            watchers.append(asyncio.ensure_future(self._cell_deadline(msg_id, self.limits.wall_time_limit_s)))
+        if self.limits.cpu_time_limit_s:
+            watchers.append(asyncio.ensure_future(self._cpu_watch(executor, msg_id, self.limits.cpu_time_limit_s)))
         try:
             outcome = await executor.execute(
                 ExecuteRequest(
@@ -373,11 +393,14 @@ class SandboxKernel(Kernel):
             )
         finally:
             self._running = None
-            if deadline is not None:
-                deadline.cancel()
+            for watcher in watchers:
+                watcher.cancel()
         outcome.stats.update(self.publisher.end_cell())
         if outcome.reply is None:
             return await self._recover(executor, outcome, reply_count, oom_before)
+        disk = _disk_limit_note(outcome.reply, self.limits, self.isolation)
+        if disk:
+            self.publisher.notice(disk)
         if self._stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
             ename, why = self._stop_reason
@@ -465,10 +488,39 @@ class SandboxKernel(Kernel):
         metadata["sandbox"] = {"level": self._isolation_report.get("level"), **self._last_cell}
         return metadata
 
+    async def _cpu_watch(self, executor: ExecutorProcess, msg_id: str, limit: float) -> None:
+        """Per-cell CPU time, read from /proc on this side: the executor cannot lie about it."""
+        start = executor.executor_cpu_s()
+        if start is None:
+            self.log.warning("cpu_limit_unavailable reason=executor pid not found")
+            return
+        while self._running == msg_id:
+            await asyncio.sleep(0.25)
+            used = executor.executor_cpu_s()
+            if used is not None and used - start > limit and self._stop_reason is None:
+                self._stop_reason = (
+                    "CpuLimitExceeded",
+                    f"it used more than {limit:g} s of CPU time (Limits.cpu_time_limit_s)",
+                )
+                await self._stop_over_limit()
+                return
+
     async def _cell_deadline(self, msg_id: str, limit: float) -> None:
         await asyncio.sleep(limit)
         if self._running == msg_id and self._stop_reason is None:
             self._stop_reason = ("CellTimeout", f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)")
+            await self._stop_over_limit()
+
+    async def _stop_over_limit(self) -> None:
+        """A limit was reached: roll the cell back if it has a snapshot, else try to interrupt it."""
+        executor = self._executor
+        if executor is None or self._stop_reason is None:
+            return
+        if executor.snapshot_pid is not None and self.limits.rollback:
+            # Its partial effects on the state must not survive a limit: kill,
+            # and the snapshot from before the cell takes over.
+            executor.kill_executor(self._stop_reason[1])
+        else:
             await self._interrupt()
 
     def _error_reply(self, ename: str, evalue: str, count: int) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
 import io
 import os
 import site
@@ -67,6 +68,10 @@ class SandboxPolicyError(PermissionError):
     def __init__(self, rule_id: str, message: str) -> None:
         super().__init__(message)
         self.rule_id = rule_id
+
+    def __reduce__(self) -> tuple[type[SandboxPolicyError], tuple[str, str]]:
+        # so that it survives pickling (multiprocessing sends exceptions back)
+        return type(self), (self.rule_id, str(self))
 
 
 def installed() -> bool:
@@ -172,7 +177,7 @@ class _Hook:
         self.pid = os.getpid()
         self.local = threading.local()
         self.seen: dict[tuple[str, str, str, str], int] = {}
-        self.checked: dict[tuple[int, str], list[Finding]] = {}
+        self.checked: dict[tuple[bytes, str], list[Finding]] = {}
         self.checked_files: set[str] = set()
         self.reported_error = False
 
@@ -265,6 +270,7 @@ class _Hook:
         local = self.local
         if getattr(local, "busy", False):
             return  # an event raised by the hook itself
+        __tracebackhide__ = True  # IPython leaves the hook's frames out of tracebacks
         local.busy = True
         try:
             handler(event, args)
@@ -286,8 +292,9 @@ class _Hook:
 
     def _act(self, rule: str, origin: str, event: str, subject: str, *, detail: str,
              family: str) -> None:
+        __tracebackhide__ = True
         action = self.actions.get(rule, "off")
-        if action == "off":
+        if action == "off" or origin == "own":
             return
         if origin == "library":
             if family in _RECORD_LIBRARY:
@@ -325,7 +332,7 @@ class _Hook:
     # -- who did it ------------------------------------------------------------------------
 
     def _origin(self, family: str) -> str:
-        """"user" or "library": see the module docstring."""
+        """"user", "library", or "own" (sandbox_kernel itself): see the module docstring."""
         transparent = _TRANSPARENT[family]
         proxies = _USER_PROXIES.get(family, ())
         frame: FrameType | None = sys._getframe(1)
@@ -340,7 +347,9 @@ class _Hook:
 
     def _classify(self, filename: str) -> str:
         if filename.startswith(self.own):
-            return "library"
+            # the executor's own work (its channel, its snapshots) is not reported: a
+            # report from inside the channel's send would re-enter it
+            return "own"
         if filename.startswith(self.user_dirs):
             return "user"
         if filename.startswith(self.library):
@@ -348,14 +357,14 @@ class _Hook:
         return "user"
 
     def _library_file(self, filename: str) -> bool:
-        return self._classify(filename) == "library"
+        return self._classify(filename) != "user"
 
     # -- handlers ----------------------------------------------------------------------------
 
     def _simple(self, rule: str, family: str) -> Callable[[str, tuple[Any, ...]], None]:
         def handler(event: str, args: tuple[Any, ...]) -> None:
             origin = self._origin(family)
-            if origin == "library" and family not in _RECORD_LIBRARY:
+            if origin == "own" or (origin == "library" and family not in _RECORD_LIBRARY):
                 return
             detail = _detail(event, args)
             self._act(rule, origin, event, f"{event}({detail})", detail=detail, family=family)
@@ -374,6 +383,7 @@ class _Hook:
             self._act(rule, origin, event, f"import {module}", detail=module, family="import")
 
     def _compile(self, event: str, args: tuple[Any, ...]) -> None:
+        __tracebackhide__ = True
         source = args[0] if args else None
         filename = args[1] if len(args) > 1 else None
         name = filename if type(filename) is str else ""
@@ -382,15 +392,23 @@ class _Hook:
             return
         if not isinstance(source, (str, bytes, ast.AST)):
             return
-        key = (hash(source) if isinstance(source, (str, bytes)) else id(source), name)
-        findings = self.checked.get(key)
-        if findings is None:
-            verdict = check_code(source, self.policy)
-            findings = verdict.findings
-            if len(self.checked) >= _CACHE_SIZE:
-                self.checked.clear()
-            self.checked[key] = findings
+        if isinstance(source, ast.AST):
+            findings = check_code(source, self.policy).findings  # no stable key to cache by
+        else:
+            # a cryptographic digest: with a pinned PYTHONHASHSEED, hash() collisions
+            # could be precomputed to reuse a harmless source's verdict
+            data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+            key = (hashlib.blake2b(data, digest_size=16).digest(), name)
+            cached = self.checked.get(key)
+            if cached is None:
+                cached = check_code(source, self.policy).findings
+                if len(self.checked) >= _CACHE_SIZE:
+                    self.checked.clear()
+                self.checked[key] = cached
+            findings = cached
         if name:
+            if len(self.checked_files) >= MAX_KEYS:
+                self.checked_files.clear()
             self.checked_files.add(name)
         where = name or "<string>"
         if not user_file and self.actions.get("SKP230", "off") != "off":

@@ -138,6 +138,7 @@ class ExecutorProcess:
         self._restore: tuple[bytes, asyncio.Future[None]] | None = None
         self._scan = bytearray()
         self._executor_gone = asyncio.Event()
+        self._host_pid: tuple[int, int] | None = None
         self.stderr_tail = bytearray()
         self.started_at = 0.0
         self.setup_time_s: float | None = None
@@ -245,6 +246,43 @@ class ExecutorProcess:
     def interrupt(self) -> None:
         """Ask the supervisor to deliver SIGINT to the executor."""
         self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
+
+    def executor_host_pid(self) -> int | None:
+        """The executor's pid as this process sees it (the executor reports its own namespace's)."""
+        if self.proc is None or self.executor_pid is None:
+            return None
+        if self._host_pid is not None and self._host_pid[0] == self.executor_pid:
+            return self._host_pid[1]
+        import psutil
+
+        try:
+            candidates = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            return None
+        for candidate in candidates:
+            try:
+                with open(f"/proc/{candidate.pid}/status") as f:
+                    nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+            except OSError:
+                continue
+            if nspid and int(nspid[-1]) == self.executor_pid:
+                self._host_pid = (self.executor_pid, candidate.pid)
+                return candidate.pid
+        return None
+
+    def executor_cpu_s(self) -> float | None:
+        """CPU time of the executor and the children it has waited for, measured from outside."""
+        pid = self.executor_host_pid()
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        # utime, stime, cutime, cstime (proc(5), fields 14-17)
+        return sum(int(v) for v in fields[11:15]) / ticks
 
     def mute(self) -> None:
         """The cell's output is over its budget: the executor stops sending it (SIGUSR2)."""

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from . import magics
 from .bypass import expansion_fields
-from .folding import UNKNOWN, Folder, _binop
+from .folding import UNKNOWN, Folder, binop
 from .locate import Mapper, char_col
 from .names import (
     ATTRIBUTE_RULES,
@@ -70,6 +70,7 @@ _MUTATORS = frozenset(
 )
 _NO_VAR_EXPAND = frozenset({"time", "timeit", "prun", "debug"})
 _SPLIT_FIELD = re.compile(r"\.|\[")
+_NAME_DUNDERS = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
 
 
 class Nested(Protocol):
@@ -421,7 +422,7 @@ class Analyzer:
             if b.kind == "expr":
                 value = self.folder.fold(b.node, depth)
             elif b.kind == "aug" and isinstance(b.node, ast.AugAssign):
-                value = _binop(b.node.op, value, self.folder.fold(b.node.value, depth))
+                value = binop(b.node.op, value, self.folder.fold(b.node.value, depth))
         return value
 
     # -- hits ----------------------------------------------------------------------------
@@ -525,11 +526,11 @@ class Analyzer:
                 self._hit("SKP101", node, f"{q} used as a value")
 
     def _dict_access(self, node: ast.Attribute) -> None:
-        """__dict__: surgery on a module or class namespace (not on an instance's own)."""
-        base = node.value
-        if isinstance(base, ast.Name) and base.id in ("self", "cls"):
+        """__dict__ of a module (or of type/object): namespace surgery. An object the
+        analyzer cannot resolve is taken for an instance, whose own namespace is fine."""
+        quals = self.qualnames(node.value)
+        if not quals:
             return
-        quals = self.qualnames(base)
         parent = self._parent(node)
         writes = (
             isinstance(node.ctx, (ast.Store, ast.Del))
@@ -544,7 +545,7 @@ class Analyzer:
         ):
             self._hit("SKP225", node, f"{next(iter(quals))}.__dict__")
         elif writes:
-            self._hit("SKP225", node, "a write through .__dict__")
+            self._hit("SKP225", node, f"a write through {next(iter(quals))}.__dict__")
 
     def _store_attribute(self, node: ast.Attribute) -> None:
         quals = self.qualnames(node.value)
@@ -563,6 +564,8 @@ class Analyzer:
                 self._hit("SKP210", node, "a write to sys.modules")
             if quals & {"builtins", "builtins.__dict__"}:
                 self._hit("SKP211", node, "a write to the builtins namespace")
+            elif any(q.endswith(".__dict__") for q in quals):
+                self._hit("SKP225", node, "a write to a module's namespace")
             return
         namespaces = {q for q in quals if q in ("sys.modules", "<globals>", "builtins")
                       or q.endswith(".__dict__")}
@@ -809,10 +812,14 @@ class Analyzer:
             return
         for field_name in _format_fields(fmt):
             parts = [p.rstrip("]") for p in _SPLIT_FIELD.split(field_name)[1:]]
-            for part in parts:
-                if part in ATTRIBUTE_RULES or (part.startswith("__") and part.endswith("__")):
-                    self._hit("SKP303", node, f"the format field {{{field_name}}}")
-                    return
+            if any(p in ATTRIBUTE_RULES for p in parts) or (
+                any(_is_dunder(p) for p in parts)
+                # '{0.__class__.__name__}' only ever yields a name: harmless
+                and not (parts[-1] in _NAME_DUNDERS
+                         and all(p in _NAME_DUNDERS or p == "__class__" for p in parts))
+            ):
+                self._hit("SKP303", node, f"the format field {{{field_name}}}")
+                return
 
     def _pickle(self, node: ast.Call) -> None:
         data = self.folder.fold(self._arg(node, 0, "data"))
@@ -979,6 +986,10 @@ def _children(node: ast.AST) -> list[ast.AST]:
         elif isinstance(value, ast.AST):
             out.append(value)
     return out
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def _source_text(value: str | bytes) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import logging
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +32,8 @@ from .verdict import Finding, Hit, Verdict
 
 __all__ = ["MAX_NESTING", "check_cell", "check_code"]
 
+_log = logging.getLogger(__name__)
+
 MAX_NESTING = 6
 # Characters IPython may tokenize for one cell (see bypass.transform_cost): about a
 # second of work on an ordinary machine. Real cells are far below it (a 100-line cell
@@ -48,10 +51,15 @@ def check_cell(source: str, settings: PolicySettings) -> Verdict:
     cannot transform, is allowed with ``syntax_error`` set, so that the user sees
     Python's own error from the executor.
     """
+    if not isinstance(source, str):
+        source = str(source)
     try:
         hits = _Scanner().cell(source, 0, None)
-    except (RecursionError, MemoryError):
-        hits = None
+    except Exception:
+        # A checker that cannot finish must not let the cell through unchecked (fail
+        # closed), nor take the kernel down.
+        _log.exception("policy_check_failed cell_chars=%d", len(source))
+        hits = [Hit("SKP122", 1, 1, "", "a cell the checker failed on")]
     if hits is None:
         return Verdict(findings=[], allowed=True, syntax_error=True)
     return Verdict.of(_findings(hits, settings))
@@ -72,8 +80,9 @@ def check_code(source: str | bytes | ast.AST, settings: PolicySettings, *,
         else:
             text = source if isinstance(source, str) else _decode_source(source)
             hits = _Scanner().python(text, 0, None, mode)
-    except (RecursionError, MemoryError):
-        hits = None
+    except Exception:
+        # fail closed, as check_cell does (an AST built by hand may be odd)
+        hits = [Hit("SKP122", 1, 1, "", "code the checker failed on")]
     if hits is None:
         return Verdict(findings=[], allowed=True, syntax_error=True)
     return Verdict.of(_findings(hits, settings))

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
-__all__ = ["MAX_LEN", "UNKNOWN", "Folder"]
+__all__ = ["MAX_LEN", "UNKNOWN", "Folder", "binop"]
 
 
 class _Unknown:
@@ -180,7 +180,7 @@ def _str_format(fmt: object, args: list[object], kwargs: dict[str, object]) -> o
         return UNKNOWN
 
 
-def _binop(op: ast.operator, left: object, right: object) -> object:
+def binop(op: ast.operator, left: object, right: object) -> object:
     if left is UNKNOWN or right is UNKNOWN:
         return UNKNOWN
     try:
@@ -365,7 +365,7 @@ class Folder:
         if isinstance(node, ast.Name):
             return self._resolve_name(node, depth)
         if isinstance(node, ast.BinOp):
-            return _binop(node.op, self.fold(node.left, depth), self.fold(node.right, depth))
+            return binop(node.op, self.fold(node.left, depth), self.fold(node.right, depth))
         if isinstance(node, ast.UnaryOp):
             operand = self.fold(node.operand, depth)
             if isinstance(operand, int):

@@ -106,9 +106,9 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
      "Unicode direction overrides make code display differently from how it runs "
      "('Trojan Source', CVE-2021-42574)",
      "warn", "deny", "audit"),
-    ("SKP122", "bypass", "cell too complex to check",
-     "IPython's input transformations would take too long on this cell; "
-     "split it into smaller cells",
+    ("SKP122", "bypass", "cell could not be checked",
+     "the checker could not finish on this cell (IPython's input transformations would "
+     "take too long, or the checker failed); split or simplify the cell",
      "deny", "deny", "warn"),
     # -- SKP2xx: AST level -------------------------------------------------------------
     ("SKP201", "modules", "native code",

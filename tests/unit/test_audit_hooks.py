@@ -1,0 +1,320 @@
+"""The executor's runtime audit hooks, each scenario in a fresh subprocess (an audit hook
+cannot be removed once added): denials carry the rule id, reports have the agreed shape,
+and IPython, numpy, pandas, matplotlib, jedi and %%bash keep working."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PRELUDE = """
+import json, os, sys
+from sandbox_kernel.executor import audit
+
+REPORTS = []
+RESULTS = {}
+
+def attempt(label, fn):
+    try:
+        fn()
+        RESULTS[label] = {"outcome": "ok"}
+    except audit.SandboxPolicyError as exc:
+        RESULTS[label] = {"outcome": "denied", "rule": exc.rule_id, "message": str(exc),
+                          "permission_error": isinstance(exc, PermissionError)}
+    except Exception as exc:
+        RESULTS[label] = {"outcome": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+def finish():
+    sys.__stdout__.write("\\n@@RESULT@@" + json.dumps({"results": RESULTS, "reports": REPORTS}))
+    sys.__stdout__.flush()
+"""
+
+
+def run_scenario(tmp_path: Path, preset: str, body: str, *, rules: dict[str, str] | None = None,
+                 runtime_hooks: bool = True) -> dict[str, Any]:
+    workspace = tmp_path / "workspace"
+    home = tmp_path / "home"
+    workspace.mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True)
+    settings = {"preset": preset, "rules": rules or {}, "runtime_hooks": runtime_hooks}
+    script = PRELUDE + textwrap.dedent(
+        f"""
+        audit.install({settings!r}, REPORTS.append, {str(workspace)!r})
+        """
+    ) + textwrap.dedent(body) + "\nfinish()\n"
+    path = tmp_path / "scenario.py"
+    path.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "PYTHONSTARTUP")}
+    env.update(HOME=str(home), MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    # run the scenario from inside the workspace, as the executor does; the script
+    # itself lives outside it, like a cell that is not a workspace file
+    proc = subprocess.run(
+        [sys.executable, str(path)], cwd=workspace, env=env, capture_output=True,
+        text=True, timeout=300, check=False,
+    )
+    marker = proc.stdout.rfind("@@RESULT@@")
+    assert marker >= 0, f"scenario crashed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data: dict[str, Any] = json.loads(proc.stdout[marker + len("@@RESULT@@"):])
+    data["stdout"] = proc.stdout[:marker]
+    return data
+
+
+def reports_for(data: dict[str, Any], rule: str) -> list[dict[str, Any]]:
+    return [r for r in data["reports"] if r["rule"] == rule]
+
+
+def test_standard_preset(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        import subprocess
+        attempt("os.system", lambda: os.system("true"))
+        attempt("subprocess", lambda: subprocess.run(["true"], check=True))
+        attempt("hidden import", lambda: __import__("o" + "s").system("true"))
+        attempt("import ctypes", lambda: __import__("ctypes"))
+        attempt("getframe", lambda: sys._getframe())
+        attempt("write outside", lambda: open("/etc/sandbox-kernel-test", "w"))
+        attempt("write workspace", lambda: open("notes.txt", "w").close())
+        attempt("write tmp", lambda: open("/tmp/sandbox-kernel-audit-test", "w").close())
+        attempt("read system file", lambda: open("/etc/hostname").close())
+        import base64
+        payload = base64.b64decode(b"aW1wb3J0IGN0eXBlcw==")  # "import ctypes"
+        attempt("decoded payload", lambda: exec(payload))
+        attempt("computed exec", lambda: exec("().__class__.__bases__[0].__subclasses__()"))
+        attempt("harmless exec", lambda: exec("x = 1 + 1"))
+        attempt("code attribute", lambda: (lambda: 0).__code__)
+        import inspect
+        attempt("inspect.signature", lambda: inspect.signature(attempt))
+        attempt("pickle gadget", lambda: __import__("pickle").loads(
+            b"cposix\\nsystem\\n(S'true'\\ntR."))
+        attempt("add audit hook", lambda: sys.addaudithook(lambda *a: None))
+    """)
+    results = data["results"]
+    for label in ("os.system", "subprocess", "hidden import", "write workspace", "write tmp",
+                  "read system file", "harmless exec", "inspect.signature", "add audit hook"):
+        assert results[label] == {"outcome": "ok"}, (label, results[label])
+    expected = {
+        "import ctypes": "SKP201",
+        "getframe": "SKP207",
+        "write outside": "SKP240",
+        "decoded payload": "SKP201",
+        "computed exec": "SKP220",
+        "code attribute": "SKP221",
+        "pickle gadget": "SKP310",
+    }
+    for label, rule in expected.items():
+        result = results[label]
+        assert (result["outcome"], result.get("rule")) == ("denied", rule), (label, result)
+        assert result["permission_error"]
+        assert f"[{rule}]" in result["message"]
+        assert f"c.Policy.rules = {{'{rule}': 'warn'}}" in result["message"]
+    # warnings: os.system and subprocess were reported, not denied
+    warned = {(r["event"], r["action"]) for r in reports_for(data, "SKP202")}
+    assert {("os.system", "warn"), ("subprocess.Popen", "warn")} <= warned
+    # the hook cannot be removed, and a new one is refused silently but reported
+    assert ("sys.addaudithook", "deny") in {(r["event"], r["action"]) for r in data["reports"]}
+    for report in data["reports"]:
+        assert set(report) == {"type", "event", "rule", "action", "detail"}
+        assert report["type"] == "audit"
+
+
+def test_workspace_modules_are_checked_when_imported(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        sys.path.insert(0, "")
+        with open("helper_ok.py", "w") as fh:
+            fh.write("def f():\\n    return 42\\n")
+        with open("helper_bad.py", "w") as fh:
+            fh.write("x = 1\\nimport ctypes\\n")
+        attempt("clean module", lambda: __import__("helper_ok").f())
+        attempt("bad module", lambda: __import__("helper_bad"))
+    """)
+    assert data["results"]["clean module"] == {"outcome": "ok"}
+    bad = data["results"]["bad module"]
+    assert bad["outcome"] == "denied"
+    assert bad["rule"] == "SKP201"
+    assert "helper_bad.py, line 2, column 8: [SKP201]" in bad["message"]
+
+
+def test_classroom_preset_denies_processes(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "classroom", """
+        attempt("os.system", lambda: os.system("true"))
+        attempt("popen", lambda: os.popen("true").read())
+        attempt("fork", lambda: os.fork())
+        attempt("exec computed", lambda: exec("y = 2"))
+        attempt("socket connect", lambda: __import__("socket").socket().connect(("127.0.0.1", 9)))
+    """)
+    results = data["results"]
+    assert results["os.system"]["rule"] == "SKP202"
+    assert results["popen"]["rule"] == "SKP202"
+    assert results["fork"]["rule"] == "SKP203"
+    assert results["exec computed"] == {"outcome": "ok"}  # literal-equivalent code is fine
+    assert results["socket connect"]["outcome"] == "denied"
+    assert results["socket connect"]["rule"] in ("SKP204",)
+
+
+def test_permissive_preset_records_instead(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "permissive", """
+        attempt("import ctypes", lambda: __import__("ctypes"))
+        attempt("getframe", lambda: sys._getframe())
+    """)
+    assert data["results"]["import ctypes"] == {"outcome": "ok"}
+    assert data["results"]["getframe"] == {"outcome": "ok"}
+    assert ("import", "audit") in {(r["event"], r["action"]) for r in reports_for(data, "SKP201")}
+
+
+def test_rule_overrides_apply_at_run_time(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "classroom", """
+        attempt("os.system", lambda: os.system("true"))
+    """, rules={"SKP202": "audit"})
+    assert data["results"]["os.system"] == {"outcome": "ok"}
+    assert reports_for(data, "SKP202")[0]["action"] == "audit"
+
+
+def test_runtime_hooks_off_installs_nothing(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "classroom", """
+        attempt("os.system", lambda: os.system("true"))
+        RESULTS["installed"] = audit.installed()
+    """, runtime_hooks=False)
+    assert data["results"]["os.system"] == {"outcome": "ok"}
+    assert data["results"]["installed"] is False
+    assert data["reports"] == []
+
+
+def test_install_twice_is_refused(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        attempt("again", lambda: audit.install({"preset": "standard"}, REPORTS.append, "."))
+    """)
+    assert data["results"]["again"]["outcome"] == "error"
+    assert "already installed" in data["results"]["again"]["error"]
+
+
+def test_repeated_reports_are_rate_limited(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        for _ in range(40):
+            os.system("true")
+    """)
+    reports = [r for r in reports_for(data, "SKP202") if r["event"] == "os.system"]
+    # the first five, then the 8th, 16th and 32nd repeat
+    assert len(reports) == 8
+    assert reports[-1]["detail"].endswith("(repeated 32 times)")
+
+
+def test_report_callback_cannot_recurse(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        def noisy(record):
+            # everything here raises audit events of its own
+            os.system("true")
+            open("/etc/hostname").close()
+            REPORTS.append(record)
+        audit._hook.report_fn = noisy
+        attempt("os.system", lambda: os.system("true"))
+    """)
+    assert data["results"]["os.system"] == {"outcome": "ok"}
+    assert [r["event"] for r in reports_for(data, "SKP202")] == ["os.system"]
+
+
+def test_hot_path_is_cheap(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        import time
+        open("data.txt", "w").close()
+        def best(fn, n=3):
+            out = []
+            for _ in range(n):
+                start = time.perf_counter(); fn(); out.append(time.perf_counter() - start)
+            return min(out)
+        def reads():
+            for _ in range(3000):
+                open("data.txt").close()
+        hooked = best(reads)
+        RESULTS["per_open_us"] = hooked / 3000 * 1e6
+    """)
+    # an open() is a few microseconds; the hook must not multiply it
+    assert data["results"]["per_open_us"] < 200
+
+
+def test_ipython_and_data_science_stack_under_classroom(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "classroom", """
+        sys.path.insert(0, "")
+        from IPython.core.interactiveshell import InteractiveShell
+        from IPython.core.completer import provisionalcompleter
+        shell = InteractiveShell.instance()
+        def cell(label, source):
+            result = shell.run_cell(source, silent=True)
+            error = result.error_before_exec or result.error_in_exec
+            RESULTS[label] = {"outcome": "ok" if result.success else "error",
+                              "error": f"{type(error).__name__}: {error}" if error else ""}
+        cell("bash", "%%bash\\necho from-bash")
+        cell("bang", "!echo from-bang")
+        cell("numpy", "import numpy as np\\nx = np.linalg.eigvals(np.eye(3))")
+        cell("pandas", "import pandas as pd\\ndf = pd.DataFrame({'a': [1, 2]})\\ns = df.describe()")
+        cell("matplotlib", "import matplotlib.pyplot as plt\\nfig, ax = plt.subplots()\\n"
+                           "ax.plot([1, 2, 3])\\nax.set_title('t')\\nfig.savefig('plot.png')")
+        cell("scipy", "from scipy.integrate import quad\\nv = quad(lambda t: t, 0, 1)")
+        cell("sympy", "import sympy\\ne = sympy.expand((sympy.Symbol('x') + 1) ** 3)")
+        cell("writefile", "%%writefile helper.py\\ndef f():\\n    return 1\\n")
+        cell("import written", "import helper\\nassert helper.f() == 1")
+        cell("timeit", "%timeit -n 1 -r 1 sum(range(10))")
+        cell("traceback", "def g():\\n    1 / 0\\ntry:\\n    g()\\nexcept ZeroDivisionError:\\n"
+                          "    import traceback; traceback.format_exc()")
+        with provisionalcompleter():
+            RESULTS["completion"] = [c.text for c in shell.Completer.completions("np.ara", 6)]
+        RESULTS["plot"] = os.path.exists("plot.png")
+        RESULTS["font cache"] = os.path.isdir(os.path.expanduser("~/.cache/matplotlib")) or \\
+            os.path.isdir(os.path.expanduser("~/.config/matplotlib"))
+    """)
+    results = data["results"]
+    for label in ("bash", "bang", "numpy", "pandas", "matplotlib", "scipy", "sympy",
+                  "writefile", "import written", "timeit", "traceback"):
+        assert results[label]["outcome"] == "ok", (label, results[label])
+    assert "from-bash" in data["stdout"]
+    assert "from-bang" in data["stdout"]
+    assert "arange" in results["completion"]
+    assert results["plot"] is True
+    assert results["font cache"] is True
+    # %%bash ran through IPython: recorded, not denied
+    bash = [r for r in reports_for(data, "SKP202") if "bash" in r["detail"]]
+    assert bash
+    assert all(r["action"] == "audit" for r in bash)
+
+
+@pytest.mark.parametrize("preset", ["standard", "classroom"])
+def test_denial_inside_ipython_cell_names_the_rule(tmp_path: Path, preset: str) -> None:
+    data = run_scenario(tmp_path, preset, """
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        result = shell.run_cell("import base64\\nexec(base64.b64decode('aW1wb3J0IGN0eXBlcw=='))",
+                                silent=True)
+        error = result.error_in_exec
+        RESULTS["error"] = {"type": type(error).__name__, "rule": getattr(error, "rule_id", ""),
+                            "message": str(error)}
+    """)
+    error = data["results"]["error"]
+    assert error["type"] == "SandboxPolicyError"
+    assert error["rule"] == "SKP201"
+
+
+def test_error_is_a_permission_error_that_pickles() -> None:
+    import pickle
+
+    from sandbox_kernel.executor.audit import SandboxPolicyError
+
+    error = SandboxPolicyError("SKP201", "[SKP201] import ctypes (native code): ...")
+    assert isinstance(error, PermissionError)
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.rule_id, str(again)) == ("SKP201", str(error))
+
+
+def test_hand_built_ast_is_checked(tmp_path: Path) -> None:
+    data = run_scenario(tmp_path, "standard", """
+        import ast
+        tree = ast.Module(body=[ast.Import(names=[ast.alias(name="ctypes")])], type_ignores=[])
+        tree = ast.fix_missing_locations(tree)
+        attempt("compile ast", lambda: compile(tree, "<ast>", "exec"))
+    """)
+    result = data["results"]["compile ast"]
+    assert (result["outcome"], result.get("rule")) == ("denied", "SKP201")
