@@ -32,6 +32,8 @@ __all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+# The frame that answers each command; anything else carrying its id is forged.
+REPLY_TYPES = {"execute": "execute_reply", "complete": "complete_reply", "inspect": "inspect_reply"}
 STDERR_LOG_LIMIT = 64 * 1024
 
 
@@ -121,6 +123,7 @@ class ExecutorProcess:
         self.ready: dict[str, Any] | None = None
         self._ready_future: asyncio.Future[dict[str, Any]] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._expected: dict[int, str] = {}
         self._next_id = 1
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -369,11 +372,13 @@ class ExecutorProcess:
         self._next_id += 1
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._expected[request_id] = REPLY_TYPES.get(command["op"], "done")
         try:
             await self.send({**command, "id": request_id})
             return await future
         finally:
             self._pending.pop(request_id, None)
+            self._expected.pop(request_id, None)
 
     async def execute(self, request: ExecuteRequest) -> CellOutcome:
         started = time.monotonic()
@@ -465,19 +470,18 @@ class ExecutorProcess:
                         continue
                 if self.executor_lost and self._restore is None:
                     continue  # bytes from an executor being replaced: no longer trusted to mean anything
+                broken: RelayError | None = None
                 try:
                     items = self._reader.feed(data)
                 except RelayError as exc:
-                    self._broken(f"it broke the relay protocol ({exc})")
+                    items, broken = getattr(exc, "items", []), exc
+                for item in items:
+                    self._handle(item)
+                if broken is not None:
+                    self._broken(f"it broke the relay protocol ({broken})")
                     self._reader = FrameReader(self._reader.max_frame_bytes)
                     partial_since = None
                     continue
-                for item in items:
-                    if isinstance(item, FrameRejected):
-                        self.on_log("warning", f"dropped a frame from the executor: {item}")
-                        self.sink.publish({"type": "relay_notice", "text": str(item)})
-                    else:
-                        self._dispatch(item)
                 if self._reader.has_partial_frame:
                     partial_since = partial_since or time.monotonic()
                 else:
@@ -501,6 +505,19 @@ class ExecutorProcess:
             restored.set_result(None)
         return rest
 
+    def _handle(self, item: dict[str, Any] | FrameRejected) -> None:
+        """One frame from the reader. Nothing a frame contains may stop the reading loop."""
+        try:
+            if isinstance(item, FrameRejected):
+                self.on_log("warning", f"dropped a frame from the executor: {item}")
+                self.sink.publish({"type": "relay_notice", "text": str(item)})
+            else:
+                self._dispatch(item)
+        except Exception as exc:  # the loop must go on: every waiter depends on it
+            log.exception("relay_dispatch_failed")
+            with contextlib.suppress(Exception):
+                self.sink.publish({"type": "relay_notice", "text": f"an output could not be relayed ({type(exc).__name__})"})
+
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "snapshot":
@@ -508,8 +525,18 @@ class ExecutorProcess:
             self.snapshot_skipped = message["skipped"] or None
             return
         if kind in {"execute_reply", "complete_reply", "inspect_reply", "done"}:
-            future = self._pending.get(message["id"])
-            if future is not None and not future.done():
+            request_id = message["id"]
+            future = self._pending.get(request_id)
+            if future is None:
+                if request_id >= self._next_id or request_id < 1:
+                    # Late replies to requests that timed out are normal; replies to
+                    # requests never made are not.
+                    self.on_log("warning", f"the executor answered request {request_id}, which was never made")
+                return
+            if self._expected.get(request_id) != kind:
+                self.on_log("warning", f"dropped a {kind} for request {request_id}, which expects a {self._expected.get(request_id)}")
+                return
+            if not future.done():
                 future.set_result(message)
             return
         if kind == "setup_failed":

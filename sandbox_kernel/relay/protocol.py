@@ -63,15 +63,31 @@ def encode_frame(message: Mapping[str, Any]) -> bytes:
     return HEADER.pack(len(data)) + data
 
 
+# Containers ('[' or '{') a frame may hold, counted on the raw bytes before
+# json builds anything: a frame of "[],[],..." would otherwise cost ~40 times
+# its size in memory in the trusted process. Brackets inside strings count
+# too, so this is an upper bound that ordinary output stays far below.
+MAX_CONTAINERS = 1_000_000
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]}... overflows to infinity")
+    return value
+
+
 def decode_payload(data: bytes) -> Any:
-    """Decode one frame body strictly: UTF-8, plain JSON, bounded depth."""
+    """Decode one frame body strictly: UTF-8, plain JSON, finite numbers, bounded size and depth."""
+    if data.count(b"[") + data.count(b"{") > MAX_CONTAINERS:
+        raise FrameRejected("frame holds too many JSON items")
     try:
         text = data.decode("utf-8", "strict")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise FrameRejected(f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
@@ -79,7 +95,26 @@ def decode_payload(data: bytes) -> Any:
     except ValueError as exc:
         raise FrameRejected(f"frame is not valid JSON: {exc}") from None
     _check_depth(value)
+    if "\\ud" in text or "\\uD" in text:
+        value = _replace_lone_surrogates(value)
     return value
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """Lone surrogates survive JSON but not the encoders downstream (jupyter_client's
+    packer would emit invalid UTF-8 or fail): each becomes U+FFFD, as a UTF-8 decoder would."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            return _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_depth(value: Any) -> None:
@@ -133,9 +168,13 @@ class FrameReader:
                 (length,) = HEADER.unpack_from(self._buffer)
                 if length > self.max_frame_bytes:
                     self._buffer.clear()
-                    raise RelayError(
+                    error = RelayError(
                         f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
                     )
+                    # The frames completed before the bad header are good: they
+                    # travel with the error, so no output is lost.
+                    error.items = out  # type: ignore[attr-defined]
+                    raise error
                 del self._buffer[: HEADER.size]
                 self._need = length
             if len(self._buffer) < self._need:
@@ -209,7 +248,7 @@ def validate_mime_bundle(bundle: Any, where: str) -> dict[str, Any]:
         raise FrameRejected(f"{where}: data must be an object")
     clean: dict[str, Any] = {}
     for mime, value in bundle.items():
-        if not isinstance(mime, str) or not MIME_RE.match(mime):
+        if not isinstance(mime, str) or not MIME_RE.fullmatch(mime):
             raise FrameRejected(f"{where}: {str(mime)[:40]!r} is not a MIME type")
         if _is_json_mime(mime):
             if not isinstance(value, (dict, list, str, int, float, bool)) and value is not None:

@@ -388,12 +388,6 @@ def test_forged_execute_reply_with_a_never_issued_id_is_reported(kernel: Kernel)
     assert "[sandbox]" in cell.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runner.py _dispatch: any reply kind resolves a pending request with its id; "
-    "a 'done' frame carrying the running execute's id makes kernel.py do_execute raise "
-    "KeyError('status') and the frontend never gets an execute_reply",
-)
 @pytest.mark.parametrize("kind", ["done", "complete_reply"])
 def test_reply_of_the_wrong_kind_for_the_running_cell(kernel: Kernel, kind: str) -> None:
     forged = (
@@ -408,12 +402,6 @@ def test_reply_of_the_wrong_kind_for_the_running_cell(kernel: Kernel, kind: str)
     kernel.assert_state_kept()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG runner.py _read_relay: '\\ud800' survives the relay as a lone surrogate, "
-    "jupyter_client's session cannot encode it (UnicodeEncodeError), the exception kills the "
-    "relay reader task silently, and the cell (and every later one) hangs",
-)
 def test_lone_high_surrogate_in_output_does_not_hang_the_kernel(kernel: Kernel) -> None:
     cell = kernel.run("print('\\ud800')\nprint('after')", timeout=10)
     assert "after\n" in cell.stdout
@@ -470,12 +458,6 @@ def test_broken_framing_stops_the_executor_with_an_error_and_the_kernel_serves_o
     kernel.assert_fds_unchanged(fds_before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG protocol.py FrameReader.feed: when one read holds whole frames followed by an "
-    "oversized length header, feed raises RelayError and the frames it already parsed in that "
-    "call are dropped, so output written just before the broken framing never reaches the user",
-)
 def test_output_sent_just_before_broken_framing_is_not_lost(kernel: Kernel) -> None:
     # One write: the valid frame and the bad header arrive in the same read.
     before = "_frame({'type': 'stream', 'name': 'stdout', 'text': 'last words\\n'})"
