@@ -16,6 +16,11 @@ def main() -> None:
         from .install import main as install_main
 
         sys.exit(install_main(sys.argv[1:]))
+    # Start the first sandbox launcher now, so that its interpreter start-up
+    # overlaps this process's imports (ipykernel, IPython, zmq) on another core.
+    from .executor.spawn import prelaunch
+
+    prelaunch()
     from .app import main as app_main
 
     app_main()

@@ -16,7 +16,6 @@ from typing import Any
 
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
-
 __all__ = [
     "ISOLATION_LEVELS",
     "PRESETS",
@@ -27,13 +26,7 @@ __all__ = [
     "level_rank",
 ]
 
-# Strongest first. "none" means rlimits and a scrubbed environment only.
-ISOLATION_LEVELS = ("namespaces", "landlock", "none")
-
-
-def level_rank(level: str) -> int:
-    """Higher is stronger: namespaces=2, landlock=1, none=0."""
-    return len(ISOLATION_LEVELS) - 1 - ISOLATION_LEVELS.index(level)
+from .levels import ISOLATION_LEVELS, level_rank
 
 
 MECHANISM_POLICY = ["required", "auto", "disabled"]

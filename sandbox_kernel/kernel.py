@@ -114,6 +114,8 @@ class SandboxKernel(Kernel):
         # Set when the kernel itself stops a cell: (ename, why).
         self._stop_reason: tuple[str, str] | None = None
         self._last_cell: dict[str, Any] = {}
+        # (OOM kills, process-limit hits) of the cgroup, as of the last cell's end.
+        self._cgroup_counts = (0, 0)
         self._private_dir: str | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
@@ -370,8 +372,8 @@ class SandboxKernel(Kernel):
             )
         self._running = msg_id
         self._stop_reason = None
-        oom_before = self._cgroup.oom_kills() if self._cgroup else 0
-        pids_before = self._cgroup.pids_limit_hits() if self._cgroup else 0
+        # Counters as they stood after the previous cell (read once per cell, after it).
+        oom_before, pids_before = self._cgroup_counts
         if self._cgroup:
             self._cgroup.reset_peak()
         watchers = []
@@ -409,7 +411,9 @@ class SandboxKernel(Kernel):
             self._record_cell(outcome, ename)
         else:
             self._record_cell(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
-        if self._cgroup is not None and self._cgroup.pids_limit_hits() > pids_before:
+        pids_now = self._cgroup.pids_limit_hits() if self._cgroup is not None else 0
+        self._cgroup_counts = (oom_before, pids_now)
+        if pids_now > pids_before:
             # A fork bomb (or a pool too large) would keep the limit exhausted
             # for every later cell: end what this cell started.
             await executor.reap_cell_processes()
@@ -445,6 +449,7 @@ class SandboxKernel(Kernel):
         if self._stop_reason is not None:
             ename, why = self._stop_reason
         elif self._cgroup is not None and self._cgroup.oom_kills() > oom_before:
+            self._cgroup_counts = (self._cgroup.oom_kills(), self._cgroup_counts[1])
             limit = effective_memory_bytes(self.limits) >> 20
             ename, why = "MemoryLimitExceeded", f"it used more than the memory limit of {limit} MiB, so the executor was killed"
         else:

@@ -28,12 +28,16 @@ class _InterruptGate:
         self.pending = False
 
     def handler(self, signum: int, frame: Any) -> None:
+        # IPython leaves frames that set this out of tracebacks (and does not
+        # spend time highlighting them).
+        __tracebackhide__ = True  # noqa: F841
         if self.depth:
             self.pending = True
             return
         raise KeyboardInterrupt
 
     def release(self) -> None:
+        __tracebackhide__ = True  # noqa: F841
         if self.pending and not self.depth:
             self.pending = False
             raise KeyboardInterrupt

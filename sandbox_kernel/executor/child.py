@@ -133,18 +133,36 @@ class Executor:
     # -- commands ------------------------------------------------------------
 
     def execute(self, command: dict[str, Any]) -> None:
-        if self.snapshots.take():
-            # This is the snapshot, promoted: the cell below killed the
-            # executor, and must not run again. Carry on from before it.
-            self._become_executor()
-            return
+        # Normally the snapshot for this cell was taken when the previous
+        # command ended, off the critical path; the first cell takes its own.
+        if self.snapshots.pid is None:
+            if self.snapshots.take():
+                # This is the snapshot, promoted: the cell below killed the
+                # executor, and must not run again. Carry on from before it.
+                self._become_executor()
+                return
+            self._announce_snapshot()
+        self._run_cell(command)
+        self.refresh_snapshot()
+
+    def _announce_snapshot(self) -> None:
+        """Tell the kernel which process holds the state to fall back on (or why none does)."""
         self.channel.send(
             {"type": "snapshot", "pid": self.snapshots.pid or 0, "skipped": self.snapshots.skipped or ""}
         )
-        try:
-            self._run_cell(command)
-        finally:
-            self.snapshots.drop()
+
+    def refresh_snapshot(self) -> None:
+        """Replace the snapshot with one of the state as it is now, for the next cell.
+
+        Runs after the reply has gone out. If the cell that follows kills the
+        executor, this is the copy that takes over: it returns from here (as
+        if from the fork) and carries on serving.
+        """
+        self.snapshots.drop()
+        if self.snapshots.take():
+            self._become_executor()
+            return
+        self._announce_snapshot()
 
     def _run_cell(self, command: dict[str, Any]) -> None:
         shell = self.shell
@@ -263,6 +281,8 @@ class Executor:
             self.outbox.set_thread_parent("")
             if "id" in command:
                 self.channel.send({"type": "done", "id": command["id"]})
+        # Widget callbacks change the state: the next cell's snapshot must include that.
+        self.refresh_snapshot()
 
     def reap(self, command: dict[str, Any]) -> None:
         """Collect children the supervisor has just killed: zombies still hold a pid each."""
@@ -281,14 +301,21 @@ class Executor:
 class _Usage:
     """CPU time and peak memory of one cell, as the executor itself sees them."""
 
+    # Whether /proc/self/clear_refs can be written here (it cannot under Landlock).
+    can_reset_peak = True
+
     def __init__(self) -> None:
         import resource
 
         self._resource = resource
         # Writing 5 to clear_refs resets the peak resident size (VmHWM), so the
         # peak below is this cell's, not the process's lifetime maximum.
-        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        if _Usage.can_reset_peak:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                _Usage.can_reset_peak = False
         self._cpu = self._cpu_now()
 
     def _cpu_now(self) -> float:
@@ -298,10 +325,11 @@ class _Usage:
 
     def finish(self) -> dict[str, Any]:
         peak = None
-        with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    peak = int(line.split()[1]) * 1024
+        if _Usage.can_reset_peak:
+            with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak = int(line.split()[1]) * 1024
         return {"cpu_s": round(self._cpu_now() - self._cpu, 4), "peak_rss_bytes": peak}
 
 

@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Any
 
-from ..config import ISOLATION_LEVELS, level_rank
+from ..levels import ISOLATION_LEVELS, level_rank
 from ..errors import SetupError
 from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
 from ..isolation.report import Report
@@ -336,14 +336,23 @@ def run_flat(level: str, spec: dict[str, Any], report: Report, relay: socket.soc
 
 
 def main() -> None:
-    t0 = time.monotonic()
-    with os.fdopen(int(sys.argv[1])) as spec_file:
-        spec = json.load(spec_file)
-    spec["_t0"] = t0
-    # Die with the kernel, whatever kills it.
+    # Die with the kernel, whatever kills it; the kernel may take a while to
+    # send the spec (it starts this process before its own imports).
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    with os.fdopen(int(sys.argv[1])) as spec_file:
+        text = spec_file.read()
+    t0 = time.monotonic()
+    if not text:
+        sys.exit(0)  # the kernel decided not to use this launcher
+    spec = json.loads(text)
+    spec["_t0"] = t0
     if os.getppid() != spec["kernel_pid"]:
         os._exit(1)
+    os.chdir(spec["cwd"])
+    # The environment the kernel built from its configuration (this process
+    # may have been started before the configuration was read).
+    os.environ.clear()
+    os.environ.update(spec["env"])
     relay = socket.socket(fileno=spec["relay_fd"])
     sup = socket.socket(fileno=spec["supervisor_fd"])
     for procs in (spec.get("cgroup") or {}).get("procs", []):

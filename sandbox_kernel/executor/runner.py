@@ -18,7 +18,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 
 from ..errors import ExecutorDied, RelayError
 from ..relay.protocol import FrameReader, FrameRejected, encode_frame
+from .spawn import spawn, take_prelaunched
 
 __all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
 
@@ -160,36 +160,22 @@ class ExecutorProcess:
         )
 
     async def start(self, timeout: float) -> dict[str, Any]:
-        """Spawn the launcher and wait for the executor's ``ready`` frame."""
+        """Start (or adopt the pre-started) launcher, send the spec, wait for ``ready``."""
         loop = asyncio.get_running_loop()
-        relay_parent, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        sup_parent, sup_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        spec_read, spec_write = os.pipe()
+        self.started_at = time.monotonic()
+        launcher = take_prelaunched() or spawn(self.env, self.cwd)
+        self.proc = launcher.proc
+        relay_parent, sup_parent = launcher.relay, launcher.supervisor
         spec = dict(self.spec)
         spec.update(
-            relay_fd=relay_child.fileno(),
-            supervisor_fd=sup_child.fileno(),
+            relay_fd=launcher.relay_child_fd,
+            supervisor_fd=launcher.supervisor_child_fd,
             kernel_pid=os.getpid(),
+            # A pre-started launcher began with the built-in allow-list only.
+            env=self.env,
+            cwd=self.cwd,
         )
-        argv = [sys.executable, "-P", "-s", "-m", "sandbox_kernel.executor.launch", str(spec_read)]
-        self.started_at = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                pass_fds=(relay_child.fileno(), sup_child.fileno(), spec_read),
-                close_fds=True,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        finally:
-            relay_child.close()
-            sup_child.close()
-            os.close(spec_read)
-        with os.fdopen(spec_write, "w") as spec_file:
+        with os.fdopen(launcher.spec_fd, "w") as spec_file:
             json.dump(spec, spec_file)
         for sock in (relay_parent, sup_parent):
             sock.setblocking(False)
@@ -383,7 +369,6 @@ class ExecutorProcess:
     async def execute(self, request: ExecuteRequest) -> CellOutcome:
         started = time.monotonic()
         outcome = CellOutcome()
-        self.snapshot_pid = self.snapshot_skipped = None
         try:
             outcome.reply = await self.request(
                 {

@@ -46,6 +46,9 @@ class Snapshots:
         self.own_threads = own_threads
         self.pid: int | None = None
         self.skipped: str | None = None
+        # Dropped snapshots, killed but not yet collected: waiting for one that
+        # is tearing down a large address space would delay the next cell.
+        self._dropped: list[int] = []
 
     def why_not(self) -> str | None:
         """Why no snapshot can be taken for this cell, or None."""
@@ -86,11 +89,20 @@ class Snapshots:
         return False
 
     def drop(self) -> None:
-        """The cell ended: the snapshot is not needed any more."""
+        """The snapshot is not needed any more: kill it now, collect it later."""
+        self._collect()
         pid, self.pid = self.pid, None
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+        self._dropped.append(pid)
+
+    def _collect(self) -> None:
+        for pid in list(self._dropped):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._dropped.remove(pid)

@@ -1,0 +1,82 @@
+"""Start the launcher process: a fresh interpreter, a scrubbed environment, three descriptors.
+
+Kept free of heavy imports on purpose: ``python -m sandbox_kernel`` starts the
+first launcher before it imports ipykernel, so the launcher's interpreter
+start-up and imports (~200 ms) overlap the kernel's own (~400 ms) on another
+core. The launcher then waits for its spec, which the kernel sends once its
+configuration is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+__all__ = ["Launcher", "prelaunch", "spawn", "take_prelaunched"]
+
+
+@dataclass
+class Launcher:
+    proc: subprocess.Popen[bytes]
+    relay: socket.socket
+    supervisor: socket.socket
+    spec_fd: int  # write end of the pipe the spec goes through, once
+    relay_child_fd: int
+    supervisor_child_fd: int
+
+
+def spawn(env: dict[str, str], cwd: str) -> Launcher:
+    """Exec the launcher (never fork this process: it holds the HMAC key and ZMQ sockets)."""
+    relay_parent, relay_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sup_parent, sup_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    spec_read, spec_write = os.pipe()
+    os.set_inheritable(spec_write, False)
+    argv = [sys.executable, "-P", "-s", "-m", "sandbox_kernel.executor.launch", str(spec_read)]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            pass_fds=(relay_child.fileno(), sup_child.fileno(), spec_read),
+            close_fds=True,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        child_fds = (relay_child.fileno(), sup_child.fileno())
+    finally:
+        relay_child.close()
+        sup_child.close()
+        os.close(spec_read)
+    return Launcher(proc, relay_parent, sup_parent, spec_write, *child_fds)
+
+
+_prelaunched: Launcher | None = None
+
+
+def prelaunch() -> None:
+    """Start the first launcher now, with the built-in environment allow-list.
+
+    The configured environment (pass-through variables, thread counts, HOME)
+    travels in the spec and replaces this one before the executor starts.
+    """
+    global _prelaunched
+    from .env import scrubbed_environment
+
+    try:
+        _prelaunched = spawn(scrubbed_environment(os.environ), os.getcwd())
+    except OSError:
+        _prelaunched = None
+
+
+def take_prelaunched() -> Launcher | None:
+    """The launcher started at start-up, once; None afterwards."""
+    global _prelaunched
+    launcher, _prelaunched = _prelaunched, None
+    if launcher is not None and launcher.proc.poll() is not None:
+        return None
+    return launcher
