@@ -338,6 +338,15 @@ class Policy(Configurable):
         hooks; the OS sandbox remains the boundary.""",
     ).tag(config=True)
 
+    audit_log = Unicode(
+        "default",
+        help="""JSON-lines audit log: one record per cell and per violation (time, kernel,
+        user, cell hash, verdict, rule ids, isolation level, resource use); never the
+        cell source, the HMAC key or tokens. 'default' is
+        <jupyter data dir>/sandbox_kernel/audit.jsonl, which cells cannot reach; an
+        empty string writes to the kernel log only.""",
+    ).tag(config=True)
+
     @validate("rules")
     def _check_rules(self, proposal: Any) -> dict[str, str]:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import getpass
 import os
 import re
 import shutil
@@ -18,10 +19,12 @@ import zmq
 from ipykernel.kernelbase import Kernel
 
 from . import __version__
-from .config import Isolation, Limits, Output, level_rank
+from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .isolation import cgroups, privs
+from .log import AuditLog
+from .policy import PolicySettings, Verdict, check_cell
 from .relay.budget import OutputLimits
 from .relay.publisher import Publisher
 from .relay.sanitize import SanitizePolicy
@@ -34,6 +37,16 @@ SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '[^']*
 COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
 STDIN_POLL_S = 0.01
+
+
+def _audit_log_path(setting: str) -> str | None:
+    if not setting:
+        return None
+    if setting == "default":
+        from jupyter_core.paths import jupyter_data_dir
+
+        return os.path.join(jupyter_data_dir(), "sandbox_kernel", "audit.jsonl")
+    return os.path.expanduser(setting)
 
 
 def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation) -> str | None:
@@ -90,6 +103,15 @@ class SandboxKernel(Kernel):
         self.isolation = Isolation(parent=self)
         self.limits = Limits(parent=self)
         self.output = Output(parent=self)
+        self.policy = Policy(parent=self)
+        self.policy_settings = PolicySettings.from_configurable(self.policy)
+        self.audit = AuditLog(
+            _audit_log_path(self.policy.audit_log),
+            logger=self.log,
+            kernel_id=self.ident,
+            user=getpass.getuser(),
+            secrets=[self.session.key] if self.session is not None else [],
+        )
         self.publisher = Publisher(
             self,
             OutputLimits(
@@ -114,6 +136,8 @@ class SandboxKernel(Kernel):
         # Set when the kernel itself stops a cell: (ename, why).
         self._stop_reason: tuple[str, str] | None = None
         self._last_cell: dict[str, Any] = {}
+        self._verdict: Verdict | None = None
+        self._cell_code = ""
         # (OOM kills, process-limit hits) of the cgroup, as of the last cell's end.
         self._cgroup_counts = (0, 0)
         self._private_dir: str | None = None
@@ -189,6 +213,7 @@ class SandboxKernel(Kernel):
             private_dir=self._private_dir,
             cgroup=self._cgroup,
             cgroup_reason=cgroup_reason,
+            policy=self.policy_settings.to_dict(),
         )
         executor = ExecutorProcess(
             spec,
@@ -295,9 +320,12 @@ class SandboxKernel(Kernel):
         getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")("%s", message)
 
     def _on_audit(self, record: dict[str, Any]) -> None:
-        self.log.warning("sandbox_audit event=%s rule=%s detail=%s", record.get("event"), record.get("rule"), record.get("detail"))
+        """A runtime report: the executor's audit hook, or the seccomp supervisor."""
+        self.audit.record_violation(record, source=self._cell_code if self._running else None)
         if record.get("event") == "seccomp":
             self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
+        elif record.get("action") == "warn":
+            self.publisher.notice(f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}")
 
     # -- OutputSink ------------------------------------------------------------------
 
@@ -363,6 +391,27 @@ class SandboxKernel(Kernel):
             if not silent:
                 self.publisher.send("stream", {"name": "stdout", "text": self.sandbox_report() + "\n"}, parent)
             return {"status": "ok", "execution_count": reply_count, "user_expressions": {}, "payload": []}
+        verdict = check_cell(code, self.policy_settings)
+        self._verdict = verdict
+        if not verdict.allowed:
+            # Refused before anything runs: no cell is half-run by a policy decision.
+            ename, evalue, traceback = verdict.as_error()
+            self.publisher.error(ename, evalue, traceback, parent)
+            self.audit.record_cell(code, verdict, isolation=self._isolation_report.get("level", ""))
+            self._last_cell = {"outcome": "denied", "rules": verdict.rule_ids}
+            return {
+                "status": "error",
+                "execution_count": reply_count,
+                "ename": ename,
+                "evalue": evalue,
+                "traceback": traceback,
+                "user_expressions": {},
+                "payload": [],
+            }
+        warning = verdict.as_warning()
+        if warning and not silent:
+            self.publisher.notice(warning, parent)
+        self._cell_code = code
         executor = await self._executor_for_cell()
         if isinstance(executor, str):
             return self._error_reply(
@@ -475,6 +524,7 @@ class SandboxKernel(Kernel):
             executor.mute()
 
     def _record_cell(self, outcome: CellOutcome, result: str, *, rolled_back: bool = False) -> None:
+        """Per-cell figures for the reply metadata, %sandbox and the audit log."""
         stats = {**(outcome.reply or {}).get("stats", {}), **outcome.stats}
         peak = self._cgroup.memory_peak() if self._cgroup else stats.get("peak_rss_bytes")
         self._last_cell = {
@@ -487,6 +537,12 @@ class SandboxKernel(Kernel):
             "output_bytes": stats.get("output_bytes"),
             "output_dropped_bytes": stats.get("output_dropped_bytes"),
         }
+        self.audit.record_cell(
+            self._cell_code,
+            self._verdict,
+            resources={k: v for k, v in self._last_cell.items() if v is not None},
+            isolation=self._isolation_report.get("level", ""),
+        )
 
     def finish_metadata(self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]) -> dict[str, Any]:
         metadata = super().finish_metadata(parent, metadata, reply_content)
@@ -723,3 +779,4 @@ class SandboxKernel(Kernel):
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
+        self.audit.close()

@@ -102,6 +102,7 @@ def build_spec(
     private_dir: str,
     cgroup: Cgroup | None,
     cgroup_reason: str | None,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     extra = []
     for item in isolation.extra_mounts:
@@ -128,6 +129,7 @@ def build_spec(
             limit_values, memory_in_cgroup=cgroup is not None, pids_in_cgroup=cgroup is not None
         ),
         "private_dir": private_dir,
+        "policy": policy or {},
     }
     if cgroup is not None:
         spec["cgroup"] = {

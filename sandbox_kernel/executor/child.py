@@ -37,6 +37,8 @@ class Executor:
         self.stdout = FrameStream("stdout", self.outbox, self.flusher)
         self.stderr = FrameStream("stderr", self.outbox, self.flusher)
         self.flusher.streams = [self.stdout, self.stderr]
+        self.flusher.outbox = self.outbox
+        self.outbox.flusher = self.flusher
         self.flusher.start()
         self.pumps = capture_fds(self.stdout, self.stderr)
         sys.stdout = self.stdout
@@ -105,6 +107,9 @@ class Executor:
             stream.after_fork_in_child(raw=False)
         self.flusher.start()
         start_pumps(self.pumps)
+        from . import audit
+
+        audit.adopt_process()
         # Exactly these bytes are what the kernel scans for: no parent stamp.
         self.channel.send({"type": "restored", "token": token, "pid": os.getpid()}, stamp=False)
 
@@ -210,6 +215,8 @@ class Executor:
             reply["payload"] = shell.payloads
             shell.payloads = []
             reply["stats"] = {**usage.finish(), "snapshot": self.snapshots.skipped or "taken"}
+            # Runtime policy reports belong to this cell: before its reply.
+            self.outbox.send_audits()
             self.channel.send(reply)
 
     def complete(self, command: dict[str, Any]) -> None:
@@ -400,6 +407,12 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
 
     signal.signal(signal.SIGUSR2, mute)
     import IPython
+
+    from . import audit
+
+    # Last step before the first cell: from here on, every import, open,
+    # subprocess and socket of the cells goes through the policy's hook.
+    audit.install(info.get("policy") or {}, executor.outbox.queue_audit, os.getcwd())
 
     channel.send(
         {

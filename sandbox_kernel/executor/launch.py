@@ -196,7 +196,12 @@ def _start_executor(
         report.layer("environment", True, "allow-listed variables only; no tokens, no connection file")
         from .child import serve
 
-        info = {"isolation": report.as_dict(), "limits": spec["limits"], "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1)}
+        info = {
+            "isolation": report.as_dict(),
+            "limits": spec["limits"],
+            "policy": spec.get("policy") or {},
+            "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1),
+        }
         serve(relay, info)
     except SetupError as exc:
         _fail(relay, report, exc)

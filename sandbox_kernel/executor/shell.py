@@ -75,6 +75,8 @@ class Outbox:
         # Set by SIGUSR2 when the kernel has cut this cell's output off: then
         # text is not even sent (a 30 s print loop should cost no relay traffic).
         self.muted = False
+        self.audit_queue: deque[dict[str, Any]] = deque()
+        self.flusher: StreamFlusher | None = None
         channel.stamp = self._stamp
 
     def current_parent(self) -> str:
@@ -88,6 +90,17 @@ class Outbox:
 
     def set_thread_parent(self, msg_id: str) -> None:
         self._local.parent = msg_id
+
+    def queue_audit(self, record: dict[str, Any]) -> None:
+        """Called from inside the audit hook, possibly mid-send on this very thread:
+        never take the channel's lock here, only queue (deque appends are atomic)."""
+        self.audit_queue.append(record)
+        if self.flusher is not None:
+            self.flusher.wake()
+
+    def send_audits(self) -> None:
+        while self.audit_queue:
+            self.send(self.audit_queue.popleft())
 
     def send(self, message: dict[str, Any]) -> None:
         self.channel.send(message)
@@ -193,6 +206,7 @@ class StreamFlusher:
 
     def __init__(self) -> None:
         self.streams: list[FrameStream] = []
+        self.outbox: Outbox | None = None
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -213,6 +227,8 @@ class StreamFlusher:
             self._event.clear()
             for stream in self.streams:
                 stream.flush()
+            if self.outbox is not None:
+                self.outbox.send_audits()
 
 
 def _pump_fd(fd: int, stream: FrameStream) -> None:
