@@ -19,8 +19,9 @@ from jupyter_core.paths import jupyter_config_path
 from traitlets import CaselessStrEnum, Unicode, default
 from traitlets.config import Application
 
-from .config import PRESETS, Isolation, Limits, Output
+from .config import PRESETS, Isolation, Limits, Output, Policy
 from .kernel import SandboxKernel
+from .lock import Attempt, Locks, load_locks, stricter
 
 __all__ = ["SandboxKernelApp", "main"]
 
@@ -30,7 +31,7 @@ class SandboxKernelApp(IPKernelApp):
 
     name = "sandbox-kernel"
     description = "A Jupyter kernel for Python that runs every cell in a sandbox."
-    classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output]  # type: ignore[assignment]
+    classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output, Policy]  # type: ignore[assignment]
 
     preset = CaselessStrEnum(
         list(PRESETS),
@@ -41,6 +42,12 @@ class SandboxKernelApp(IPKernelApp):
     ).tag(config=True)
 
     config_file_name = Unicode("sandbox_kernel_config")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Admin locks, and looser values that configuration from below tried to set.
+        self.locks = Locks()
+        self.lock_attempts: list[Attempt] = []
 
     @default("kernel_class")
     def _kernel_class_default(self) -> type:
@@ -75,15 +82,28 @@ class SandboxKernelApp(IPKernelApp):
         base = self.config_file_name
         # traitlets gives the first directory of the path the highest priority.
         Application.load_config_file(self, base, path=self.config_file_paths)
+        self.locks = load_locks()
+        self.locks.expand()
         self._apply_preset()
 
     def _apply_preset(self) -> None:
         """Layer the preset's values under anything configured explicitly."""
-        preset = self.config.get("SandboxKernelApp", {}).get("preset", self.preset)
-        for section, values in PRESETS.get(str(preset).lower(), {}).items():
+        preset = str(self.config.get("SandboxKernelApp", {}).get("preset", self.preset)).lower()
+        locked = self.locks.values.get("SandboxKernelApp.preset")
+        if locked is not None and not stricter("SandboxKernelApp.preset", preset, locked):
+            self.lock_attempts.append(Attempt("SandboxKernelApp.preset", preset, locked))
+            preset = locked
+            self.config.SandboxKernelApp.preset = locked
+        for section, values in PRESETS.get(preset, {}).items():
             for key, value in values.items():
                 if key not in self.config[section]:
                     self.config[section][key] = value
+
+    def init_kernel(self) -> None:
+        # Last word on configuration: everything from below (files, kernel.json
+        # arguments, the command line) has been read; pin what the admin locked.
+        self.lock_attempts += self.locks.apply(self.config)
+        super().init_kernel()
 
     def init_pdb(self) -> None:
         # The stock kernel swaps in IPython's debugger here; we run no code to debug.

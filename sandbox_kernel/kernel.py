@@ -147,6 +147,20 @@ class SandboxKernel(Kernel):
         # Not dumpable: a sandboxed process of the same uid (landlock level)
         # cannot read this process's memory or environment via /proc.
         privs.set_not_dumpable()
+        locks = getattr(self.parent, "locks", None)
+        self.locked = locks.describe() if locks is not None else {}
+        for attempt in getattr(self.parent, "lock_attempts", []):
+            self.log.warning(
+                "lock_refused setting=%s attempted=%r locked=%r", attempt.setting, attempt.attempted, attempt.locked
+            )
+            self.audit.record_violation(
+                {
+                    "event": "lock",
+                    "rule": "LOCK",
+                    "action": "deny",
+                    "detail": f"{attempt.setting}: {attempt.attempted!r} refused, locked to {attempt.locked!r}",
+                }
+            )
 
     # -- execution count, as IPython counts it -----------------------------------
 
@@ -313,6 +327,7 @@ class SandboxKernel(Kernel):
             "limits": limits_dict(self.limits),
             "setup_ms": round(executor.setup_time_s * 1000, 1) if executor and executor.setup_time_s else None,
             "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
+            "locked": self.locked,
         }
         return render_report(info)
 
@@ -325,7 +340,10 @@ class SandboxKernel(Kernel):
         if record.get("event") == "seccomp":
             self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
         elif record.get("action") == "warn":
-            self.publisher.notice(f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}")
+            # The static check has already warned about this rule for this cell.
+            already = self._running and self._verdict is not None and record.get("rule") in self._verdict.rule_ids
+            if not already:
+                self.publisher.notice(f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}")
 
     # -- OutputSink ------------------------------------------------------------------
 

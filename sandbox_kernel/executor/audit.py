@@ -350,10 +350,12 @@ class _Hook:
             # the executor's own work (its channel, its snapshots) is not reported: a
             # report from inside the channel's send would re-enter it
             return "own"
-        if filename.startswith(self.user_dirs):
-            return "user"
+        # Library prefixes first: HOME keeps its real path in the sandbox, and the
+        # Python installation may live under it (pyenv, conda in ~).
         if filename.startswith(self.library):
             return "library"
+        if filename.startswith(self.user_dirs):
+            return "user"
         return "user"
 
     def _library_file(self, filename: str) -> bool:
@@ -387,7 +389,7 @@ class _Hook:
         source = args[0] if args else None
         filename = args[1] if len(args) > 1 else None
         name = filename if type(filename) is str else ""
-        user_file = bool(name) and name.startswith(self.user_files)
+        user_file = bool(name) and name.startswith(self.user_files) and not name.startswith(self.library)
         if not user_file and self._origin("compile") != "user":
             return
         if not isinstance(source, (str, bytes, ast.AST)):

@@ -53,8 +53,9 @@ MIB = 1024 * 1024
 
 
 def _fmt_limit(name: str, value: Any) -> str:
-    if name == "memory_bytes":
-        return f"memory: {int(value) // MIB} MiB"
+    if name.endswith("_bytes"):
+        label = name[: -len("_bytes")].replace("_", " ")
+        return f"{label}: {int(value) // MIB} MiB"
     if name.endswith("_s"):
         label = name[:-2].replace("_", " ")
         return f"{label}: {'none' if not value else f'{value:g} s'}"

@@ -1,0 +1,274 @@
+"""Admin locks: settings a system-wide file pins, so that configuration from below can only tighten them.
+
+An administrator (a JupyterHub, an autograder) writes ``sandbox_kernel_locks.json``
+in a system Jupyter config directory (``/etc/jupyter``, ``/usr/local/etc/jupyter``)
+or in a file named by ``SANDBOX_KERNEL_LOCKS`` (which the hub sets for the
+single-user server)::
+
+    {"locked_by": "CS101 staff",
+     "locked": {"Isolation.required_isolation": "namespaces",
+                "Limits.wall_time_limit_s": 60,
+                "Policy.preset": "classroom",
+                "Output.sanitize_html": true}}
+
+Every later source (user config files, kernel.json arguments, the command line,
+environment variables that point at other config directories) may set a locked
+setting only to a stricter value; a looser value is replaced by the locked one,
+and the attempt is reported for the audit log. Several lock files combine by
+taking the stricter value of each setting, so an additional lock file can
+never loosen what another one locks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LOCKS_ENV", "LOCKS_FILE", "Attempt", "Locks", "load_locks", "stricter"]
+
+LOCKS_FILE = "sandbox_kernel_locks.json"
+LOCKS_ENV = "SANDBOX_KERNEL_LOCKS"
+
+Order = Callable[[Any, Any], bool]  # stricter(a, b): is a at least as strict as b?
+
+
+def _rank(order: list[Any]) -> Order:
+    def stricter(a: Any, b: Any) -> bool:
+        return order.index(a) <= order.index(b)
+
+    return stricter
+
+
+def _smaller(zero_is_unlimited: bool) -> Order:
+    def stricter(a: Any, b: Any) -> bool:
+        if zero_is_unlimited:
+            if b == 0:
+                return True
+            if a == 0:
+                return False
+        return bool(a <= b)
+
+    return stricter
+
+
+def _true_is_stricter(a: Any, b: Any) -> bool:
+    return bool(a) or not b
+
+
+def _false_is_stricter(a: Any, b: Any) -> bool:
+    return (not a) or bool(b)
+
+
+def _subset(a: Any, b: Any) -> bool:
+    return set(a) <= set(b)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return bool(a == b)
+
+
+POLICY_ACTIONS = ["deny", "warn", "audit", "off"]
+
+
+def _rules_stricter(a: Any, b: Any) -> bool:
+    """Per rule: a's action is at least as strict as b's wherever b sets one."""
+    order = _rank(POLICY_ACTIONS)
+    return all(key in a and order(a[key], value) for key, value in b.items())
+
+
+# For each lockable setting: how to tell stricter from looser.
+ORDERS: dict[str, Order] = {
+    "Isolation.required_isolation": _rank(["namespaces", "landlock", "none"]),
+    "Isolation.level": _rank(["namespaces", "landlock", "none", "auto"]),
+    "Isolation.workspace": _equal,
+    "Isolation.workspace_writable": _false_is_stricter,
+    "Isolation.extra_mounts": _subset,
+    "Isolation.allow_network": _false_is_stricter,
+    "Isolation.tmp_size_mb": _smaller(False),
+    "Isolation.seccomp": _rank(["required", "auto", "disabled"]),
+    "Isolation.landlock": _rank(["required", "auto", "disabled"]),
+    "Isolation.cgroups": _rank(["required", "auto", "disabled"]),
+    "Isolation.env_passthrough": _subset,
+    "Limits.wall_time_limit_s": _smaller(True),
+    "Limits.cpu_time_limit_s": _smaller(True),
+    "Limits.memory_limit_mb": _smaller(True),
+    "Limits.max_processes": _smaller(False),
+    "Limits.max_open_files": _smaller(False),
+    "Limits.max_file_size_mb": _smaller(False),
+    "Limits.interrupt_grace_s": _smaller(False),
+    "Limits.kill_cell_processes": _true_is_stricter,
+    "Limits.rollback": _equal,
+    "Output.max_message_bytes": _smaller(False),
+    "Output.max_cell_output_bytes": _smaller(False),
+    "Output.max_messages_per_s": _smaller(False),
+    "Output.sanitize_html": _true_is_stricter,
+    "Output.drop_javascript": _true_is_stricter,
+    "Output.drop_frontend_payloads": _true_is_stricter,
+    "Policy.preset": _rank(["classroom", "standard", "permissive"]),
+    "Policy.rules": _rules_stricter,
+    "Policy.runtime_hooks": _true_is_stricter,
+    "Policy.audit_log": _equal,
+    "SandboxKernelApp.preset": _rank(["classroom", "standard", "permissive"]),
+}
+
+
+def stricter(name: str, a: Any, b: Any) -> bool:
+    """Whether value ``a`` of setting ``name`` is at least as strict as ``b``."""
+    return ORDERS[name](a, b)
+
+
+def _strictest(name: str, a: Any, b: Any) -> Any:
+    if name == "Policy.rules":
+        order = _rank(POLICY_ACTIONS)
+        merged = dict(b)
+        for key, value in a.items():
+            merged[key] = value if key not in merged or order(value, merged[key]) else merged[key]
+        return merged
+    if name in {"Isolation.extra_mounts", "Isolation.env_passthrough"}:
+        return [v for v in a if v in set(b)]
+    return a if stricter(name, a, b) else b
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A looser value that configuration from below tried to set."""
+
+    setting: str
+    attempted: Any
+    locked: Any
+
+
+@dataclass
+class Locks:
+    values: dict[str, Any] = field(default_factory=dict)
+    # setting -> who locked it ("CS101 staff (/etc/jupyter/sandbox_kernel_locks.json)")
+    owners: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, values: dict[str, Any], owner: str) -> None:
+        for name, value in values.items():
+            if name not in ORDERS:
+                self.errors.append(f"{owner}: {name!r} cannot be locked (unknown setting)")
+                continue
+            if name in self.values:
+                value = _strictest(name, value, self.values[name])
+            self.values[name] = value
+            self.owners[name] = owner if name not in self.owners else self.owners[name]
+
+    def expand(self) -> None:
+        """Turn locks on presets and rule groups into locks on what they stand for.
+
+        Locking a preset locks every setting at the preset's value (a user's
+        own override of one of them may only be stricter); locking a policy
+        preset or a rule group pins each of its rules.
+        """
+        from .config import PRESETS
+        from .policy.rules import RULES
+
+        owner = self.owners.get("SandboxKernelApp.preset", "")
+        preset = self.values.get("SandboxKernelApp.preset")
+        if preset is not None:
+            derived = {f"{section}.{key}": value for section, values in PRESETS[preset].items() for key, value in values.items()}
+            self.merge({k: v for k, v in derived.items() if k in ORDERS}, owner)
+        rules: dict[str, str] = {}
+        if "Policy.preset" in self.values:
+            rules.update({rid: rule.default(self.values["Policy.preset"]) for rid, rule in RULES.items()})
+            owner = self.owners["Policy.preset"]
+        for key, action in dict(self.values.get("Policy.rules", {})).items():
+            targets = [key] if key in RULES else [rid for rid, rule in RULES.items() if rule.group == key]
+            for rid in targets:
+                rules[rid] = action if rid not in rules else _strictest_action(action, rules[rid])
+            owner = self.owners.get("Policy.rules", owner)
+        if rules:
+            self.values.pop("Policy.rules", None)
+            self.merge({"Policy.rules": rules}, owner)
+
+    def apply(self, config: Any) -> list[Attempt]:
+        """Pin the locked settings in a traitlets Config; return the refused looser values.
+
+        ``config`` holds everything configured from below (files, arguments),
+        presets already applied. A stricter value from below is kept.
+        """
+        attempts: list[Attempt] = []
+        for name, locked in self.values.items():
+            section, key = name.split(".", 1)
+            if name == "Policy.rules":
+                attempts += _apply_rules(config, locked)
+                continue
+            if key in config[section]:
+                wanted = config[section][key]
+                try:
+                    ok = stricter(name, wanted, locked)
+                except (TypeError, ValueError):
+                    ok = False
+                if ok:
+                    continue
+                attempts.append(Attempt(name, wanted, locked))
+            config[section][key] = locked
+        return attempts
+
+    def describe(self) -> dict[str, tuple[Any, str]]:
+        return {name: (value, self.owners.get(name, "")) for name, value in sorted(self.values.items())}
+
+
+def _strictest_action(a: str, b: str) -> str:
+    return a if POLICY_ACTIONS.index(a) <= POLICY_ACTIONS.index(b) else b
+
+
+def _apply_rules(config: Any, locked: dict[str, str]) -> list[Attempt]:
+    """Per rule: the user's override stands if it is at least as strict as the lock.
+
+    Group entries in the user's overrides are resolved to rules first: a rule's
+    own entry beats its group's, so a locked rule must be pinned by id.
+    """
+    from .policy.rules import RULES
+
+    wanted = dict(config["Policy"].get("rules", {}))
+    attempts = []
+    for rid, action in locked.items():
+        mine = wanted.get(rid) or wanted.get(RULES[rid].group) if rid in RULES else wanted.get(rid)
+        if mine is not None and mine in POLICY_ACTIONS and POLICY_ACTIONS.index(mine) <= POLICY_ACTIONS.index(action):
+            wanted[rid] = mine
+            continue
+        if mine is not None:
+            attempts.append(Attempt(f"Policy.rules[{rid}]", mine, action))
+        wanted[rid] = action
+    config["Policy"]["rules"] = wanted
+    return attempts
+
+
+def _system_config_dirs() -> list[str]:
+    from jupyter_core.paths import SYSTEM_CONFIG_PATH
+
+    return [p for p in SYSTEM_CONFIG_PATH if os.path.isabs(p)]
+
+
+def load_locks(extra_files: Iterable[str] = (), environ: dict[str, str] | None = None) -> Locks:
+    """Read every admin lock file: the system config dirs, and the one the hub names."""
+    environ = os.environ if environ is None else environ
+    files = [os.path.join(d, LOCKS_FILE) for d in _system_config_dirs()]
+    if environ.get(LOCKS_ENV):
+        files.append(environ[LOCKS_ENV])
+    files.extend(extra_files)
+    locks = Locks()
+    for path in dict.fromkeys(files):
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path) as f:
+                data = json.load(f)
+            values = data["locked"]
+            if not isinstance(values, dict):
+                raise ValueError("'locked' must be an object")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A broken lock file must not silently unlock anything: fail closed.
+            raise SystemExit(f"sandbox-kernel: cannot read the admin lock file {path}: {exc}") from None
+        owner = str(data.get("locked_by") or "the administrator")
+        locks.merge(values, f"{owner} ({path})")
+    if locks.errors:
+        # A misspelt setting is a lock the admin believes in and that does not hold.
+        raise SystemExit("sandbox-kernel: " + "; ".join(locks.errors))
+    return locks

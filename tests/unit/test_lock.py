@@ -1,0 +1,116 @@
+"""Admin locks: orders of strictness, combining lock files, applying them to configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from sandbox_kernel.lock import ORDERS, Locks, load_locks, stricter
+
+
+@pytest.mark.parametrize(
+    ("name", "tighter", "looser"),
+    [
+        ("Limits.wall_time_limit_s", 30, 0),  # 0 means no limit: the loosest
+        ("Limits.wall_time_limit_s", 30, 60),
+        ("Limits.memory_limit_mb", 1024, 0),
+        ("Limits.max_processes", 64, 512),
+        ("Isolation.required_isolation", "namespaces", "landlock"),
+        ("Isolation.required_isolation", "landlock", "none"),
+        ("Isolation.allow_network", False, True),
+        ("Isolation.workspace_writable", False, True),
+        ("Isolation.seccomp", "required", "auto"),
+        ("Isolation.extra_mounts", ["/a:ro"], ["/a:ro", "/b:rw"]),
+        ("Output.sanitize_html", True, False),
+        ("Output.max_cell_output_bytes", 1024, 2048),
+        ("Policy.preset", "classroom", "standard"),
+        ("SandboxKernelApp.preset", "standard", "permissive"),
+        ("Policy.runtime_hooks", True, False),
+    ],
+)
+def test_orders(name: str, tighter: object, looser: object) -> None:
+    assert stricter(name, tighter, looser)
+    assert not stricter(name, looser, tighter)
+    assert stricter(name, tighter, tighter)
+
+
+def test_every_lockable_setting_exists() -> None:
+    from sandbox_kernel.app import SandboxKernelApp
+
+    classes = {c.__name__: c for c in SandboxKernelApp.classes}
+    classes["SandboxKernelApp"] = SandboxKernelApp
+    for name in ORDERS:
+        section, key = name.split(".")
+        assert key in classes[section].class_trait_names(config=True), name
+
+
+def test_two_lock_files_combine_to_the_stricter(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"locked_by": "hub", "locked": {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True}}))
+    # A second file (one a user might point SANDBOX_KERNEL_LOCKS at) cannot loosen.
+    b.write_text(json.dumps({"locked": {"Limits.wall_time_limit_s": 0, "Output.sanitize_html": False}}))
+    locks = load_locks(extra_files=[str(a), str(b)], environ={})
+    assert locks.values == {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True}
+    assert "hub" in locks.owners["Limits.wall_time_limit_s"]
+
+
+def test_apply_keeps_stricter_and_refuses_looser() -> None:
+    locks = Locks()
+    locks.merge({"Limits.wall_time_limit_s": 60, "Limits.max_processes": 128}, "admin")
+    config = Config()
+    config.Limits.wall_time_limit_s = 10  # stricter: kept
+    config.Limits.max_processes = 4096  # looser: refused
+    attempts = locks.apply(config)
+    assert config.Limits.wall_time_limit_s == 10
+    assert config.Limits.max_processes == 128
+    assert [(a.setting, a.attempted, a.locked) for a in attempts] == [("Limits.max_processes", 4096, 128)]
+
+
+def test_locked_policy_preset_pins_every_rule() -> None:
+    from sandbox_kernel.policy.rules import RULES
+
+    locks = Locks()
+    locks.merge({"Policy.preset": "classroom"}, "admin")
+    locks.expand()
+    config = Config()
+    config.Policy.rules = {"SKP201": "off", "SKP101": "deny", "shell": "off"}
+    attempts = locks.apply(config)
+    rules = config.Policy.rules
+    assert rules["SKP201"] == "deny"
+    assert all(rules[rid] == rule.classroom or rules[rid] == "deny" for rid, rule in RULES.items())
+    assert {a.setting for a in attempts} >= {"Policy.rules[SKP201]", "Policy.rules[SKP102]"}
+
+
+def test_locked_rule_group_cannot_be_unlocked_rule_by_rule() -> None:
+    locks = Locks()
+    locks.merge({"Policy.rules": {"shell": "deny"}}, "admin")
+    locks.expand()
+    config = Config()
+    config.Policy.rules = {"SKP101": "off"}
+    locks.apply(config)
+    assert config.Policy.rules["SKP101"] == "deny"
+
+
+def test_locked_app_preset_locks_its_settings() -> None:
+    locks = Locks()
+    locks.merge({"SandboxKernelApp.preset": "classroom"}, "admin")
+    locks.expand()
+    assert locks.values["Output.sanitize_html"] is True
+    assert locks.values["Limits.wall_time_limit_s"] == 60.0
+
+
+def test_broken_lock_file_fails_closed(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read the admin lock file"):
+        load_locks(extra_files=[str(bad)], environ={})
+
+
+def test_unknown_setting_fails_closed(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"locked": {"Limits.wall_time_limt_s": 10}}))
+    with pytest.raises(SystemExit, match="cannot be locked"):
+        load_locks(extra_files=[str(typo)], environ={})
