@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable
@@ -198,14 +197,9 @@ def test_execute_reply_keeps_only_its_schema() -> None:
     }
 
 
-# Any text, lone surrogates included. A high surrogate directly followed by a
-# low one is left out: JSON cannot tell that pair from the astral character it
-# encodes, so it comes back as one code point (see the report).
-_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-any_text = st.text(
-    st.characters(codec=None) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-    max_size=200,
-).filter(lambda s: not _PAIR.search(s))
+# Any text without surrogates: lone surrogates are replaced by U+FFFD on the
+# way (tested on their own above), so they would not round-trip unchanged.
+any_text = st.text(st.characters(codec=None, blacklist_categories=("Cs",)), max_size=200)
 mime_types = st.sampled_from(["text/plain", "text/html", "image/svg+xml", "text/markdown"])
 valid_messages = st.one_of(
     st.builds(stream, any_text, st.sampled_from(["stdout", "stderr"])),
