@@ -181,6 +181,7 @@ class Cell:
     elapsed_s: float
     reply: dict[str, Any]
     outputs: list[dict[str, Any]]
+    metadata: dict[str, Any] = field(default_factory=dict)  # the execute_reply's metadata
 
     def stream_text(self, name: str = "stdout") -> str:
         return "".join(
@@ -194,10 +195,16 @@ class Cell:
 
 
 class Kernel:
-    """A kernel started through KernelManager and a BlockingKernelClient."""
+    """A kernel started through KernelManager and a BlockingKernelClient.
 
-    def __init__(self, role: str, name: str, cwd: Path, log: IO[bytes]) -> None:
+    ``extra_args`` are appended to the kernelspec's argv (e.g. ``--Limits.rollback=False``).
+    """
+
+    def __init__(
+        self, role: str, name: str, cwd: Path, log: IO[bytes], extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.role, self.name, self.cwd, self.log = role, name, cwd, log
+        self.extra_args = extra_args
         self.km: KernelManager | None = None
         self.kc: BlockingKernelClient | None = None
         self.boot_t0 = 0.0  # CLOCK_BOOTTIME at start_kernel, for fork times
@@ -221,7 +228,12 @@ class Kernel:
         self.km = KernelManager(kernel_name=self.name)
         self.boot_t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
         t0 = time.perf_counter()
-        self.km.start_kernel(cwd=str(self.cwd), stdout=self.log, stderr=self.log)
+        self.km.start_kernel(
+            cwd=str(self.cwd),
+            stdout=self.log,
+            stderr=self.log,
+            extra_arguments=list(self.extra_args),
+        )
         self.kc = self.km.client()
         self.kc.start_channels()
         elapsed = self._first_kernel_info(t0)
@@ -263,17 +275,31 @@ class Kernel:
             if msg["msg_type"] == "kernel_info_reply" and parent_id in sent:
                 return time.perf_counter() - t0
 
-    def execute(self, code: str, timeout: float = CELL_TIMEOUT_S) -> Cell:
-        """Run a cell; the time is from sending execute_request to the idle status."""
+    def execute(
+        self,
+        code: str,
+        timeout: float = CELL_TIMEOUT_S,
+        on_output: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Cell:
+        """Run a cell; the time is from sending execute_request to the idle status.
+
+        ``on_output`` is called with each output message as it arrives (while the
+        cell may still run), e.g. to sample the kernel's memory at a marker.
+        """
         kc = self.client
         t0 = time.perf_counter()
         msg_id = kc.execute(code)
-        outputs = self._iopub_until_idle(msg_id, t0 + timeout)
+        outputs = self._iopub_until_idle(msg_id, t0 + timeout, on_output)
         elapsed = time.perf_counter() - t0
         reply = self._shell_reply(msg_id, t0 + timeout)
-        return Cell(elapsed, reply["content"], outputs)
+        return Cell(elapsed, reply["content"], outputs, reply.get("metadata") or {})
 
-    def _iopub_until_idle(self, msg_id: str, deadline: float) -> list[dict[str, Any]]:
+    def _iopub_until_idle(
+        self,
+        msg_id: str,
+        deadline: float,
+        on_output: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
         outputs: list[dict[str, Any]] = []
         while True:
             remaining = deadline - time.perf_counter()
@@ -291,6 +317,8 @@ class Kernel:
                     return outputs
             elif msg_type != "execute_input":
                 outputs.append(msg)
+                if on_output is not None:
+                    on_output(msg)
 
     def _wait_busy(self, msg_id: str, deadline: float) -> None:
         while time.perf_counter() < deadline:

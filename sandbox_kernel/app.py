@@ -1,4 +1,4 @@
-"""The kernel application: ipykernel's IPKernelApp, minus everything that reads the cwd or runs code.
+"""The kernel application: ipykernel's IPKernelApp minus whatever reads the cwd or runs code.
 
 IPKernelApp brings the ZMQ sockets, heartbeat, control and IOPub threads and
 the connection file handling. What it also brings, and we switch off: the

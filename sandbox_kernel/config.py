@@ -16,6 +16,7 @@ from typing import Any
 
 from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
+
 __all__ = [
     "ISOLATION_LEVELS",
     "PRESETS",
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 from .levels import ISOLATION_LEVELS, level_rank
-
 
 MECHANISM_POLICY = ["required", "auto", "disabled"]
 
@@ -207,9 +207,9 @@ class Limits(Configurable):
         daemons). Processes are always ended when a cell hits the process limit.""",
     ).tag(config=True)
 
-    startup_timeout_s = Float(
-        60.0, min=1.0, help="How long the executor may take to start."
-    ).tag(config=True)
+    startup_timeout_s = Float(60.0, min=1.0, help="How long the executor may take to start.").tag(
+        config=True
+    )
 
 
 class Output(Configurable):

@@ -35,7 +35,9 @@ def template_dir() -> Path:
 
 
 def kernel_dict(
-    display_name: str = DEFAULT_DISPLAY_NAME, python: str | None = None, extra_args: list[str] | None = None
+    display_name: str = DEFAULT_DISPLAY_NAME,
+    python: str | None = None,
+    extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     with open(template_dir() / "kernel.json") as f:
         spec = json.load(f)
@@ -83,13 +85,25 @@ def main(argv: list[str]) -> int:
     for name in ("install", "uninstall"):
         p = sub.add_parser(name, help=f"{name} the kernelspec")
         where = p.add_mutually_exclusive_group()
-        where.add_argument("--user", action="store_true", help="in the user's Jupyter data directory")
-        where.add_argument("--sys-prefix", action="store_true", help="in sys.prefix (default in a virtualenv)")
+        where.add_argument(
+            "--user", action="store_true", help="in the user's Jupyter data directory"
+        )
+        where.add_argument(
+            "--sys-prefix", action="store_true", help="in sys.prefix (default in a virtualenv)"
+        )
         where.add_argument("--prefix", help="under PREFIX/share/jupyter/kernels")
-        p.add_argument("--name", default=DEFAULT_NAME, help=f"kernelspec name (default {DEFAULT_NAME})")
+        p.add_argument(
+            "--name", default=DEFAULT_NAME, help=f"kernelspec name (default {DEFAULT_NAME})"
+        )
         if name == "install":
-            p.add_argument("--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in the launcher")
-            p.add_argument("--preset", choices=["standard", "classroom", "permissive"], help="configuration preset")
+            p.add_argument(
+                "--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in the launcher"
+            )
+            p.add_argument(
+                "--preset",
+                choices=["standard", "classroom", "permissive"],
+                help="configuration preset",
+            )
     args = parser.parse_args(argv)
     if args.command == "install":
         path = install(args)

@@ -56,13 +56,14 @@ def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation
     evalue = str(reply.get("evalue", ""))
     if evalue.startswith("[Errno 27]"):
         return (
-            f"[sandbox] FileSizeLimitExceeded: a file may not grow beyond {limits.max_file_size_mb} MiB "
-            "(Limits.max_file_size_mb)."
+            "[sandbox] FileSizeLimitExceeded: a file may not grow beyond "
+            f"{limits.max_file_size_mb} MiB (Limits.max_file_size_mb)."
         )
     if evalue.startswith("[Errno 28]"):
         return (
-            f"[sandbox] DiskLimitExceeded: the sandbox's private /tmp and home hold at most "
-            f"{isolation.tmp_size_mb} MiB each (Isolation.tmp_size_mb); the workspace is limited by its own disk."
+            "[sandbox] DiskLimitExceeded: the sandbox's private /tmp and home hold at most "
+            f"{isolation.tmp_size_mb} MiB each (Isolation.tmp_size_mb); the workspace is "
+            "limited by its own disk."
         )
     return None
 
@@ -151,14 +152,18 @@ class SandboxKernel(Kernel):
         self.locked = locks.describe() if locks is not None else {}
         for attempt in getattr(self.parent, "lock_attempts", []):
             self.log.warning(
-                "lock_refused setting=%s attempted=%r locked=%r", attempt.setting, attempt.attempted, attempt.locked
+                "lock_refused setting=%s attempted=%r locked=%r",
+                attempt.setting,
+                attempt.attempted,
+                attempt.locked,
             )
             self.audit.record_violation(
                 {
                     "event": "lock",
                     "rule": "LOCK",
                     "action": "deny",
-                    "detail": f"{attempt.setting}: {attempt.attempted!r} refused, locked to {attempt.locked!r}",
+                    "detail": f"{attempt.setting}: {attempt.attempted!r} refused, "
+                    f"locked to {attempt.locked!r}",
                 }
             )
 
@@ -208,7 +213,9 @@ class SandboxKernel(Kernel):
             self._private_dir = tempfile.mkdtemp(prefix="sandbox-kernel-")
         if self._cgroup is None and self.isolation.cgroups != "disabled":
             created = cgroups.create(
-                f"sandbox-kernel-{os.getpid()}", effective_memory_bytes(self.limits), self.limits.max_processes
+                f"sandbox-kernel-{os.getpid()}",
+                effective_memory_bytes(self.limits),
+                self.limits.max_processes,
             )
             if isinstance(created, cgroups.Cgroup):
                 self._cgroup = created
@@ -252,7 +259,10 @@ class SandboxKernel(Kernel):
             # The launcher enforces this too; a report below the bar means the
             # executor cannot be trusted to have done so.
             await executor.kill()
-            return f"the executor reported isolation level {level!r}, below the required {self.isolation.required_isolation!r}"
+            required = self.isolation.required_isolation
+            return (
+                f"the executor reported isolation level {level!r}, below the required {required!r}"
+            )
         self._isolation_report = report
         self._setup_failure = None
         self._executor = executor
@@ -284,7 +294,9 @@ class SandboxKernel(Kernel):
             on = [name for name, layer in report.get("layers", {}).items() if layer.get("on")]
             lines.append(f"Sandbox level: {report.get('level')} ({', '.join(on)})")
             if report.get("level") == "none":
-                lines.append("WARNING: the filesystem and processes are not isolated at this level.")
+                lines.append(
+                    "WARNING: the filesystem and processes are not isolated at this level."
+                )
         else:
             lines.append("Sandbox: starting")
         lines.append("Type %sandbox for details.")
@@ -295,7 +307,9 @@ class SandboxKernel(Kernel):
         # executor to report (bounded: a failure is reported as such).
         if self._starting is not None and not self._starting.done():
             with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._starting), self.limits.startup_timeout_s)
+                await asyncio.wait_for(
+                    asyncio.shield(self._starting), self.limits.startup_timeout_s
+                )
         await super().kernel_info_request(stream, ident, parent)
 
     @property
@@ -312,7 +326,10 @@ class SandboxKernel(Kernel):
             # No debugger (user code never runs here) and no subshells (one
             # executor runs one cell at a time).
             "supported_features": [],
-            "sandbox": {"level": self._isolation_report.get("level"), "failure": self._setup_failure},
+            "sandbox": {
+                "level": self._isolation_report.get("level"),
+                "failure": self._setup_failure,
+            },
         }
 
     def sandbox_report(self) -> str:
@@ -325,14 +342,18 @@ class SandboxKernel(Kernel):
         info = {
             "isolation": self._isolation_report,
             "limits": limits_dict(self.limits),
-            "setup_ms": round(executor.setup_time_s * 1000, 1) if executor and executor.setup_time_s else None,
+            "setup_ms": round(executor.setup_time_s * 1000, 1)
+            if executor and executor.setup_time_s
+            else None,
             "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
             "locked": self.locked,
         }
         return render_report(info)
 
     def _executor_log(self, level: str, message: str) -> None:
-        getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")("%s", message)
+        getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")(
+            "%s", message
+        )
 
     def _on_audit(self, record: dict[str, Any]) -> None:
         """A runtime report: the executor's audit hook, or the seccomp supervisor."""
@@ -341,9 +362,15 @@ class SandboxKernel(Kernel):
             self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
         elif record.get("action") == "warn":
             # The static check has already warned about this rule for this cell.
-            already = self._running and self._verdict is not None and record.get("rule") in self._verdict.rule_ids
+            already = (
+                self._running
+                and self._verdict is not None
+                and record.get("rule") in self._verdict.rule_ids
+            )
             if not already:
-                self.publisher.notice(f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}")
+                self.publisher.notice(
+                    f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}"
+                )
 
     # -- OutputSink ------------------------------------------------------------------
 
@@ -364,7 +391,13 @@ class SandboxKernel(Kernel):
                 if exc.errno == zmq.EAGAIN:
                     break
                 raise
-        self.session.send(self.stdin_socket, "input_request", {"prompt": prompt, "password": password}, parent, ident=ident)
+        self.session.send(
+            self.stdin_socket,
+            "input_request",
+            {"prompt": prompt, "password": password},
+            parent,
+            ident=ident,
+        )
         while True:
             try:
                 _, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
@@ -407,8 +440,15 @@ class SandboxKernel(Kernel):
             # Answered here, from the kernel's own record of what the launcher
             # set up: a cell cannot make the executor misreport its sandbox.
             if not silent:
-                self.publisher.send("stream", {"name": "stdout", "text": self.sandbox_report() + "\n"}, parent)
-            return {"status": "ok", "execution_count": reply_count, "user_expressions": {}, "payload": []}
+                self.publisher.send(
+                    "stream", {"name": "stdout", "text": self.sandbox_report() + "\n"}, parent
+                )
+            return {
+                "status": "ok",
+                "execution_count": reply_count,
+                "user_expressions": {},
+                "payload": [],
+            }
         verdict = check_cell(code, self.policy_settings)
         self._verdict = verdict
         if not verdict.allowed:
@@ -445,9 +485,15 @@ class SandboxKernel(Kernel):
             self._cgroup.reset_peak()
         watchers = []
         if self.limits.wall_time_limit_s:
-            watchers.append(asyncio.ensure_future(self._cell_deadline(msg_id, self.limits.wall_time_limit_s)))
+            watchers.append(
+                asyncio.ensure_future(self._cell_deadline(msg_id, self.limits.wall_time_limit_s))
+            )
         if self.limits.cpu_time_limit_s:
-            watchers.append(asyncio.ensure_future(self._cpu_watch(executor, msg_id, self.limits.cpu_time_limit_s)))
+            watchers.append(
+                asyncio.ensure_future(
+                    self._cpu_watch(executor, msg_id, self.limits.cpu_time_limit_s)
+                )
+            )
         try:
             outcome = await executor.execute(
                 ExecuteRequest(
@@ -485,8 +531,9 @@ class SandboxKernel(Kernel):
             # for every later cell: end what this cell started.
             await executor.reap_cell_processes()
             self.publisher.notice(
-                f"[sandbox] ProcessLimitExceeded: this cell reached the limit of {self.limits.max_processes} "
-                "processes and threads (Limits.max_processes); the processes it started were stopped."
+                "[sandbox] ProcessLimitExceeded: this cell reached the limit of "
+                f"{self.limits.max_processes} processes and threads (Limits.max_processes); "
+                "the processes it started were stopped."
             )
             self._last_cell["outcome"] = "ProcessLimitExceeded"
         elif self.limits.kill_cell_processes:
@@ -506,7 +553,9 @@ class SandboxKernel(Kernel):
             "payload": payload,
         }
         if reply["status"] == "error":
-            content.update(ename=reply["ename"], evalue=reply["evalue"], traceback=reply["traceback"])
+            content.update(
+                ename=reply["ename"], evalue=reply["evalue"], traceback=reply["traceback"]
+            )
         return content
 
     async def _recover(
@@ -518,19 +567,28 @@ class SandboxKernel(Kernel):
         elif self._cgroup is not None and self._cgroup.oom_kills() > oom_before:
             self._cgroup_counts = (self._cgroup.oom_kills(), self._cgroup_counts[1])
             limit = effective_memory_bytes(self.limits) >> 20
-            ename, why = "MemoryLimitExceeded", f"it used more than the memory limit of {limit} MiB, so the executor was killed"
+            ename, why = (
+                "MemoryLimitExceeded",
+                f"it used more than the memory limit of {limit} MiB, so the executor was killed",
+            )
         else:
             ename, why = "ExecutorDied", outcome.failure or "the executor stopped"
         skipped = executor.snapshot_skipped
         if self.limits.rollback and await executor.promote():
-            state = "The state was restored to what it was before this cell: variables, imports and open files of earlier cells are still there."
+            state = (
+                "The state was restored to what it was before this cell: variables, imports "
+                "and open files of earlier cells are still there."
+            )
             rolled_back = True
         else:
             await executor.kill()
             self._executor = None
             self._begin_executor_start()
             because = f" (no snapshot was kept for this cell: {skipped})" if skipped else ""
-            state = f"The executor was restarted: variables and imports from earlier cells are gone{because}."
+            state = (
+                "The executor was restarted: variables and imports from earlier cells "
+                f"are gone{because}."
+            )
             rolled_back = False
         self._record_cell(outcome, ename, rolled_back=rolled_back)
         self.log.warning("cell_failed kind=%s rolled_back=%s why=%s", ename, rolled_back, why)
@@ -549,7 +607,9 @@ class SandboxKernel(Kernel):
             "outcome": result,
             "wall_time_s": round(outcome.wall_time_s, 4),
             "cpu_time_s": stats.get("cpu_s"),
-            "peak_memory_mb": round(peak / (1 << 20), 1) if isinstance(peak, (int, float)) else None,
+            "peak_memory_mb": round(peak / (1 << 20), 1)
+            if isinstance(peak, (int, float))
+            else None,
             "rolled_back": rolled_back,
             "snapshot": stats.get("snapshot"),
             "output_bytes": stats.get("output_bytes"),
@@ -562,7 +622,9 @@ class SandboxKernel(Kernel):
             isolation=self._isolation_report.get("level", ""),
         )
 
-    def finish_metadata(self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]) -> dict[str, Any]:
+    def finish_metadata(
+        self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]
+    ) -> dict[str, Any]:
         metadata = super().finish_metadata(parent, metadata, reply_content)
         metadata["sandbox"] = {"level": self._isolation_report.get("level"), **self._last_cell}
         return metadata
@@ -587,11 +649,14 @@ class SandboxKernel(Kernel):
     async def _cell_deadline(self, msg_id: str, limit: float) -> None:
         await asyncio.sleep(limit)
         if self._running == msg_id and self._stop_reason is None:
-            self._stop_reason = ("CellTimeout", f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)")
+            self._stop_reason = (
+                "CellTimeout",
+                f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)",
+            )
             await self._stop_over_limit()
 
     async def _stop_over_limit(self) -> None:
-        """A limit was reached: roll the cell back if it has a snapshot, else try to interrupt it."""
+        """A limit was reached: roll the cell back if there is a snapshot, else interrupt it."""
         executor = self._executor
         if executor is None or self._stop_reason is None:
             return
@@ -633,7 +698,10 @@ class SandboxKernel(Kernel):
                 "cell that ignores SIGINT), so the executor was killed",
             )
         elif self._stop_reason[0] == "CellTimeout":
-            self._stop_reason = ("CellTimeout", self._stop_reason[1] + ", and did not stop when interrupted")
+            self._stop_reason = (
+                "CellTimeout",
+                self._stop_reason[1] + ", and did not stop when interrupted",
+            )
         self.log.warning("interrupt_kill cell=%s grace_s=%s", running, grace)
         executor.kill_executor(self._stop_reason[1])
 
@@ -641,15 +709,22 @@ class SandboxKernel(Kernel):
 
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
-        empty = {"status": "ok", "matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos, "metadata": {}}
+        empty = {
+            "status": "ok",
+            "matches": [],
+            "cursor_start": cursor_pos,
+            "cursor_end": cursor_pos,
+            "metadata": {},
+        }
         executor = self._executor
         if executor is None or not executor.alive:
             return empty
         try:
             reply = await asyncio.wait_for(
-                executor.request({"op": "complete", "code": code, "cursor_pos": cursor_pos}), COMPLETE_TIMEOUT_S
+                executor.request({"op": "complete", "code": code, "cursor_pos": cursor_pos}),
+                COMPLETE_TIMEOUT_S,
             )
-        except (asyncio.TimeoutError, ExecutorDied):
+        except (TimeoutError, ExecutorDied):
             return empty
         return {
             "status": "ok",
@@ -679,9 +754,14 @@ class SandboxKernel(Kernel):
                 ),
                 COMPLETE_TIMEOUT_S,
             )
-        except (asyncio.TimeoutError, ExecutorDied):
+        except (TimeoutError, ExecutorDied):
             return not_found
-        return {"status": "ok", "found": reply["found"], "data": reply["data"], "metadata": reply["metadata"]}
+        return {
+            "status": "ok",
+            "found": reply["found"],
+            "data": reply["data"],
+            "metadata": reply["metadata"],
+        }
 
     async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
         # Pure parsing: no user code runs, so the trusted side can answer.
@@ -730,8 +810,14 @@ class SandboxKernel(Kernel):
         if self.session is None:
             return
         target = parent["content"].get("target_name")
-        comms = {cid: {"target_name": name} for cid, name in self.publisher.comms.items() if target in (None, name)}
-        self.session.send(stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent, ident)
+        comms = {
+            cid: {"target_name": name}
+            for cid, name in self.publisher.comms.items()
+            if target in (None, name)
+        }
+        self.session.send(
+            stream, "comm_info_reply", {"status": "ok", "comms": comms}, parent, ident
+        )
 
     async def comm_open(self, stream: Any, ident: Any, parent: Any) -> None:
         content = parent["content"]
@@ -756,7 +842,9 @@ class SandboxKernel(Kernel):
             "op": op,
             "content": parent.get("content", {}),
             "metadata": parent.get("metadata", {}),
-            "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in parent.get("buffers") or []],
+            "buffers": [
+                base64.b64encode(bytes(b)).decode("ascii") for b in parent.get("buffers") or []
+            ],
             "parent": parent.get("header", {}).get("msg_id", ""),
         }
         try:
@@ -766,7 +854,7 @@ class SandboxKernel(Kernel):
                 await executor.send(command)
             else:
                 await asyncio.wait_for(executor.request(command), COMM_TIMEOUT_S)
-        except (asyncio.TimeoutError, ExecutorDied) as exc:
+        except (TimeoutError, ExecutorDied) as exc:
             self.log.warning("comm_failed op=%s reason=%s", op, exc)
 
     async def create_subshell_request(self, socket: Any, ident: Any, parent: Any) -> None:
@@ -774,7 +862,8 @@ class SandboxKernel(Kernel):
         content = {
             "status": "error",
             "ename": "NotImplementedError",
-            "evalue": "this kernel runs cells one at a time in its sandbox; subshells are not supported",
+            "evalue": "this kernel runs cells one at a time in its sandbox; "
+            "subshells are not supported",
             "traceback": [],
         }
         self.session.send(socket, "create_subshell_reply", content, parent, ident)

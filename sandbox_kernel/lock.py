@@ -1,4 +1,4 @@
-"""Admin locks: settings a system-wide file pins, so that configuration from below can only tighten them.
+"""Admin locks: a system-wide file pins settings that configuration from below may only tighten.
 
 An administrator (a JupyterHub, an autograder) writes ``sandbox_kernel_locks.json``
 in a system Jupyter config directory (``/etc/jupyter``, ``/usr/local/etc/jupyter``)
@@ -153,10 +153,9 @@ class Locks:
             if name not in ORDERS:
                 self.errors.append(f"{owner}: {name!r} cannot be locked (unknown setting)")
                 continue
-            if name in self.values:
-                value = _strictest(name, value, self.values[name])
-            self.values[name] = value
-            self.owners[name] = owner if name not in self.owners else self.owners[name]
+            known = self.values.get(name, value)
+            self.values[name] = _strictest(name, value, known) if name in self.values else value
+            self.owners[name] = self.owners.get(name, owner)
 
     def expand(self) -> None:
         """Turn locks on presets and rule groups into locks on what they stand for.
@@ -171,14 +170,22 @@ class Locks:
         owner = self.owners.get("SandboxKernelApp.preset", "")
         preset = self.values.get("SandboxKernelApp.preset")
         if preset is not None:
-            derived = {f"{section}.{key}": value for section, values in PRESETS[preset].items() for key, value in values.items()}
+            derived = {
+                f"{section}.{key}": value
+                for section, values in PRESETS[preset].items()
+                for key, value in values.items()
+            }
             self.merge({k: v for k, v in derived.items() if k in ORDERS}, owner)
         rules: dict[str, str] = {}
         if "Policy.preset" in self.values:
-            rules.update({rid: rule.default(self.values["Policy.preset"]) for rid, rule in RULES.items()})
+            rules.update(
+                {rid: rule.default(self.values["Policy.preset"]) for rid, rule in RULES.items()}
+            )
             owner = self.owners["Policy.preset"]
         for key, action in dict(self.values.get("Policy.rules", {})).items():
-            targets = [key] if key in RULES else [rid for rid, rule in RULES.items() if rule.group == key]
+            targets = (
+                [key] if key in RULES else [rid for rid, rule in RULES.items() if rule.group == key]
+            )
             for rid in targets:
                 rules[rid] = action if rid not in rules else _strictest_action(action, rules[rid])
             owner = self.owners.get("Policy.rules", owner)
@@ -211,7 +218,9 @@ class Locks:
         return attempts
 
     def describe(self) -> dict[str, tuple[Any, str]]:
-        return {name: (value, self.owners.get(name, "")) for name, value in sorted(self.values.items())}
+        return {
+            name: (value, self.owners.get(name, "")) for name, value in sorted(self.values.items())
+        }
 
 
 def _strictest_action(a: str, b: str) -> str:
@@ -230,7 +239,11 @@ def _apply_rules(config: Any, locked: dict[str, str]) -> list[Attempt]:
     attempts = []
     for rid, action in locked.items():
         mine = wanted.get(rid) or wanted.get(RULES[rid].group) if rid in RULES else wanted.get(rid)
-        if mine is not None and mine in POLICY_ACTIONS and POLICY_ACTIONS.index(mine) <= POLICY_ACTIONS.index(action):
+        if (
+            mine is not None
+            and mine in POLICY_ACTIONS
+            and POLICY_ACTIONS.index(mine) <= POLICY_ACTIONS.index(action)
+        ):
             wanted[rid] = mine
             continue
         if mine is not None:
@@ -265,7 +278,9 @@ def load_locks(extra_files: Iterable[str] = (), environ: dict[str, str] | None =
                 raise ValueError("'locked' must be an object")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # A broken lock file must not silently unlock anything: fail closed.
-            raise SystemExit(f"sandbox-kernel: cannot read the admin lock file {path}: {exc}") from None
+            raise SystemExit(
+                f"sandbox-kernel: cannot read the admin lock file {path}: {exc}"
+            ) from None
         owner = str(data.get("locked_by") or "the administrator")
         locks.merge(values, f"{owner} ({path})")
     if locks.errors:

@@ -235,7 +235,9 @@ class AuditLog:
             self.logger.log(
                 level,
                 "cell_checked kernel_id=%s cell_sha256=%s verdict=%s rules=%s",
-                clean["kernel_id"], clean["cell_sha256"], clean["verdict"],
+                clean["kernel_id"],
+                clean["cell_sha256"],
+                clean["verdict"],
                 ",".join(clean["rules"]) or "-",
             )
         else:
@@ -243,8 +245,11 @@ class AuditLog:
             self.logger.log(
                 level,
                 "policy_violation source=%s rule=%s action=%s event=%s detail=%s",
-                clean.get("source"), ",".join(clean.get("rules", [])) or "-",
-                clean.get("action"), clean.get("event", "-"), clean.get("detail"),
+                clean.get("source"),
+                ",".join(clean.get("rules", [])) or "-",
+                clean.get("action"),
+                clean.get("event", "-"),
+                clean.get("detail"),
             )
 
     def close(self) -> None:

@@ -55,7 +55,7 @@ HOME_PROTECTED = (
 
 
 def protected_paths(home: str) -> list[str]:
-    """Paths a cell must never reach, even inside its workspace (the notebook server may run in ~)."""
+    """Paths a cell must never reach, even inside its workspace (a server may run in ~)."""
     import site
 
     from jupyter_core.paths import (
@@ -66,7 +66,13 @@ def protected_paths(home: str) -> list[str]:
         jupyter_runtime_dir,
     )
 
-    paths = [jupyter_runtime_dir(), jupyter_data_dir(), jupyter_config_dir(), *jupyter_config_path(), *jupyter_path()]
+    paths = [
+        jupyter_runtime_dir(),
+        jupyter_data_dir(),
+        jupyter_config_dir(),
+        *jupyter_config_path(),
+        *jupyter_path(),
+    ]
     paths += [os.path.join(home, name) for name in HOME_PROTECTED]
     paths.append(os.environ.get("IPYTHONDIR", os.path.join(home, ".ipython")))
     paths.append(site.getusersitepackages())
@@ -89,7 +95,8 @@ def limits_dict(limits: Limits) -> dict[str, Any]:
         "max_file_size_mb": limits.max_file_size_mb,
         "interrupt_grace_s": limits.interrupt_grace_s,
         "rollback": limits.rollback,
-        "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB or effective_memory_bytes(limits) // 2,
+        "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB
+        or effective_memory_bytes(limits) // 2,
     }
 
 
@@ -134,8 +141,8 @@ def build_spec(
     if cgroup is not None:
         spec["cgroup"] = {
             "procs": cgroup.procs_files,
-            "detail": f"cgroup v{cgroup.version}: memory {limit_values['memory_bytes'] // MIB} MiB, "
-            f"{limits.max_processes} processes",
+            "detail": f"cgroup v{cgroup.version}: memory "
+            f"{limit_values['memory_bytes'] // MIB} MiB, {limits.max_processes} processes",
         }
     else:
         spec["cgroup_unavailable"] = cgroup_reason or "not used"

@@ -138,25 +138,53 @@ def _std(*names: str) -> frozenset[str]:
     return frozenset(out)
 
 
-_IMPORT_MACHINERY = _std("importlib/__init__.py", "importlib/_bootstrap.py",
-                         "importlib/_bootstrap_external.py")
+_IMPORT_MACHINERY = _std(
+    "importlib/__init__.py", "importlib/_bootstrap.py", "importlib/_bootstrap_external.py"
+)
 _THREADS = _std("threading.py", "concurrent/futures/thread.py")
 # Per family of events: the modules whose frames stand for their caller.
 _TRANSPARENT: dict[str, frozenset[str]] = {
     "import": _IMPORT_MACHINERY | _THREADS,
-    "compile": _IMPORT_MACHINERY | _THREADS | _std(
-        "runpy.py", "code.py", "codeop.py", "timeit.py", "cProfile.py", "profile.py",
-        "pdb.py", "bdb.py"),
-    "process": _THREADS | _std(
-        "subprocess.py", "os.py", "pty.py", "asyncio/subprocess.py",
-        "asyncio/base_subprocess.py", "asyncio/unix_events.py", "asyncio/base_events.py"),
+    "compile": _IMPORT_MACHINERY
+    | _THREADS
+    | _std(
+        "runpy.py",
+        "code.py",
+        "codeop.py",
+        "timeit.py",
+        "cProfile.py",
+        "profile.py",
+        "pdb.py",
+        "bdb.py",
+    ),
+    "process": _THREADS
+    | _std(
+        "subprocess.py",
+        "os.py",
+        "pty.py",
+        "asyncio/subprocess.py",
+        "asyncio/base_subprocess.py",
+        "asyncio/unix_events.py",
+        "asyncio/base_events.py",
+    ),
     "control": _THREADS | _std("os.py", "pty.py", "signal.py"),
     "native": _THREADS | _std("ctypes/__init__.py", "ctypes/util.py", "ctypes/_endian.py"),
     "network": _THREADS | _std("socket.py"),
     "frames": _THREADS | _std("inspect.py"),
-    "files": _THREADS | _std(
-        "pathlib.py", "shutil.py", "codecs.py", "gzip.py", "bz2.py", "lzma.py",
-        "zipfile.py", "tarfile.py", "tempfile.py", "fileinput.py", "os.py"),
+    "files": _THREADS
+    | _std(
+        "pathlib.py",
+        "shutil.py",
+        "codecs.py",
+        "gzip.py",
+        "bz2.py",
+        "lzma.py",
+        "zipfile.py",
+        "tarfile.py",
+        "tempfile.py",
+        "fileinput.py",
+        "os.py",
+    ),
     "audit": _THREADS,
     "other": _THREADS,
 }
@@ -196,17 +224,32 @@ class _Hook:
             library += site.getsitepackages()
         self.library = (
             "<frozen ",
-            *(d + os.sep for d in dict.fromkeys(_real(p) for p in library if p)
-              if d and d != os.sep),
+            *(
+                d + os.sep
+                for d in dict.fromkeys(_real(p) for p in library if p)
+                if d and d != os.sep
+            ),
         )
-        writable = [self.workspace, tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm", home,
-                    paths.get("purelib", ""), paths.get("platlib", ""), user_site, "/proc/self/fd",
-                    "/dev/fd"]
+        writable = [
+            self.workspace,
+            tempfile.gettempdir(),
+            "/tmp",
+            "/var/tmp",
+            "/dev/shm",
+            home,
+            paths.get("purelib", ""),
+            paths.get("platlib", ""),
+            user_site,
+            "/proc/self/fd",
+            "/dev/fd",
+        ]
         self.writable = tuple(dict.fromkeys(_real(p) for p in writable if p))
-        self.writable_files = frozenset({"/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr",
-                                         "/dev/zero", "/dev/full"})
-        self.user_files = tuple(d + os.sep for d in self.writable if d not in ("/proc/self/fd",
-                                                                               "/dev/fd"))
+        self.writable_files = frozenset(
+            {"/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/zero", "/dev/full"}
+        )
+        self.user_files = tuple(
+            d + os.sep for d in self.writable if d not in ("/proc/self/fd", "/dev/fd")
+        )
 
         self.handlers: dict[str, Callable[[str, tuple[Any, ...]], None]] = {
             "import": self._import,
@@ -255,10 +298,24 @@ class _Hook:
             "os.chown": self._path_op(0),
             "shutil.rmtree": self._path_op(0),
         }
-        for event in ("dlopen", "dlsym", "dlsym/handle", "cdata", "cdata/buffer",
-                      "call_function", "addressof", "string_at", "wstring_at",
-                      "PyObj_FromPtr", "set_errno", "get_errno", "create_string_buffer",
-                      "create_unicode_buffer", "set_exception", "seh_exception"):
+        for event in (
+            "dlopen",
+            "dlsym",
+            "dlsym/handle",
+            "cdata",
+            "cdata/buffer",
+            "call_function",
+            "addressof",
+            "string_at",
+            "wstring_at",
+            "PyObj_FromPtr",
+            "set_errno",
+            "get_errno",
+            "create_string_buffer",
+            "create_unicode_buffer",
+            "set_exception",
+            "seh_exception",
+        ):
             self.handlers[f"ctypes.{event}"] = self._simple("SKP201", "native")
 
     # -- the hook ----------------------------------------------------------------------
@@ -290,8 +347,9 @@ class _Hook:
 
     # -- decisions and reports -----------------------------------------------------------
 
-    def _act(self, rule: str, origin: str, event: str, subject: str, *, detail: str,
-             family: str) -> None:
+    def _act(
+        self, rule: str, origin: str, event: str, subject: str, *, detail: str, family: str
+    ) -> None:
         __tracebackhide__ = True
         action = self.actions.get(rule, "off")
         if action == "off" or origin == "own":
@@ -318,8 +376,7 @@ class _Hook:
             if count & (count - 1):
                 return  # only the 8th, 16th, 32nd ... repeat
             detail = f"{detail} (repeated {count} times)"
-        record = {"type": "audit", "event": event, "rule": rule, "action": action,
-                  "detail": detail}
+        record = {"type": "audit", "event": event, "rule": rule, "action": action, "detail": detail}
         with contextlib.suppress(Exception):  # reporting must never break the cell
             self.report_fn(record)
 
@@ -332,7 +389,7 @@ class _Hook:
     # -- who did it ------------------------------------------------------------------------
 
     def _origin(self, family: str) -> str:
-        """"user", "library", or "own" (sandbox_kernel itself): see the module docstring."""
+        """ "user", "library", or "own" (sandbox_kernel itself): see the module docstring."""
         transparent = _TRANSPARENT[family]
         proxies = _USER_PROXIES.get(family, ())
         frame: FrameType | None = sys._getframe(1)
@@ -389,7 +446,9 @@ class _Hook:
         source = args[0] if args else None
         filename = args[1] if len(args) > 1 else None
         name = filename if type(filename) is str else ""
-        user_file = bool(name) and name.startswith(self.user_files) and not name.startswith(self.library)
+        user_file = (
+            bool(name) and name.startswith(self.user_files) and not name.startswith(self.library)
+        )
         if not user_file and self._origin("compile") != "user":
             return
         if not isinstance(source, (str, bytes, ast.AST)):
@@ -439,8 +498,14 @@ class _Hook:
         for attr in _code_names(code):
             rule = ATTRIBUTE_RULES.get(attr)
             if rule is not None and attr.startswith("__"):
-                self._act(rule, "user", event, f"exec() of code that uses .{attr}",
-                          detail=f"{filename}: .{attr}", family="other")
+                self._act(
+                    rule,
+                    "user",
+                    event,
+                    f"exec() of code that uses .{attr}",
+                    detail=f"{filename}: .{attr}",
+                    family="other",
+                )
         if filename not in self.checked_files and self.actions.get("SKP230", "off") != "off":
             self._report(event, "SKP230", "audit", f"exec of a code object from {filename}")
 
@@ -464,8 +529,9 @@ class _Hook:
         else:
             return
         if self._origin("other") == "user":
-            self._act(rule, "user", event, f"assignment to .{name}", detail=str(name),
-                      family="other")
+            self._act(
+                rule, "user", event, f"assignment to .{name}", detail=str(name), family="other"
+            )
 
     def _frames(self, event: str, args: tuple[Any, ...]) -> None:
         if self._origin("frames") == "user":
@@ -477,8 +543,14 @@ class _Hook:
         module, name = args[0], args[1]
         if dangerous_global(module, name):
             # the data is the attacker here, whoever unpickles it
-            self._act("SKP310", "user", event, f"a pickle that loads {module}.{name}",
-                      detail=f"{module}.{name}", family="other")
+            self._act(
+                "SKP310",
+                "user",
+                event,
+                f"a pickle that loads {module}.{name}",
+                detail=f"{module}.{name}",
+                family="other",
+            )
 
     def _open(self, event: str, args: tuple[Any, ...]) -> None:
         flags = args[2] if len(args) > 2 else 0
@@ -493,8 +565,9 @@ class _Hook:
 
         return handler
 
-    def _check_paths(self, event: str, paths: Iterable[Any], what: str,
-                     follow: bool = True) -> None:
+    def _check_paths(
+        self, event: str, paths: Iterable[Any], what: str, follow: bool = True
+    ) -> None:
         for path in paths:
             if type(path) is int:
                 continue  # a file descriptor: opened (and checked) already
@@ -508,8 +581,14 @@ class _Hook:
                 if origin == "user":
                     self._report(event, "SKP240", "audit", f"{what}: {shown}")
                 continue
-            self._act("SKP240", origin, event, f"{what} {shown}", detail=f"{what}: {shown}",
-                      family="files")
+            self._act(
+                "SKP240",
+                origin,
+                event,
+                f"{what} {shown}",
+                detail=f"{what}: {shown}",
+                family="files",
+            )
 
     def _resolve(self, path: object, follow: bool) -> str | None:
         kind = type(path)
@@ -567,4 +646,3 @@ def _code_names(code: CodeType) -> set[str]:
         names.update(current.co_names)
         pending.extend(c for c in current.co_consts if type(c) is CodeType)
     return names
-

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..relay.protocol import HEADER, encode_frame
 
-__all__ = ["Channel", "interrupts_deferred", "install_interrupt_handler"]
+__all__ = ["Channel", "install_interrupt_handler", "interrupts_deferred"]
 
 
 class _InterruptGate:
@@ -30,14 +30,14 @@ class _InterruptGate:
     def handler(self, signum: int, frame: Any) -> None:
         # IPython leaves frames that set this out of tracebacks (and does not
         # spend time highlighting them).
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         if self.depth:
             self.pending = True
             return
         raise KeyboardInterrupt
 
     def release(self) -> None:
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         if self.pending and not self.depth:
             self.pending = False
             raise KeyboardInterrupt
@@ -46,7 +46,7 @@ class _InterruptGate:
 _gate = _InterruptGate()
 
 
-class interrupts_deferred:  # noqa: N801 - used as a context manager, like contextlib's
+class interrupts_deferred:
     """Hold SIGINT back in the main thread for a block that must finish (sending a reply)."""
 
     def __enter__(self) -> None:

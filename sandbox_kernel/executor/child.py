@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
-from .shell import ExecutorShell, FrameStream, Outbox, StreamFlusher, capture_fds, jsonable, start_pumps
+from .shell import (
+    ExecutorShell,
+    FrameStream,
+    Outbox,
+    StreamFlusher,
+    capture_fds,
+    jsonable,
+    start_pumps,
+)
 from .snapshot import Snapshots
 
 # The executor's own threads: the stream flusher and the two fd pumps.
@@ -153,7 +161,11 @@ class Executor:
     def _announce_snapshot(self) -> None:
         """Tell the kernel which process holds the state to fall back on (or why none does)."""
         self.channel.send(
-            {"type": "snapshot", "pid": self.snapshots.pid or 0, "skipped": self.snapshots.skipped or ""}
+            {
+                "type": "snapshot",
+                "pid": self.snapshots.pid or 0,
+                "skipped": self.snapshots.skipped or "",
+            }
         )
 
     def refresh_snapshot(self) -> None:
@@ -231,10 +243,18 @@ class Executor:
                 rectify_completions(code, self.shell.Completer.completions(code, cursor_pos))
             )
         details = [
-            {"start": c.start, "end": c.end, "text": c.text, "type": c.type, "signature": c.signature}
+            {
+                "start": c.start,
+                "end": c.end,
+                "text": c.text,
+                "type": c.type,
+                "signature": c.signature,
+            }
             for c in completions
         ]
-        start, end = (completions[0].start, completions[0].end) if completions else (cursor_pos, cursor_pos)
+        start, end = (
+            (completions[0].start, completions[0].end) if completions else (cursor_pos, cursor_pos)
+        )
         self.channel.send(
             {
                 "type": "complete_reply",
@@ -252,7 +272,12 @@ class Executor:
         code = str(command.get("code", ""))
         cursor_pos = command.get("cursor_pos")
         name = token_at_cursor(code, cursor_pos if isinstance(cursor_pos, int) else len(code))
-        reply: dict[str, Any] = {"type": "inspect_reply", "id": command["id"], "found": False, "data": {}}
+        reply: dict[str, Any] = {
+            "type": "inspect_reply",
+            "id": command["id"],
+            "found": False,
+            "data": {},
+        }
         try:
             bundle = self.shell.object_inspect_mime(
                 name,
@@ -377,7 +402,7 @@ def _install_comms(outbox: Outbox) -> None:
             outbox.send(message)
 
     manager = CommManager()
-    comm.create_comm = lambda *args, **kwargs: RelayComm(*args, **kwargs)
+    comm.create_comm = RelayComm
     comm.get_comm_manager = lambda: manager
 
 
@@ -398,6 +423,7 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     """Run the executor on an already-sandboxed process until the kernel hangs up."""
     install_interrupt_handler()
     import signal
+
     channel = Channel(sock)
     _prepare_sys_path()
     executor = Executor(channel, info)

@@ -29,10 +29,10 @@ import time
 import traceback
 from typing import Any
 
-from ..levels import ISOLATION_LEVELS, level_rank
 from ..errors import SetupError
 from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
 from ..isolation.report import Report
+from ..levels import ISOLATION_LEVELS, level_rank
 from ..relay.protocol import encode_frame
 from .supervisor import supervise
 
@@ -49,7 +49,15 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
 def _fail(relay: socket.socket, report: Report, error: SetupError | str) -> None:
     mechanism = error.mechanism if isinstance(error, SetupError) else "sandbox"
     reason = error.reason if isinstance(error, SetupError) else str(error)
-    _send(relay, {"type": "setup_failed", "mechanism": mechanism, "error": reason, "isolation": report.as_dict()})
+    _send(
+        relay,
+        {
+            "type": "setup_failed",
+            "mechanism": mechanism,
+            "error": reason,
+            "isolation": report.as_dict(),
+        },
+    )
 
 
 def choose_level(spec: dict[str, Any], report: Report) -> str | None:
@@ -80,7 +88,12 @@ def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
         report.layer("seccomp", False, "disabled by configuration")
         return None
     if iso["allow_network"]:
-        families: tuple[int, ...] = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+        families: tuple[int, ...] = (
+            socket.AF_UNIX,
+            socket.AF_INET,
+            socket.AF_INET6,
+            socket.AF_NETLINK,
+        )
     elif level == "namespaces":
         # Inside our own network namespace these reach only our own loopback.
         families = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
@@ -96,11 +109,18 @@ def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
             raise SetupError("seccomp", f"the filter cannot be built: {exc}") from None
         report.layer("seccomp", False, f"unavailable: {exc}")
         return None
-    allowed = "only socketpair" if not families else "unix and inet sockets (own network namespace)" if level == "namespaces" else "sockets allowed"
+    allowed = (
+        "only socketpair"
+        if not families
+        else "unix and inet sockets (own network namespace)"
+        if level == "namespaces"
+        else "sockets allowed"
+    )
     report.layer(
         "seccomp",
         True,
-        f"default-deny allow-list ({len(seccomp.ALLOWED)} calls), {len(seccomp.NOTIFIED)} reported; {allowed}",
+        f"default-deny allow-list ({len(seccomp.ALLOWED)} calls), "
+        f"{len(seccomp.NOTIFIED)} reported; {allowed}",
     )
     return flt
 
@@ -113,7 +133,11 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
     /tmp, which is private too and never the workspace.
     """
     if level == "namespaces":
-        home = plan.home if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts) else "/tmp/home"
+        home = (
+            plan.home
+            if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts)
+            else "/tmp/home"
+        )
         tmp = "/tmp"
     else:
         home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
@@ -140,7 +164,16 @@ def _landlock_rules(
         # paths in the workspace are covered by read-only mounts).
         return landlock.LandlockRules(
             read_paths=["/"],
-            write_paths=[*writable, "/tmp", "/dev/shm", "/dev/null", "/dev/zero", "/dev/full", "/dev/ptmx", "/dev/pts"],
+            write_paths=[
+                *writable,
+                "/tmp",
+                "/dev/shm",
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/ptmx",
+                "/dev/pts",
+            ],
             # The network namespace is the network boundary here; TCP rules
             # would only break servers a cell runs on its own loopback.
             deny_tcp=False,
@@ -151,7 +184,13 @@ def _landlock_rules(
     code = plan.read_only_sources()
     hidden = list(iso["protected"])
     rules = landlock.LandlockRules(write_paths=[spec["private_dir"], "/dev/null"])
-    for path in [b for b in code if b not in (plan.workspace,)] + ["/proc", "/dev/urandom", "/dev/random", "/dev/zero", "/dev/full"]:
+    for path in [b for b in code if b not in (plan.workspace,)] + [
+        "/proc",
+        "/dev/urandom",
+        "/dev/random",
+        "/dev/zero",
+        "/dev/full",
+    ]:
         grants, listed = mountns.entries_around(path, hidden)
         rules.read_paths += grants
         rules.list_paths += listed
@@ -163,8 +202,9 @@ def _landlock_rules(
         rules.list_paths += listed
         if listed:
             report.notes.append(
-                f"{path} holds code or sensitive files Landlock cannot carve out; its other entries are "
-                "granted one by one, so new files can only be created inside existing subdirectories"
+                f"{path} holds code or sensitive files Landlock cannot carve out; its other "
+                "entries are granted one by one, so new files can only be created inside "
+                "existing subdirectories"
             )
         rules.read_paths += [c for c in code if mountns.inside(c, path) and c != path]
     return rules
@@ -193,7 +233,9 @@ def _start_executor(
         contain.send_notify_fd(notify_w, notify_fd)
         notify_w.close()
         os.chdir(spec["isolation"]["workspace"])
-        report.layer("environment", True, "allow-listed variables only; no tokens, no connection file")
+        report.layer(
+            "environment", True, "allow-listed variables only; no tokens, no connection file"
+        )
         from .child import serve
 
         info = {
@@ -226,7 +268,9 @@ def _receive_notify_fd(sock: socket.socket) -> int | None:
     return fds_[0] if msg == b"y" and fds_ else None
 
 
-def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket) -> int:
+def run_namespaces(
+    spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket
+) -> int:
     iso = spec["isolation"]
     workspace = iso["workspace"]
     idmap = userns.choose_map(workspace, iso["sandbox_uid_base"])
@@ -257,7 +301,8 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
         not_idmapped = helper.map_now()
         if not_idmapped:
             report.notes.append(
-                "the workspace filesystem does not support id-mapped mounts: cells cannot write in it"
+                "the workspace filesystem does not support id-mapped mounts: "
+                "cells cannot write in it"
             )
         try:
             os.setgroups([])
@@ -272,7 +317,9 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
     if spec.get("cgroup"):
         report.layer("cgroupns", True, "own cgroup namespace")
     _sandbox_environment("namespaces", spec, plan)
-    rules = _landlock_rules(spec, "namespaces", plan, report) if iso["landlock"] != "disabled" else None
+    rules = (
+        _landlock_rules(spec, "namespaces", plan, report) if iso["landlock"] != "disabled" else None
+    )
     if rules is None:
         report.layer("landlock", False, "disabled by configuration")
     notify_r, notify_w = socket.socketpair()
@@ -308,7 +355,9 @@ def run_namespaces(spec: dict[str, Any], report: Report, relay: socket.socket, s
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1
 
 
-def run_flat(level: str, spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket) -> int:
+def run_flat(
+    level: str, spec: dict[str, Any], report: Report, relay: socket.socket, sup: socket.socket
+) -> int:
     iso = spec["isolation"]
     # Orphans of the cells come back to us, so we can end them all.
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -376,7 +425,14 @@ def main() -> None:
     if level is None:
         required = spec["isolation"]["required_isolation"]
         reasons = "; ".join(f"{lvl}: {why}" for lvl, why in report.unavailable.items())
-        _fail(relay, report, SetupError("sandbox", f"no isolation level at or above '{required}' is available here ({reasons})"))
+        _fail(
+            relay,
+            report,
+            SetupError(
+                "sandbox",
+                f"no isolation level at or above '{required}' is available here ({reasons})",
+            ),
+        )
         sys.exit(EXIT_SETUP_FAILED)
     report.level = level
     try:

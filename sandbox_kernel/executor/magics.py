@@ -15,6 +15,7 @@ from IPython.utils import openpy
 
 __all__ = ["FrontendMagics"]
 
+
 @magics_class
 class FrontendMagics(Magics):
     """The magics a kernel with a remote frontend has (ipykernel's set), sandbox-aware.
@@ -29,12 +30,18 @@ class FrontendMagics(Magics):
         """Open a file, function or history range in the frontend's editor."""
         opts, args = self.parse_options(parameter_s, "prn:")
         try:
-            filename, lineno, _ = CodeMagics._find_edit_target(self.shell, args, opts, last_call or ["", ""])
+            filename, lineno, _ = CodeMagics._find_edit_target(
+                self.shell, args, opts, last_call or ["", ""]
+            )
         except MacroToEdit:
             print("Macro editing is not available through a notebook frontend.")
             return
         self.shell.payloads.append(
-            {"source": "edit_magic", "filename": str(Path(filename).resolve()), "line_number": lineno or 0}
+            {
+                "source": "edit_magic",
+                "filename": str(Path(filename).resolve()),
+                "line_number": lineno or 0,
+            }
         )
 
     @line_magic
@@ -75,7 +82,9 @@ class FrontendMagics(Magics):
     @line_magic
     def qtconsole(self, arg_s: str) -> None:
         """A Qt console cannot be started from inside the sandbox."""
-        raise UsageError("%qtconsole is not available: the sandbox has no display and no connection file.")
+        raise UsageError(
+            "%qtconsole is not available: the sandbox has no display and no connection file."
+        )
 
     @line_magic
     def autosave(self, arg_s: str) -> None:
@@ -84,7 +93,10 @@ class FrontendMagics(Magics):
             interval = int(arg_s)
         except ValueError:
             raise UsageError(f"%autosave requires an integer, got {arg_s!r}") from None
-        display(Javascript(f"IPython.notebook.set_autosave_interval({1000 * interval})"), include=["application/javascript"])
+        display(
+            Javascript(f"IPython.notebook.set_autosave_interval({1000 * interval})"),
+            include=["application/javascript"],
+        )
         print(f"Autosaving every {interval} seconds" if interval else "Autosave disabled")
 
     @line_magic

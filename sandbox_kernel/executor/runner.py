@@ -113,7 +113,9 @@ class ExecutorProcess:
         self.env = env
         self.cwd = cwd
         self.frame_deadline_s = frame_deadline_s
-        self.on_log = on_log or (lambda level, msg: log.log(logging.getLevelName(level.upper()), "%s", msg))
+        self.on_log = on_log or (
+            lambda level, msg: log.log(logging.getLevelName(level.upper()), "%s", msg)
+        )
         self.on_audit = on_audit
         self._reader = FrameReader(max_frame_bytes)
         self._supervisor_reader = FrameReader(1024 * 1024)
@@ -188,7 +190,7 @@ class ExecutorProcess:
         ]
         try:
             self.ready = await asyncio.wait_for(asyncio.shield(self._ready_future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.kill()
             raise ExecutorDied(f"the executor did not start within {timeout:g} s") from None
         self.setup_time_s = time.monotonic() - self.started_at
@@ -320,7 +322,7 @@ class ExecutorProcess:
         try:
             await self.send_raw({"op": "resume", "token": token})
             await asyncio.wait_for(restored, timeout)
-        except (asyncio.TimeoutError, ExecutorDied):
+        except (TimeoutError, ExecutorDied):
             self._restore = None
             return False
         self.executor_pid, self.snapshot_pid = pid, None
@@ -410,7 +412,9 @@ class ExecutorProcess:
         if self.executor_lost:
             reason = self.executor_lost
         elif status is not None:
-            reason = f"{reason}: the executor {describe_exit(status.get('code'), status.get('signal'))}"
+            reason = (
+                f"{reason}: the executor {describe_exit(status.get('code'), status.get('signal'))}"
+            )
         self.dead_reason = reason
         self._fail_pending(ExecutorDied(reason, signal=(status or {}).get("signal")))
         await self.kill()
@@ -440,7 +444,7 @@ class ExecutorProcess:
                     timeout = max(0.0, partial_since + self.frame_deadline_s - time.monotonic())
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(self.relay, READ_CHUNK), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self._broken(f"it left a frame unfinished for {self.frame_deadline_s:g} s")
                     self._reader = FrameReader(self._reader.max_frame_bytes)
                     partial_since = None
@@ -454,7 +458,8 @@ class ExecutorProcess:
                     if not data:
                         continue
                 if self.executor_lost and self._restore is None:
-                    continue  # bytes from an executor being replaced: no longer trusted to mean anything
+                    # Bytes from an executor being replaced mean nothing any more.
+                    continue
                 broken: RelayError | None = None
                 try:
                     items = self._reader.feed(data)
@@ -501,7 +506,12 @@ class ExecutorProcess:
         except Exception as exc:  # the loop must go on: every waiter depends on it
             log.exception("relay_dispatch_failed")
             with contextlib.suppress(Exception):
-                self.sink.publish({"type": "relay_notice", "text": f"an output could not be relayed ({type(exc).__name__})"})
+                self.sink.publish(
+                    {
+                        "type": "relay_notice",
+                        "text": f"an output could not be relayed ({type(exc).__name__})",
+                    }
+                )
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -516,10 +526,17 @@ class ExecutorProcess:
                 if request_id >= self._next_id or request_id < 1:
                     # Late replies to requests that timed out are normal; replies to
                     # requests never made are not.
-                    self.on_log("warning", f"the executor answered request {request_id}, which was never made")
+                    self.on_log(
+                        "warning",
+                        f"the executor answered request {request_id}, which was never made",
+                    )
                 return
             if self._expected.get(request_id) != kind:
-                self.on_log("warning", f"dropped a {kind} for request {request_id}, which expects a {self._expected.get(request_id)}")
+                self.on_log(
+                    "warning",
+                    f"dropped a {kind} for request {request_id}, "
+                    f"which expects a {self._expected.get(request_id)}",
+                )
                 return
             if not future.done():
                 future.set_result(message)
@@ -590,7 +607,8 @@ class ExecutorProcess:
 
     async def _read_stderr(self) -> None:
         """The launcher's stderr (errors before the relay is up) goes to the kernel log."""
-        assert self.proc is not None and self.proc.stderr is not None
+        assert self.proc is not None
+        assert self.proc.stderr is not None
         loop = asyncio.get_running_loop()
         fd = self.proc.stderr.fileno()
         os.set_blocking(fd, False)

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import getpass as getpass_module
 import io
+import math
 import os
 import sys
 import threading
@@ -47,7 +48,7 @@ def jsonable(obj: Any, _depth: int = 0) -> Any:
         return obj
     if isinstance(obj, float):
         # JSON has no NaN/Infinity; ipykernel sends them as strings too.
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
+        return obj if math.isfinite(obj) else repr(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(obj)).decode("ascii")
     if isinstance(obj, dict):
@@ -195,7 +196,11 @@ class FrameStream(io.TextIOBase):
         for start in range(0, len(text), STREAM_FRAME_CHARS):
             if self._outbox.muted:
                 return
-            message = {"type": "stream", "name": self.name, "text": text[start : start + STREAM_FRAME_CHARS]}
+            message = {
+                "type": "stream",
+                "name": self.name,
+                "text": text[start : start + STREAM_FRAME_CHARS],
+            }
             if self._parent:
                 message["parent"] = self._parent
             self._outbox.send(message)
@@ -354,7 +359,15 @@ class SessionShim:
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
-    def send(self, stream: Any, msg_or_type: Any, content: Any = None, parent: Any = None, *args: Any, **kwargs: Any) -> None:
+    def send(
+        self,
+        stream: Any,
+        msg_or_type: Any,
+        content: Any = None,
+        parent: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(msg_or_type, dict):
             msg_type = msg_or_type.get("header", {}).get("msg_type") or msg_or_type.get("msg_type")
             content = msg_or_type.get("content", content)
@@ -364,7 +377,9 @@ class SessionShim:
         if msg_type not in self.ALLOWED:
             raise ValueError(f"the sandbox relays only output messages, not {msg_type!r}")
         message = {"type": msg_type, **jsonable(dict(content or {}))}
-        msg_id = (parent or {}).get("header", {}).get("msg_id") if isinstance(parent, dict) else None
+        msg_id = (
+            (parent or {}).get("header", {}).get("msg_id") if isinstance(parent, dict) else None
+        )
         if isinstance(msg_id, str) and msg_id:
             message["parent"] = msg_id
         sys.stdout.flush()
@@ -475,7 +490,11 @@ class ExecutorShell(InteractiveShell):
         command = self.var_expand(cmd, depth=1)
         sys.stdout.flush()
         with subprocess.Popen(
-            command, shell=True, executable="/bin/sh", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command,
+            shell=True,
+            executable="/bin/sh",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         ) as proc:
             assert proc.stdout is not None
             while chunk := proc.stdout.read1(65536):
@@ -520,18 +539,26 @@ class ExecutorShell(InteractiveShell):
         )
         self._last_traceback = stb
 
-    def _page_payload(self, strg: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None) -> None:
+    def _page_payload(
+        self, strg: Any, start: int = 0, screen_lines: int = 0, pager_cmd: Any = None
+    ) -> None:
         data = strg if isinstance(strg, dict) else {"text/plain": strg}
-        self.payloads.append({"source": "page", "data": jsonable(data), "start": max(0, int(start))})
+        self.payloads.append(
+            {"source": "page", "data": jsonable(data), "start": max(0, int(start))}
+        )
 
     def set_next_input(self, text: str, replace: bool = False) -> None:
-        self.payloads.append({"source": "set_next_input", "text": str(text), "replace": bool(replace)})
+        self.payloads.append(
+            {"source": "set_next_input", "text": str(text), "replace": bool(replace)}
+        )
 
     def ask_exit(self) -> None:
         self.payloads.append({"source": "ask_exit", "keepkernel": False})
 
     # Backends that draw in the browser need no event loop in the kernel.
-    BROWSER_BACKENDS = frozenset({None, "inline", "nbagg", "notebook", "ipympl", "widget", "webagg"})
+    BROWSER_BACKENDS = frozenset(
+        {None, "inline", "nbagg", "notebook", "ipympl", "widget", "webagg"}
+    )
 
     def enable_gui(self, gui: str | None = None) -> None:
         if gui not in self.BROWSER_BACKENDS:

@@ -56,10 +56,15 @@ class Snapshots:
             return "rollback is turned off"
         extra = threading.active_count() - 1 - self.own_threads
         if extra > 0:
-            return f"{extra} background thread(s) of the notebook are running (forking then is unsafe)"
+            return (
+                f"{extra} background thread(s) of the notebook are running (forking then is unsafe)"
+            )
         size = _resident_bytes()
         if self.max_bytes and size > self.max_bytes:
-            return f"the executor holds {size >> 20} MiB, more than the snapshot budget of {self.max_bytes >> 20} MiB"
+            return (
+                f"the executor holds {size >> 20} MiB, more than the snapshot budget "
+                f"of {self.max_bytes >> 20} MiB"
+            )
         return None
 
     def take(self) -> bool:

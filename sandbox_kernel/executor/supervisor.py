@@ -134,7 +134,7 @@ class _SeccompListener:
             fcntl.ioctl(self.fd, self.RECV, buf, True)
         except OSError:
             return  # the caller died meanwhile (ENOENT), or was interrupted
-        notif_id, pid, _, nr, _, _, *args = self.NOTIF.unpack(buf)
+        notif_id, _pid, _, nr, _, _, *args = self.NOTIF.unpack(buf)
         resp = bytearray(self.RESP.pack(notif_id, 0, -errno.EPERM, 0))
         with contextlib.suppress(OSError):
             fcntl.ioctl(self.fd, self.SEND, resp, True)
@@ -143,7 +143,15 @@ class _SeccompListener:
         self.seen[call] = count
         # A loop retrying the same call must not flood the kernel's log.
         if count <= self.REPORTS_PER_CALL:
-            send({"type": "audit", "event": "seccomp", "rule": "SECCOMP", "action": "deny", "detail": f"{call}: {why}"})
+            send(
+                {
+                    "type": "audit",
+                    "event": "seccomp",
+                    "rule": "SECCOMP",
+                    "action": "deny",
+                    "detail": f"{call}: {why}",
+                }
+            )
 
 
 def _parent_of(pid: int) -> int | None:
@@ -209,10 +217,22 @@ class _Supervisor:
         # The pid comes from the executor, which is not trusted: it must be a
         # process of our own tree, re-parented to us when the executor died.
         if self.executor is not None:
-            self.send({"type": "log", "level": "warning", "message": "promote refused: the executor is alive"})
+            self.send(
+                {
+                    "type": "log",
+                    "level": "warning",
+                    "message": "promote refused: the executor is alive",
+                }
+            )
             return
         if not isinstance(pid, int) or pid <= 1 or _parent_of(pid) != os.getpid():
-            self.send({"type": "log", "level": "warning", "message": f"promote refused: {pid!r} is not a snapshot"})
+            self.send(
+                {
+                    "type": "log",
+                    "level": "warning",
+                    "message": f"promote refused: {pid!r} is not a snapshot",
+                }
+            )
             return
         from .snapshot import PROMOTE_SIGNAL
 
@@ -240,7 +260,7 @@ class _Supervisor:
             self.reap()
             if self.pidfd is not None and self.pidfd in readable and self.executor is not None:
                 with contextlib.suppress(ChildProcessError):
-                    pid, status = os.waitpid(self.executor, 0)
+                    _, status = os.waitpid(self.executor, 0)
                     self.executor_ended(status)
             if self.sock in readable:
                 batch = self.commands.read()

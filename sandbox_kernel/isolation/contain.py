@@ -33,7 +33,9 @@ def namespace_flags(spec: dict[str, Any]) -> int:
     return flags
 
 
-def setup_pid1(spec: dict[str, Any], plan: mountns.MountPlan, trees: dict[Any, int], report: Report) -> None:
+def setup_pid1(
+    spec: dict[str, Any], plan: mountns.MountPlan, trees: dict[Any, int], report: Report
+) -> None:
     """Everything pid 1 does with its namespace capabilities, before it forks the executor."""
     pidns.become_init()
     # Mounts first: they need CAP_SYS_ADMIN in the new user namespace, and
@@ -48,7 +50,11 @@ def setup_pid1(spec: dict[str, Any], plan: mountns.MountPlan, trees: dict[Any, i
 
     report.notes.extend(mountns.assemble_root(plan, trees, mount_proc))
     report.layer("pidns", True, "own pid namespace; a pid 1 of ours holds and reaps the tree")
-    report.layer("proc", not proc_notes, proc_notes[0] if proc_notes else "fresh /proc for the sandbox's pid namespace")
+    report.layer(
+        "proc",
+        not proc_notes,
+        proc_notes[0] if proc_notes else "fresh /proc for the sandbox's pid namespace",
+    )
     mountns.finish_read_only()
     ws = "writable" if plan.workspace_writable else "read-only"
     report.layer("mountns", True, f"read-only view; workspace {plan.workspace} {ws}; private /tmp")
@@ -93,7 +99,9 @@ def confine_executor(
     # rlimits before seccomp: setrlimit stays allowed, but lowering them here
     # means the first line of user code already runs under them.
     rlimits.apply(spec["rlimits"])
-    report.layer("rlimits", True, ", ".join(f"{k[7:].lower()}={v}" for k, v in spec["rlimits"].items()))
+    report.layer(
+        "rlimits", True, ", ".join(f"{k[7:].lower()}={v}" for k, v in spec["rlimits"].items())
+    )
     # no_new_privs before Landlock (which requires it without CAP_SYS_ADMIN)
     # and before seccomp (likewise).
     privs.set_no_new_privs()

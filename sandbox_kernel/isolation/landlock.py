@@ -78,7 +78,12 @@ class _PathBeneathAttr(ctypes.Structure):
 def abi_version() -> int:
     """The Landlock ABI of the running kernel; 0 when Landlock is unavailable."""
     try:
-        return libc.syscall("landlock_create_ruleset", None, ctypes.c_size_t(0), ctypes.c_uint32(CREATE_RULESET_VERSION))
+        return libc.syscall(
+            "landlock_create_ruleset",
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(CREATE_RULESET_VERSION),
+        )
     except OSError:
         return 0
 
@@ -158,7 +163,9 @@ def restrict(rules: LandlockRules, abi: int | None = None) -> dict[str, object]:
             if (problem := _add_path(ruleset, path, FS_READ_DIR, handled_fs)) is not None:
                 problems.append(problem)
         for path in _unique(rules.write_paths):
-            if (problem := _add_path(ruleset, path, READ | WRITE | FS_IOCTL_DEV, handled_fs)) is not None:
+            if (
+                problem := _add_path(ruleset, path, READ | WRITE | FS_IOCTL_DEV, handled_fs)
+            ) is not None:
                 problems.append(problem)
         try:
             libc.syscall("landlock_restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))

@@ -152,7 +152,7 @@ def _command_dirs(home: str) -> list[str]:
         if not entry.startswith("/") or not os.path.isdir(entry):
             continue
         real = os.path.realpath(entry)
-        if real == "/" or real == home or home.startswith(real.rstrip("/") + "/"):
+        if real in ("/", home) or home.startswith(real.rstrip("/") + "/"):
             continue
         dirs.append(real)
         root = os.path.dirname(real)
@@ -198,13 +198,17 @@ def plan_mounts(
         if os.path.exists(path):
             mounts.append(Mount(path, "bind", is_file=not os.path.isdir(path)))
     covered = [m.path for m in mounts]
-    code = [p for p in dict.fromkeys([*_code_paths(), *_command_dirs(home)]) if not _covered(p, covered)]
+    code = [
+        p for p in dict.fromkeys([*_code_paths(), *_command_dirs(home)]) if not _covered(p, covered)
+    ]
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]
     mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p)) for p in code_roots)
     if workspace in (*code_roots, *system, "/") and workspace_writable:
         # The kernel imports from here: a cell must not be able to change it.
-        notes.append("the workspace is where the kernel's own Python code lives, so it is read-only")
+        notes.append(
+            "the workspace is where the kernel's own Python code lives, so it is read-only"
+        )
         workspace_writable = False
     if home.startswith("/") and home != "/" and not _covered(home, [*system, "/tmp"]):
         mounts.append(Mount(home, "tmpfs", writable=True, size_mb=tmp_size_mb))
@@ -215,7 +219,9 @@ def plan_mounts(
         else:
             notes.append(f"extra mount {path} does not exist; skipped")
     for path, rw in shared:
-        mounts.append(Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=idmap and rw))
+        mounts.append(
+            Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=idmap and rw)
+        )
         if not rw or not any(inside(p, path) and p != path for p in protected):
             continue
         # A writable tree that holds protected paths (a server started in ~):
@@ -225,7 +231,9 @@ def plan_mounts(
         mounts[-1] = Mount(path, "bind", is_file=False)
         # Code the kernel runs (a pyenv under ~, PATH directories) stays read-only too.
         grants, _ = entries_around(path, [*protected, *code_roots])
-        mounts.extend(Mount(g, "bind", writable=True, is_file=os.path.isfile(g), idmap=idmap) for g in grants)
+        mounts.extend(
+            Mount(g, "bind", writable=True, is_file=os.path.isfile(g), idmap=idmap) for g in grants
+        )
         notes.append(
             f"{path} holds protected paths (such as {home}/.jupyter): new files can be created "
             "only inside its existing subdirectories"
@@ -254,8 +262,12 @@ def capture_trees(plan: MountPlan) -> dict[Mount, int]:
             fd = libc.open_tree(bind.path, flags)
         except OSError as exc:
             if bind.writable or bind.path == plan.workspace:
-                raise SetupError("mountns", f"cannot capture the workspace {bind.path}", exc.errno) from None
-            plan.notes.append(f"{bind.path} not visible ({errno.errorcode.get(exc.errno or 0, exc.errno)})")
+                raise SetupError(
+                    "mountns", f"cannot capture the workspace {bind.path}", exc.errno
+                ) from None
+            plan.notes.append(
+                f"{bind.path} not visible ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+            )
             continue
         attrs = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
         if not bind.writable:
@@ -289,7 +301,9 @@ def _tmpfs(target: str, size_mb: int, mode: str, flags: int) -> None:
     libc.mount("tmpfs", target, "tmpfs", flags, f"size={size_mb}m,mode={mode}")
 
 
-def assemble_root(plan: MountPlan, trees: dict[Mount, int], mount_proc: Callable[[str], str | None]) -> list[str]:
+def assemble_root(
+    plan: MountPlan, trees: dict[Mount, int], mount_proc: Callable[[str], str | None]
+) -> list[str]:
     """Build the new root and pivot into it (pid 1, after unshare). Returns notes.
 
     ``mount_proc`` is called with the new root's /proc before the pivot: the
@@ -320,7 +334,9 @@ def assemble_root(plan: MountPlan, trees: dict[Mount, int], mount_proc: Callable
         except OSError as exc:
             if mount.path == plan.workspace or mount.kind == "mask":
                 # A workspace we cannot show, or a secret we cannot hide: fail closed.
-                raise SetupError("mountns", f"cannot {mount.kind} {mount.path}", exc.errno) from None
+                raise SetupError(
+                    "mountns", f"cannot {mount.kind} {mount.path}", exc.errno
+                ) from None
             notes.append(f"{mount.path} not mounted ({os.strerror(exc.errno or 0)})")
     for fd in trees.values():
         with contextlib.suppress(OSError):
@@ -378,20 +394,36 @@ def _assemble_dev(root: str, trees: dict[Mount, int]) -> None:
     # (as in ipykernel), and the host's terminals must not be reachable.
     os.makedirs(dev + "/pts")
     try:
-        libc.mount("devpts", dev + "/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+        libc.mount(
+            "devpts",
+            dev + "/pts",
+            "devpts",
+            libc.MS_NOSUID | libc.MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )
         os.symlink("pts/ptmx", dev + "/ptmx")
     except OSError:
         pass  # the executor falls back to pipes for ``!cmd``
     os.makedirs(dev + "/shm")
     # multiprocessing's semaphores live here; private and small.
     _tmpfs(dev + "/shm", 64, "1777", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, f"{dev}/{name}")
 
 
 def finish_read_only() -> None:
-    """Make the tmpfs root itself read-only; only /tmp, /dev/shm and binds marked rw stay writable."""
+    """Make the tmpfs root read-only; /tmp, /dev/shm and binds marked rw stay writable."""
     try:
-        libc.mount(None, "/", None, libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV)
+        libc.mount(
+            None,
+            "/",
+            None,
+            libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV,
+        )
     except OSError as exc:
         raise SetupError("mountns", "cannot make the sandbox root read-only", exc.errno) from None

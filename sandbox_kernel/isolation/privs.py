@@ -48,7 +48,9 @@ def drop_capabilities(*, have_setpcap: bool) -> None:
             except OSError as exc:
                 if exc.errno == 22:  # EINVAL: past the kernel's last capability
                     break
-                raise SetupError("privs", f"cannot drop capability {cap} from the bounding set", exc.errno) from None
+                raise SetupError(
+                    "privs", f"cannot drop capability {cap} from the bounding set", exc.errno
+                ) from None
     with contextlib.suppress(OSError):
         libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
     try:

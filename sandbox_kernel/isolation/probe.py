@@ -16,7 +16,12 @@ from . import landlock, libc
 __all__ = ["probe_landlock", "probe_namespaces"]
 
 PROBE_FLAGS = (
-    libc.CLONE_NEWUSER | libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWNET | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+    libc.CLONE_NEWUSER
+    | libc.CLONE_NEWNS
+    | libc.CLONE_NEWPID
+    | libc.CLONE_NEWNET
+    | libc.CLONE_NEWIPC
+    | libc.CLONE_NEWUTS
 )
 _STEPS = {1: "unshare", 2: "uid_map", 3: "mount", 4: "fork"}
 
@@ -33,7 +38,11 @@ def probe_namespaces() -> str | None:
             uid, gid = os.geteuid(), os.getegid()
             libc.unshare(PROBE_FLAGS)
             step = 2
-            for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            for path, text in (
+                ("setgroups", "deny"),
+                ("uid_map", f"{uid} {uid} 1"),
+                ("gid_map", f"{gid} {gid} 1"),
+            ):
                 with open(f"/proc/self/{path}", "w") as f:
                     f.write(text)
             step = 3
@@ -53,7 +62,8 @@ def probe_namespaces() -> str | None:
         return None
     name = errno.errorcode.get(err, str(err))
     hint = {
-        errno.EPERM: "blocked by the host (a container's seccomp profile or an LSM such as AppArmor)",
+        errno.EPERM: "blocked by the host (a container's seccomp profile, or an LSM "
+        "such as AppArmor)",
         errno.ENOSPC: "user namespaces are limited to 0 (user.max_user_namespaces)",
         errno.EINVAL: "not supported here",
         errno.EACCES: "denied by the host",

@@ -32,12 +32,12 @@ def plan(limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool
 
 
 def apply(rlimits: dict[str, int]) -> None:
-    for name, value in rlimits.items():
+    for name, wanted in rlimits.items():
         which = getattr(resource, name)
         try:
             _, hard = resource.getrlimit(which)
-            if hard != resource.RLIM_INFINITY and value > hard:
-                value = hard
+            # Lowering is always allowed; a hard limit already below ours stays.
+            value = hard if hard != resource.RLIM_INFINITY and wanted > hard else wanted
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError) as exc:
-            raise SetupError("rlimits", f"cannot set {name}={value}: {exc}") from None
+            raise SetupError("rlimits", f"cannot set {name}={wanted}: {exc}") from None

@@ -107,7 +107,9 @@ def build(*, socket_families: tuple[int, ...], notify: bool = True) -> Any:
             flt.add_rule(report, number)
         # Threads and fork, but no new namespaces through clone's flags.
         flt.add_rule(sc.ALLOW, "clone", sc.Arg(0, sc.MASKED_EQ, NAMESPACE_CLONE_FLAGS, 0))
-        flt.add_rule(report, "clone", sc.Arg(0, sc.MASKED_EQ, NAMESPACE_CLONE_FLAGS, libc.CLONE_NEWUSER))
+        flt.add_rule(
+            report, "clone", sc.Arg(0, sc.MASKED_EQ, NAMESPACE_CLONE_FLAGS, libc.CLONE_NEWUSER)
+        )
         # clone3 is left to the default, ENOSYS: its flags live in memory a
         # filter cannot read, and ENOSYS (unlike EPERM) makes glibc use clone.
         for family in socket_families:
@@ -160,8 +162,17 @@ def load(flt: Any) -> int | None:
     return fd if fd >= 0 else None
 
 
-_FAMILY_NAMES = {int(v): k for k, v in vars(socket).items() if k.startswith("AF_") and isinstance(v, int)}
-_SOCKET_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 4: "SOCK_RDM", 5: "SOCK_SEQPACKET", 10: "SOCK_PACKET"}
+_FAMILY_NAMES = {
+    int(v): k for k, v in vars(socket).items() if k.startswith("AF_") and isinstance(v, int)
+}
+_SOCKET_TYPES = {
+    1: "SOCK_STREAM",
+    2: "SOCK_DGRAM",
+    3: "SOCK_RAW",
+    4: "SOCK_RDM",
+    5: "SOCK_SEQPACKET",
+    10: "SOCK_PACKET",
+}
 _CLONE_FLAG_NAMES = {
     libc.CLONE_NEWNS: "CLONE_NEWNS",
     libc.CLONE_NEWCGROUP: "CLONE_NEWCGROUP",
@@ -211,5 +222,9 @@ def describe_call(number: int, args: list[int]) -> tuple[str, str]:
         call = f"personality({hex(args[0])})"
     else:
         call = f"{name}()"
-    why = _WHY.get(name) or _WHY.get(name.split("_")[0]) or "this system call is not allowed in the sandbox"
+    why = (
+        _WHY.get(name)
+        or _WHY.get(name.split("_")[0])
+        or "this system call is not allowed in the sandbox"
+    )
     return call, why

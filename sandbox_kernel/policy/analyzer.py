@@ -54,19 +54,62 @@ _MAX_BINDINGS = 32
 # Module names a cell usually imported in an earlier cell: an unbound `os` is the module.
 _CONVENTIONAL_MODULES = frozenset(
     {
-        "os", "sys", "subprocess", "ctypes", "socket", "signal", "gc", "inspect",
-        "importlib", "marshal", "pickle", "builtins", "types", "base64", "zlib", "codecs",
-        "binascii", "pty", "threading", "operator", "asyncio", "IPython", "posix",
-        "traceback", "timeit", "cProfile", "pdb", "code", "codeop", "runpy", "cffi", "bz2",
-        "lzma", "gzip", "string", "io", "shutil",
+        "os",
+        "sys",
+        "subprocess",
+        "ctypes",
+        "socket",
+        "signal",
+        "gc",
+        "inspect",
+        "importlib",
+        "marshal",
+        "pickle",
+        "builtins",
+        "types",
+        "base64",
+        "zlib",
+        "codecs",
+        "binascii",
+        "pty",
+        "threading",
+        "operator",
+        "asyncio",
+        "IPython",
+        "posix",
+        "traceback",
+        "timeit",
+        "cProfile",
+        "pdb",
+        "code",
+        "codeop",
+        "runpy",
+        "cffi",
+        "bz2",
+        "lzma",
+        "gzip",
+        "string",
+        "io",
+        "shutil",
     }
 )
 _SHELL_GETTERS = frozenset(
     {"IPython.get_ipython", "IPython.core.getipython.get_ipython", "get_ipython"}
 )
 _MUTATORS = frozenset(
-    {"pop", "popitem", "update", "clear", "setdefault", "__setitem__", "__delitem__",
-     "append", "insert", "extend", "remove"}
+    {
+        "pop",
+        "popitem",
+        "update",
+        "clear",
+        "setdefault",
+        "__setitem__",
+        "__delitem__",
+        "append",
+        "insert",
+        "extend",
+        "remove",
+    }
 )
 _NO_VAR_EXPAND = frozenset({"time", "timeit", "prun", "debug"})
 _SPLIT_FIELD = re.compile(r"\.|\[")
@@ -79,8 +122,9 @@ class Nested(Protocol):
     how to place the hits: "anchor" (all at ``node``), "body" (line by line, for the
     body of the cell's own %%magic) or "arg" (within the magic's line)."""
 
-    def __call__(self, text: str, kind: str, node: ast.AST, role: str, context: str
-                 ) -> list[Hit]: ...
+    def __call__(
+        self, text: str, kind: str, node: ast.AST, role: str, context: str
+    ) -> list[Hit]: ...
 
 
 @dataclass(frozen=True)
@@ -160,8 +204,9 @@ class Analyzer:
         body = tree.body if isinstance(tree, (ast.Module, ast.Interactive)) else []
         top_of = {id(stmt): i for i, stmt in enumerate(body)}
         # (node, top-level statement index, inside a function, enclosing statement, straight)
-        stack: list[tuple[ast.AST, int, bool, ast.AST | None, bool]] = [(tree, -1, False, None,
-                                                                          False)]
+        stack: list[tuple[ast.AST, int, bool, ast.AST | None, bool]] = [
+            (tree, -1, False, None, False)
+        ]
         nodes = self.nodes
         parent = self.parent
         where = self.where
@@ -373,8 +418,9 @@ class Analyzer:
                     out |= {f"{b}.{attr}" for b in base_q}
         return out
 
-    def _dunder_getattr_target(self, node: ast.Call, q: str
-                               ) -> tuple[ast.AST | None, frozenset[str]]:
+    def _dunder_getattr_target(
+        self, node: ast.Call, q: str
+    ) -> tuple[ast.AST | None, frozenset[str]]:
         """(name argument, qualnames of the object) of x.__getattribute__(name) or
         object.__getattribute__(x, name)."""
         owner = q.rsplit(".", 1)[0]
@@ -534,8 +580,11 @@ class Analyzer:
         parent = self._parent(node)
         writes = (
             isinstance(node.ctx, (ast.Store, ast.Del))
-            or (isinstance(parent, ast.Subscript) and parent.value is node
-                and isinstance(parent.ctx, (ast.Store, ast.Del)))
+            or (
+                isinstance(parent, ast.Subscript)
+                and parent.value is node
+                and isinstance(parent.ctx, (ast.Store, ast.Del))
+            )
             or (isinstance(parent, ast.Attribute) and parent.attr in _MUTATORS)
         )
         if "builtins" in quals and writes:
@@ -567,13 +616,16 @@ class Analyzer:
             elif any(q.endswith(".__dict__") for q in quals):
                 self._hit("SKP225", node, "a write to a module's namespace")
             return
-        namespaces = {q for q in quals if q in ("sys.modules", "<globals>", "builtins")
-                      or q.endswith(".__dict__")}
+        namespaces = {
+            q
+            for q in quals
+            if q in ("sys.modules", "<globals>", "builtins") or q.endswith(".__dict__")
+        }
         value = node.value
         if (isinstance(value, ast.Attribute) and value.attr == "__dict__") or (
             isinstance(value, ast.Call)
-            and self.qualnames(value.func) & {"builtins.vars", "builtins.globals",
-                                              "builtins.locals"}
+            and self.qualnames(value.func)
+            & {"builtins.vars", "builtins.globals", "builtins.locals"}
         ):
             namespaces.add("<namespace>")
         if namespaces:
@@ -582,8 +634,11 @@ class Analyzer:
                 sensitive = any(
                     q in SENSITIVE or q.removesuffix(".__dict__") in SENSITIVE for q in namespaces
                 )
-                self._hit("SKP306" if sensitive else "SKP232", node,
-                          "a namespace lookup with a computed key")
+                self._hit(
+                    "SKP306" if sensitive else "SKP232",
+                    node,
+                    "a namespace lookup with a computed key",
+                )
             elif key in ATTRIBUTE_RULES and key.startswith("__"):
                 self._hit(ATTRIBUTE_RULES[key], node, f"the namespace entry {key!r}")
         self._reference(node)
@@ -636,8 +691,9 @@ class Analyzer:
             elif q in PICKLE_LOADERS:
                 self._pickle(node)
         if quals & PAYLOAD_SINKS and any(self._decodes(a) for a in self._all_args(node)):
-            self._hit("SKP302", node, f"{_short(sorted(quals & PAYLOAD_SINKS)[0])}() of "
-                                      "decoded data")
+            self._hit(
+                "SKP302", node, f"{_short(sorted(quals & PAYLOAD_SINKS)[0])}() of decoded data"
+            )
         func = node.func
         if isinstance(func, ast.Attribute):
             attr = func.attr
@@ -683,8 +739,9 @@ class Analyzer:
             else:
                 self._hit("SKP230", node, f"{_short(q)}() of a computed value")
 
-    def _nested_source(self, node: ast.Call, q: str, src: ast.expr, value: str | bytes
-                       ) -> list[Hit]:
+    def _nested_source(
+        self, node: ast.Call, q: str, src: ast.expr, value: str | bytes
+    ) -> list[Hit]:
         text = _source_text(value)
         context = f"code passed to {_short(q)}()"
         if text is None:
@@ -725,9 +782,9 @@ class Analyzer:
                 break
             if isinstance(sub, ast.Call):
                 func = sub.func
-                found = (
-                    isinstance(func, ast.Attribute) and func.attr in DECODER_METHODS
-                ) or bool(self.qualnames(func) & DECODERS)
+                found = (isinstance(func, ast.Attribute) and func.attr in DECODER_METHODS) or bool(
+                    self.qualnames(func) & DECODERS
+                )
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
                 found = self._name_decoded(sub.id, depth)
             if found:
@@ -767,25 +824,42 @@ class Analyzer:
             arg = self._arg(node, index, "name")
             names = [arg] if arg is not None else []
         base_quals = self.qualnames(base) if base is not None else _EMPTY
-        self._attribute_names(node, _short(q), names, base_quals,
-                              reads=q != "builtins.hasattr",
-                              writes=q in ("builtins.setattr", "builtins.delattr"))
+        self._attribute_names(
+            node,
+            _short(q),
+            names,
+            base_quals,
+            reads=q != "builtins.hasattr",
+            writes=q in ("builtins.setattr", "builtins.delattr"),
+        )
 
     def _dunder_getattr(self, node: ast.Call, attr: str) -> None:
         q = next(iter(self.qualnames(node.func)), f"?.{attr}")
         name_node, base_quals = self._dunder_getattr_target(node, f"{q.rsplit('.', 1)[0]}.{attr}")
         names = [name_node] if isinstance(name_node, ast.expr) else []
-        self._attribute_names(node, attr, names, base_quals, reads=True,
-                              writes=attr in ("__setattr__", "__delattr__"))
+        self._attribute_names(
+            node, attr, names, base_quals, reads=True, writes=attr in ("__setattr__", "__delattr__")
+        )
 
-    def _attribute_names(self, node: ast.Call, what: str, names: list[ast.expr],
-                         base_quals: frozenset[str], *, reads: bool, writes: bool) -> None:
+    def _attribute_names(
+        self,
+        node: ast.Call,
+        what: str,
+        names: list[ast.expr],
+        base_quals: frozenset[str],
+        *,
+        reads: bool,
+        writes: bool,
+    ) -> None:
         for arg in names:
             name = self.folder.fold_str(arg)
             if name is None:
                 if base_quals & SENSITIVE:
-                    self._hit("SKP306", node, f"{what}() of a computed name on "
-                                              f"{sorted(base_quals & SENSITIVE)[0]}")
+                    self._hit(
+                        "SKP306",
+                        node,
+                        f"{what}() of a computed name on {sorted(base_quals & SENSITIVE)[0]}",
+                    )
                 else:
                     self._hit("SKP232", node, f"{what}() of a computed name")
                 continue
@@ -815,8 +889,10 @@ class Analyzer:
             if any(p in ATTRIBUTE_RULES for p in parts) or (
                 any(_is_dunder(p) for p in parts)
                 # '{0.__class__.__name__}' only ever yields a name: harmless
-                and not (parts[-1] in _NAME_DUNDERS
-                         and all(p in _NAME_DUNDERS or p == "__class__" for p in parts))
+                and not (
+                    parts[-1] in _NAME_DUNDERS
+                    and all(p in _NAME_DUNDERS or p == "__class__" for p in parts)
+                )
             ):
                 self._hit("SKP303", node, f"the format field {{{field_name}}}")
                 return
@@ -835,12 +911,16 @@ class Analyzer:
     def _shell_call(self, node: ast.Call, method: str) -> None:
         if method in SHELL_METHODS:
             command = self.folder.fold_str(self._arg(node, 0, "cmd"))
-            subject = f"the shell command {command!r}" if command is not None else (
-                f"get_ipython().{method}() of a computed command")
+            subject = (
+                f"the shell command {command!r}"
+                if command is not None
+                else (f"get_ipython().{method}() of a computed command")
+            )
             self._hit("SKP101", node, subject)
             if command:
-                self._extend(self._expansions(command, node, "a shell command's {...} field",
-                                              role="arg"))
+                self._extend(
+                    self._expansions(command, node, "a shell command's {...} field", role="arg")
+                )
         elif method in ("run_line_magic", "run_cell_magic", "magic"):
             name = self.folder.fold_str(self._arg(node, 0, "magic_name"))
             if name is None:
@@ -893,8 +973,9 @@ class Analyzer:
                 self._hit("SKP114", node, f"the magic {label}")
                 if any(a in target for a in (*IPYTHON_PIPELINE_ATTRS, "autocall")):
                     self._hit("SKP307", node, f"%config {target.strip()}")
-                self._extend(self.nested(value.strip(), "eval", node, "arg",
-                                         f"the value of {label}"))
+                self._extend(
+                    self.nested(value.strip(), "eval", node, "arg", f"the value of {label}")
+                )
         elif py == "name":
             for part in re.split(r"[.\[\]()]", line.strip().rstrip("?")):
                 self._hit(ATTRIBUTE_RULES.get(part), node, f"{label} {line.strip()}")
@@ -915,8 +996,9 @@ class Analyzer:
             ):
                 self._hit("SKP103", node, f"%alias_magic to %{target}")
 
-    def _expansions(self, text: str, node: ast.AST, context: str, role: str = "anchor"
-                    ) -> list[Hit]:
+    def _expansions(
+        self, text: str, node: ast.AST, context: str, role: str = "anchor"
+    ) -> list[Hit]:
         """IPython evaluates {expr} and $name in shell commands and magic lines."""
         hits: list[Hit] = []
         for expr in expansion_fields(text):
@@ -956,9 +1038,23 @@ class Analyzer:
 
 _BINDERS = frozenset(
     {
-        ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.AugAssign,
-        ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.arg, ast.For, ast.AsyncFor,
-        ast.comprehension, ast.withitem, ast.ExceptHandler, ast.MatchAs, ast.MatchStar,
+        ast.Import,
+        ast.ImportFrom,
+        ast.Assign,
+        ast.AnnAssign,
+        ast.NamedExpr,
+        ast.AugAssign,
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.arg,
+        ast.For,
+        ast.AsyncFor,
+        ast.comprehension,
+        ast.withitem,
+        ast.ExceptHandler,
+        ast.MatchAs,
+        ast.MatchStar,
         ast.MatchMapping,
     }
 )

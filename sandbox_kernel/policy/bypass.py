@@ -37,9 +37,24 @@ _COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 # Codecs that make a source file mean something other than what it shows.
 _SUSPICIOUS_CODECS = frozenset(
     {
-        "utf-7", "unicode-escape", "raw-unicode-escape", "punycode", "idna", "rot-13",
-        "hex", "base64", "zlib", "bz2", "uu", "quopri", "utf-16", "utf-16-le",
-        "utf-16-be", "utf-32", "utf-32-le", "utf-32-be",
+        "utf-7",
+        "unicode-escape",
+        "raw-unicode-escape",
+        "punycode",
+        "idna",
+        "rot-13",
+        "hex",
+        "base64",
+        "zlib",
+        "bz2",
+        "uu",
+        "quopri",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "utf-32-be",
     }
 )
 

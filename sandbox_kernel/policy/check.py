@@ -40,8 +40,7 @@ MAX_NESTING = 6
 # with 10 escapes costs 40,000); past it IPython itself would take seconds to minutes.
 MAX_TRANSFORM_COST = 500_000
 
-_PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeError,
-                 OverflowError)
+_PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeError, OverflowError)
 
 
 def check_cell(source: str, settings: PolicySettings) -> Verdict:
@@ -65,8 +64,9 @@ def check_cell(source: str, settings: PolicySettings) -> Verdict:
     return Verdict.of(_findings(hits, settings))
 
 
-def check_code(source: str | bytes | ast.AST, settings: PolicySettings, *,
-               mode: str = "exec") -> Verdict:
+def check_code(
+    source: str | bytes | ast.AST, settings: PolicySettings, *, mode: str = "exec"
+) -> Verdict:
     """Check plain Python (not an IPython cell): code compiled while a cell runs.
 
     The executor's audit hook calls this for ``compile``/``exec`` of code the static
@@ -115,8 +115,11 @@ def _parse(text: str, mode: str) -> ast.AST | None:
             # invalid escape sequences and the like: compile-time warnings are not ours
             warnings.simplefilter("ignore")
             return compile(  # type: ignore[no-any-return]
-                text, "<cell>", mode,
-                ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True,
+                text,
+                "<cell>",
+                mode,
+                ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                dont_inherit=True,
             )
     except _PARSE_ERRORS:
         return None
@@ -196,8 +199,15 @@ class _Scanner:
             return [self._too_deep(base)]
         if transform_cost(text) > MAX_TRANSFORM_COST:
             pos = _outer(base, 1, 0)
-            return [Hit("SKP122", pos.line, pos.col, "", "a cell of "
-                        f"{len(split_lines(text))} lines with many IPython escapes")]
+            return [
+                Hit(
+                    "SKP122",
+                    pos.line,
+                    pos.col,
+                    "",
+                    f"a cell of {len(split_lines(text))} lines with many IPython escapes",
+                )
+            ]
         transformed = _transform(text)
         if transformed is None:
             return None
@@ -210,8 +220,9 @@ class _Scanner:
             valid = True
             locator = Locator(text, source, base)
             magic_call = _toplevel_cell_magic(text, tree)
-            hits += self._analyze(tree, source, locator, depth, cell_text=text,
-                                  magic_call=magic_call)
+            hits += self._analyze(
+                tree, source, locator, depth, cell_text=text, magic_call=magic_call
+            )
             hits += self._lookalikes(source, locator)
         if not valid:
             return None
@@ -247,8 +258,16 @@ class _Scanner:
         pos = _outer(base, 1, 0)
         return Hit("SKP308", pos.line, pos.col, "", f"code nested more than {MAX_NESTING} deep")
 
-    def _analyze(self, tree: ast.AST, source: str, locator: Locator, depth: int, *,
-                 cell_text: str, magic_call: ast.AST | None) -> list[Hit]:
+    def _analyze(
+        self,
+        tree: ast.AST,
+        source: str,
+        locator: Locator,
+        depth: int,
+        *,
+        cell_text: str,
+        magic_call: ast.AST | None,
+    ) -> list[Hit]:
         lines = split_lines(source)
         cell_lines = split_lines(cell_text)
 
@@ -263,8 +282,10 @@ class _Scanner:
             elif role == "arg":
                 child = self._arg_mapper(cell_lines, o_line, o_col, text, locator)
             else:
+
                 def child(_line: int, _col: int) -> Position:
                     return locator.outer(o_line, o_col)
+
             if kind == "cell":
                 inner = self.cell(text, depth + 1, child)
             else:
@@ -294,8 +315,9 @@ class _Scanner:
         return mapper
 
     @staticmethod
-    def _arg_mapper(cell_lines: list[str], o_line: int, o_col: int, text: str,
-                    locator: Locator) -> Mapper:
+    def _arg_mapper(
+        cell_lines: list[str], o_line: int, o_col: int, text: str, locator: Locator
+    ) -> Mapper:
         """Positions for Python inside a magic's line (%time stmt): find it on that line."""
         original = cell_lines[o_line - 1] if 0 < o_line <= len(cell_lines) else ""
         probe = text.strip()[:40]
@@ -314,8 +336,15 @@ class _Scanner:
         for line, col, spelling, normal, forbidden in lookalike_identifiers(source):
             pos = locator(line, col)
             rule = "SKP304" if forbidden else "SKP309"
-            hits.append(Hit(rule, pos.line, pos.col, spelling,
-                            f"the identifier {spelling!r}, which Python reads as {normal!r}"))
+            hits.append(
+                Hit(
+                    rule,
+                    pos.line,
+                    pos.col,
+                    spelling,
+                    f"the identifier {spelling!r}, which Python reads as {normal!r}",
+                )
+            )
         return hits
 
     @staticmethod
@@ -326,14 +355,24 @@ class _Scanner:
         hits = []
         for line, col in bidi_controls(lines):
             pos = _outer(base, line, col)
-            hits.append(Hit("SKP121", pos.line, pos.col, lines[line - 1][col:],
-                            "a Unicode bidirectional control character"))
+            hits.append(
+                Hit(
+                    "SKP121",
+                    pos.line,
+                    pos.col,
+                    lines[line - 1][col:],
+                    "a Unicode bidirectional control character",
+                )
+            )
         cookie = coding_cookie(lines)
         if cookie is not None:
             line, col, name = cookie
             pos = _outer(base, line, col)
-            hits.append(Hit("SKP120", pos.line, pos.col, lines[line - 1],
-                            f"the coding declaration {name!r}"))
+            hits.append(
+                Hit(
+                    "SKP120", pos.line, pos.col, lines[line - 1], f"the coding declaration {name!r}"
+                )
+            )
         return hits
 
 

@@ -50,16 +50,33 @@ MAX_WIDTH = 1000  # largest width/precision accepted in a format spec
 # Codecs whose output is never much longer than their input (no decompression bombs).
 _SAFE_CODECS = frozenset(
     {
-        "utf-8", "ascii", "latin-1", "iso8859-1", "utf-16", "utf-16-le", "utf-16-be",
-        "utf-32", "utf-32-le", "utf-32-be", "utf-7", "cp1252", "unicode-escape",
-        "raw-unicode-escape", "rot-13", "hex", "base64", "quopri", "uu", "punycode", "idna",
+        "utf-8",
+        "ascii",
+        "latin-1",
+        "iso8859-1",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "utf-32-be",
+        "utf-7",
+        "cp1252",
+        "unicode-escape",
+        "raw-unicode-escape",
+        "rot-13",
+        "hex",
+        "base64",
+        "quopri",
+        "uu",
+        "punycode",
+        "idna",
     }
 )
 _BOUNDED_DECOMPRESS = frozenset({"zlib", "bz2"})
 
 _STR_METHODS_NOARG = frozenset(
-    {"upper", "lower", "swapcase", "title", "capitalize", "casefold", "strip", "lstrip",
-     "rstrip"}
+    {"upper", "lower", "swapcase", "title", "capitalize", "casefold", "strip", "lstrip", "rstrip"}
 )
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")
 _DIGITS = re.compile(r"\d+")
@@ -231,8 +248,9 @@ def binop(op: ast.operator, left: object, right: object) -> object:
     return UNKNOWN
 
 
-def _same_type_method(base: object, name: str, args: list[object],
-                      arity: tuple[int, ...] = (1,)) -> object:
+def _same_type_method(
+    base: object, name: str, args: list[object], arity: tuple[int, ...] = (1,)
+) -> object:
     """base.name(*args) for str/bytes methods whose arguments have the base's own type."""
     if not isinstance(base, (str, bytes)) or len(args) not in arity:
         return UNKNOWN
@@ -305,11 +323,13 @@ class Folder:
             ),
             "decode": lambda base, a, k: (
                 _decode(base, a[0] if a else k.get("encoding", "utf-8"))
-                if isinstance(base, bytes) else UNKNOWN
+                if isinstance(base, bytes)
+                else UNKNOWN
             ),
             "encode": lambda base, a, k: (
                 _encode(base, a[0] if a else k.get("encoding", "utf-8"))
-                if isinstance(base, str) else UNKNOWN
+                if isinstance(base, str)
+                else UNKNOWN
             ),
             "replace": self._replace,
             "removeprefix": lambda base, a, k: _same_type_method(base, "removeprefix", a),
@@ -320,9 +340,7 @@ class Folder:
             "hex": lambda base, a, k: (
                 _sized(base.hex()) if isinstance(base, bytes) and not a else UNKNOWN
             ),
-            "fromhex": lambda base, a, k: (
-                self._fromhex(a[0]) if len(a) == 1 else UNKNOWN
-            ),
+            "fromhex": lambda base, a, k: self._fromhex(a[0]) if len(a) == 1 else UNKNOWN,
         }
 
     # -- entry point ---------------------------------------------------------------
@@ -636,8 +654,9 @@ class Folder:
     # -- methods ---------------------------------------------------------------------
 
     @staticmethod
-    def _noarg_method(base: object, args: list[object], kwargs: dict[str, object],
-                      name: str = "") -> object:
+    def _noarg_method(
+        base: object, args: list[object], kwargs: dict[str, object], name: str = ""
+    ) -> object:
         if not isinstance(base, (str, bytes)) or kwargs or len(args) > 1:
             return UNKNOWN
         if args and (name not in ("strip", "lstrip", "rstrip") or type(args[0]) is not type(base)):

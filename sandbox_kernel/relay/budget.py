@@ -70,7 +70,9 @@ class CellBudget:
         reason = None
         if size > self.limits.max_message_bytes:
             reason = "size"
-        elif kind not in EXEMPT_FROM_CELL_CAP and self.sent_bytes + size > self.limits.max_cell_bytes:
+        elif (
+            kind not in EXEMPT_FROM_CELL_CAP and self.sent_bytes + size > self.limits.max_cell_bytes
+        ):
             reason = "cell"
             self.capped = True
         elif not self._rate_ok():

@@ -89,7 +89,9 @@ def decode_payload(data: bytes) -> Any:
         text = data.decode("utf-8", "strict")
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
-        raise FrameRejected(f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise FrameRejected(
+            f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     except RecursionError:
         raise FrameRejected("frame nests too deeply to decode") from None
     except ValueError as exc:
@@ -200,7 +202,9 @@ class FrameReader:
 # ---------------------------------------------------------------------------
 
 
-def _field(msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+def _field(
+    msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...
+) -> Any:
     if key not in msg:
         if default is ...:
             raise FrameRejected(f"{msg.get('type')!s} frame lacks {key!r}")
@@ -365,7 +369,7 @@ def _stats(stats: dict[str, Any]) -> dict[str, Any]:
     """Figures the executor reports about a cell: numbers and short strings only."""
     clean: dict[str, Any] = {}
     for key, value in list(stats.items())[:20]:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) or value is None:
+        if (isinstance(value, (int, float)) and not isinstance(value, bool)) or value is None:
             clean[str(key)[:40]] = value
         elif isinstance(value, str):
             clean[str(key)[:40]] = value[:300]
@@ -393,7 +397,10 @@ def _v_execute_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _v_input_request(msg: Mapping[str, Any]) -> dict[str, Any]:
-    return {"prompt": _str(msg, "prompt", "", max_len=100_000), "password": _bool(msg, "password", False)}
+    return {
+        "prompt": _str(msg, "prompt", "", max_len=100_000),
+        "password": _bool(msg, "password", False),
+    }
 
 
 def decode_buffers(msg: Mapping[str, Any]) -> list[bytes]:

@@ -99,8 +99,9 @@ class Publisher:
         budget = self.budget
         if budget.dropped_messages:
             self.notice(
-                f"[sandbox] {budget.dropped_messages} output message(s), {budget.dropped_bytes / MIB:.1f} MiB, "
-                "of this cell were not shown (see the notices above for the limits)."
+                f"[sandbox] {budget.dropped_messages} output message(s), "
+                f"{budget.dropped_bytes / MIB:.1f} MiB, of this cell were not shown "
+                "(see the notices above for the limits)."
             )
         return {"output_bytes": budget.sent_bytes, "output_dropped_bytes": budget.dropped_bytes}
 
@@ -136,12 +137,15 @@ class Publisher:
             return
         limits = self.limits
         text = {
-            "size": f"an output of {_size(message)} is larger than the limit of {limits.max_message_bytes / MIB:g} MiB "
-            "per message (Output.max_message_bytes) and was not shown",
-            "cell": f"this cell's output reached the limit of {limits.max_cell_bytes / MIB:g} MiB "
-            "(Output.max_cell_output_bytes); the cell goes on, but the rest of its output is not shown",
-            "rate": f"this cell sends output faster than {limits.max_messages_per_s:g} messages per second "
-            "(Output.max_messages_per_s); some of it is not shown",
+            "size": f"an output of {_size(message)} is larger than the limit of "
+            f"{limits.max_message_bytes / MIB:g} MiB per message (Output.max_message_bytes) "
+            "and was not shown",
+            "cell": "this cell's output reached the limit of "
+            f"{limits.max_cell_bytes / MIB:g} MiB (Output.max_cell_output_bytes); the cell "
+            "goes on, but the rest of its output is not shown",
+            "rate": "this cell sends output faster than "
+            f"{limits.max_messages_per_s:g} messages per second (Output.max_messages_per_s); "
+            "some of it is not shown",
         }[reason]
         self.notice(f"[sandbox] {text}.", self.parent_for(message))
 
@@ -155,7 +159,11 @@ class Publisher:
         self.send(kind, content, self.parent_for(message), message.get("buffers") or None)
 
     def send(
-        self, kind: str, content: dict[str, Any], parent: dict[str, Any], buffers: list[bytes] | None = None
+        self,
+        kind: str,
+        content: dict[str, Any],
+        parent: dict[str, Any],
+        buffers: list[bytes] | None = None,
     ) -> None:
         kernel = self.kernel
         if kernel.session is None:
@@ -171,10 +179,18 @@ class Publisher:
 
     def notice(self, text: str, parent: dict[str, Any] | None = None) -> None:
         """A message from the sandbox itself, shown as stderr in the cell's output."""
-        self.send("stream", {"name": "stderr", "text": text.rstrip("\n") + "\n"}, parent or self.current)
+        self.send(
+            "stream", {"name": "stderr", "text": text.rstrip("\n") + "\n"}, parent or self.current
+        )
 
-    def error(self, ename: str, evalue: str, traceback: list[str], parent: dict[str, Any] | None = None) -> None:
-        self.send("error", {"ename": ename, "evalue": evalue, "traceback": traceback}, parent or self.current)
+    def error(
+        self, ename: str, evalue: str, traceback: list[str], parent: dict[str, Any] | None = None
+    ) -> None:
+        self.send(
+            "error",
+            {"ename": ename, "evalue": evalue, "traceback": traceback},
+            parent or self.current,
+        )
 
 
 def _size(message: dict[str, Any]) -> str:

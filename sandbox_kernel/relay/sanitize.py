@@ -76,7 +76,7 @@ class SanitizePolicy:
 
 
 class OutputSanitizer:
-    """Applies a SanitizePolicy to display bundles, comm state and payloads; says what it removed."""
+    """Applies a SanitizePolicy to bundles, comm state and payloads; says what it removed."""
 
     def __init__(self, policy: SanitizePolicy) -> None:
         self.policy = policy
@@ -97,7 +97,10 @@ class OutputSanitizer:
                 cleaned = clean_html(html)
                 if cleaned != html:
                     clean["text/html"] = cleaned
-                    notes.append("HTML output was sanitized (scripts, event handlers and active elements removed)")
+                    notes.append(
+                        "HTML output was sanitized "
+                        "(scripts, event handlers and active elements removed)"
+                    )
             markdown = clean.get("text/markdown")
             if isinstance(markdown, str) and ("<" in markdown or "javascript:" in markdown.lower()):
                 # Markdown may embed raw HTML, which frontends render as is.
@@ -133,5 +136,7 @@ class OutputSanitizer:
             return payloads, []
         kept = [p for p in payloads if p.get("source") == "ask_exit"]
         dropped = [p["source"] for p in payloads if p.get("source") != "ask_exit"]
-        notes = [f"a {source} payload was dropped (it could drive the frontend)" for source in dropped]
+        notes = [
+            f"a {source} payload was dropped (it could drive the frontend)" for source in dropped
+        ]
         return kept, notes
