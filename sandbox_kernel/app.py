@@ -31,7 +31,7 @@ class SandboxKernelApp(IPKernelApp):
 
     name = "sandbox-kernel"
     description = "A Jupyter kernel for Python that runs every cell in a sandbox."
-    classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output, Policy]  # type: ignore[assignment]
+    classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output, Policy]
 
     preset = CaselessStrEnum(
         list(PRESETS),
@@ -78,7 +78,7 @@ class SandboxKernelApp(IPKernelApp):
     def init_config_files(self) -> None:
         self.config_file_paths = [p for p in jupyter_config_path() if os.path.isabs(p)]
 
-    def load_config_file(self, suppress_errors: Any = None) -> None:
+    def load_config_file(self, suppress_errors: Any = None) -> None:  # type: ignore[override]
         base = self.config_file_name
         # traitlets gives the first directory of the path the highest priority.
         Application.load_config_file(self, base, path=self.config_file_paths)

@@ -40,7 +40,7 @@ def kernel_dict(
     extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     with open(template_dir() / "kernel.json") as f:
-        spec = json.load(f)
+        spec: dict[str, Any] = json.load(f)
     spec["argv"] = [python or sys.executable if a == "{python}" else a for a in spec["argv"]]
     spec["argv"].extend(extra_args or [])
     spec["display_name"] = display_name

@@ -169,7 +169,7 @@ class SandboxKernel(Kernel):
 
     # -- execution count, as IPython counts it -----------------------------------
 
-    @property  # type: ignore[override]
+    @property
     def execution_count(self) -> int:
         return self._execution_count
 
@@ -411,7 +411,7 @@ class SandboxKernel(Kernel):
 
     # -- execute ---------------------------------------------------------------------
 
-    async def do_execute(  # type: ignore[override]
+    async def do_execute(
         self,
         code: str,
         silent: bool,
@@ -707,7 +707,7 @@ class SandboxKernel(Kernel):
 
     # -- other requests -------------------------------------------------------------
 
-    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:  # type: ignore[override]
+    async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         empty = {
             "status": "ok",
@@ -734,7 +734,7 @@ class SandboxKernel(Kernel):
             "metadata": reply["metadata"],
         }
 
-    async def do_inspect(  # type: ignore[override]
+    async def do_inspect(
         self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
     ) -> dict[str, Any]:
         not_found = {"status": "ok", "found": False, "data": {}, "metadata": {}}
@@ -763,7 +763,7 @@ class SandboxKernel(Kernel):
             "metadata": reply["metadata"],
         }
 
-    async def do_is_complete(self, code: str) -> dict[str, Any]:  # type: ignore[override]
+    async def do_is_complete(self, code: str) -> dict[str, Any]:
         # Pure parsing: no user code runs, so the trusted side can answer.
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -773,7 +773,7 @@ class SandboxKernel(Kernel):
             reply["indent"] = " " * (indent or 0)
         return reply
 
-    async def do_history(  # type: ignore[override]
+    async def do_history(
         self,
         hist_access_type: str,
         output: bool,
@@ -870,7 +870,7 @@ class SandboxKernel(Kernel):
 
     # -- shutdown ------------------------------------------------------------------
 
-    async def do_shutdown(self, restart: bool) -> dict[str, Any]:  # type: ignore[override]
+    async def do_shutdown(self, restart: bool) -> dict[str, Any]:
         await self.stop_sandbox()
         return {"status": "ok", "restart": restart}
 

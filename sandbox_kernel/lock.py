@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,9 +259,10 @@ def _system_config_dirs() -> list[str]:
     return [p for p in SYSTEM_CONFIG_PATH if os.path.isabs(p)]
 
 
-def load_locks(extra_files: Iterable[str] = (), environ: dict[str, str] | None = None) -> Locks:
+def load_locks(extra_files: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Locks:
     """Read every admin lock file: the system config dirs, and the one the hub names."""
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        environ = os.environ
     files = [os.path.join(d, LOCKS_FILE) for d in _system_config_dirs()]
     if environ.get(LOCKS_ENV):
         files.append(environ[LOCKS_ENV])

@@ -67,7 +67,7 @@ class Executor:
 
         self.shell.register_magics(FrontendMagics)
         # As IPython's kernel application does by default.
-        self.shell.extension_manager.load_extension("storemagic")
+        self.shell.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "execute": self.execute,
             "complete": self.complete,
@@ -82,6 +82,7 @@ class Executor:
     # -- the loop --------------------------------------------------------------
 
     def serve(self) -> None:
+        command: dict[str, Any] | None
         while True:
             try:
                 if self.shell.deferred_commands:
@@ -353,7 +354,7 @@ class _Usage:
     def _cpu_now(self) -> float:
         r = self._resource
         own, children = r.getrusage(r.RUSAGE_SELF), r.getrusage(r.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        return float(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime)
 
     def finish(self) -> dict[str, Any]:
         peak = None
@@ -380,7 +381,7 @@ def _install_comms(outbox: Outbox) -> None:
     import comm
     from comm.base_comm import BaseComm, CommManager
 
-    class RelayComm(BaseComm):  # type: ignore[misc]
+    class RelayComm(BaseComm):
         def publish_msg(
             self,
             msg_type: str,

@@ -25,6 +25,9 @@ class FrontendMagics(Magics):
     need the connection file, which the sandbox never holds.
     """
 
+    # Always set once registered; IPython types it as optional.
+    shell: Any
+
     @line_magic
     def edit(self, parameter_s: str = "", last_call: Any = None) -> None:
         """Open a file, function or history range in the frontend's editor."""
@@ -64,7 +67,7 @@ class FrontendMagics(Magics):
     @line_magic
     def more(self, arg_s: str) -> None:
         """Show a file through the pager (same as %less)."""
-        self.less(arg_s)
+        self.less(arg_s)  # type: ignore[misc,call-arg]
 
     @line_magic
     def man(self, arg_s: str) -> None:

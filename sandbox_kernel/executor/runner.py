@@ -69,7 +69,7 @@ class CellOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-_SIGNAL_MEANINGS = {
+_SIGNAL_MEANINGS: dict[int, str] = {
     signal.SIGKILL: "was killed",
     signal.SIGSEGV: "crashed with a segmentation fault",
     signal.SIGABRT: "aborted",
@@ -258,7 +258,7 @@ class ExecutorProcess:
                 continue
             if nspid and int(nspid[-1]) == self.executor_pid:
                 self._host_pid = (self.executor_pid, candidate.pid)
-                return candidate.pid
+                return int(candidate.pid)
         return None
 
     def executor_cpu_s(self) -> float | None:

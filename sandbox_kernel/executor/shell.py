@@ -148,7 +148,7 @@ class FrameStream(io.TextIOBase):
         # so handing them out (subprocess, faulthandler) keeps the output.
         return 1 if self.name == "stdout" else 2
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
@@ -287,7 +287,7 @@ class FrameDisplayPublisher(DisplayPublisher):
 
     outbox: Outbox | None = None
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: dict[str, Any] | None = None,
@@ -454,11 +454,11 @@ class ExecutorShell(InteractiveShell):
 
     def init_displayhook(self) -> None:
         super().init_displayhook()
-        self.displayhook.outbox = self._pending_outbox
+        self.displayhook.outbox = self._pending_outbox  # type: ignore[attr-defined]
 
     def init_display_pub(self) -> None:
         super().init_display_pub()
-        self.display_pub.outbox = self._pending_outbox
+        self.display_pub.outbox = self._pending_outbox  # type: ignore[attr-defined]
 
     def init_environment(self) -> None:
         # As ipykernel: colours for tools that detect them, no interactive pagers.
@@ -497,7 +497,7 @@ class ExecutorShell(InteractiveShell):
             stderr=subprocess.STDOUT,
         ) as proc:
             assert proc.stdout is not None
-            while chunk := proc.stdout.read1(65536):
+            while chunk := proc.stdout.read1(65536):  # type: ignore[attr-defined]
                 sys.stdout.write(chunk.decode("utf-8", "replace"))
             exit_code = proc.wait()
         self.user_ns["_exit_code"] = exit_code
@@ -595,7 +595,7 @@ class ExecutorShell(InteractiveShell):
             return self.read_input(str(prompt), True)
 
         builtins.input = raw_input
-        getpass_module.getpass = getpass  # type: ignore[assignment]
+        getpass_module.getpass = getpass
 
         def restore() -> None:
             builtins.input = saved_input

@@ -173,7 +173,7 @@ def _create_v1(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
         for directory in dirs.values():
             with contextlib.suppress(OSError):
                 os.rmdir(directory)
-        reason = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return f"cgroup v1: {reason}"
     return Cgroup(1, dirs)
 

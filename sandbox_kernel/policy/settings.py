@@ -20,9 +20,13 @@ __all__ = ["PolicySettings", "check_overrides"]
 class _PolicyConfig(Protocol):
     """What ``from_configurable`` reads: the traits of ``sandbox_kernel.config.Policy``."""
 
-    preset: str
-    rules: Mapping[str, str]
-    runtime_hooks: bool
+    # Read-only properties, so a traitlets class with wider attribute types conforms.
+    @property
+    def preset(self) -> str: ...
+    @property
+    def rules(self) -> Mapping[str, Any]: ...
+    @property
+    def runtime_hooks(self) -> bool: ...
 
 
 def check_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:

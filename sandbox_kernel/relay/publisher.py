@@ -163,7 +163,7 @@ class Publisher:
         kind: str,
         content: dict[str, Any],
         parent: dict[str, Any],
-        buffers: list[bytes] | None = None,
+        buffers: list[Any] | None = None,
     ) -> None:
         kernel = self.kernel
         if kernel.session is None:
