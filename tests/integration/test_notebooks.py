@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -75,3 +76,38 @@ def test_papermill_injects_parameters(notebook: Path) -> None:
     nb = nbformat.read(out, as_version=4)
     printed = [o["text"] for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stdout"]
     assert "byebyebye\n" in printed
+
+
+TOUR = Path(__file__).parents[2] / "notebooks" / "tour.ipynb"
+
+
+def test_the_tour_runs_and_shows_what_it_claims(workspace: Path) -> None:
+    """The README's first command runs this notebook; every claim it makes must hold."""
+    target = workspace / "tour.ipynb"
+    shutil.copy(TOUR, target)
+    nb = nbformat.read(target, as_version=4)
+    NotebookClient(nb, kernel_name=KERNEL_NAME, timeout=180, resources={"metadata": {"path": str(workspace)}}).execute()
+
+    def text_of(cell: nbformat.NotebookNode) -> str:
+        parts = []
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(str(out.get("data", {}).get("text/plain", "")))
+            parts.append(" ".join(out.get("traceback", [])))
+        return "\n".join(parts)
+
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    errors = {c.source.splitlines()[0]: o["ename"] for c in code_cells for o in c.outputs if o["output_type"] == "error"}
+    assert errors == {
+        "# Walking the class hierarchy to reach os.system without importing it:": "SandboxPolicyError",
+        "important = 'half-finished work of the crashing cell'": "ExecutorDied",
+    }
+    by_start = {c.source.splitlines()[0]: text_of(c) for c in code_cells}
+    assert "SKP220" in by_start["# Walking the class hierarchy to reach os.system without importing it:"]
+    assert by_start["print(important)"].splitlines()[:2] == ["computed before the crash", "(8, 2)"]
+    assert (workspace / "tour-output.txt").read_text() == "written from the sandbox\n"
+    secrets = by_start["import os"]
+    assert "read " not in secrets and secrets.count(": ") == 3
+    assert "cannot plant evil.pth" in by_start["import sysconfig"]
+    assert "network:" in by_start["import socket"]
+    assert not any(name.startswith(("JPY", "JUPYTERHUB")) for name in ast.literal_eval(by_start["sorted(os.environ)"].strip()))
