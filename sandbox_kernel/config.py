@@ -73,6 +73,14 @@ class Isolation(Configurable):
         (for example a shared data set: '/srv/data:ro').""",
     ).tag(config=True)
 
+    hidden_paths = List(
+        Unicode(),
+        default_value=[],
+        help="""Host paths cells must not see at all, even inside the workspace or an
+        extra mount: they appear empty (namespaces level) or cannot be opened (landlock
+        level). For graders: the gradebook, the hidden tests, other submissions.""",
+    ).tag(config=True)
+
     allow_network = Bool(
         False,
         help="""Let cells use the host's network. Off: the executor has its own network
@@ -123,6 +131,13 @@ class Isolation(Configurable):
         allow-list. Names that look like secrets (*TOKEN*, *KEY*, *SECRET*,
         *PASSWORD*, JUPYTERHUB_*) are never passed.""",
     ).tag(config=True)
+
+    @validate("hidden_paths")
+    def _check_hidden(self, proposal: Any) -> list[str]:
+        for path in proposal["value"]:
+            if not path.startswith("/"):
+                raise TraitError(f"hidden_paths entry {path!r} must be an absolute path")
+        return list(proposal["value"])
 
     @validate("extra_mounts")
     def _check_mounts(self, proposal: Any) -> list[str]:

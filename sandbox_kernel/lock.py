@@ -66,6 +66,10 @@ def _subset(a: Any, b: Any) -> bool:
     return set(a) <= set(b)
 
 
+def _superset(a: Any, b: Any) -> bool:
+    return set(a) >= set(b)
+
+
 def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
@@ -86,6 +90,7 @@ ORDERS: dict[str, Order] = {
     "Isolation.workspace": _equal,
     "Isolation.workspace_writable": _false_is_stricter,
     "Isolation.extra_mounts": _subset,
+    "Isolation.hidden_paths": _superset,
     "Isolation.allow_network": _false_is_stricter,
     "Isolation.tmp_size_mb": _smaller(False),
     "Isolation.seccomp": _rank(["required", "auto", "disabled"]),
@@ -129,6 +134,8 @@ def _strictest(name: str, a: Any, b: Any) -> Any:
         return merged
     if name in {"Isolation.extra_mounts", "Isolation.env_passthrough"}:
         return [v for v in a if v in set(b)]
+    if name == "Isolation.hidden_paths":
+        return list(dict.fromkeys([*a, *b]))
     return a if stricter(name, a, b) else b
 
 

@@ -129,7 +129,9 @@ def build_spec(
             "landlock": isolation.landlock,
             "sandbox_uid_base": isolation.sandbox_uid_base,
             "home": home,
-            "protected": protected_paths(home),
+            "protected": sorted(
+                {*protected_paths(home), *(os.path.realpath(p) for p in isolation.hidden_paths)}
+            ),
         },
         "limits": limit_values,
         "rlimits": rlimits.plan(

@@ -24,6 +24,7 @@ from sandbox_kernel.lock import ORDERS, Locks, load_locks, stricter
         ("Isolation.workspace_writable", False, True),
         ("Isolation.seccomp", "required", "auto"),
         ("Isolation.extra_mounts", ["/a:ro"], ["/a:ro", "/b:rw"]),
+        ("Isolation.hidden_paths", ["/srv/gradebook", "/srv/tests"], ["/srv/gradebook"]),
         ("Output.sanitize_html", True, False),
         ("Output.max_cell_output_bytes", 1024, 2048),
         ("Policy.preset", "classroom", "standard"),
@@ -55,6 +56,14 @@ def test_two_lock_files_combine_to_the_stricter(tmp_path: Path) -> None:
     locks = load_locks(extra_files=[str(a), str(b)], environ={})
     assert locks.values == {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True}
     assert "hub" in locks.owners["Limits.wall_time_limit_s"]
+
+
+def test_hidden_paths_from_two_lock_files_add_up(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"locked": {"Isolation.hidden_paths": ["/srv/gradebook"]}}))
+    b.write_text(json.dumps({"locked": {"Isolation.hidden_paths": ["/srv/tests"]}}))
+    locks = load_locks(extra_files=[str(a), str(b)], environ={})
+    assert sorted(locks.values["Isolation.hidden_paths"]) == ["/srv/gradebook", "/srv/tests"]
 
 
 def test_apply_keeps_stricter_and_refuses_looser() -> None:
