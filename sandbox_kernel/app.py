@@ -96,7 +96,10 @@ class SandboxKernelApp(IPKernelApp):
             self.config.SandboxKernelApp.preset = locked
         for section, values in PRESETS.get(preset, {}).items():
             for key, value in values.items():
-                if key not in self.config[section]:
+                # A locked setting gets the lock's value (or a stricter one set
+                # explicitly): the preset's default neither overrides the admin's
+                # value nor counts as a refused loosening attempt.
+                if key not in self.config[section] and f"{section}.{key}" not in self.locks.values:
                     self.config[section][key] = value
 
     def init_kernel(self) -> None:

@@ -253,6 +253,15 @@ class SandboxKernel(Kernel):
             self.log.error("executor_start_failed reason=%s", reason)
             self._setup_failure = reason
             return reason
+        except OSError as exc:
+            # The launcher could not even be started (the workspace is not reachable
+            # for this user, the interpreter is gone ...): say so, and keep serving.
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = f"the executor could not be started ({where}{exc.strerror or exc})"
+            self.log.error("executor_start_failed reason=%s", reason)
+            await executor.kill()
+            self._setup_failure = reason
+            return reason
         report = ready.get("isolation", {})
         level = report.get("level", "none")
         if level_rank(level) < level_rank(self.isolation.required_isolation):
@@ -347,6 +356,14 @@ class SandboxKernel(Kernel):
             else None,
             "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
             "locked": self.locked,
+            "policy": {
+                "preset": self.policy_settings.preset,
+                "rule overrides": dict(self.policy_settings.overrides) or "none",
+                "runtime audit hooks": "on" if self.policy_settings.runtime_hooks else "off",
+                "audit log": self.audit.path
+                if self.audit.path and not self.audit.error
+                else f"kernel log only ({self.audit.error or 'no file configured'})",
+            },
         }
         return render_report(info)
 

@@ -133,8 +133,19 @@ class AuditLog:
         self.scrubber = Scrubber(secrets)
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self.path = str(path) if path is not None else None
+        # Why the file could not be used; records then go to the logger only.
+        self.error: str | None = None
         if path is not None:
-            self._file = self._open(Path(path))
+            try:
+                self._file = self._open(Path(path))
+            except OSError as exc:
+                # A kernel that cannot write its audit file still serves (and says so
+                # in %sandbox and the kernel log) rather than dying before its first cell.
+                self.error = f"{exc.strerror or exc} ({path})"
+                self.logger.error(
+                    "audit log unavailable, logging to the kernel log only: %s", self.error
+                )
 
     @staticmethod
     def _open(path: Path) -> IO[str]:

@@ -14,7 +14,12 @@ import pytest
 KERNEL_NAME = "sandbox-python"
 # Kernelspecs that start the same kernel on a simulated restricted host
 # (tests/security/restricted_host.py): name -> profile.
-RESTRICTED_KERNELS = {"sandbox-python-docker": "docker", "sandbox-python-nolandlock": "no-landlock"}
+RESTRICTED_KERNELS = {
+    "sandbox-python-docker": "docker",
+    "sandbox-python-k8s": "k8s-restricted",
+    "sandbox-python-k8s-unconfined": "k8s-unconfined",
+    "sandbox-python-nolandlock": "no-landlock",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -99,9 +99,14 @@ def confine_executor(
     # rlimits before seccomp: setrlimit stays allowed, but lowering them here
     # means the first line of user code already runs under them.
     rlimits.apply(spec["rlimits"])
-    report.layer(
-        "rlimits", True, ", ".join(f"{k[7:].lower()}={v}" for k, v in spec["rlimits"].items())
-    )
+    detail = ", ".join(f"{k[7:].lower()}={v}" for k, v in spec["rlimits"].items())
+    if "RLIMIT_NPROC" in spec["rlimits"] and level != "namespaces" and os.getuid() == 0:
+        # Linux never applies RLIMIT_NPROC to the host's uid 0, capabilities or not.
+        detail += (
+            " (nproc is not enforced: the kernel runs as root and has no pids cgroup;"
+            " give the container a pids limit)"
+        )
+    report.layer("rlimits", True, detail)
     # no_new_privs before Landlock (which requires it without CAP_SYS_ADMIN)
     # and before seccomp (likewise).
     privs.set_no_new_privs()

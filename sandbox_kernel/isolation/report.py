@@ -84,6 +84,10 @@ def render_report(info: dict[str, Any]) -> str:
     if limits:
         lines.append("Limits:")
         lines.extend(f"  {_fmt_limit(k, v)}" for k, v in limits.items())
+    policy = info.get("policy") or {}
+    if policy:
+        lines.append("Policy:")
+        lines.extend(f"  {k}: {v}" for k, v in policy.items())
     locked = info.get("locked") or {}
     if locked:
         lines.append("Locked by the administrator:")

@@ -90,3 +90,18 @@ def test_killed_kernel_takes_the_sandbox_with_it(workspace: Path) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_vanished_workspace_is_reported_and_the_kernel_recovers(workspace: Path) -> None:
+    """The notebook's folder is deleted under a running kernel: cells fail clearly, none hang."""
+    with running_kernel(workspace, extra_arguments=["--Limits.rollback=False"]) as (_, kc):
+        execute(kc, "x = 1")
+        workspace.rmdir()
+        # The executor dies; without rollback a new one must be started in the workspace.
+        execute(kc, "import os; os._exit(3)", stop_on_error=False)
+        res = execute(kc, "print('runs')", stop_on_error=False)
+        assert res.reply["content"]["ename"] == "SandboxUnavailable"
+        assert str(workspace) in res.reply["content"]["evalue"]
+        assert "No such file or directory" in res.reply["content"]["evalue"]
+        workspace.mkdir()
+        assert execute(kc, "print('runs again')").stdout == "runs again\n"

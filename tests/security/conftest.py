@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -28,6 +29,15 @@ from jupyter_client.manager import KernelManager
 from tests.utils import TIMEOUT, execute, kernel_pid, process_tree
 
 LEVEL_KERNELS = {"namespaces": "sandbox-python", "landlock": "sandbox-python-docker"}
+# The boundary tests prove the OS sandbox on its own: the policy layer stands aside
+# (nothing denied, no audit hooks) so that it cannot hide a hole in the layer below.
+OS_LAYER_ONLY = ["--Policy.preset=permissive", "--Policy.runtime_hooks=False"]
+# Further hosts the boundary tests also run on: name -> (kernelspec, the level it must reach).
+HOST_KERNELS = {
+    "k8s-restricted": ("sandbox-python-k8s", "landlock"),
+    # User namespaces allowed, but /proc masked: namespaces without a procfs.
+    "k8s-unconfined": ("sandbox-python-k8s-unconfined", "namespaces"),
+}
 SECRET_ENV = {
     "JUPYTERHUB_API_TOKEN": "hub-token-" + uuid.uuid4().hex,
     "AWS_SECRET_ACCESS_KEY": "aws-secret-" + uuid.uuid4().hex,
@@ -137,7 +147,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         "unix": Listener(pathname, True),
     }
     _prove_listeners_work(h)
-    h.marker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", "host-marker"])
+    h.marker = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(3600)", "host-marker"]
+    )
     try:
         yield h
     finally:
@@ -159,10 +171,14 @@ def _prove_listeners_work(h: Host) -> None:
             s.connect(address)
             s.sendall(b"control")
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all(listener.hits for listener in h.listeners.values()):
+    while time.monotonic() < deadline and not all(
+        listener.hits for listener in h.listeners.values()
+    ):
         time.sleep(0.05)
     for name, listener in h.listeners.items():
-        assert listener.hits, f"the {name} listener does not record contacts: the check would be vacuous"
+        assert listener.hits, (
+            f"the {name} listener does not record contacts: the check would be vacuous"
+        )
         listener.hits.clear()
 
 
@@ -173,7 +189,7 @@ class Sandbox:
     kc: BlockingKernelClient
     workspace: Path
 
-    def run(self, code: str, timeout: float = TIMEOUT):  # noqa: ANN201 - tests.utils.Result
+    def run(self, code: str, timeout: float = TIMEOUT):
         return execute(self.kc, code, timeout=timeout)
 
     def executor_pids(self) -> list[int]:
@@ -182,11 +198,18 @@ class Sandbox:
 
 
 def start_sandbox(
-    level: str, workspace: Path, host: Host, extra: list[str] | None = None, home: Path | None = None
+    level: str,
+    workspace: Path,
+    host: Host,
+    extra: list[str] | None = None,
+    home: Path | None = None,
+    kernel_name: str | None = None,
 ) -> Sandbox:
     env = {**os.environ, **SECRET_ENV, "HOME": str(home or host.fake_home)}
-    km = KernelManager(kernel_name=LEVEL_KERNELS[level])
-    km.start_kernel(cwd=str(workspace), env=env, extra_arguments=extra or [])
+    km = KernelManager(kernel_name=kernel_name or LEVEL_KERNELS[level])
+    km.start_kernel(
+        cwd=str(workspace), env=env, extra_arguments=OS_LAYER_ONLY if extra is None else extra
+    )
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=TIMEOUT)
@@ -210,11 +233,27 @@ def start_sandbox(
     return Sandbox(level, km, kc, workspace)
 
 
-@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
-def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host) -> Iterator[Sandbox]:
+@pytest.fixture(scope="module", params=[*sorted(LEVEL_KERNELS), *HOST_KERNELS])
+def sandbox(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> Iterator[Sandbox]:
     workspace = tmp_path_factory.mktemp(f"workspace-{request.param}")
     workspace.chmod(0o777)
-    box = start_sandbox(request.param, workspace, host)
+    if request.param in HOST_KERNELS:
+        # The pod's kernel runs as another user: let it traverse (only) to its workspace.
+        base = tmp_path_factory.getbasetemp()
+        for directory in (base.parent, base):
+            directory.chmod(directory.stat().st_mode | 0o011)
+        if os.geteuid() == 0:
+            # A pod's volume belongs to the pod's user, as fsGroup/initContainers arrange.
+            from tests.security.restricted_host import POD_USER
+
+            pod_user = pwd.getpwnam(POD_USER)
+            os.chown(workspace, pod_user.pw_uid, pod_user.pw_gid)
+        kernel_name, level = HOST_KERNELS[request.param]
+        box = start_sandbox(level, workspace, host, kernel_name=kernel_name)
+    else:
+        box = start_sandbox(request.param, workspace, host)
     try:
         yield box
     finally:

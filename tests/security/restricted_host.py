@@ -1,53 +1,200 @@
-"""Run a command as if on a restricted host: Docker's default profile, or no Landlock either.
+"""Run a command as if in a container: Docker's defaults, a restricted Kubernetes pod, no Landlock.
 
 Usage: ``python restricted_host.py PROFILE -- COMMAND...``
 
-The filter is installed on this process and inherited by everything it
-execs, exactly as a container runtime's filter is: the kernel under test can
-neither see nor remove it.
+Everything is applied to this process and inherited by whatever it execs,
+exactly as a container runtime applies it: the kernel under test can neither
+see nor undo it.
 
 Profiles:
 
-* ``docker``: what Docker's and Kubernetes' default seccomp profiles do to a
-  non-privileged container: ``unshare``/``setns``/``mount``/``pivot_root``
-  and ``clone`` with namespace flags fail with EPERM, ``clone3`` with ENOSYS.
-  The kernel should fall back to the ``landlock`` level.
+* ``docker``: what a non-privileged ``docker run`` gives root in the
+  container. Docker's default seccomp profile (``unshare``, ``setns``,
+  ``mount``, ``pivot_root`` and ``clone`` with namespace flags fail with EPERM,
+  ``clone3`` with ENOSYS); the capability bounding set cut to Docker's default
+  14 capabilities (no CAP_SYS_ADMIN); /proc masked as runc masks it
+  (``/proc/kcore``, ``/proc/keys``, ``/proc/timer_list`` ... hidden,
+  ``/proc/sys``, ``/proc/sysrq-trigger`` ... read-only); the cgroup filesystem
+  read-only. The kernel should fall back to the ``landlock`` level.
+* ``k8s-restricted``: a pod that meets Kubernetes' "restricted" Pod Security
+  Standard: the same seccomp profile (RuntimeDefault) and masks, ALL
+  capabilities dropped, ``allowPrivilegeEscalation: false`` (no_new_privs),
+  ``runAsNonRoot`` (the kernel runs as ``nobody``; its connection file is
+  handed over as a copy that user can read). Started unprivileged, the
+  wrapper keeps the caller's uid.
+* ``k8s-unconfined``: the same pod with ``seccompProfile: Unconfined`` (what
+  a pod gets when neither it nor the kubelet asks for RuntimeDefault): user
+  namespaces are allowed, but /proc is still masked, so a fresh procfs cannot
+  be mounted in them (the kernel refuses to reveal what runc masked).
 * ``no-landlock``: ``docker`` plus a kernel without Landlock (the Landlock
   calls answer ENOSYS, as on Linux < 5.13). Only the ``none`` level remains.
+
+The masks need CAP_SYS_ADMIN in the test process; run unprivileged, the
+wrapper applies everything else and says so on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import pwd
+import shutil
 import sys
+import tempfile
 
 import pyseccomp as sc
 
+from sandbox_kernel.isolation import libc
+
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
-NAMESPACE_FLAGS = (0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
+NAMESPACE_FLAGS = (
+    0x20000,
+    0x2000000,
+    0x4000000,
+    0x8000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+    0x80,
+)
+# Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+# SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+DOCKER_CAPS = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31})
+CAP_SYS_ADMIN = 21
+# runc's defaults (opencontainers/runc libcontainer/specconv: maskedPaths, readonlyPaths).
+MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/sys/fs/cgroup",
+)
+PROFILES = ("docker", "k8s-restricted", "k8s-unconfined", "no-landlock")
 
 
-def install(profile: str) -> None:
+def _mask_like_runc() -> None:
+    libc.unshare(libc.CLONE_NEWNS)
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    for path in MASKED_PATHS:
+        if not os.path.exists(path):
+            continue
+        if os.path.isdir(path):
+            libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY, "size=0")
+        else:
+            libc.mount("/dev/null", path, None, libc.MS_BIND)
+    for path in READONLY_PATHS:
+        if not os.path.exists(path):
+            continue
+        libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
+        # Every submount too (cgroup v1 has one per controller).
+        with open("/proc/self/mountinfo") as f:
+            targets = [line.split()[4] for line in f]
+        for target in targets:
+            if target == path or target.startswith(path + "/"):
+                with contextlib.suppress(OSError):
+                    libc.mount(None, target, None, libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY)
+
+
+def _limit_capabilities(keep: frozenset[int]) -> None:
+    for cap in range(64):
+        if cap in keep:
+            continue
+        try:
+            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # past the kernel's last capability
+                break
+            raise
+    with contextlib.suppress(OSError):
+        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def _runtime_default_seccomp(no_landlock: bool) -> None:
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
-    for name in ("unshare", "setns", "mount", "umount2", "pivot_root", "open_tree", "move_mount", "fsopen", "fsmount", "mount_setattr"):
+    for name in (
+        "unshare",
+        "setns",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "open_tree",
+        "move_mount",
+        "fsopen",
+        "fsmount",
+        "mount_setattr",
+    ):
         flt.add_rule(sc.ERRNO(errno.EPERM), name)
     for flag in NAMESPACE_FLAGS:
         flt.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    if profile == "no-landlock":
+    if no_landlock:
         for name in ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"):
             flt.add_rule(sc.ERRNO(errno.ENOSYS), name)
-    elif profile != "docker":
-        raise SystemExit(f"unknown profile {profile!r}")
     flt.load()
+
+
+POD_USER = "nobody"
+
+
+def _run_as_pod_user(command: list[str]) -> list[str]:
+    """Switch to an unprivileged uid; the kernel's connection file goes along as a copy."""
+    user = pwd.getpwnam(POD_USER)
+    command = list(command)
+    if "-f" in command:
+        index = command.index("-f") + 1
+        fd, copy = tempfile.mkstemp(prefix="pod-connection-", suffix=".json")
+        with os.fdopen(fd, "wb") as dst, open(command[index], "rb") as src:
+            shutil.copyfileobj(src, dst)
+        os.chown(copy, user.pw_uid, user.pw_gid)
+        command[index] = copy
+    os.setgroups([])
+    os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+    os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+    return command
+
+
+def install(profile: str, command: list[str]) -> list[str]:
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    if libc.capget_effective() >> CAP_SYS_ADMIN & 1:
+        _mask_like_runc()
+        if profile.startswith("k8s-"):
+            # setuid drops every capability of a process that is not root any more.
+            command = _run_as_pod_user(command)
+        else:
+            _limit_capabilities(DOCKER_CAPS)
+    else:
+        print(
+            f"restricted_host: no CAP_SYS_ADMIN, so /proc is not masked ({profile})",
+            file=sys.stderr,
+        )
+    if profile.startswith("k8s-"):
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+    if profile != "k8s-unconfined":
+        _runtime_default_seccomp(no_landlock=profile == "no-landlock")
+    return command
 
 
 def main() -> None:
     profile, sep, *command = sys.argv[1:]
     if sep != "--" or not command:
         raise SystemExit(__doc__)
-    install(profile)
+    command = install(profile, command)
     os.execv(command[0], command)
 
 
