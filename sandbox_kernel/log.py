@@ -45,6 +45,9 @@ _SHAPES = re.compile(
     r"|\b[0-9a-fA-F]{32,}\b",  # hex keys and Jupyter/JupyterHub tokens
     re.DOTALL,
 )
+# JupyterHub's name for the user: it looks like hub wiring, but masking it would mask
+# the user name in every record (the "user" field, paths under their home).
+_NOT_SECRETS = frozenset({"JUPYTERHUB_USER"})
 # Fields that are ours and hex by design.
 _TRUSTED_FIELDS = frozenset({"cell_sha256", "time", "kind", "verdict", "rules"})
 
@@ -64,7 +67,7 @@ class Scrubber:
         for secret in secrets:
             self.add(secret)
         for name, value in (os.environ if environ is None else environ).items():
-            if is_secret_name(name):
+            if is_secret_name(name) and name.upper() not in _NOT_SECRETS:
                 self.add(value)
 
     def add(self, secret: str | bytes) -> None:

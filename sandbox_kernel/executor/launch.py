@@ -34,7 +34,7 @@ from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp,
 from ..isolation.report import Report
 from ..levels import ISOLATION_LEVELS, level_rank
 from ..relay.protocol import encode_frame
-from .supervisor import supervise
+from .supervisor import end_with_kernel, supervise
 
 __all__ = ["main"]
 
@@ -386,6 +386,13 @@ def run_flat(
         _start_executor(spec, report, level, relay, notify_w, flt, rules)
     relay.close()
     notify_w.close()
+    # Without a pid namespace nothing ends the cells' daemons (setsid, double fork)
+    # with us; they are ours as subreaper, so when the kernel dies, even by SIGKILL,
+    # the supervisor is told with a signal it can catch and ends them first.
+    signal.signal(signal.SIGTERM, end_with_kernel)
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != spec["kernel_pid"]:
+        end_with_kernel(signal.SIGTERM, None)
     return supervise(sup, executor, _receive_notify_fd(notify_r))
 
 

@@ -24,6 +24,7 @@ import threading
 __all__ = ["PROMOTE_SIGNAL", "Snapshots"]
 
 PROMOTE_SIGNAL = signal.SIGUSR1
+ORPHAN_CHECK_S = 1.0
 
 
 def _resident_bytes() -> int:
@@ -46,6 +47,8 @@ class Snapshots:
         self.own_threads = own_threads
         self.pid: int | None = None
         self.skipped: str | None = None
+        # The supervisor started the executor; a promoted snapshot is its child too.
+        self.supervisor_pid = os.getppid()
         # Dropped snapshots, killed but not yet collected: waiting for one that
         # is tearing down a large address space would delay the next cell.
         self._dropped: list[int] = []
@@ -84,7 +87,7 @@ class Snapshots:
         if pid == 0:
             # The frozen copy. Interrupts are for the running executor only.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.sigwait({PROMOTE_SIGNAL})
+            self._wait_for_promotion(executor=os.getppid())
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             signal.signal(signal.SIGINT, previous)
             self.pid = None
@@ -92,6 +95,19 @@ class Snapshots:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.pid = pid
         return False
+
+    def _wait_for_promotion(self, executor: int) -> None:
+        """Block until promoted; end quietly if the sandbox is gone without promoting us.
+
+        PR_SET_PDEATHSIG cannot tie a snapshot to the sandbox's life: it would fire
+        when the executor dies, which is exactly when a snapshot is needed. So the
+        copy looks at its parent now and then: the executor, or after the executor's
+        death the supervisor (its subreaper). Any other parent means the supervisor
+        died too (the kernel was killed) and nobody will ever promote or kill us.
+        """
+        while signal.sigtimedwait({PROMOTE_SIGNAL}, ORPHAN_CHECK_S) is None:
+            if os.getppid() not in (executor, self.supervisor_pid):
+                os._exit(0)
 
     def drop(self) -> None:
         """The snapshot is not needed any more: kill it now, collect it later."""

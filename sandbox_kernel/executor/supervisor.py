@@ -76,6 +76,12 @@ def kill_descendants(deadline_s: float = 2.0) -> None:
         time.sleep(0.005)
 
 
+def end_with_kernel(signum: int, frame: object) -> None:
+    """The kernel died (parent-death signal): end every process of the sandbox, then us."""
+    kill_descendants()
+    os._exit(0)
+
+
 class _Commands:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

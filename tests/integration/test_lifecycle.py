@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 from jupyter_client.manager import KernelManager
 
 from tests.utils import KERNEL_NAME, execute, kernel_pid, process_tree, running_kernel, wait_gone
@@ -74,15 +75,20 @@ def test_restart_is_clean(workspace: Path) -> None:
         assert res.of_type("execute_result")[0]["data"]["text/plain"] == "False"
 
 
-def test_killed_kernel_takes_the_sandbox_with_it(workspace: Path) -> None:
+@pytest.mark.parametrize(
+    "kernel_name", [KERNEL_NAME, "sandbox-python-docker"], ids=["namespaces", "landlock"]
+)
+def test_killed_kernel_takes_the_sandbox_with_it(workspace: Path, kernel_name: str) -> None:
+    """SIGKILL to the kernel: the executor, its snapshot and the cell's daemons all go."""
     marker = f"marker-{uuid.uuid4().hex}"
-    km = KernelManager(kernel_name=KERNEL_NAME)
+    km = KernelManager(kernel_name=kernel_name)
     km.start_kernel(cwd=str(workspace))
     kc = km.client()
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=60)
         execute(kc, DAEMON.format(marker=marker))
+        execute(kc, "pass")  # the next cell's snapshot is in place
         tree = [p.pid for p in process_tree(kernel_pid(km))]
         os.kill(kernel_pid(km), signal.SIGKILL)
         assert wait_gone(tree) == []

@@ -48,7 +48,7 @@ def _check_failure(kc: BlockingKernelClient, code: str, ename: str, *phrases: st
 @pytest.mark.parametrize(
     ("code", "ename", "phrases"),
     [
-        pytest.param("import ctypes\nbefore = 0\nctypes.string_at(0)", "ExecutorDied", ["segmentation fault", "restored"], id="segfault"),
+        pytest.param("import faulthandler\nbefore = 0\nfaulthandler._sigsegv()", "ExecutorDied", ["segmentation fault", "restored"], id="segfault"),
         pytest.param("import os\nbefore = 0\nos._exit(3)", "ExecutorDied", ["exited with status 3", "restored"], id="os-exit"),
         pytest.param("import os, signal\nbefore = 0\nos.kill(os.getpid(), signal.SIGKILL)", "ExecutorDied", ["killed (SIGKILL)", "restored"], id="self-kill"),
         pytest.param("import time\nbefore = 0\nwhile True: time.sleep(0.05)", "CellTimeout", ["longer than the limit of 4 s", "restored"], id="timeout"),
@@ -120,7 +120,7 @@ def test_file_size_and_tmp_limits_are_named(limited) -> None:  # noqa: ANN001
 def test_rollback_off_says_the_state_is_lost(workspace: Path) -> None:
     with running_kernel(workspace, extra_arguments=["--Limits.rollback=False"]) as (_, kc):
         execute(kc, "x = 1")
-        res = execute(kc, "import ctypes; ctypes.string_at(0)", stop_on_error=False)
+        res = execute(kc, "import faulthandler; faulthandler._sigsegv()", stop_on_error=False)
         text = strip_ansi(res.reply["content"]["evalue"])
         assert "variables and imports from earlier cells are gone" in text
         assert "rollback is turned off" in text
@@ -130,7 +130,7 @@ def test_rollback_off_says_the_state_is_lost(workspace: Path) -> None:
 def test_snapshot_is_skipped_with_threads_running_and_the_user_is_told(workspace: Path) -> None:
     with running_kernel(workspace) as (_, kc):
         execute(kc, "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\nx = 1")
-        res = execute(kc, "import ctypes; ctypes.string_at(0)", stop_on_error=False)
+        res = execute(kc, "import faulthandler; faulthandler._sigsegv()", stop_on_error=False)
         text = strip_ansi(res.reply["content"]["evalue"])
         assert "background thread" in text, text
 
