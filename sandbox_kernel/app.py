@@ -36,9 +36,11 @@ class SandboxKernelApp(IPKernelApp):
     preset = CaselessStrEnum(
         list(PRESETS),
         default_value="standard",
-        help="""Defaults for a kind of deployment: 'standard' (secure defaults for a data
-        scientist), 'classroom' (tighter limits for students), 'permissive' (allows
-        running without a sandbox when the host offers none). Explicit settings win.""",
+        help="""Defaults for a kind of deployment, limits, outputs and policy together:
+        'standard' (secure defaults for a data scientist), 'classroom' (time, memory and
+        process limits, sanitized outputs and the classroom policy for students),
+        'permissive' (the permissive policy, and running without a sandbox allowed when
+        the host offers none). Explicit settings win; admin locks win over both.""",
     ).tag(config=True)
 
     config_file_name = Unicode("sandbox_kernel_config")

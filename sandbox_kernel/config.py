@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Float, Int, List, TraitError, Unicode, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
+
+from .levels import ISOLATION_LEVELS, level_rank
+from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES
+from .policy.settings import check_overrides
 
 __all__ = [
     "ISOLATION_LEVELS",
@@ -26,8 +30,6 @@ __all__ = [
     "Policy",
     "level_rank",
 ]
-
-from .levels import ISOLATION_LEVELS, level_rank
 
 MECHANISM_POLICY = ["required", "auto", "disabled"]
 
@@ -284,40 +286,6 @@ class Output(Configurable):
     ).tag(config=True)
 
 
-# Presets are defaults layered under the user's configuration: anything set
-# explicitly wins, and an admin lock (see SECURITY.md) wins over both.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "standard": {},
-    "classroom": {
-        "Isolation": {"required_isolation": "landlock"},
-        "Limits": {
-            "wall_time_limit_s": 60.0,
-            "memory_limit_mb": 2048,
-            "max_processes": 128,
-            "kill_cell_processes": True,
-        },
-        "Output": {
-            "max_cell_output_bytes": 8 * 1024 * 1024,
-            "max_messages_per_s": 200.0,
-            "sanitize_html": True,
-            "drop_javascript": True,
-            "drop_frontend_payloads": True,
-        },
-    },
-    "permissive": {
-        "Isolation": {"required_isolation": "none", "seccomp": "auto"},
-    },
-}
-
-
-# -- the policy (issue #4) ---------------------------------------------------------------
-# Imported here rather than at the top so that this section stays self-contained.
-from traitlets import Dict  # noqa: E402
-
-from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES  # noqa: E402
-from .policy.settings import check_overrides  # noqa: E402
-
-
 class Policy(Configurable):
     """What cells may do: the static checks and the executor's runtime audit hooks.
 
@@ -371,3 +339,31 @@ class Policy(Configurable):
                 f"Policy.rules: {exc}. Rule ids are {min(RULES)}..{max(RULES)} "
                 "(the table is in sandbox_kernel/policy/rules.py)"
             ) from None
+
+
+# Presets are defaults layered under the user's configuration: anything set
+# explicitly wins, and an admin lock (see SECURITY.md) wins over both.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "standard": {},
+    "classroom": {
+        "Isolation": {"required_isolation": "landlock"},
+        "Limits": {
+            "wall_time_limit_s": 60.0,
+            "memory_limit_mb": 2048,
+            "max_processes": 128,
+            "kill_cell_processes": True,
+        },
+        "Output": {
+            "max_cell_output_bytes": 8 * 1024 * 1024,
+            "max_messages_per_s": 200.0,
+            "sanitize_html": True,
+            "drop_javascript": True,
+            "drop_frontend_payloads": True,
+        },
+        "Policy": {"preset": "classroom"},
+    },
+    "permissive": {
+        "Isolation": {"required_isolation": "none", "seccomp": "auto"},
+        "Policy": {"preset": "permissive"},
+    },
+}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from traitlets import TraitError
 
-from sandbox_kernel.config import PRESETS, Isolation, Limits, Output, level_rank
+from sandbox_kernel.config import PRESETS, Isolation, Limits, Output, Policy, level_rank
 
 SECURITY_MD = Path(__file__).parents[2] / "SECURITY.md"
 
@@ -22,7 +22,7 @@ def _documented_defaults() -> dict[str, str]:
 def test_security_md_quotes_the_real_defaults() -> None:
     documented = _documented_defaults()
     assert len(documented) >= 10
-    classes = {"Isolation": Isolation(), "Limits": Limits(), "Output": Output()}
+    classes = {"Isolation": Isolation(), "Limits": Limits(), "Output": Output(), "Policy": Policy()}
     for name, value in documented.items():
         cls, trait = name.split(".")
         assert str(getattr(classes[cls], trait)) == value, f"SECURITY.md says {name} = {value}"
