@@ -184,10 +184,18 @@ class Student:
     token: str = ""
     kernel_id: str = ""
     kernel: KernelSocket | None = None
+    log: Path | None = None
 
     def cell(self, code: str, timeout: float = CELL_TIMEOUT) -> Cell:
+        import websocket
+
         assert self.kernel is not None
-        return self.kernel.execute(code, timeout)
+        try:
+            return self.kernel.execute(code, timeout)
+        except websocket.WebSocketException as exc:
+            raise AssertionError(
+                f"{self.name}: no reply to {code!r} ({exc!r}); hub log:\n{_log_tail(self.log)}"
+            ) from None
 
 
 @dataclass
@@ -242,9 +250,12 @@ def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
             if result:
                 return result
         time.sleep(0.25)
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    tail = "\n".join(line for line in lines if "200 GET /hub/api/" not in line)[-8000:]
-    raise AssertionError(f"{what} within {timeout} s; hub log:\n{tail}")
+    raise AssertionError(f"{what} within {timeout} s; hub log:\n{_log_tail(log)}")
+
+
+def _log_tail(log: Path | None) -> str:
+    lines = log.read_text(errors="replace").splitlines() if log and log.exists() else []
+    return "\n".join(line for line in lines if "200 GET /hub/api/" not in line)[-8000:]
 
 
 @pytest.fixture(scope="module")
@@ -399,6 +410,7 @@ def kernels(hub: Hub) -> dict[str, Student]:
         # No kernel named: the server's default is the sandbox kernel.
         assert model["name"] == "sandbox-python"
         student.kernel_id = model["id"]
+        student.log = hub.log
         ws_url = hub.url.replace("http", "ws", 1)
         student.kernel = KernelSocket(
             f"{ws_url}/user/{student.name}/api/kernels/{student.kernel_id}/channels",
@@ -512,8 +524,18 @@ def test_locks_hold_against_the_students_own_config(hub: Hub, kernels: dict[str,
     cell = b.cell("import time\ntime.sleep(1)\nprint('slept')")
     assert cell.status == "ok"
     assert "slept" in cell.text
-    lock = json.loads((hub.lock_dir / f"{b.name}.json").read_text())
+    lock_file = hub.lock_dir / f"{b.name}.json"
+    lock = json.loads(lock_file.read_text())
     assert lock["locked"]["Limits.wall_time_limit_s"] == B_WALL_S
+    # The lock files are root's; a student's kernel reads its own, and nobody else's.
+    st = lock_file.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, pwd.getpwnam(b.name).pw_gid, 0o640)
+    peek = subprocess.run(
+        ["runuser", "-u", a.name, "--", "cat", str(lock_file)], capture_output=True, check=False
+    )
+    assert peek.returncode != 0
+    # The kernel's log (the hub's log, root's) has a copy of each refusal.
+    assert "lock_refused setting=Limits.wall_time_limit_s" in hub.hub_log()
 
 
 def test_the_audit_log_records_each_students_cells(hub: Hub, kernels: dict[str, Student]) -> None:
