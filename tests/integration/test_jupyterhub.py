@@ -307,7 +307,7 @@ def hub() -> Iterator[Hub]:
         user_conf.mkdir()
         (user_conf / "sandbox_kernel_config.json").write_text(json.dumps(LOOSER))
         for path in (user_conf, user_conf / "sandbox_kernel_config.json"):
-            os.chown(path, a.uid, a.uid)
+            os.chown(path, a.uid, pwd.getpwnam(a.name).pw_gid)
 
         public, hub_port, proxy_api = _free_ports(3)
         config = base / "jupyterhub_config.py"
@@ -389,6 +389,11 @@ def hub() -> Iterator[Hub]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+            # The proxy runs in a session of its own: stop it by its pid if it outlived the hub.
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                proxy = psutil.Process(int((base / "state" / "jupyterhub-proxy.pid").read_text()))
+                if "configurable-http-proxy" in " ".join(proxy.cmdline()):
+                    proxy.kill()
         for student in students.values():
             _remove_user(student)
         shutil.rmtree(base, ignore_errors=True)
@@ -569,3 +574,30 @@ def test_the_audit_log_records_each_students_cells(hub: Hub, kernels: dict[str, 
         else:
             # Nobody tried to loosen B's locks: no refused attempts to report.
             assert not [r for r in records if r.get("event") == "lock"]
+
+
+def test_the_server_config_refuses_other_kernels_by_name(tmp_path: Path) -> None:
+    """Without a hub: why jupyter_server_config.py needs its own KernelSpecManager."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from traitlets.config import Config
+
+    from sandbox_kernel.install import kernel_dict
+
+    spec_dir = tmp_path / "kernels" / "sandbox-python"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps(kernel_dict()))
+    namespace: dict[str, Any] = {"get_config": Config}
+    source = (EXAMPLE / "jupyter_server_config.py").read_text()
+    exec(compile(source, "jupyter_server_config.py", "exec"), namespace)
+    config = namespace["c"]
+    dirs = [str(tmp_path / "kernels")]
+    # jupyter_client alone lists only the allowed kernel, yet starts python3 when asked.
+    plain = KernelSpecManager(config=config, kernel_dirs=dirs)
+    assert set(plain.find_kernel_specs()) == {"sandbox-python"}
+    assert "ipykernel" in " ".join(plain.get_kernel_spec("python3").argv)
+    # The example's manager refuses it (and any other name), in any case.
+    manager = config.ServerApp.kernel_spec_manager_class(config=config, kernel_dirs=dirs)
+    assert "sandbox_kernel" in manager.get_kernel_spec("sandbox-python").argv
+    for name in ("python3", "Python3", "ir"):
+        with pytest.raises(NoSuchKernel):
+            manager.get_kernel_spec(name)
