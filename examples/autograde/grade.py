@@ -325,6 +325,7 @@ class Grader:
     submission_timeout: float = 600.0
     accept_levels: tuple[str, ...] = ("namespaces", "landlock")
     keep_work: bool = False
+    kernel_args: list[str] = field(default_factory=list)
 
     def grade(self, student: str, src: Path, out_dir: Path | None) -> Outcome:
         outcome = Outcome(student, max_score=sum(t.points for t in self.tests))
@@ -383,6 +384,7 @@ class Grader:
             allow_errors=True,
             interrupt_on_timeout=False,
             record_timing=False,
+            extra_arguments=list(self.kernel_args),
             resources={"metadata": {"path": str(ws)}},
         )
         deadline = started + self.submission_timeout
@@ -479,6 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", action="append", help="grade only these students")
     parser.add_argument("--cell-timeout", type=float, default=120.0)
     parser.add_argument("--submission-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--kernel-arg",
+        action="append",
+        default=[],
+        help="extra kernel argument, as --kernel-arg=--Limits.wall_time_limit_s=30 (admin "
+        "locks still apply: it can only tighten what they pin)",
+    )
     parser.add_argument("--keep-work", action="store_true")
     args = parser.parse_args(argv)
 
@@ -494,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         cell_timeout=args.cell_timeout,
         submission_timeout=args.submission_timeout,
         keep_work=args.keep_work,
+        kernel_args=args.kernel_arg,
     )
     students = sorted(
         p.name for p in args.submissions.iterdir() if p.is_dir() and not p.is_symlink()
