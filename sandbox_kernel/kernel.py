@@ -377,6 +377,11 @@ class SandboxKernel(Kernel):
         self.audit.record_violation(record, source=self._cell_code if self._running else None)
         if record.get("event") == "seccomp":
             self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
+        elif record.get("event") == "forged_reply":
+            self.publisher.notice(
+                f"[sandbox] ignored {record.get('detail')}: the cell wrote it to the "
+                "executor's channel; the cell is still running and its limits still apply"
+            )
         elif record.get("action") == "warn":
             # The static check has already warned about this rule for this cell.
             already = (

@@ -192,7 +192,11 @@ class Executor:
         silent = bool(command.get("silent", False))
         store_history = bool(command.get("store_history", not silent))
         restore_input = shell.forward_input(bool(command.get("allow_stdin", False)))
-        reply: dict[str, Any] = {"type": "execute_reply", "id": command["id"]}
+        reply: dict[str, Any] = {
+            "type": "execute_reply",
+            "id": command["id"],
+            "token": command.get("token", ""),
+        }
         try:
             try:
                 result = shell.run_cell(
@@ -260,6 +264,7 @@ class Executor:
             {
                 "type": "complete_reply",
                 "id": command["id"],
+                "token": command.get("token", ""),
                 "matches": [c.text for c in completions],
                 "cursor_start": start,
                 "cursor_end": end,
@@ -276,6 +281,7 @@ class Executor:
         reply: dict[str, Any] = {
             "type": "inspect_reply",
             "id": command["id"],
+            "token": command.get("token", ""),
             "found": False,
             "data": {},
         }
@@ -313,7 +319,9 @@ class Executor:
             self.stderr.flush()
             self.outbox.set_thread_parent("")
             if "id" in command:
-                self.channel.send({"type": "done", "id": command["id"]})
+                self.channel.send(
+                    {"type": "done", "id": command["id"], "token": command.get("token", "")}
+                )
         # Widget callbacks change the state: the next cell's snapshot must include that.
         self.refresh_snapshot()
 
@@ -325,7 +333,7 @@ class Executor:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     time.sleep(0.01)
-        self.channel.send({"type": "done", "id": command["id"]})
+        self.channel.send({"type": "done", "id": command["id"], "token": command.get("token", "")})
 
     def update_info(self, command: dict[str, Any]) -> None:
         self.info.update(command.get("info") or {})

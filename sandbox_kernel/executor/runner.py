@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -125,7 +126,9 @@ class ExecutorProcess:
         self.ready: dict[str, Any] | None = None
         self._ready_future: asyncio.Future[dict[str, Any]] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._expected: dict[int, str] = {}
+        # request id -> (the reply frame type it expects, its secret token)
+        self._expected: dict[int, tuple[str, str]] = {}
+        self.forged_replies = 0
         self._next_id = 1
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -358,11 +361,15 @@ class ExecutorProcess:
         """Send a command that gets a reply frame carrying the same id; await that frame."""
         request_id = self._next_id
         self._next_id += 1
+        # Ids are guessable; the token is not. A cell can write frames to the relay
+        # socket, but it cannot end its own cell early (cancelling its time limits)
+        # without the token, which the executor keeps out of the cell's reach.
+        token = secrets.token_hex(16)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._expected[request_id] = REPLY_TYPES.get(command["op"], "done")
+        self._expected[request_id] = (REPLY_TYPES.get(command["op"], "done"), token)
         try:
-            await self.send({**command, "id": request_id})
+            await self.send({**command, "id": request_id, "token": token})
             return await future
         finally:
             self._pending.pop(request_id, None)
@@ -513,6 +520,23 @@ class ExecutorProcess:
                     }
                 )
 
+    def _forged(self, kind: str, why: str) -> None:
+        """A reply the executor's own code did not send: the running cell wrote it."""
+        self.forged_replies += 1
+        if self.forged_replies > 3:
+            return  # a flood of them: the first few are on record
+        self.on_log("warning", f"dropped a forged {kind} {why}")
+        if self.on_audit is not None:
+            self.on_audit(
+                {
+                    "source": "relay",
+                    "rule": "",
+                    "action": "deny",
+                    "event": "forged_reply",
+                    "detail": f"a {kind} {why}",
+                }
+            )
+
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "snapshot":
@@ -523,20 +547,17 @@ class ExecutorProcess:
             request_id = message["id"]
             future = self._pending.get(request_id)
             if future is None:
+                # Late replies to requests that timed out are normal; replies to
+                # requests never made are not.
                 if request_id >= self._next_id or request_id < 1:
-                    # Late replies to requests that timed out are normal; replies to
-                    # requests never made are not.
-                    self.on_log(
-                        "warning",
-                        f"the executor answered request {request_id}, which was never made",
-                    )
+                    self._forged(kind, f"for request {request_id}, which was never made")
                 return
-            if self._expected.get(request_id) != kind:
-                self.on_log(
-                    "warning",
-                    f"dropped a {kind} for request {request_id}, "
-                    f"which expects a {self._expected.get(request_id)}",
-                )
+            expected_kind, token = self._expected.get(request_id, ("", ""))
+            if expected_kind != kind:
+                self._forged(kind, f"for request {request_id}, which expects a {expected_kind}")
+                return
+            if not hmac.compare_digest(message.get("token", ""), token):
+                self._forged(kind, f"for request {request_id} without the request's token")
                 return
             if not future.done():
                 future.set_result(message)

@@ -538,6 +538,8 @@ _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 }
 
 CHILD_MESSAGE_TYPES = frozenset(_VALIDATORS)
+# Frames that answer a request: they carry the request's id and its secret token.
+REPLY_FRAME_TYPES = frozenset({"execute_reply", "complete_reply", "inspect_reply", "done"})
 
 
 def validate_child_message(value: Any) -> dict[str, Any]:
@@ -549,6 +551,8 @@ def validate_child_message(value: Any) -> dict[str, Any]:
         raise FrameRejected(f"unknown frame type {str(kind)[:40]!r}")
     clean = _VALIDATORS[kind](value)
     clean["type"] = kind
+    if kind in REPLY_FRAME_TYPES and "token" in value:
+        clean["token"] = _str(value, "token", max_len=64)
     # Which request an output belongs to, by the msg_id the kernel gave the child;
     # the kernel maps it back to a parent header it kept, so the child can only
     # pick among real requests.

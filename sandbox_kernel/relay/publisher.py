@@ -156,7 +156,12 @@ class Publisher:
             self.comms[content["comm_id"]] = content.get("target_name", "")
         elif kind == "comm_close":
             self.comms.pop(content["comm_id"], None)
-        self.send(kind, content, self.parent_for(message), message.get("buffers") or None)
+        metadata = None
+        if kind.startswith("comm_"):
+            # As ipykernel sends them: a comm's metadata (the widget protocol version)
+            # belongs in the message's metadata, not in its content.
+            metadata = content.pop("metadata", None)
+        self.send(kind, content, self.parent_for(message), message.get("buffers") or None, metadata)
 
     def send(
         self,
@@ -164,6 +169,7 @@ class Publisher:
         content: dict[str, Any],
         parent: dict[str, Any],
         buffers: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         kernel = self.kernel
         if kernel.session is None:
@@ -175,6 +181,7 @@ class Publisher:
             parent,
             ident=f"kernel.{kernel.ident}.{kind}".encode(),
             buffers=buffers,
+            metadata=metadata,
         )
 
     def notice(self, text: str, parent: dict[str, Any] | None = None) -> None:

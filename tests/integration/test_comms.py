@@ -30,6 +30,11 @@ def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKer
     slider_open = next(o for o in opens if o["comm_id"] == model_id)
     assert slider_open["target_name"] == "jupyter.widget"
     assert slider_open["data"]["state"]["value"] == 3
+    # As ipykernel sends it: JupyterLab's widget manager reads the protocol version from
+    # the message's metadata and refuses the comm without it.
+    assert "metadata" not in slider_open
+    [message] = [m for m in res.outputs if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id]
+    assert message["metadata"]["version"].split(".")[0] == "2"
 
     # The frontend moves the slider: a comm_msg with a state update.
     msg = kc.session.msg(

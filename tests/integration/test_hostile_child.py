@@ -376,11 +376,6 @@ def test_forged_execute_reply_with_a_wrong_id_changes_nothing(kernel: Kernel, wh
     kernel.assert_state_kept()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.py _dispatch drops a reply whose id no request waits on without a word "
-    "(not even a log line), so the frontend never learns the executor forged one",
-)
 def test_forged_execute_reply_with_a_never_issued_id_is_reported(kernel: Kernel) -> None:
     forged = "{'type': 'execute_reply', 'id': 10**9, 'status': 'ok'}"
     cell = kernel.run(hostile(f"_send_raw(_frame({forged}))"))

@@ -886,10 +886,14 @@ async def reader_loop() -> AsyncIterator[Loop]:
         child.close()
 
 
+# The secret the kernel sent with a request; the executor's reply must carry it.
+REQUEST_TOKEN = "0123456789abcdef0123456789abcdef"
+
+
 async def pending(loop: Loop, request_id: int) -> asyncio.Future[dict[str, Any]]:
     future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     loop.executor._pending[request_id] = future
-    loop.executor._expected[request_id] = "execute_reply"
+    loop.executor._expected[request_id] = ("execute_reply", REQUEST_TOKEN)
     loop.executor._next_id = max(loop.executor._next_id, request_id + 1)
     return future
 
@@ -901,7 +905,7 @@ async def test_reader_loop_publishes_a_notice_in_place_of_a_bad_frame(reader_loo
         + json_frame({"type": "bogus"})
         + frame_of(b"[" * 100_000)
         + encode_frame(stream("two"))
-        + json_frame({"type": "execute_reply", "id": 7, "status": "ok"})
+        + json_frame({"type": "execute_reply", "id": 7, "status": "ok", "token": REQUEST_TOKEN})
     )
     reply = await asyncio.wait_for(future, 5)
     assert reply["status"] == "ok"
@@ -946,7 +950,7 @@ async def test_reader_loop_ignores_fds_passed_with_scm_rights(reader_loop: Loop)
     read_end, write_end = os.pipe()
     try:
         before = len(os.listdir("/proc/self/fd"))
-        frame = json_frame({"type": "execute_reply", "id": 3, "status": "ok"})
+        frame = json_frame({"type": "execute_reply", "id": 3, "status": "ok", "token": REQUEST_TOKEN})
         assert socket.send_fds(reader_loop.child, [frame], [read_end] * 100) == len(frame)
         reply = await asyncio.wait_for(future, 5)
         assert reply["status"] == "ok"
@@ -962,7 +966,7 @@ async def test_reader_loop_survives_a_message_the_session_cannot_serialise(
     future = await pending(reader_loop, 5)
     reader_loop.child.sendall(
         encode_frame(stream("\ud800"))
-        + json_frame({"type": "execute_reply", "id": 5, "status": "ok"})
+        + json_frame({"type": "execute_reply", "id": 5, "status": "ok", "token": REQUEST_TOKEN})
     )
     # Either the reply still arrives, or the waiter is told the executor died: never a hang.
     with contextlib.suppress(ExecutorDied):
@@ -975,8 +979,9 @@ async def test_reply_of_the_wrong_kind_does_not_answer_a_request(reader_loop: Lo
     await asyncio.sleep(0.05)
     assert not request.done()
     request_id = next(iter(executor._pending))
+    token = executor._expected[request_id][1]
     reader_loop.child.sendall(
-        json_frame({"type": "done", "id": request_id})
+        json_frame({"type": "done", "id": request_id, "token": token})
         + json_frame(
             {
                 "type": "complete_reply",
@@ -986,7 +991,28 @@ async def test_reply_of_the_wrong_kind_does_not_answer_a_request(reader_loop: Lo
                 "cursor_end": 0,
             }
         )
-        + json_frame({"type": "execute_reply", "id": request_id, "status": "ok"})
+        + json_frame({"type": "execute_reply", "id": request_id, "status": "ok", "token": token})
     )
     reply = await asyncio.wait_for(request, 5)
     assert reply["type"] == "execute_reply"
+
+
+async def test_a_reply_without_the_requests_token_is_forged(reader_loop: Loop) -> None:
+    """A cell can write frames to the relay; without the request's token they answer nothing."""
+    executor = reader_loop.executor
+    request = asyncio.ensure_future(executor.request({"op": "execute", "code": "1"}))
+    await asyncio.sleep(0.05)
+    request_id = next(iter(executor._pending))
+    token = executor._expected[request_id][1]
+    assert len(token) == 32
+    reader_loop.child.sendall(
+        json_frame({"type": "execute_reply", "id": request_id, "status": "ok"})
+        + json_frame({"type": "execute_reply", "id": request_id, "status": "ok", "token": "0" * 32})
+    )
+    await asyncio.sleep(0.2)
+    assert not request.done()
+    assert executor.forged_replies == 2
+    reader_loop.child.sendall(
+        json_frame({"type": "execute_reply", "id": request_id, "status": "ok", "token": token})
+    )
+    assert (await asyncio.wait_for(request, 5))["status"] == "ok"
