@@ -193,6 +193,10 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
 # Library frames that act for the user: IPython evaluates {expr} fields of shell
 # commands and magic lines with eval() in IPython/utils/text.py.
 _USER_PROXIES = {"compile": ("IPython/utils/text.py",)}
+# Single library functions that stand in for a builtin in the user's namespace: the
+# cell's `open` is IPython's _modified_open, which only checks its argument.
+_TRANSPARENT_FUNCTIONS = frozenset({"_modified_open"})
+_TRANSPARENT_FUNCTION_FILE = os.path.join("IPython", "core", "interactiveshell.py")
 # Families whose library-originated events are still worth a record.
 _RECORD_LIBRARY = frozenset({"process", "native", "network", "files", "audit"})
 
@@ -397,6 +401,11 @@ class _Hook:
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             filename = frame.f_code.co_filename
+            if frame.f_code.co_name in _TRANSPARENT_FUNCTIONS and filename.endswith(
+                _TRANSPARENT_FUNCTION_FILE
+            ):
+                frame = frame.f_back
+                continue
             if filename != _THIS_FILE and filename not in transparent:
                 if proxies and filename.endswith(proxies):
                     return "user"

@@ -48,6 +48,10 @@ MODULE_RULES: dict[str, str] = {
     "socket": "SKP204",
     "_socket": "SKP204",
     "socketserver": "SKP204",
+    # libzmq opens its own sockets in C: no audit event ever sees them.
+    "zmq": "SKP204",
+    # The executor's own machinery (its audit hooks among it) is not for cells.
+    "sandbox_kernel": "SKP209",
     "importlib.util": "SKP206",
     "importlib.machinery": "SKP206",
     "importlib.abc": "SKP206",
@@ -101,6 +105,8 @@ CALL_RULES: dict[str, str] = {
     "IPython.utils.process.getoutputerror": "SKP202",
     "IPython.utils.process.get_output_error_code": "SKP202",
     "signal.pthread_kill": "SKP203",
+    "signal.pidfd_send_signal": "SKP203",
+    "os.pidfd_open": "SKP203",
     **{
         f"{m}.{f}": "SKP205"
         for m in ("signal", "_signal")

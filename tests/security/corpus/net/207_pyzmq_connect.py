@@ -5,8 +5,6 @@
 # barrier: network namespace (own loopback) / seccomp (no socket(2)) and Landlock TCP
 # marker: REACHED net207
 # check: no_zmq_contact
-# xfail-on: BUG: the classroom policy denies sockets (SKP204) but pyzmq is not a known network
-#   module and libzmq's sockets raise no audit event: the cell runs unrefused
 import json
 
 import zmq

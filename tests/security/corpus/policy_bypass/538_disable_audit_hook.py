@@ -6,9 +6,6 @@
 #   (marker)
 # marker: REACHED pb538
 # check: host_untouched
-# xfail-on: BUG: a cell may import sandbox_kernel.executor.audit (no static finding) and clear
-#   _hook.handlers: the runtime hook then ignores every event for the rest of the session, so
-#   the classroom policy lets a module the cell wrote run os.system
 import pathlib
 
 from sandbox_kernel.executor import audit

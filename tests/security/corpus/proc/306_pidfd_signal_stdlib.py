@@ -4,9 +4,6 @@
 # barrier: pid namespace / Landlock signal scope
 # marker: REACHED proc306
 # check: marker_alive
-# xfail-on: BUG: SKP203 (deny in classroom) covers os.kill/killpg but not os.pidfd_open +
-#   signal.pidfd_send_signal, which raise no audit event either: the cell runs and signals, and
-#   only the OS sandbox stops it
 import os
 import signal
 
