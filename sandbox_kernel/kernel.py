@@ -526,6 +526,7 @@ class SandboxKernel(Kernel):
                     allow_stdin=allow_stdin,
                     execution_count=count,
                     parent=msg_id,
+                    reap_after=self.limits.kill_cell_processes,
                 )
             )
         finally:

@@ -157,7 +157,13 @@ class Executor:
                 return
             self._announce_snapshot()
         self._run_cell(command)
-        self.refresh_snapshot()
+        if command.get("reap_after"):
+            # The kernel's reap command, which ends the cell's processes (a new
+            # snapshot among them, were it taken now), takes the next one. The old
+            # one holds the state before this cell: it must never stand in for it.
+            self.snapshots.drop()
+        else:
+            self.refresh_snapshot()
 
     def _announce_snapshot(self) -> None:
         """Tell the kernel which process holds the state to fall back on (or why none does)."""
@@ -326,14 +332,23 @@ class Executor:
         self.refresh_snapshot()
 
     def reap(self, command: dict[str, Any]) -> None:
-        """Collect children the supervisor has just killed: zombies still hold a pid each."""
+        """Collect the processes the supervisor has just killed, then take the next snapshot.
+
+        Zombies still hold a pid each, so they must go before the next cell. The
+        supervisor killed every process but this one, so waiting ends when no
+        child is left (our snapshot is dropped first, in case it escaped the kill).
+        """
+        self.snapshots.drop()
         deadline = time.monotonic() + 2.0
-        with contextlib.suppress(ChildProcessError):
-            while time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    time.sleep(0.01)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.002)
         self.channel.send({"type": "done", "id": command["id"], "token": command.get("token", "")})
+        self.refresh_snapshot()
 
     def update_info(self, command: dict[str, Any]) -> None:
         self.info.update(command.get("info") or {})

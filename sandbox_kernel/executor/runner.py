@@ -55,6 +55,9 @@ class ExecuteRequest:
     allow_stdin: bool
     execution_count: int
     parent: str
+    # The kernel ends the cell's processes afterwards (and the executor takes its
+    # next snapshot only then).
+    reap_after: bool = False
 
 
 @dataclass
@@ -389,6 +392,7 @@ class ExecutorProcess:
                     "allow_stdin": request.allow_stdin,
                     "execution_count": request.execution_count,
                     "parent": request.parent,
+                    "reap_after": request.reap_after,
                 }
             )
         except ExecutorDied as exc:

@@ -159,3 +159,10 @@ def test_kill_cell_processes(workspace: Path) -> None:
         found = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
         assert wait_gone(found) == []
         assert execute(kc, "1").status == "ok"
+        # Ending the cell's processes spares the snapshot for the next cell: a crash
+        # still rolls back to the state before it, not to an older one.
+        execute(kc, "kept = 'second cell'")
+        res = execute(kc, "kept = 'lost'\nimport os\nos._exit(1)", stop_on_error=False)
+        assert res.reply["content"]["ename"] == "ExecutorDied"
+        assert "restored" in strip_ansi(res.reply["content"]["evalue"])
+        assert execute(kc, "kept").of_type("execute_result")[0]["data"]["text/plain"] == "'second cell'"
