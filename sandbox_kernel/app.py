@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
-from jupyter_core.paths import jupyter_config_path
+from jupyter_core.paths import jupyter_config_dir, jupyter_config_path
 from traitlets import CaselessStrEnum, Unicode, default
 from traitlets.config import Application
 
@@ -78,7 +78,13 @@ class SandboxKernelApp(IPKernelApp):
         self.profile_dir = None
 
     def init_config_files(self) -> None:
-        self.config_file_paths = [p for p in jupyter_config_path() if os.path.isabs(p)]
+        paths = [p for p in jupyter_config_path() if os.path.isabs(p)]
+        if os.environ.get("JUPYTERHUB_DISABLE_USER_CONFIG", "").lower() in {"1", "true", "yes"}:
+            # The hub disabled the single-user server's user configuration; the
+            # kernel it starts follows suit, so ~/.jupyter changes nothing here either.
+            user_dir = os.path.realpath(jupyter_config_dir())
+            paths = [p for p in paths if os.path.realpath(p) != user_dir]
+        self.config_file_paths = paths
 
     def load_config_file(self, suppress_errors: Any = None) -> None:  # type: ignore[override]
         base = self.config_file_name

@@ -152,7 +152,8 @@ class SandboxKernel(Kernel):
         self.locked = locks.describe() if locks is not None else {}
         for attempt in getattr(self.parent, "lock_attempts", []):
             self.log.warning(
-                "lock_refused setting=%s attempted=%r locked=%r",
+                "lock_refused user=%s setting=%s attempted=%r locked=%r",
+                self.audit.user,
                 attempt.setting,
                 attempt.attempted,
                 attempt.locked,

@@ -248,7 +248,8 @@ class AuditLog:
             level = logging.INFO if clean["verdict"] == "allowed" else logging.WARNING
             self.logger.log(
                 level,
-                "cell_checked kernel_id=%s cell_sha256=%s verdict=%s rules=%s",
+                "cell_checked user=%s kernel_id=%s cell_sha256=%s verdict=%s rules=%s",
+                clean.get("user") or "-",
                 clean["kernel_id"],
                 clean["cell_sha256"],
                 clean["verdict"],
@@ -258,7 +259,8 @@ class AuditLog:
             level = logging.WARNING if clean.get("action") in ("deny", "warn") else logging.INFO
             self.logger.log(
                 level,
-                "policy_violation source=%s rule=%s action=%s event=%s detail=%s",
+                "policy_violation user=%s source=%s rule=%s action=%s event=%s detail=%s",
+                clean.get("user") or "-",
                 clean.get("source"),
                 ",".join(clean.get("rules", [])) or "-",
                 clean.get("action"),

@@ -143,3 +143,18 @@ def test_cell_code_cannot_loosen(workspace: Path, locked_env: dict[str, str], tm
         km.restart_kernel(now=False)
         kc.wait_for_ready(timeout=60)
         _assert_lock_holds(kc, Path(env["SANDBOX_TEST_AUDIT"]), attempts=False)
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["user-config-read", "hub-disabled-user-config"])
+def test_hub_can_disable_user_config(workspace: Path, tmp_path: Path, disabled: bool) -> None:
+    """JUPYTERHUB_DISABLE_USER_CONFIG: ~/.jupyter does not configure the kernel either."""
+    user_conf = tmp_path / "user-jupyter"
+    user_conf.mkdir()
+    (user_conf / "sandbox_kernel_config.json").write_text(json.dumps({"Limits": {"max_open_files": 77}}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(user_conf)}
+    if disabled:
+        env["JUPYTERHUB_DISABLE_USER_CONFIG"] = "1"
+    with running_kernel(workspace, env=env) as (_, kc):
+        limit = execute(kc, "import resource; resource.getrlimit(resource.RLIMIT_NOFILE)[0]")
+        value = limit.of_type("execute_result")[0]["data"]["text/plain"]
+        assert value == ("1024" if disabled else "77")

@@ -163,9 +163,9 @@ def test_logger_lines_are_structured(log_path: Path, caplog: pytest.LogCaptureFi
     with AuditLog(log_path, kernel_id="k-9") as log:
         log.record_cell(source, verdict)
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("cell_checked kernel_id=k-9 ") and "verdict=denied" in m
+    assert any(m.startswith("cell_checked user=- kernel_id=k-9 ") and "verdict=denied" in m
                and "rules=SKP201" in m for m in messages)
-    assert any(m.startswith("policy_violation source=static rule=SKP201 action=deny")
+    assert any(m.startswith("policy_violation user=- source=static rule=SKP201 action=deny")
                for m in messages)
     # findings are described, but the cell's source is not logged
     assert all("secret_plan" not in m for m in messages)
