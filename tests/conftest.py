@@ -58,4 +58,4 @@ def workspace(tmp_path: Path) -> Iterator[Path]:
     ws = tmp_path / "workspace"
     ws.mkdir()
     os.chmod(tmp_path, 0o755)
-    yield ws
+    return ws

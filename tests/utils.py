@@ -21,6 +21,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
 
+
 TIMEOUT = 60
 
 
@@ -70,7 +71,9 @@ def execute(kc: BlockingKernelClient, code: str, timeout: float = TIMEOUT, **kwa
 
 
 @contextlib.contextmanager
-def running_kernel(cwd: str | os.PathLike[str], kernel_name: str = KERNEL_NAME, **kw: Any) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+def running_kernel(
+    cwd: str | os.PathLike[str], kernel_name: str = KERNEL_NAME, **kw: Any
+) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
     km = KernelManager(kernel_name=kernel_name)
     km.start_kernel(cwd=str(cwd), **kw)
     kc = km.client()

@@ -36,11 +36,26 @@ class SandboxKernelTests(jupyter_kernel_test.KernelTests):
         {"code": "'sand' + 'box'", "result": "'sandbox'"},
     ]
     code_display_data = [
-        {"code": "from IPython.display import HTML, display; display(HTML('<b>test</b>'))", "mime": "text/html"},
-        {"code": "from IPython.display import Math, display; display(Math('\\\\frac{1}{2}'))", "mime": "text/latex"},
-        {"code": "from IPython.display import Markdown, display; display(Markdown('*hi*'))", "mime": "text/markdown"},
-        {"code": "from IPython.display import JSON, display; display(JSON({'a': 1}))", "mime": "application/json"},
-        {"code": "from IPython.display import SVG, display; display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>'))", "mime": "image/svg+xml"},
+        {
+            "code": "from IPython.display import HTML, display; display(HTML('<b>test</b>'))",
+            "mime": "text/html",
+        },
+        {
+            "code": "from IPython.display import Math, display; display(Math('\\\\frac{1}{2}'))",
+            "mime": "text/latex",
+        },
+        {
+            "code": "from IPython.display import Markdown, display; display(Markdown('*hi*'))",
+            "mime": "text/markdown",
+        },
+        {
+            "code": "from IPython.display import JSON, display; display(JSON({'a': 1}))",
+            "mime": "application/json",
+        },
+        {
+            "code": "from IPython.display import SVG, display; display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>'))",
+            "mime": "image/svg+xml",
+        },
     ]
     code_history_pattern = "1?2*"
     supported_history_operations = ("tail", "range", "search")
@@ -63,11 +78,11 @@ class SandboxKernelTests(jupyter_kernel_test.KernelTests):
         # Not validate_message: jupyter_kernel_test 0.7's schema types
         # "password" as a number, while the messaging spec (and ipykernel) send
         # a boolean. Everything else is checked as the schema would.
-        self.assertEqual(request["msg_type"], "input_request")
-        self.assertEqual(request["header"]["msg_type"], "input_request")
-        self.assertEqual(request["parent_header"]["msg_id"], msg_id)
-        self.assertEqual(set(request["content"]), {"prompt", "password"})
-        self.assertIsInstance(request["content"]["prompt"], str)
+        assert request["msg_type"] == "input_request"
+        assert request["header"]["msg_type"] == "input_request"
+        assert request["parent_header"]["msg_id"] == msg_id
+        assert set(request["content"]) == {"prompt", "password"}
+        assert isinstance(request["content"]["prompt"], str)
 
     def test_stdin(self) -> None:
         """input() becomes an input_request on the stdin channel, and the reply returns to the cell."""
@@ -75,31 +90,37 @@ class SandboxKernelTests(jupyter_kernel_test.KernelTests):
         msg_id = self.kc.execute("name = input('who? '); print('hi', name)", allow_stdin=True)
         request = self.kc.get_stdin_msg(timeout=30)
         self.assert_input_request(request, msg_id)
-        self.assertEqual(request["content"]["prompt"], "who? ")
-        self.assertIs(request["content"]["password"], False)
+        assert request["content"]["prompt"] == "who? "
+        assert request["content"]["password"] is False
         self.kc.input("sandbox")
         reply = self.kc.get_shell_msg(timeout=30)
         jupyter_kernel_test.validate_message(reply, "execute_reply", msg_id)
-        self.assertEqual(reply["content"]["status"], "ok")
+        assert reply["content"]["status"] == "ok"
         output = []
         while True:
             msg = self.kc.get_iopub_msg(timeout=10)
             if msg["msg_type"] == "stream":
                 output.append(msg["content"]["text"])
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle" and msg["parent_header"].get("msg_id") == msg_id:
+            if (
+                msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
                 break
-        self.assertEqual("".join(output), "hi sandbox\n")
+        assert "".join(output) == "hi sandbox\n"
 
     def test_getpass(self) -> None:
         """getpass() asks with password=True."""
         self.flush_channels()
-        msg_id = self.kc.execute("import getpass; secret = getpass.getpass('pw: '); print(len(secret))", allow_stdin=True)
+        msg_id = self.kc.execute(
+            "import getpass; secret = getpass.getpass('pw: '); print(len(secret))", allow_stdin=True
+        )
         request = self.kc.get_stdin_msg(timeout=30)
         self.assert_input_request(request, msg_id)
-        self.assertIs(request["content"]["password"], True)
+        assert request["content"]["password"] is True
         self.kc.input("12345")
         reply = self.kc.get_shell_msg(timeout=30)
-        self.assertEqual(reply["content"]["status"], "ok")
+        assert reply["content"]["status"] == "ok"
 
 
 class SandboxIopubWelcomeTests(jupyter_kernel_test.IopubWelcomeTests):

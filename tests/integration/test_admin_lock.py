@@ -45,17 +45,20 @@ def locked_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _assert_lock_holds(kc, audit: Path, *, attempts: bool = True) -> None:  # noqa: ANN001
+def _assert_lock_holds(kc, audit: Path, *, attempts: bool = True) -> None:
     res = execute(kc, "import time\ntime.sleep(20)", stop_on_error=False, timeout=60)
     assert res.reply["content"]["ename"] == "CellTimeout", res.reply["content"]
     assert "3 s" in strip_ansi(res.reply["content"]["evalue"])
     res = execute(kc, "!echo shell", stop_on_error=False)
     assert res.reply["content"]["ename"] == "SandboxPolicyError"
-    assert "SKP101" in res.reply["content"]["evalue"] or "SKP101" in "".join(res.reply["content"]["traceback"])
+    assert "SKP101" in res.reply["content"]["evalue"] or "SKP101" in "".join(
+        res.reply["content"]["traceback"]
+    )
     res = execute(kc, "from IPython.display import HTML\nHTML('<script>x=1</script><b>b</b>')")
     assert "<script" not in res.of_type("execute_result")[0]["data"]["text/html"]
     text = execute(kc, "%sandbox").stdout
-    assert "Locked by the administrator:" in text and "CS101 staff" in text
+    assert "Locked by the administrator:" in text
+    assert "CS101 staff" in text
     if attempts:
         records = [json.loads(line) for line in audit.read_text().splitlines()]
         refused = [r for r in records if r.get("event") == "lock"]
@@ -80,7 +83,9 @@ def test_kernel_arguments_cannot_loosen(workspace: Path, locked_env: dict[str, s
         _assert_lock_holds(kc, Path(locked_env["SANDBOX_TEST_AUDIT"]))
 
 
-def test_user_config_file_cannot_loosen(workspace: Path, locked_env: dict[str, str], tmp_path: Path) -> None:
+def test_user_config_file_cannot_loosen(
+    workspace: Path, locked_env: dict[str, str], tmp_path: Path
+) -> None:
     user_conf = tmp_path / "user-jupyter"
     user_conf.mkdir()
     (user_conf / "sandbox_kernel_config.json").write_text(json.dumps(LOOSER))
@@ -108,7 +113,11 @@ def test_notebook_metadata_cannot_loosen(workspace: Path, locked_env: dict[str, 
     nb.metadata["sandbox_kernel"] = {"Limits": {"wall_time_limit_s": 0}}
     nb.cells[0].metadata["sandbox_kernel"] = {"Limits": {"wall_time_limit_s": 0}}
     client = NotebookClient(
-        nb, kernel_name=KERNEL_NAME, timeout=60, allow_errors=True, resources={"metadata": {"path": str(workspace)}}
+        nb,
+        kernel_name=KERNEL_NAME,
+        timeout=60,
+        allow_errors=True,
+        resources={"metadata": {"path": str(workspace)}},
     )
     old = dict(os.environ)
     os.environ.update(locked_env)
@@ -120,7 +129,9 @@ def test_notebook_metadata_cannot_loosen(workspace: Path, locked_env: dict[str, 
     assert nb.cells[0].outputs[-1]["ename"] == "CellTimeout"
 
 
-def test_cell_code_cannot_loosen(workspace: Path, locked_env: dict[str, str], tmp_path: Path) -> None:
+def test_cell_code_cannot_loosen(
+    workspace: Path, locked_env: dict[str, str], tmp_path: Path
+) -> None:
     user_conf = tmp_path / "user-jupyter"
     user_conf.mkdir()
     env = {**locked_env, "JUPYTER_CONFIG_DIR": str(user_conf)}
@@ -145,12 +156,16 @@ def test_cell_code_cannot_loosen(workspace: Path, locked_env: dict[str, str], tm
         _assert_lock_holds(kc, Path(env["SANDBOX_TEST_AUDIT"]), attempts=False)
 
 
-@pytest.mark.parametrize("disabled", [False, True], ids=["user-config-read", "hub-disabled-user-config"])
+@pytest.mark.parametrize(
+    "disabled", [False, True], ids=["user-config-read", "hub-disabled-user-config"]
+)
 def test_hub_can_disable_user_config(workspace: Path, tmp_path: Path, disabled: bool) -> None:
     """JUPYTERHUB_DISABLE_USER_CONFIG: ~/.jupyter does not configure the kernel either."""
     user_conf = tmp_path / "user-jupyter"
     user_conf.mkdir()
-    (user_conf / "sandbox_kernel_config.json").write_text(json.dumps({"Limits": {"max_open_files": 77}}))
+    (user_conf / "sandbox_kernel_config.json").write_text(
+        json.dumps({"Limits": {"max_open_files": 77}})
+    )
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(user_conf)}
     if disabled:
         env["JUPYTERHUB_DISABLE_USER_CONFIG"] = "1"

@@ -611,7 +611,9 @@ def check_widget_blocked(session: Session, output: Locator) -> None:
         f"classroom: the HTML widget's value reached the page unsanitized: {values}"
     )
     view = output.locator(".widget-html-content")
-    expect(view.first, "classroom: the HTML widget renders (with its cleaned value)").to_be_attached()
+    expect(
+        view.first, "classroom: the HTML widget renders (with its cleaned value)"
+    ).to_be_attached()
     expect(
         view.locator("img").first, "classroom: the widget shows the cleaned image"
     ).to_be_attached()

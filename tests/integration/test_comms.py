@@ -33,13 +33,20 @@ def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKer
     # As ipykernel sends it: JupyterLab's widget manager reads the protocol version from
     # the message's metadata and refuses the comm without it.
     assert "metadata" not in slider_open
-    [message] = [m for m in res.outputs if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id]
+    [message] = [
+        m
+        for m in res.outputs
+        if m["msg_type"] == "comm_open" and m["content"]["comm_id"] == model_id
+    ]
     assert message["metadata"]["version"].split(".")[0] == "2"
 
     # The frontend moves the slider: a comm_msg with a state update.
     msg = kc.session.msg(
         "comm_msg",
-        {"comm_id": model_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}},
+        {
+            "comm_id": model_id,
+            "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []},
+        },
     )
     kc.shell_channel.send(msg)
     _drain_idle(kc, msg["header"]["msg_id"])
@@ -48,12 +55,20 @@ def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKer
 
 
 def test_widget_callback_output_goes_to_the_comm_message(kc: BlockingKernelClient) -> None:
-    execute(kc, "import ipywidgets as w\nbutton_seen = []\nbox = w.IntText(value=0)\n"
-                "box.observe(lambda change: print('changed to', change['new']), names='value')\nbox")
-    model_id = execute(kc, "box.model_id").of_type("execute_result")[0]["data"]["text/plain"].strip("'")
+    execute(
+        kc,
+        "import ipywidgets as w\nbutton_seen = []\nbox = w.IntText(value=0)\n"
+        "box.observe(lambda change: print('changed to', change['new']), names='value')\nbox",
+    )
+    model_id = (
+        execute(kc, "box.model_id").of_type("execute_result")[0]["data"]["text/plain"].strip("'")
+    )
     msg = kc.session.msg(
         "comm_msg",
-        {"comm_id": model_id, "data": {"method": "update", "state": {"value": 5}, "buffer_paths": []}},
+        {
+            "comm_id": model_id,
+            "data": {"method": "update", "state": {"value": 5}, "buffer_paths": []},
+        },
     )
     kc.shell_channel.send(msg)
     messages = _drain_idle(kc, msg["header"]["msg_id"])
@@ -71,7 +86,9 @@ def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
         "get_ipython().kernel.comm_manager.register_target('echo', target)",
     )
     comm_id = uuid.uuid4().hex
-    msg = kc.session.msg("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {"hello": 1}})
+    msg = kc.session.msg(
+        "comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {"hello": 1}}
+    )
     kc.shell_channel.send(msg)
     _drain_idle(kc, msg["header"]["msg_id"])
     msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": 2}})

@@ -13,7 +13,9 @@ def test_state_persists_and_counts_like_ipython(kc: BlockingKernelClient) -> Non
     first = execute(kc, "value = 21")
     second = execute(kc, "value * 2")
     assert first.status == second.status == "ok"
-    assert second.reply["content"]["execution_count"] == first.reply["content"]["execution_count"] + 1
+    assert (
+        second.reply["content"]["execution_count"] == first.reply["content"]["execution_count"] + 1
+    )
     [result] = second.of_type("execute_result")
     assert result["data"]["text/plain"] == "42"
     assert result["execution_count"] == second.reply["content"]["execution_count"]
@@ -110,7 +112,9 @@ def test_stdout_is_streamed_while_the_cell_runs(kc: BlockingKernelClient) -> Non
 
 def test_payloads_reach_the_frontend(kc: BlockingKernelClient) -> None:
     res = execute(kc, "get_ipython().set_next_input('print(1)')")
-    assert {"source": "set_next_input", "text": "print(1)", "replace": False} in res.reply["content"]["payload"]
+    assert {"source": "set_next_input", "text": "print(1)", "replace": False} in res.reply[
+        "content"
+    ]["payload"]
     res = execute(kc, "len?")
     [page] = [p for p in res.reply["content"]["payload"] if p["source"] == "page"]
     assert "Return the number of items" in page["data"]["text/plain"]

@@ -12,7 +12,9 @@ from jupyter_client.manager import KernelManager
 from tests.utils import execute, running_kernel, strip_ansi
 
 
-def _interrupt_after(km: KernelManager, kc: BlockingKernelClient, code: str, delay: float = 1.0) -> tuple[dict, float]:
+def _interrupt_after(
+    km: KernelManager, kc: BlockingKernelClient, code: str, delay: float = 1.0
+) -> tuple[dict, float]:
     # stop_on_error=False: an interrupted cell is an error, and the abort window
     # that follows would race with the next request of the test.
     msg_id = kc.execute(code, stop_on_error=False)
@@ -42,7 +44,9 @@ def test_keyboard_interrupt_keeps_state(kernel: tuple[KernelManager, BlockingKer
     assert res.of_type("execute_result")[0]["data"]["text/plain"] == "'still here'"
 
 
-def test_interrupt_while_waiting_for_input(kernel: tuple[KernelManager, BlockingKernelClient]) -> None:
+def test_interrupt_while_waiting_for_input(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
     km, kc = kernel
     msg_id = kc.execute("answer = input('? ')", allow_stdin=True, stop_on_error=False)
     kc.get_stdin_msg(timeout=30)
@@ -65,7 +69,9 @@ def test_interrupt_while_waiting_for_input(kernel: tuple[KernelManager, Blocking
         pytest.param("sum(range(10**14))", id="C-loop"),
     ],
 )
-def test_stubborn_cell_is_killed_after_grace(kernel: tuple[KernelManager, BlockingKernelClient], stubborn_code: str) -> None:
+def test_stubborn_cell_is_killed_after_grace(
+    kernel: tuple[KernelManager, BlockingKernelClient], stubborn_code: str
+) -> None:
     km, kc = kernel
     execute(kc, "lost = 1")
     reply, latency = _interrupt_after(km, kc, stubborn_code)
@@ -82,7 +88,9 @@ def test_stubborn_cell_is_killed_after_grace(kernel: tuple[KernelManager, Blocki
 
 
 def test_stubborn_cell_without_rollback_restarts_clean(workspace: Path) -> None:
-    with running_kernel(workspace, extra_arguments=["--Limits.interrupt_grace_s=1", "--Limits.rollback=False"]) as (km, kc):
+    with running_kernel(
+        workspace, extra_arguments=["--Limits.interrupt_grace_s=1", "--Limits.rollback=False"]
+    ) as (km, kc):
         execute(kc, "lost = 1")
         reply, _ = _interrupt_after(km, kc, "sum(range(10**14))")
         text = strip_ansi(reply["content"]["evalue"])

@@ -41,38 +41,78 @@ def _check_failure(kc: BlockingKernelClient, code: str, ename: str, *phrases: st
     for phrase in phrases:
         assert phrase in text, text
     after = execute(kc, "before")
-    assert after.of_type("execute_result")[0]["data"]["text/plain"] == repr(marker), "state was not kept"
+    assert after.of_type("execute_result")[0]["data"]["text/plain"] == repr(marker), (
+        "state was not kept"
+    )
     return res.reply["metadata"].get("sandbox", {})
 
 
 @pytest.mark.parametrize(
     ("code", "ename", "phrases"),
     [
-        pytest.param("import faulthandler\nbefore = 0\nfaulthandler._sigsegv()", "ExecutorDied", ["segmentation fault", "restored"], id="segfault"),
-        pytest.param("import os\nbefore = 0\nos._exit(3)", "ExecutorDied", ["exited with status 3", "restored"], id="os-exit"),
-        pytest.param("import os, signal\nbefore = 0\nos.kill(os.getpid(), signal.SIGKILL)", "ExecutorDied", ["killed (SIGKILL)", "restored"], id="self-kill"),
-        pytest.param("import time\nbefore = 0\nwhile True: time.sleep(0.05)", "CellTimeout", ["longer than the limit of 4 s", "restored"], id="timeout"),
+        pytest.param(
+            "import faulthandler\nbefore = 0\nfaulthandler._sigsegv()",
+            "ExecutorDied",
+            ["segmentation fault", "restored"],
+            id="segfault",
+        ),
+        pytest.param(
+            "import os\nbefore = 0\nos._exit(3)",
+            "ExecutorDied",
+            ["exited with status 3", "restored"],
+            id="os-exit",
+        ),
+        pytest.param(
+            "import os, signal\nbefore = 0\nos.kill(os.getpid(), signal.SIGKILL)",
+            "ExecutorDied",
+            ["killed (SIGKILL)", "restored"],
+            id="self-kill",
+        ),
+        pytest.param(
+            "import time\nbefore = 0\nwhile True: time.sleep(0.05)",
+            "CellTimeout",
+            ["longer than the limit of 4 s", "restored"],
+            id="timeout",
+        ),
         pytest.param(
             "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nbefore = 0\ntime.sleep(100)",
             "CellTimeout",
             ["longer than the limit of 4 s", "restored"],
             id="timeout-ignoring-SIGINT",
         ),
-        pytest.param("before = 0\nx = 0\nwhile True: x += 1", "CpuLimitExceeded", ["CPU time", "restored"], id="cpu"),
-        pytest.param("before = 0\nsum(range(10**14))", "CpuLimitExceeded", ["CPU time", "restored"], id="cpu-C-loop"),
+        pytest.param(
+            "before = 0\nx = 0\nwhile True: x += 1",
+            "CpuLimitExceeded",
+            ["CPU time", "restored"],
+            id="cpu",
+        ),
+        pytest.param(
+            "before = 0\nsum(range(10**14))",
+            "CpuLimitExceeded",
+            ["CPU time", "restored"],
+            id="cpu-C-loop",
+        ),
     ],
 )
-def test_failing_cell_keeps_earlier_state(limited, code: str, ename: str, phrases: list[str]) -> None:  # noqa: ANN001
+def test_failing_cell_keeps_earlier_state(
+    limited, code: str, ename: str, phrases: list[str]
+) -> None:
     _, kc = limited
     meta = _check_failure(kc, code, ename, *phrases)
     assert meta["outcome"] in (ename, "error", "ok") or meta["outcome"] == ename
 
 
-def test_memory_limit(limited) -> None:  # noqa: ANN001
+def test_memory_limit(limited) -> None:
     _, kc = limited
     res = execute(kc, "%sandbox")
     if "[on ] cgroup" in res.stdout:
-        meta = _check_failure(kc, "before = 0\nblob = bytearray(4 << 30)\nblob[::4096] = b'x' * len(blob[::4096])", "MemoryLimitExceeded", "memory limit of 768 MiB", "restored")
+        meta = _check_failure(
+            kc,
+            "before = 0\nblob = bytearray(4 << 30)\nblob[::4096] = b'x' * len(blob[::4096])",
+            "MemoryLimitExceeded",
+            "memory limit of 768 MiB",
+            "restored",
+        )
         assert meta["rolled_back"] is True
     else:
         # Without a cgroup the limit is RLIMIT_AS: the allocation fails inside the cell.
@@ -80,7 +120,7 @@ def test_memory_limit(limited) -> None:  # noqa: ANN001
         assert res.reply["content"]["ename"] == "MemoryError"
 
 
-def test_fork_bomb_costs_one_cell(limited) -> None:  # noqa: ANN001
+def test_fork_bomb_costs_one_cell(limited) -> None:
     km, kc = limited
     execute(kc, "survivor = 'yes'")
     code = (
@@ -97,24 +137,29 @@ def test_fork_bomb_costs_one_cell(limited) -> None:  # noqa: ANN001
     assert "ProcessLimitExceeded" in res.stderr
     assert execute(kc, "survivor").of_type("execute_result")[0]["data"]["text/plain"] == "'yes'"
     # From outside: the bomb's processes are gone, the sandbox is back to its few own.
-    sandbox = [p for p in process_tree(kernel_pid(km))[1:]]
+    sandbox = list(process_tree(kernel_pid(km))[1:])
     assert len(sandbox) < 10, [p.cmdline() for p in sandbox]
     assert execute(kc, "import subprocess; subprocess.run(['true']).returncode").status == "ok"
 
 
-def test_file_size_and_tmp_limits_are_named(limited) -> None:  # noqa: ANN001
+def test_file_size_and_tmp_limits_are_named(limited) -> None:
     _, kc = limited
     res = execute(kc, "open('big.bin', 'wb').write(b'x' * (32 << 20))", stop_on_error=False)
     assert res.reply["content"]["ename"] == "OSError"
-    assert "FileSizeLimitExceeded" in res.stderr and "Limits.max_file_size_mb" in res.stderr
+    assert "FileSizeLimitExceeded" in res.stderr
+    assert "Limits.max_file_size_mb" in res.stderr
     res = execute(
         kc,
         "for i in range(8):\n    open(f'/tmp/fill{i}', 'wb').write(b'x' * (12 << 20))",
         stop_on_error=False,
     )
     if "Sandbox level: namespaces" in execute(kc, "%sandbox").stdout:
-        assert "DiskLimitExceeded" in res.stderr and "Isolation.tmp_size_mb" in res.stderr
-    execute(kc, "import glob, os\nfor f in glob.glob('/tmp/fill*') + ['big.bin']:\n    os.path.exists(f) and os.remove(f)")
+        assert "DiskLimitExceeded" in res.stderr
+        assert "Isolation.tmp_size_mb" in res.stderr
+    execute(
+        kc,
+        "import glob, os\nfor f in glob.glob('/tmp/fill*') + ['big.bin']:\n    os.path.exists(f) and os.remove(f)",
+    )
 
 
 def test_rollback_off_says_the_state_is_lost(workspace: Path) -> None:
@@ -129,7 +174,10 @@ def test_rollback_off_says_the_state_is_lost(workspace: Path) -> None:
 
 def test_snapshot_is_skipped_with_threads_running_and_the_user_is_told(workspace: Path) -> None:
     with running_kernel(workspace) as (_, kc):
-        execute(kc, "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\nx = 1")
+        execute(
+            kc,
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\nx = 1",
+        )
         res = execute(kc, "import faulthandler; faulthandler._sigsegv()", stop_on_error=False)
         text = strip_ansi(res.reply["content"]["evalue"])
         assert "background thread" in text, text
@@ -141,22 +189,29 @@ def test_accounting_in_metadata_and_sandbox_magic(workspace: Path) -> None:
         meta = res.reply["metadata"]["sandbox"]
         assert meta["outcome"] == "ok"
         assert meta["wall_time_s"] > 0
-        assert meta["cpu_time_s"] is not None and meta["cpu_time_s"] > 0
+        assert meta["cpu_time_s"] is not None
+        assert meta["cpu_time_s"] > 0
         assert meta["peak_memory_mb"] > 1
         assert meta["snapshot"] == "taken"
         text = execute(kc, "%sandbox").stdout
-        assert "Last cell:" in text and "wall time s" in text
+        assert "Last cell:" in text
+        assert "wall time s" in text
 
 
 def test_kill_cell_processes(workspace: Path) -> None:
     marker = f"marker-{uuid.uuid4().hex}"
-    with running_kernel(workspace, extra_arguments=["--Limits.kill_cell_processes=True"]) as (_, kc):
+    with running_kernel(workspace, extra_arguments=["--Limits.kill_cell_processes=True"]) as (
+        _,
+        kc,
+    ):
         code = (
             "import subprocess, sys\n"
             f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', {marker!r}], start_new_session=True)\n"
         )
         execute(kc, code)
-        found = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+        found = [
+            p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])
+        ]
         assert wait_gone(found) == []
         assert execute(kc, "1").status == "ok"
         # Ending the cell's processes spares the snapshot for the next cell: a crash
@@ -165,4 +220,7 @@ def test_kill_cell_processes(workspace: Path) -> None:
         res = execute(kc, "kept = 'lost'\nimport os\nos._exit(1)", stop_on_error=False)
         assert res.reply["content"]["ename"] == "ExecutorDied"
         assert "restored" in strip_ansi(res.reply["content"]["evalue"])
-        assert execute(kc, "kept").of_type("execute_result")[0]["data"]["text/plain"] == "'second cell'"
+        assert (
+            execute(kc, "kept").of_type("execute_result")[0]["data"]["text/plain"]
+            == "'second cell'"
+        )

@@ -18,24 +18,36 @@ def test_display_update_and_clear(kc: BlockingKernelClient) -> None:
     [updated] = res.of_type("update_display_data")
     assert shown["transient"] == updated["transient"] == {"display_id": "d1"}
     assert updated["data"]["text/plain"] == "'second'"
-    res = execute(kc, "from IPython.display import clear_output\nprint('a')\nclear_output(wait=True)\nprint('b')")
-    kinds = [(m["msg_type"], m["content"].get("wait", m["content"].get("text"))) for m in res.outputs]
+    res = execute(
+        kc,
+        "from IPython.display import clear_output\nprint('a')\nclear_output(wait=True)\nprint('b')",
+    )
+    kinds = [
+        (m["msg_type"], m["content"].get("wait", m["content"].get("text"))) for m in res.outputs
+    ]
     assert kinds == [("stream", "a\n"), ("clear_output", True), ("stream", "b\n")]
 
 
 def test_update_display_from_a_later_cell(kc: BlockingKernelClient) -> None:
-    execute(kc, "from IPython.display import display, update_display\ndisplay('v1', display_id='later')")
+    execute(
+        kc, "from IPython.display import display, update_display\ndisplay('v1', display_id='later')"
+    )
     res = execute(kc, "update_display('v2', display_id='later')")
     [updated] = res.of_type("update_display_data")
     assert updated["data"]["text/plain"] == "'v2'"
 
 
 def test_matplotlib_inline_png_then_svg(kc: BlockingKernelClient) -> None:
-    res = execute(kc, "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+    res = execute(
+        kc, "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"
+    )
     [figure] = res.of_type("display_data")
     png = base64.b64decode(figure["data"]["image/png"])
-    assert png.startswith(PNG_MAGIC) and len(png) > 5000
-    res = execute(kc, "%config InlineBackend.figure_formats = ['svg']\nplt.plot([1, 2]); plt.show()")
+    assert png.startswith(PNG_MAGIC)
+    assert len(png) > 5000
+    res = execute(
+        kc, "%config InlineBackend.figure_formats = ['svg']\nplt.plot([1, 2]); plt.show()"
+    )
     [figure] = res.of_type("display_data")
     assert "<svg" in figure["data"]["image/svg+xml"]
     execute(kc, "%config InlineBackend.figure_formats = ['png']")
@@ -54,11 +66,17 @@ def test_pandas_table_is_html(kc: BlockingKernelClient) -> None:
         ("from IPython.display import Markdown; Markdown('**bold**')", "text/markdown", "**bold**"),
         ("from IPython.display import Latex; Latex(r'$\\alpha$')", "text/latex", "\\alpha"),
         ("from IPython.display import JSON; JSON({'k': [1, 2]})", "application/json", None),
-        ("from IPython.display import SVG; SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>')", "image/svg+xml", "<svg"),
+        (
+            "from IPython.display import SVG; SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"/>')",
+            "image/svg+xml",
+            "<svg",
+        ),
         ("from IPython.display import HTML; HTML('<i>x</i>')", "text/html", "<i>x</i>"),
     ],
 )
-def test_display_mime_types(kc: BlockingKernelClient, code: str, mime: str, needle: str | None) -> None:
+def test_display_mime_types(
+    kc: BlockingKernelClient, code: str, mime: str, needle: str | None
+) -> None:
     res = execute(kc, code)
     [result] = res.of_type("execute_result")
     assert mime in result["data"]
@@ -89,7 +107,10 @@ def test_magics(kc: BlockingKernelClient) -> None:
     assert "who_marker" in execute(kc, "%who").stdout
     res = execute(kc, "%%capture captured\nprint('hidden')")
     assert res.outputs == []
-    assert execute(kc, "captured.stdout").of_type("execute_result")[0]["data"]["text/plain"] == "'hidden\\n'"
+    assert (
+        execute(kc, "captured.stdout").of_type("execute_result")[0]["data"]["text/plain"]
+        == "'hidden\\n'"
+    )
     assert "bash works" in execute(kc, "%%bash\necho bash works").stdout
 
 
@@ -101,7 +122,9 @@ def test_shell_escape_output_and_variables(kc: BlockingKernelClient) -> None:
 
 
 def test_stderr_and_warnings(kc: BlockingKernelClient) -> None:
-    res = execute(kc, "import warnings, sys\nwarnings.warn('careful')\nprint('err', file=sys.stderr)")
+    res = execute(
+        kc, "import warnings, sys\nwarnings.warn('careful')\nprint('err', file=sys.stderr)"
+    )
     assert "UserWarning: careful" in res.stderr
     assert "err\n" in res.stderr
 
@@ -120,4 +143,5 @@ def test_syntax_error_is_pythons(kc: BlockingKernelClient) -> None:
 def test_unicode_and_surrogates_survive(kc: BlockingKernelClient) -> None:
     res = execute(kc, "print('héllo ☃ \\U0001F600')\nprint('lone \\udc80 surrogate')")
     assert "héllo ☃ \U0001f600" in res.stdout
-    assert "lone" in res.stdout and "surrogate" in res.stdout
+    assert "lone" in res.stdout
+    assert "surrogate" in res.stdout

@@ -13,15 +13,15 @@ import os
 import re
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
-from pathlib import Path
 
 from tests.security.conftest import SECRET_ENV, Host, Sandbox
 
 
-def _all_text(result) -> str:  # noqa: ANN001
+def _all_text(result) -> str:
     return json.dumps([m["content"] for m in result.outputs]) + json.dumps(result.reply["content"])
 
 
@@ -167,7 +167,11 @@ def test_no_network(sandbox: Sandbox, host: Host) -> None:
     result = sandbox.run(code)
     # A UDP send "succeeds" inside a network namespace of its own: the datagram
     # goes to the sandbox's loopback. What matters is what the host received.
-    connected = [line for line in result.stdout.splitlines() if "REACHED" in line and not line.startswith("udp")]
+    connected = [
+        line
+        for line in result.stdout.splitlines()
+        if "REACHED" in line and not line.startswith("udp")
+    ]
     assert connected == [], result.stdout
     time.sleep(0.5)
     for name, listener in host.listeners.items():
@@ -213,7 +217,9 @@ def test_cant_see_or_signal_host_processes(sandbox: Sandbox, host: Host) -> None
     assert host.marker.poll() is None, "the host marker process was killed"
     assert psutil.pid_exists(kernel)
     if sandbox.level == "namespaces":
-        listing = sandbox.run("import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))")
+        listing = sandbox.run(
+            "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+        )
         visible = json.loads(listing.stdout)
         assert host.marker.pid not in visible or len(visible) < 10
         assert len(visible) < 10, f"host processes are visible: {visible}"
@@ -226,7 +232,9 @@ def test_executor_has_no_privileges(sandbox: Sandbox) -> None:
     checked = 0
     for pid in sandbox.executor_pids():
         try:
-            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            status = dict(
+                line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            )
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except FileNotFoundError:
             continue
@@ -239,9 +247,13 @@ def test_executor_has_no_privileges(sandbox: Sandbox) -> None:
         assert int(status["CapEff"], 16) == 0, (pid, name, status["CapEff"])
         assert int(status["CapPrm"], 16) == 0, (pid, name)
         assert status["NoNewPrivs"].strip() == "1", (pid, name)
-        assert int(status["Uid"].split()[1]) != 0 or sandbox.level != "namespaces", "host root inside the sandbox"
+        assert int(status["Uid"].split()[1]) != 0 or sandbox.level != "namespaces", (
+            "host root inside the sandbox"
+        )
     assert checked >= 1
-    executor = [p for p in sandbox.executor_pids() if b"launch" in Path(f"/proc/{p}/cmdline").read_bytes()][-1]
+    executor = [
+        p for p in sandbox.executor_pids() if b"launch" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ][-1]
     status = Path(f"/proc/{executor}/status").read_text()
     assert re.search(r"^Seccomp:\s+2$", status, re.M), "the executor runs without a seccomp filter"
 
@@ -367,7 +379,8 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
             )
             result = box.run(code)
             assert host.secret_text not in result.stdout
-            assert "READ" not in result.stdout and "WROTE" not in result.stdout, result.stdout
+            assert "READ" not in result.stdout, result.stdout
+            assert "WROTE" not in result.stdout, result.stdout
             assert "project ok" in result.stdout, result.stdout + result.stderr
             assert (kernels / "kernel.json").read_text() == before
             assert not (home / ".jupyter" / "jupyter_server_config.py").exists()

@@ -51,15 +51,36 @@ MODES = {
 CELL_TIMEOUT = 30.0
 HEADER = re.compile(r"^# ([a-z-]+(?:@[a-z]+)?): ?(.*)$")
 # Errors that mean the attack itself is broken, not that a barrier stopped it.
-ATTACK_BUGS = frozenset({
-    "NameError", "SyntaxError", "IndentationError", "TypeError", "AttributeError",
-    "ImportError", "ModuleNotFoundError", "KeyError", "IndexError", "UnboundLocalError",
-    "UsageError",
-})
-IOPUB_TYPES = frozenset({
-    "status", "execute_input", "stream", "display_data", "update_display_data",
-    "execute_result", "error", "clear_output", "comm_open", "comm_msg", "comm_close",
-})
+ATTACK_BUGS = frozenset(
+    {
+        "NameError",
+        "SyntaxError",
+        "IndentationError",
+        "TypeError",
+        "AttributeError",
+        "ImportError",
+        "ModuleNotFoundError",
+        "KeyError",
+        "IndexError",
+        "UnboundLocalError",
+        "UsageError",
+    }
+)
+IOPUB_TYPES = frozenset(
+    {
+        "status",
+        "execute_input",
+        "stream",
+        "display_data",
+        "update_display_data",
+        "execute_result",
+        "error",
+        "clear_output",
+        "comm_open",
+        "comm_msg",
+        "comm_close",
+    }
+)
 
 
 # -- the corpus ------------------------------------------------------------------------
@@ -142,7 +163,8 @@ class Outcome:
 
     def stream(self, name: str | None = None) -> str:
         return "".join(
-            m["content"]["text"] for m in self.own()
+            m["content"]["text"]
+            for m in self.own()
             if m["msg_type"] == "stream" and name in (None, m["content"]["name"])
         )
 
@@ -343,12 +365,14 @@ class Run:
 def placeholders(box: Box, host: Host, found: Canaries, token: str) -> dict[str, Any]:
     """Values of the {name} placeholders of the corpus (see corpus/README.md)."""
     assert host.marker is not None
-    shell = "; ".join([
-        f"cat {shlex.quote(str(host.canary_read))}",
-        f"echo pwned > {shlex.quote(str(host.canary_write))}",
-        f"echo pwned >> {shlex.quote(str(host.venv_canary))}",
-        f"kill -9 {host.marker.pid}",
-    ])
+    shell = "; ".join(
+        [
+            f"cat {shlex.quote(str(host.canary_read))}",
+            f"echo pwned > {shlex.quote(str(host.canary_write))}",
+            f"echo pwned >> {shlex.quote(str(host.venv_canary))}",
+            f"kill -9 {host.marker.pid}",
+        ]
+    )
     return {
         "canary_read": str(host.canary_read),
         "canary_write": str(host.canary_write),
@@ -544,8 +568,14 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "host_untouched": check_host_untouched,
 }
 # Run after every attack whatever its header names (cheap, and always meaningful).
-BASELINE = ("canary_unread", "canary_unchanged", "hmac_key_absent", "secrets_absent",
-            "kernel_alive", "iopub_clean")
+BASELINE = (
+    "canary_unread",
+    "canary_unchanged",
+    "hmac_key_absent",
+    "secrets_absent",
+    "kernel_alive",
+    "iopub_clean",
+)
 
 
 def outside_checks(run: Run, boxes: Boxes) -> None:
@@ -599,10 +629,26 @@ def test_corpus_is_complete() -> None:
 # Names in f-strings of the corpus, which look like placeholders to the check above.
 FSTRING_NAMES = frozenset({"o", "s"})
 PLACEHOLDER_NAMES = (
-    "canary_read", "canary_write", "venv_canary", "prefix_canary", "pth_plant",
-    "stdlib_plant", "ssh_key", "jupyter_config", "connection_file", "connection_dir",
-    "tcp_port", "udp_port", "abstract_name", "unix_path", "marker_pid", "kernel_pid",
-    "shell_port", "token", "cell_end_file", "shell_payload",
+    "canary_read",
+    "canary_write",
+    "venv_canary",
+    "prefix_canary",
+    "pth_plant",
+    "stdlib_plant",
+    "ssh_key",
+    "jupyter_config",
+    "connection_file",
+    "connection_dir",
+    "tcp_port",
+    "udp_port",
+    "abstract_name",
+    "unix_path",
+    "marker_pid",
+    "kernel_pid",
+    "shell_port",
+    "token",
+    "cell_end_file",
+    "shell_payload",
 )
 
 
@@ -661,8 +707,12 @@ def test_policy_off(attack: Attack, boxes: Boxes, host: Host, canaries: Canaries
 
 def _fake_outcome(code: str = "x", texts: tuple[str, ...] = (), parent: str = "m1") -> Outcome:
     def msg(kind: str, content: dict[str, Any], parent_id: str = parent) -> dict[str, Any]:
-        return {"msg_type": kind, "content": content, "header": {"msg_id": uuid.uuid4().hex},
-                "parent_header": {"msg_id": parent_id}}
+        return {
+            "msg_type": kind,
+            "content": content,
+            "header": {"msg_id": uuid.uuid4().hex},
+            "parent_header": {"msg_id": parent_id},
+        }
 
     iopub = [msg("status", {"execution_state": "busy"}), msg("execute_input", {"code": code})]
     iopub += [msg("stream", {"name": "stdout", "text": t}) for t in texts]
@@ -735,8 +785,9 @@ def _leak_env(run: Run) -> None:
 def _contact_zmq(run: Run) -> None:
     import socket
 
-    with ZmqWatch(kernel_ports(run.box)) as watch, socket.create_connection(
-        ("127.0.0.1", run.box.connection["shell_port"])
+    with (
+        ZmqWatch(kernel_ports(run.box)) as watch,
+        socket.create_connection(("127.0.0.1", run.box.connection["shell_port"])),
     ):
         time.sleep(0.3)
     run.zmq_contacts = watch.seen
@@ -760,9 +811,7 @@ def _leak_for_composite(run: Run) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
-def test_outside_checks_can_fail(
-    name: str, boxes: Boxes, host: Host, canaries: Canaries
-) -> None:
+def test_outside_checks_can_fail(name: str, boxes: Boxes, host: Host, canaries: Canaries) -> None:
     """Positive control: each check fails on a simulated breach (else it proves nothing)."""
     box = boxes.get("off")
     attack = Attack("control/0", CORPUS, {"check": name}, "")

@@ -37,18 +37,29 @@ def finish():
 """
 
 
-def run_scenario(tmp_path: Path, preset: str, body: str, *, rules: dict[str, str] | None = None,
-                 runtime_hooks: bool = True) -> dict[str, Any]:
+def run_scenario(
+    tmp_path: Path,
+    preset: str,
+    body: str,
+    *,
+    rules: dict[str, str] | None = None,
+    runtime_hooks: bool = True,
+) -> dict[str, Any]:
     workspace = tmp_path / "workspace"
     home = tmp_path / "home"
     workspace.mkdir(exist_ok=True)
     home.mkdir(exist_ok=True)
     settings = {"preset": preset, "rules": rules or {}, "runtime_hooks": runtime_hooks}
-    script = PRELUDE + textwrap.dedent(
-        f"""
+    script = (
+        PRELUDE
+        + textwrap.dedent(
+            f"""
         audit.install({settings!r}, REPORTS.append, {str(workspace)!r})
         """
-    ) + textwrap.dedent(body) + "\nfinish()\n"
+        )
+        + textwrap.dedent(body)
+        + "\nfinish()\n"
+    )
     path = tmp_path / "scenario.py"
     path.write_text(script)
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "PYTHONSTARTUP")}
@@ -56,12 +67,17 @@ def run_scenario(tmp_path: Path, preset: str, body: str, *, rules: dict[str, str
     # run the scenario from inside the workspace, as the executor does; the script
     # itself lives outside it, like a cell that is not a workspace file
     proc = subprocess.run(
-        [sys.executable, str(path)], cwd=workspace, env=env, capture_output=True,
-        text=True, timeout=300, check=False,
+        [sys.executable, str(path)],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     marker = proc.stdout.rfind("@@RESULT@@")
     assert marker >= 0, f"scenario crashed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    data: dict[str, Any] = json.loads(proc.stdout[marker + len("@@RESULT@@"):])
+    data: dict[str, Any] = json.loads(proc.stdout[marker + len("@@RESULT@@") :])
     data["stdout"] = proc.stdout[:marker]
     return data
 
@@ -71,7 +87,10 @@ def reports_for(data: dict[str, Any], rule: str) -> list[dict[str, Any]]:
 
 
 def test_standard_preset(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         import subprocess
         attempt("os.system", lambda: os.system("true"))
         attempt("subprocess", lambda: subprocess.run(["true"], check=True))
@@ -93,10 +112,20 @@ def test_standard_preset(tmp_path: Path) -> None:
         attempt("pickle gadget", lambda: __import__("pickle").loads(
             b"cposix\\nsystem\\n(S'true'\\ntR."))
         attempt("add audit hook", lambda: sys.addaudithook(lambda *a: None))
-    """)
+    """,
+    )
     results = data["results"]
-    for label in ("os.system", "subprocess", "hidden import", "write workspace", "write tmp",
-                  "read system file", "harmless exec", "inspect.signature", "add audit hook"):
+    for label in (
+        "os.system",
+        "subprocess",
+        "hidden import",
+        "write workspace",
+        "write tmp",
+        "read system file",
+        "harmless exec",
+        "inspect.signature",
+        "add audit hook",
+    ):
         assert results[label] == {"outcome": "ok"}, (label, results[label])
     expected = {
         "import ctypes": "SKP201",
@@ -124,7 +153,10 @@ def test_standard_preset(tmp_path: Path) -> None:
 
 
 def test_workspace_modules_are_checked_when_imported(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         sys.path.insert(0, "")
         with open("helper_ok.py", "w") as fh:
             fh.write("def f():\\n    return 42\\n")
@@ -132,7 +164,8 @@ def test_workspace_modules_are_checked_when_imported(tmp_path: Path) -> None:
             fh.write("x = 1\\nimport ctypes\\n")
         attempt("clean module", lambda: __import__("helper_ok").f())
         attempt("bad module", lambda: __import__("helper_bad"))
-    """)
+    """,
+    )
     assert data["results"]["clean module"] == {"outcome": "ok"}
     bad = data["results"]["bad module"]
     assert bad["outcome"] == "denied"
@@ -141,13 +174,17 @@ def test_workspace_modules_are_checked_when_imported(tmp_path: Path) -> None:
 
 
 def test_classroom_preset_denies_processes(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "classroom", """
+    data = run_scenario(
+        tmp_path,
+        "classroom",
+        """
         attempt("os.system", lambda: os.system("true"))
         attempt("popen", lambda: os.popen("true").read())
         attempt("fork", lambda: os.fork())
         attempt("exec computed", lambda: exec("y = 2"))
         attempt("socket connect", lambda: __import__("socket").socket().connect(("127.0.0.1", 9)))
-    """)
+    """,
+    )
     results = data["results"]
     assert results["os.system"]["rule"] == "SKP202"
     assert results["popen"]["rule"] == "SKP202"
@@ -158,46 +195,68 @@ def test_classroom_preset_denies_processes(tmp_path: Path) -> None:
 
 
 def test_permissive_preset_records_instead(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "permissive", """
+    data = run_scenario(
+        tmp_path,
+        "permissive",
+        """
         attempt("import ctypes", lambda: __import__("ctypes"))
         attempt("getframe", lambda: sys._getframe())
-    """)
+    """,
+    )
     assert data["results"]["import ctypes"] == {"outcome": "ok"}
     assert data["results"]["getframe"] == {"outcome": "ok"}
     assert ("import", "audit") in {(r["event"], r["action"]) for r in reports_for(data, "SKP201")}
 
 
 def test_rule_overrides_apply_at_run_time(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "classroom", """
+    data = run_scenario(
+        tmp_path,
+        "classroom",
+        """
         attempt("os.system", lambda: os.system("true"))
-    """, rules={"SKP202": "audit"})
+    """,
+        rules={"SKP202": "audit"},
+    )
     assert data["results"]["os.system"] == {"outcome": "ok"}
     assert reports_for(data, "SKP202")[0]["action"] == "audit"
 
 
 def test_runtime_hooks_off_installs_nothing(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "classroom", """
+    data = run_scenario(
+        tmp_path,
+        "classroom",
+        """
         attempt("os.system", lambda: os.system("true"))
         RESULTS["installed"] = audit.installed()
-    """, runtime_hooks=False)
+    """,
+        runtime_hooks=False,
+    )
     assert data["results"]["os.system"] == {"outcome": "ok"}
     assert data["results"]["installed"] is False
     assert data["reports"] == []
 
 
 def test_install_twice_is_refused(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         attempt("again", lambda: audit.install({"preset": "standard"}, REPORTS.append, "."))
-    """)
+    """,
+    )
     assert data["results"]["again"]["outcome"] == "error"
     assert "already installed" in data["results"]["again"]["error"]
 
 
 def test_repeated_reports_are_rate_limited(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         for _ in range(40):
             os.system("true")
-    """)
+    """,
+    )
     reports = [r for r in reports_for(data, "SKP202") if r["event"] == "os.system"]
     # the first five, then the 8th, 16th and 32nd repeat
     assert len(reports) == 8
@@ -205,7 +264,10 @@ def test_repeated_reports_are_rate_limited(tmp_path: Path) -> None:
 
 
 def test_report_callback_cannot_recurse(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         def noisy(record):
             # everything here raises audit events of its own
             os.system("true")
@@ -213,13 +275,17 @@ def test_report_callback_cannot_recurse(tmp_path: Path) -> None:
             REPORTS.append(record)
         audit._hook.report_fn = noisy
         attempt("os.system", lambda: os.system("true"))
-    """)
+    """,
+    )
     assert data["results"]["os.system"] == {"outcome": "ok"}
     assert [r["event"] for r in reports_for(data, "SKP202")] == ["os.system"]
 
 
 def test_hot_path_is_cheap(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         import time
         open("data.txt", "w").close()
         def best(fn, n=3):
@@ -232,13 +298,17 @@ def test_hot_path_is_cheap(tmp_path: Path) -> None:
                 open("data.txt").close()
         hooked = best(reads)
         RESULTS["per_open_us"] = hooked / 3000 * 1e6
-    """)
+    """,
+    )
     # an open() is a few microseconds; the hook must not multiply it
     assert data["results"]["per_open_us"] < 200
 
 
 def test_ipython_and_data_science_stack_under_classroom(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "classroom", """
+    data = run_scenario(
+        tmp_path,
+        "classroom",
+        """
         sys.path.insert(0, "")
         from IPython.core.interactiveshell import InteractiveShell
         from IPython.core.completer import provisionalcompleter
@@ -266,10 +336,22 @@ def test_ipython_and_data_science_stack_under_classroom(tmp_path: Path) -> None:
         RESULTS["plot"] = os.path.exists("plot.png")
         RESULTS["font cache"] = os.path.isdir(os.path.expanduser("~/.cache/matplotlib")) or \\
             os.path.isdir(os.path.expanduser("~/.config/matplotlib"))
-    """)
+    """,
+    )
     results = data["results"]
-    for label in ("bash", "bang", "numpy", "pandas", "matplotlib", "scipy", "sympy",
-                  "writefile", "import written", "timeit", "traceback"):
+    for label in (
+        "bash",
+        "bang",
+        "numpy",
+        "pandas",
+        "matplotlib",
+        "scipy",
+        "sympy",
+        "writefile",
+        "import written",
+        "timeit",
+        "traceback",
+    ):
         assert results[label]["outcome"] == "ok", (label, results[label])
     assert "from-bash" in data["stdout"]
     assert "from-bang" in data["stdout"]
@@ -284,7 +366,10 @@ def test_ipython_and_data_science_stack_under_classroom(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("preset", ["standard", "classroom"])
 def test_denial_inside_ipython_cell_names_the_rule(tmp_path: Path, preset: str) -> None:
-    data = run_scenario(tmp_path, preset, """
+    data = run_scenario(
+        tmp_path,
+        preset,
+        """
         from IPython.core.interactiveshell import InteractiveShell
         shell = InteractiveShell.instance()
         result = shell.run_cell("import base64\\nexec(base64.b64decode('aW1wb3J0IGN0eXBlcw=='))",
@@ -292,7 +377,8 @@ def test_denial_inside_ipython_cell_names_the_rule(tmp_path: Path, preset: str) 
         error = result.error_in_exec
         RESULTS["error"] = {"type": type(error).__name__, "rule": getattr(error, "rule_id", ""),
                             "message": str(error)}
-    """)
+    """,
+    )
     error = data["results"]["error"]
     assert error["type"] == "SandboxPolicyError"
     assert error["rule"] == "SKP201"
@@ -310,11 +396,15 @@ def test_error_is_a_permission_error_that_pickles() -> None:
 
 
 def test_hand_built_ast_is_checked(tmp_path: Path) -> None:
-    data = run_scenario(tmp_path, "standard", """
+    data = run_scenario(
+        tmp_path,
+        "standard",
+        """
         import ast
         tree = ast.Module(body=[ast.Import(names=[ast.alias(name="ctypes")])], type_ignores=[])
         tree = ast.fix_missing_locations(tree)
         attempt("compile ast", lambda: compile(tree, "<ast>", "exec"))
-    """)
+    """,
+    )
     result = data["results"]["compile ast"]
     assert (result["outcome"], result.get("rule")) == ("denied", "SKP201")

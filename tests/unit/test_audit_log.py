@@ -33,11 +33,17 @@ def log_path(tmp_path: Path) -> Path:
 def test_cell_and_violation_records(log_path: Path) -> None:
     verdict = check_cell("import os\nos.system('ls')\n!ls", PolicySettings("classroom"))
     with AuditLog(log_path, kernel_id="k-1", user="alice", isolation="landlock") as log:
-        log.record_cell("import os\nos.system('ls')\n!ls", verdict,
-                        resources={"cpu_s": 0.25, "max_rss_mb": 81})
+        log.record_cell(
+            "import os\nos.system('ls')\n!ls", verdict, resources={"cpu_s": 0.25, "max_rss_mb": 81}
+        )
         log.record_violation(
-            {"type": "audit", "event": "os.system", "rule": "SKP202", "action": "deny",
-             "detail": "b'ls'"},
+            {
+                "type": "audit",
+                "event": "os.system",
+                "rule": "SKP202",
+                "action": "deny",
+                "detail": "b'ls'",
+            },
             source="import os\nos.system('ls')",
         )
     cell, *static, runtime = read(log_path)
@@ -100,14 +106,16 @@ def test_symlink_is_not_followed(tmp_path: Path) -> None:
     link.symlink_to(target)
     log = AuditLog(link)
     # Refused, said so, and the kernel goes on logging to its own log.
-    assert log.error is not None and str(link) in log.error
+    assert log.error is not None
+    assert str(link) in log.error
     log.record_violation({"source": "static", "rule": "SKP201", "action": "deny", "detail": "x"})
     log.close()
     assert target.read_text() == ""
 
 
-def test_secrets_never_reach_the_log(log_path: Path, caplog: pytest.LogCaptureFixture,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_never_reach_the_log(
+    log_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", HUB_TOKEN)
     monkeypatch.setenv("MY_SERVICE_PASSWORD", "hunter2-but-longer")
     caplog.set_level(logging.INFO, logger="sandbox_kernel.log")
@@ -134,10 +142,17 @@ def test_secrets_never_reach_the_log(log_path: Path, caplog: pytest.LogCaptureFi
     log.close()
     text = log_path.read_text()
     logged = caplog.text
-    for secret in (SESSION_KEY, HUB_TOKEN, "hunter2-but-longer", "abc123def456",
-                   "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY", "ghp_0123456789abcdefghij",
-                   "AKIAIOSFODNN7EXAMPLE", "plain-value-under-a-secret-key",
-                   SESSION_KEY.encode().hex()):
+    for secret in (
+        SESSION_KEY,
+        HUB_TOKEN,
+        "hunter2-but-longer",
+        "abc123def456",
+        "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+        "ghp_0123456789abcdefghij",
+        "AKIAIOSFODNN7EXAMPLE",
+        "plain-value-under-a-secret-key",
+        SESSION_KEY.encode().hex(),
+    ):
         assert secret not in text, secret
         assert secret not in logged, secret
     assert REDACTED in text
@@ -163,10 +178,16 @@ def test_logger_lines_are_structured(log_path: Path, caplog: pytest.LogCaptureFi
     with AuditLog(log_path, kernel_id="k-9") as log:
         log.record_cell(source, verdict)
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("cell_checked user=- kernel_id=k-9 ") and "verdict=denied" in m
-               and "rules=SKP201" in m for m in messages)
-    assert any(m.startswith("policy_violation user=- source=static rule=SKP201 action=deny")
-               for m in messages)
+    assert any(
+        m.startswith("cell_checked user=- kernel_id=k-9 ")
+        and "verdict=denied" in m
+        and "rules=SKP201" in m
+        for m in messages
+    )
+    assert any(
+        m.startswith("policy_violation user=- source=static rule=SKP201 action=deny")
+        for m in messages
+    )
     # findings are described, but the cell's source is not logged
     assert all("secret_plan" not in m for m in messages)
     assert "secret_plan" not in log_path.read_text()
@@ -185,8 +206,9 @@ def test_concurrent_writers_do_not_interleave(log_path: Path) -> None:
 
     def write() -> None:
         for i in range(200):
-            log.record_violation({"event": "e", "rule": "SKP202", "action": "warn",
-                                  "detail": "x" * (i % 50)})
+            log.record_violation(
+                {"event": "e", "rule": "SKP202", "action": "warn", "detail": "x" * (i % 50)}
+            )
 
     threads = [threading.Thread(target=write) for _ in range(4)]
     for thread in threads:

@@ -46,7 +46,7 @@ def test_extra_mounts_are_validated(entry: str) -> None:
 def test_every_trait_has_help() -> None:
     for cls in (Isolation, Limits, Output):
         for name, trait in cls.class_traits(config=True).items():
-            assert trait.help and len(trait.help) > 20, f"{cls.__name__}.{name} lacks a help string"
+            assert len(trait.help or "") > 20, f"{cls.__name__}.{name} lacks a help string"
 
 
 def test_presets_only_name_real_settings() -> None:
@@ -56,4 +56,6 @@ def test_presets_only_name_real_settings() -> None:
             if section not in classes:
                 continue
             for key in values:
-                assert key in classes[section].class_trait_names(config=True), f"{preset}: {section}.{key}"
+                assert key in classes[section].class_trait_names(config=True), (
+                    f"{preset}: {section}.{key}"
+                )

@@ -50,9 +50,18 @@ def test_every_lockable_setting_exists() -> None:
 
 def test_two_lock_files_combine_to_the_stricter(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps({"locked_by": "hub", "locked": {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True}}))
+    a.write_text(
+        json.dumps(
+            {
+                "locked_by": "hub",
+                "locked": {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True},
+            }
+        )
+    )
     # A second file (one a user might point SANDBOX_KERNEL_LOCKS at) cannot loosen.
-    b.write_text(json.dumps({"locked": {"Limits.wall_time_limit_s": 0, "Output.sanitize_html": False}}))
+    b.write_text(
+        json.dumps({"locked": {"Limits.wall_time_limit_s": 0, "Output.sanitize_html": False}})
+    )
     locks = load_locks(extra_files=[str(a), str(b)], environ={})
     assert locks.values == {"Limits.wall_time_limit_s": 60, "Output.sanitize_html": True}
     assert "hub" in locks.owners["Limits.wall_time_limit_s"]
@@ -75,7 +84,9 @@ def test_apply_keeps_stricter_and_refuses_looser() -> None:
     attempts = locks.apply(config)
     assert config.Limits.wall_time_limit_s == 10
     assert config.Limits.max_processes == 128
-    assert [(a.setting, a.attempted, a.locked) for a in attempts] == [("Limits.max_processes", 4096, 128)]
+    assert [(a.setting, a.attempted, a.locked) for a in attempts] == [
+        ("Limits.max_processes", 4096, 128)
+    ]
 
 
 def test_locked_policy_preset_pins_every_rule() -> None:

@@ -25,12 +25,44 @@ _ALPHABET = st.one_of(
 )
 _FRAGMENTS = st.sampled_from(
     [
-        "import os\n", "os.system('x')", "!ls", "%%bash\n", "%%capture\n", "%time ", "exec(",
-        "eval(", "getattr(", "__import__(", "'sys' + 'tem'", "__class__", ".__subclasses__()",
-        "lambda: ", "def f():\n    ", "    ", "\n", "(", ")", "[", "]", "{", "}", "'", '"""',
-        "f'{", "}'", "b'\\x00'", "\\\n", "?", "= !", "= %", "base64.b64decode(",
+        "import os\n",
+        "os.system('x')",
+        "!ls",
+        "%%bash\n",
+        "%%capture\n",
+        "%time ",
+        "exec(",
+        "eval(",
+        "getattr(",
+        "__import__(",
+        "'sys' + 'tem'",
+        "__class__",
+        ".__subclasses__()",
+        "lambda: ",
+        "def f():\n    ",
+        "    ",
+        "\n",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "'",
+        '"""',
+        "f'{",
+        "}'",
+        "b'\\x00'",
+        "\\\n",
+        "?",
+        "= !",
+        "= %",
+        "base64.b64decode(",
         "\uff45\uff56\uff41\uff4c",  # "eval" in fullwidth letters
-        "'{0.__globals__}'.format(x)", "%%writefile x.py\n", "get_ipython().", "run_cell(",
+        "'{0.__globals__}'.format(x)",
+        "%%writefile x.py\n",
+        "get_ipython().",
+        "run_cell(",
     ]
 )
 
@@ -64,8 +96,11 @@ def test_random_code_fragments_never_raise(source: str) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(_FRAGMENTS, st.text(alphabet=_ALPHABET, max_size=5)), max_size=25)
-       .map("".join))
+@given(
+    st.lists(st.one_of(_FRAGMENTS, st.text(alphabet=_ALPHABET, max_size=5)), max_size=25).map(
+        "".join
+    )
+)
 def test_fast_transform_matches_ipython(source: str) -> None:
     """The checker skips IPython's token pass only when it cannot change the cell.
 
@@ -95,7 +130,8 @@ PATHOLOGICAL = {
     "null bytes": "x = 1\x00\x00\nimport os",
     "surrogates": "x = '\ud800'\nimport ctypes\n\udfff = 2",
     "deep indentation": "".join("    " * i + f"if x{i}:\n" for i in range(95))
-    + "    " * 95 + "pass",
+    + "    " * 95
+    + "pass",
     "lambda chain": "f = " + "lambda: " * 3_000 + "1",
     "nested dict": '{"a": ' * 500 + "1" + "}" * 500,
     "nested f-strings": 'f"{' * 60 + "x" + '}"' * 60,
@@ -168,8 +204,9 @@ def test_cost_grows_linearly() -> None:
     assert ratio < 8, ratio
 
 
-def test_checker_failure_fails_closed(monkeypatch: pytest.MonkeyPatch,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_checker_failure_fails_closed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from sandbox_kernel.policy import analyzer
 
     def broken(self: object) -> None:

@@ -343,9 +343,7 @@ def test_policy_configurable() -> None:
 def test_groups_cover_every_rule_once() -> None:
     seen = [rule for ids in GROUPS.values() for rule in ids]
     assert sorted(seen) == sorted(RULES)
-    assert {"shell", "magics", "modules", "internals", "dunder", "dynamic", "bypass"} <= set(
-        GROUPS
-    )
+    assert {"shell", "magics", "modules", "internals", "dunder", "dynamic", "bypass"} <= set(GROUPS)
 
 
 # -- the verdict and what the user sees -----------------------------------------------------

@@ -120,7 +120,9 @@ def test_stream_round_trips(text: str) -> None:
         ("before \ud800 lone high surrogate after", "before \ufffd lone high surrogate after"),
     ],
 )
-def test_lone_surrogates_travel_as_json_escapes_and_arrive_replaced(text: str, received: str) -> None:
+def test_lone_surrogates_travel_as_json_escapes_and_arrive_replaced(
+    text: str, received: str
+) -> None:
     frame = encode_frame(stream(text))
     body = frame[HEADER.size :]
     # The body is strict UTF-8 with the surrogates spelled as JSON escapes...
@@ -950,7 +952,9 @@ async def test_reader_loop_ignores_fds_passed_with_scm_rights(reader_loop: Loop)
     read_end, write_end = os.pipe()
     try:
         before = len(os.listdir("/proc/self/fd"))
-        frame = json_frame({"type": "execute_reply", "id": 3, "status": "ok", "token": REQUEST_TOKEN})
+        frame = json_frame(
+            {"type": "execute_reply", "id": 3, "status": "ok", "token": REQUEST_TOKEN}
+        )
         assert socket.send_fds(reader_loop.child, [frame], [read_end] * 100) == len(frame)
         reply = await asyncio.wait_for(future, 5)
         assert reply["status"] == "ok"
