@@ -22,7 +22,8 @@ For each ``SUBMISSIONS/<student>/`` the grader:
    values never enter the sandbox, so no output a submission prints, no object with a
    rigged ``__eq__`` and no patched interpreter can turn a wrong answer into a pass;
 4. writes the results (points per test, sandbox events from the audit log) to ``--out``
-   atomically, outside every workspace, and removes the workspace.
+   atomically, outside every workspace, and removes the workspace. The exit status is 1
+   when a submission could not be graded completely (status "incomplete" or "error").
 
 The tests module is ordinary (trusted) Python; ``POINTS = {"test_square": 2}`` sets the
 points of each test (default 1). Probe answers are matched by a fresh random nonce and
@@ -66,27 +67,32 @@ MAX_DETAIL = 300
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 # The code the probe runs in the student's kernel. It only packs a value as JSON; what
 # it sends back is treated as untrusted data, however the submission has patched things.
+# Builtins are reached through the module, so an honest notebook with a variable named
+# ``type`` or ``display`` still gets its answers through.
 PROBE_TEMPLATE = """\
+import builtins as _grader_builtins
 import json as _grader_json
 from IPython.display import display as _grader_display
 
 
 def _grader_plain(obj):
-    if hasattr(obj, "tolist"):
+    if _grader_builtins.hasattr(obj, "tolist"):
         return obj.tolist()
-    raise TypeError("not JSON")
+    raise _grader_builtins.TypeError("not JSON")
 
 
 try:
     _grader_value = ({expr})
-except Exception as _grader_error:
-    _grader_text = _grader_json.dumps({{"error": type(_grader_error).__name__}})
+except _grader_builtins.Exception as _grader_error:
+    _grader_text = _grader_json.dumps(
+        {{"error": _grader_builtins.type(_grader_error).__name__}}
+    )
 else:
     try:
         _grader_text = _grader_json.dumps(
             {{"value": _grader_value}}, default=_grader_plain, allow_nan=False
         )
-    except Exception:
+    except _grader_builtins.Exception:
         _grader_text = '{{"error": "NotJSON"}}'
 _grader_display({{{mime!r}: {nonce!r} + _grader_text}}, raw=True)
 """
@@ -342,7 +348,7 @@ class Grader:
                 if self.data is not None:
                     shutil.copytree(self.data, ws, dirs_exist_ok=True, symlinks=False)
                 nb = read_notebook(ws / self.notebook)
-            except (OSError, ValueError, nbformat.ValidationError) as exc:
+            except Exception as exc:  # a hostile file may break nbformat in many ways
                 outcome.status = "error"
                 outcome.notes.append(f"cannot read the submission: {_short(exc)}")
                 return outcome
@@ -351,6 +357,9 @@ class Grader:
             except GraderAbort as exc:
                 outcome.status = "incomplete"
                 outcome.notes.append(str(exc))
+            except Exception as exc:  # no kernel (NoSuchKernel ...): nothing was graded
+                outcome.status = "error"
+                outcome.notes.append(f"grading failed: {type(exc).__name__}: {_short(exc)}")
             finally:
                 outcome.elapsed_s = round(time.monotonic() - started, 2)
                 if out_dir is not None:
@@ -527,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         outcomes,
         {"kernel": args.kernel, "tests": str(args.tests), "time": time.time()},
     )
-    return 1 if any(o.status == "error" for o in outcomes) else 0
+    # Anything but "graded" needs a look from the instructor.
+    return 1 if any(o.status != "graded" for o in outcomes) else 0
 
 
 if __name__ == "__main__":

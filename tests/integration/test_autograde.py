@@ -394,7 +394,8 @@ def build_course(base: Path) -> Course:
         env=env,
     )
     submissions: dict[str, list[Any]] = {
-        "alice": [*CORRECT, f"# {canaries['alice']}"],
+        # Honest, with names that clash with what a probe uses.
+        "alice": [*CORRECT, f"type = display = json = 'ps1'  # {canaries['alice']}"],
         "bob": WRONG,
         "h-bombs": BOMBS,
         "h-forger": forger_cells(),
@@ -611,7 +612,10 @@ def test_attempts_are_in_the_audit_log(graded: tuple[Course, Run, dict]) -> None
     course, _, results = graded
     records = audit_records(course.audit)
     assert outcome_of(records, TIME_BOMB) == ["CellTimeout"]
-    assert outcome_of(records, MEMORY_BOMB) == ["MemoryLimitExceeded"]
+    # With a memory cgroup the executor is killed and replaced (MemoryLimitExceeded);
+    # without one (an unprivileged host) RLIMIT_AS makes the allocation fail in the cell.
+    memory = outcome_of(records, MEMORY_BOMB)
+    assert memory in (["MemoryLimitExceeded"], ["error"]), memory
     # The kernel stops the process bomb (ProcessLimitExceeded notice, processes reaped),
     # but records the cell as a plain error (see the report in examples/autograde/README.md).
     assert outcome_of(records, PROCESS_BOMB)[0] in ("ProcessLimitExceeded", "error")
@@ -630,7 +634,8 @@ def test_attempts_are_in_the_audit_log(graded: tuple[Course, Run, dict]) -> None
     events = results["submissions"]["h-bombs"]["events"]
     stopped = [e for e in events if e["outcome"] in ("CellTimeout", "CpuLimitExceeded")]
     assert len(stopped) >= 2, events
-    assert any(e["outcome"] == "MemoryLimitExceeded" for e in events), events
+    if memory == ["MemoryLimitExceeded"]:
+        assert any(e["outcome"] == "MemoryLimitExceeded" for e in events), events
 
 
 # -- grade.py at the landlock level --------------------------------------------------------
