@@ -493,6 +493,8 @@ def test_grader_run_finishes_within_budget(graded: tuple[Course, Run, dict]) -> 
     # 1: h-garbage could not be graded (and says so); everything else was.
     assert run.rc == 1, run.stderr[-3000:]
     assert run.elapsed < RUN_BUDGET_S, f"grading took {run.elapsed:.0f} s"
+    statuses = {s: o["status"] for s, o in results["submissions"].items()}
+    assert statuses == {**dict.fromkeys(statuses, "graded"), "h-garbage": "error"}, statuses
     assert set(results["submissions"]) == {
         "alice",
         "bob",
