@@ -180,7 +180,8 @@ class Probe:
         except DeadKernelError as exc:
             raise GraderAbort("the kernel died") from exc
         finally:
-            cells.remove(cell)
+            if cells and cells[-1] is cell:
+                cells.pop()
         # Only outputs of this very request reach cell.outputs (nbclient matches the
         # parent message id); only text that starts with this probe's nonce counts.
         answers = [
