@@ -40,5 +40,6 @@ compat: install-test
 	$(BIN)/python ../shared/corpus/compat.py --kernel sandbox-python --reference python3 -j 2
 
 lint: install-test
-	$(BIN)/ruff check sandbox_kernel tests bench
+	$(BIN)/ruff check sandbox_kernel tests bench examples notebooks
+	$(BIN)/ruff format --check sandbox_kernel tests bench examples notebooks
 	$(BIN)/mypy

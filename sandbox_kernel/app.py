@@ -96,10 +96,13 @@ class SandboxKernelApp(IPKernelApp):
 
     def _apply_preset(self) -> None:
         """Layer the preset's values under anything configured explicitly."""
-        preset = str(self.config.get("SandboxKernelApp", {}).get("preset", self.preset)).lower()
+        configured = self.config.get("SandboxKernelApp", {}).get("preset")
+        preset = str(configured if configured is not None else self.preset).lower()
         locked = self.locks.values.get("SandboxKernelApp.preset")
         if locked is not None and not stricter("SandboxKernelApp.preset", preset, locked):
-            self.lock_attempts.append(Attempt("SandboxKernelApp.preset", preset, locked))
+            if configured is not None:
+                # Only an explicit choice is an attempt; the default just gives way.
+                self.lock_attempts.append(Attempt("SandboxKernelApp.preset", preset, locked))
             preset = locked
             self.config.SandboxKernelApp.preset = locked
         for section, values in PRESETS.get(preset, {}).items():

@@ -540,16 +540,18 @@ class SandboxKernel(Kernel):
         disk = _disk_limit_note(outcome.reply, self.limits, self.isolation)
         if disk:
             self.publisher.notice(disk)
+        pids_now = self._cgroup.pids_limit_hits() if self._cgroup is not None else 0
+        self._cgroup_counts = (oom_before, pids_now)
         if self._stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
             ename, why = self._stop_reason
             self.publisher.notice(f"[sandbox] {ename}: the cell was interrupted because {why}.")
             outcome.reply.update(ename=ename, evalue=f"The cell was interrupted because {why}.")
             self._record_cell(outcome, ename)
+        elif pids_now > pids_before:
+            self._record_cell(outcome, "ProcessLimitExceeded")
         else:
             self._record_cell(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
-        pids_now = self._cgroup.pids_limit_hits() if self._cgroup is not None else 0
-        self._cgroup_counts = (oom_before, pids_now)
         if pids_now > pids_before:
             # A fork bomb (or a pool too large) would keep the limit exhausted
             # for every later cell: end what this cell started.
@@ -559,7 +561,6 @@ class SandboxKernel(Kernel):
                 f"{self.limits.max_processes} processes and threads (Limits.max_processes); "
                 "the processes it started were stopped."
             )
-            self._last_cell["outcome"] = "ProcessLimitExceeded"
         elif self.limits.kill_cell_processes:
             await executor.reap_cell_processes()
         return self._reply_for(outcome, reply_count)
@@ -597,6 +598,10 @@ class SandboxKernel(Kernel):
             )
         else:
             ename, why = "ExecutorDied", outcome.failure or "the executor stopped"
+        if self._cgroup is not None:
+            # Limit hits of this cell are this cell's (promotion ends its processes),
+            # not the next one's.
+            self._cgroup_counts = (self._cgroup_counts[0], self._cgroup.pids_limit_hits())
         skipped = executor.snapshot_skipped
         if self.limits.rollback and await executor.promote():
             state = (

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -309,12 +310,17 @@ class ExecutorProcess:
         random token instead of trusting the stream's position: a dying
         executor may have left half a frame in either direction.
         """
-        pid = self.snapshot_pid
-        if pid is None or self.dead_reason is not None:
+        if self.dead_reason is not None:
             return False
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._executor_gone.wait(), timeout)
         if not self._executor_gone.is_set():
+            return False
+        # Everything the executor wrote is in the socket now; the snapshot it
+        # announced last (just before the fatal cell) may still be unread.
+        await self._relay_settled()
+        pid = self.snapshot_pid
+        if pid is None:
             return False
         # Nothing the dead cell left behind may race the snapshot for the relay.
         self.end_cell_processes(keep=[pid])
@@ -469,7 +475,10 @@ class ExecutorProcess:
                     if not data:
                         continue
                 if self.executor_lost and self._restore is None:
-                    # Bytes from an executor being replaced mean nothing any more.
+                    # An executor being replaced: its last frames mean nothing any more,
+                    # except which snapshot it took (written before the fatal cell ran,
+                    # but maybe read only after its exit was reported).
+                    self._read_lost(data)
                     continue
                 broken: RelayError | None = None
                 try:
@@ -489,6 +498,28 @@ class ExecutorProcess:
                     partial_since = None
         except OSError as exc:
             await self._died(f"the relay failed ({exc})")
+
+    def _read_lost(self, data: bytes) -> None:
+        try:
+            items = self._reader.feed(data)
+        except RelayError as exc:
+            items = getattr(exc, "items", [])
+            self._reader = FrameReader(self._reader.max_frame_bytes)
+        for item in items:
+            if not isinstance(item, FrameRejected) and item["type"] == "snapshot":
+                self._handle(item)
+
+    async def _relay_settled(self, timeout: float = 0.5) -> None:
+        """Wait until the reader has taken every byte already in the relay socket."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.relay is None or self.relay.fileno() < 0:
+                break  # closed: nothing more will come
+            readable, _, _ = select.select([self.relay], [], [], 0)
+            if not readable:
+                break
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
 
     def _after_marker(self, data: bytes) -> bytes:
         """While a snapshot takes over: drop bytes until its exact 'restored' frame."""

@@ -301,13 +301,17 @@ def hub() -> Iterator[Hub]:
                 "classroom",
             ]
         )
-        # A's own configuration tries to loosen the locks (as a student with a terminal
-        # elsewhere could): the kernel reads ~/.jupyter, and the lock must hold.
-        user_conf = a.home / ".jupyter"
-        user_conf.mkdir()
-        (user_conf / "sandbox_kernel_config.json").write_text(json.dumps(LOOSER))
-        for path in (user_conf, user_conf / "sandbox_kernel_config.json"):
-            os.chown(path, a.uid, pwd.getpwnam(a.name).pw_gid)
+        # Both students' own configuration tries to loosen the locks (as a student with a
+        # terminal elsewhere could). The example hub sets disable_user_config, so B's
+        # kernel never reads ~/.jupyter. A's server is started as a hub without that
+        # setting would start it (see the hook below): the kernel reads ~/.jupyter, and
+        # the locks alone must hold.
+        for student in (a, b):
+            user_conf = student.home / ".jupyter"
+            user_conf.mkdir()
+            (user_conf / "sandbox_kernel_config.json").write_text(json.dumps(LOOSER))
+            for path in (user_conf, user_conf / "sandbox_kernel_config.json"):
+                os.chown(path, student.uid, pwd.getpwnam(student.name).pw_gid)
 
         public, hub_port, proxy_api = _free_ports(3)
         config = base / "jupyterhub_config.py"
@@ -320,6 +324,12 @@ def hub() -> Iterator[Hub]:
             # the kernelspec installed with --prefix above, instead of --sys-prefix
             "c.Spawner.environment = {**c.Spawner.environment, "
             f"'JUPYTER_PATH': {str(prefix / 'share' / 'jupyter')!r}}}\n"
+            "_example_hook = c.Spawner.pre_spawn_hook\n"
+            "def _read_user_config_for_a(spawner):\n"
+            "    _example_hook(spawner)\n"
+            f"    if spawner.user.name == {a.name!r}:\n"
+            "        spawner.disable_user_config = False\n"
+            "c.Spawner.pre_spawn_hook = _read_user_config_for_a\n"
         )
         env = {
             **os.environ,
@@ -540,7 +550,7 @@ def test_locks_hold_against_the_students_own_config(hub: Hub, kernels: dict[str,
     )
     assert peek.returncode != 0
     # The kernel's log (the hub's log, root's) has a copy of each refusal.
-    assert "lock_refused setting=Limits.wall_time_limit_s" in hub.hub_log()
+    assert f"lock_refused user={a.name} setting=Limits.wall_time_limit_s" in hub.hub_log()
 
 
 def test_the_audit_log_records_each_students_cells(hub: Hub, kernels: dict[str, Student]) -> None:
@@ -572,7 +582,8 @@ def test_the_audit_log_records_each_students_cells(hub: Hub, kernels: dict[str, 
             assert denied
             assert "SKP101" in denied[0]["rules"]
         else:
-            # Nobody tried to loosen B's locks: no refused attempts to report.
+            # B's ~/.jupyter asks for the same as A's, but the hub disabled user
+            # configuration: the file was never read, so there is nothing to refuse.
             assert not [r for r in records if r.get("event") == "lock"]
 
 

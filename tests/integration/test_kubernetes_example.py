@@ -98,5 +98,8 @@ def test_the_image_configuration_on_a_restricted_pod(tmp_path: Path, pod_locks: 
         assert res.stdout.strip() != "0", "the pod's cells must not run as root"
     audit = Path(json.loads(pod_locks.read_text())["locked"]["Policy.audit_log"])
     records = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert any(r.get("event") == "lock" for r in records), "the loosening attempt was not audited"
+    refused = [r for r in records if r.get("event") == "lock"]
+    assert refused, "the loosening attempt was not audited"
+    # Only what the student's file tried is an attempt: the default preset gives way silently.
+    assert all("SandboxKernelApp.preset" not in json.dumps(r) for r in refused), refused
     assert any(r.get("kind") == "cell" and r.get("verdict") == "denied" for r in records)

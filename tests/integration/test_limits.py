@@ -224,3 +224,19 @@ def test_kill_cell_processes(workspace: Path) -> None:
             execute(kc, "kept").of_type("execute_result")[0]["data"]["text/plain"]
             == "'second cell'"
         )
+
+
+def test_rollback_holds_when_requests_arrive_back_to_back(limited) -> None:
+    """nbclient sends the next cell the moment a reply arrives: the snapshot announced
+    just before the fatal cell must still be the one that takes over."""
+    _, kc = limited
+    for round_ in range(5):
+        cells = [f"kept = {round_}", "1/0", "import os; os._exit(0)", "print(kept)"]
+        ids = [kc.execute(code, stop_on_error=False) for code in cells]
+        replies: dict[str, dict] = {}
+        while not all(msg_id in replies for msg_id in ids):
+            msg = kc.get_shell_msg(timeout=60)
+            replies[msg["parent_header"].get("msg_id")] = msg["content"]
+        assert replies[ids[2]]["ename"] == "ExecutorDied"
+        assert "restored" in strip_ansi(replies[ids[2]]["evalue"]), replies[ids[2]]["evalue"]
+        assert replies[ids[3]]["status"] == "ok"

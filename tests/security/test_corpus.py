@@ -544,8 +544,16 @@ def check_iopub_clean(run: Run) -> None:
 def check_reply_after_cell_end(run: Run) -> None:
     """The kernel replied only once the cell had really ended (it writes a file last)."""
     marker = Path(run.values["cell_end_file"])
-    assert marker.exists(), "the kernel replied while the cell was still running"
-    assert marker.stat().st_mtime <= run.out.reply_at + 0.05, "the reply came before the end"
+    reply = {k: run.out.content.get(k) for k in ("status", "ename", "evalue")}
+    if not marker.exists():
+        # The kernel may have ended the cell itself (a limit, a torn frame that cost
+        # the executor); then nothing of the cell may still be running after the reply.
+        time.sleep(3)
+        assert not marker.exists(), f"the kernel replied while the cell was still running: {reply}"
+        return
+    assert marker.stat().st_mtime <= run.out.reply_at + 0.05, (
+        f"the reply came before the end: {reply}"
+    )
 
 
 def check_host_untouched(run: Run) -> None:
