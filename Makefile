@@ -17,7 +17,7 @@ install: $(BIN)/python
 	$(BIN)/python -m sandbox_kernel install --sys-prefix
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,browser,hub,dev]'
+	$(BIN)/pip install --quiet -e '.[test,browser,hub,grade,dev]'
 	$(BIN)/python -m sandbox_kernel install --sys-prefix
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 

@@ -368,12 +368,26 @@ def _apply(root: str, mount: Mount, trees: dict[Mount, int]) -> None:
         _make_target(target, mount.is_file)
         libc.move_mount(fd, target)
     elif mount.is_file:
-        # An empty, read-only file in place of the secret one.
+        # /dev/null in place of the secret file, on a nodev mount: opening it fails
+        # with EACCES, for reading and for writing, as at the landlock level. (A plain
+        # bind of /dev/null would read as empty and swallow writes without a word,
+        # and a read-only mount does not stop writes to a device.)
         fd = libc.open_tree(root + "/dev/null", libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC)
         try:
             libc.move_mount(fd, target)
         finally:
             os.close(fd)
+        libc.mount(
+            None,
+            target,
+            None,
+            libc.MS_REMOUNT
+            | libc.MS_BIND
+            | libc.MS_RDONLY
+            | libc.MS_NOSUID
+            | libc.MS_NODEV
+            | libc.MS_NOEXEC,
+        )
     else:
         flags = libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
         libc.mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=0500")

@@ -364,6 +364,7 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
         kernels.mkdir(parents=True)
         (kernels / "kernel.json").write_text('{"argv": ["python"]}')
         (home / ".jupyter").mkdir()
+        (home / ".bashrc").write_text("# the user's own\n")
         (home / "project").mkdir()
         (home / "project").chmod(0o777)
         before = (kernels / "kernel.json").read_text()
@@ -371,7 +372,7 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
         try:
             code = (
                 "import os\n"
-                "for path in ('.ssh/id_rsa', '.local/share/jupyter/kernels/python3/kernel.json'):\n"
+                "for path in ('.ssh/id_rsa', '.local/share/jupyter/kernels/python3/kernel.json', '.bashrc'):\n"
                 "    try:\n        print('READ', open(path).read())\n    except OSError as e:\n        print('denied', e.errno)\n"
                 "for path in ('.local/share/jupyter/kernels/python3/kernel.json', '.jupyter/jupyter_server_config.py', '.bashrc'):\n"
                 "    try:\n        open(path, 'w').write('evil'); print('WROTE', path)\n    except OSError as e:\n        print('denied', e.errno)\n"
@@ -384,7 +385,9 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
             assert "project ok" in result.stdout, result.stdout + result.stderr
             assert (kernels / "kernel.json").read_text() == before
             assert not (home / ".jupyter" / "jupyter_server_config.py").exists()
-            assert not (home / ".bashrc").exists()
+            assert (home / ".bashrc").read_text() == "# the user's own\n"
+            # Hidden, not emptied: neither read (as empty) nor written (into nothing).
+            assert result.stdout.count("denied") == 6, result.stdout
             assert (home / "project" / "result.txt").read_text() == "ok"
         finally:
             box.kc.stop_channels()
