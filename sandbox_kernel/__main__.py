@@ -10,8 +10,12 @@ def main() -> None:
     # Never import from the directory the kernel was started in (the notebook's
     # directory, writable by cells): kernel.json runs us with -I, and this
     # covers anyone who starts us without it.
-    cwd = os.getcwd()
-    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    # Only the entry Python added for it goes: the directory may also be a real
+    # entry of the path (a notebook opened in site-packages).
+    implicit = not (sys.flags.isolated or sys.flags.safe_path)
+    if implicit and sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]
+    sys.path[:] = [p for p in sys.path if p not in ("", ".")]
     if len(sys.argv) > 1 and sys.argv[1] in {"install", "uninstall"}:
         from .install import main as install_main
 

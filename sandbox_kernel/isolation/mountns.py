@@ -140,6 +140,25 @@ def _code_paths() -> list[str]:
     return sorted(p for p in paths if os.path.exists(p))
 
 
+def _code_trees() -> list[str]:
+    """Trees in which any file may be code the kernel runs: never writable from a cell.
+
+    The prefixes hold the standard library and site-packages (with their .pth
+    files); this package's own directory matters for an editable install, where
+    it sits in a project checkout that may also hold notebooks.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        package,
+    }
+    return sorted({os.path.realpath(t) for t in trees} | trees)
+
+
 def _command_dirs(home: str) -> list[str]:
     """Directories on PATH, so ``!tool`` finds what it finds outside the sandbox.
 
@@ -204,7 +223,10 @@ def plan_mounts(
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]
     mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p)) for p in code_roots)
-    if workspace in (*code_roots, *system, "/") and workspace_writable:
+    code_trees = _code_trees()
+    if workspace_writable and (
+        workspace in (*code_roots, *system, "/") or _covered(workspace, code_trees)
+    ):
         # The kernel imports from here: a cell must not be able to change it.
         notes.append(
             "the workspace is where the kernel's own Python code lives, so it is read-only"
@@ -214,10 +236,13 @@ def plan_mounts(
         mounts.append(Mount(home, "tmpfs", writable=True, size_mb=tmp_size_mb))
     shared = [(workspace, workspace_writable)]
     for path, mode in extra_mounts:
-        if os.path.exists(path):
-            shared.append((path, mode == "rw"))
-        else:
+        if not os.path.exists(path):
             notes.append(f"extra mount {path} does not exist; skipped")
+        elif mode == "rw" and _covered(path, [*code_trees, *system]):
+            notes.append(f"extra mount {path} holds the kernel's own code, so it is read-only")
+            shared.append((path, False))
+        else:
+            shared.append((path, mode == "rw"))
     for path, rw in shared:
         mounts.append(
             Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=idmap and rw)
@@ -247,6 +272,11 @@ def plan_mounts(
     masked = [m.path for m in mounts if m.kind == "mask"]
     if masked:
         notes.append("hidden inside the workspace: " + ", ".join(masked))
+    # One mount per path: a workspace that is also a code root (a notebook next to
+    # its project's .venv, an editable install) would otherwise be planned twice,
+    # and the second move of one captured tree fails (ELOOP). The later, more
+    # specific entry wins; both are read-only when the path holds code.
+    mounts = list({m.path: m for m in mounts}.values())
     mounts.sort(key=lambda m: m.sort_key)
     return MountPlan(mounts, symlinks, workspace, workspace_writable, tmp_size_mb, home, notes)
 

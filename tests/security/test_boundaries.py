@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sysconfig
 import time
 import uuid
 from pathlib import Path
@@ -392,3 +393,31 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
         finally:
             box.kc.stop_channels()
             box.km.shutdown_kernel(now=False)
+
+
+def test_a_workspace_inside_the_kernels_code_stays_read_only(host: Host) -> None:
+    """A notebook opened in the project checkout or in site-packages: the kernel's code
+    lives there, and a cell that changed it would run outside the sandbox next time."""
+    import sandbox_kernel
+    from tests.security.conftest import LEVEL_KERNELS, start_sandbox
+
+    package = Path(sandbox_kernel.__file__).resolve().parent
+    site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
+    for level in sorted(LEVEL_KERNELS):
+        for workspace in (package.parent, package, site_packages):
+            probe = workspace / f"zz_sandbox_probe_{uuid.uuid4().hex}.pth"
+            box = start_sandbox(level, workspace, host)
+            try:
+                result = box.run(
+                    "import os\n"
+                    "print('cwd', os.getcwd())\n"
+                    f"try:\n    open({str(probe)!r}, 'w').write('import os')\n    print('WROTE')\n"
+                    "except OSError as e:\n    print('denied', e.errno)\n"
+                )
+                assert f"cwd {workspace}" in result.stdout, result.stdout + result.stderr
+                assert "denied" in result.stdout, (level, workspace, result.stdout)
+                assert not probe.exists()
+            finally:
+                probe.unlink(missing_ok=True)
+                box.kc.stop_channels()
+                box.km.shutdown_kernel(now=False)

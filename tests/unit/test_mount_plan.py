@@ -1,0 +1,76 @@
+"""The filesystem view the launcher plans, from the host's layout (no namespaces needed)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from sandbox_kernel.isolation.mountns import plan_mounts
+
+
+def _plan(workspace: str, home: Path, protected: list[str] | None = None):  # noqa: ANN202
+    return plan_mounts(workspace, True, [], 64, False, str(home), protected or [])
+
+
+def test_a_workspace_that_holds_the_kernels_code_is_planned_once_and_read_only(
+    tmp_path: Path,
+) -> None:
+    # A notebook next to its project's .venv: the workspace is a code root too.
+    prefix = os.path.realpath(sys.prefix)
+    plan = _plan(prefix, tmp_path)
+    at_prefix = [m for m in plan.mounts if m.path == prefix]
+    assert len(at_prefix) == 1, at_prefix
+    assert at_prefix[0].kind == "bind"
+    assert not at_prefix[0].writable
+    assert any("read-only" in note for note in plan.notes), plan.notes
+
+
+def test_every_path_is_mounted_once(tmp_path: Path) -> None:
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    plan = _plan(str(workspace), tmp_path / "home")
+    paths = [m.path for m in plan.mounts]
+    assert len(paths) == len(set(paths)), paths
+    ws = [m for m in plan.mounts if m.path == str(workspace)]
+    assert len(ws) == 1
+    assert ws[0].writable
+
+
+def test_protected_entries_of_a_writable_workspace_are_masked(tmp_path: Path) -> None:
+    (tmp_path / ".jupyter").mkdir()
+    (tmp_path / ".bashrc").write_text("")
+    (tmp_path / "project").mkdir()
+    protected = [str(tmp_path / ".jupyter"), str(tmp_path / ".bashrc")]
+    plan = _plan(str(tmp_path), tmp_path, protected)
+    kinds = {m.path: m for m in plan.mounts}
+    assert kinds[str(tmp_path / ".jupyter")].kind == "mask"
+    assert kinds[str(tmp_path / ".bashrc")].kind == "mask"
+    assert kinds[str(tmp_path / ".bashrc")].is_file
+    # The tree itself is read-only; its other entries stay writable.
+    assert not kinds[str(tmp_path)].writable
+    assert kinds[str(tmp_path / "project")].writable
+
+
+def test_a_workspace_inside_the_kernels_code_is_read_only(tmp_path: Path) -> None:
+    # A notebook kept in site-packages, or in this package's own directory (an
+    # editable install): writing there would change what the next kernel imports.
+    import sandbox_kernel
+
+    for inner in (
+        os.path.join(os.path.realpath(sys.prefix), "lib"),
+        os.path.dirname(os.path.realpath(sandbox_kernel.__file__)),
+    ):
+        plan = _plan(inner, tmp_path)
+        (mount,) = [m for m in plan.mounts if m.path == inner]
+        assert not mount.writable, inner
+
+
+def test_a_writable_extra_mount_of_the_kernels_code_is_read_only(tmp_path: Path) -> None:
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    prefix = os.path.realpath(sys.prefix)
+    plan = plan_mounts(str(workspace), True, [(prefix, "rw")], 64, False, str(tmp_path), [])
+    (mount,) = [m for m in plan.mounts if m.path == prefix]
+    assert not mount.writable
+    assert any("read-only" in note and prefix in note for note in plan.notes)
