@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from sandbox_kernel.isolation.mountns import plan_mounts
+from sandbox_kernel.isolation.mountns import MountPlan, plan_mounts
 
 
-def _plan(workspace: str, home: Path, protected: list[str] | None = None):  # noqa: ANN202
+def _plan(workspace: str, home: Path, protected: list[str] | None = None) -> MountPlan:
     return plan_mounts(workspace, True, [], 64, False, str(home), protected or [])
 
 
