@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -128,6 +129,37 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+def _sweep_stale(parent: str, name: str) -> None:
+    """Remove the empty cgroups of kernels that died without cleaning up (SIGKILL, OOM).
+
+    Names end in the owning kernel's pid. Only directories whose kernel is gone
+    are tried, and rmdir(2) removes a cgroup only when no process is left in it.
+    """
+    stem, _, own = name.rpartition("-")
+    if not stem or not own.isdigit():
+        return
+    pattern = re.compile(re.escape(stem) + r"-(\d+)")
+    with contextlib.suppress(OSError), os.scandir(parent) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match is None or not entry.is_dir(follow_symlinks=False):
+                continue
+            if _alive(int(match.group(1))):
+                continue  # its kernel (or a process that took its pid) still runs
+            with contextlib.suppress(OSError):
+                os.rmdir(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _create_v2(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
     own = _own_path(None)
     if own is None:
@@ -140,6 +172,7 @@ def _create_v2(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
     missing = {"memory", "pids"} - set(enabled)
     if missing:
         return f"cgroup v2: controllers {', '.join(sorted(missing))} are not delegated to {base}"
+    _sweep_stale(base, name)
     directory = os.path.join(base, name)
     try:
         os.mkdir(directory)
@@ -162,7 +195,9 @@ def _create_v1(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
             mount = os.path.join(ROOT, controller)
             if own is None or not os.path.isdir(mount):
                 raise FileNotFoundError(f"the v1 {controller} controller is not mounted")
-            directory = os.path.join(mount, own.lstrip("/"), name)
+            parent = os.path.join(mount, own.lstrip("/"))
+            _sweep_stale(parent, name)
+            directory = os.path.join(parent, name)
             os.mkdir(directory)
             dirs[controller] = directory
         _write(os.path.join(dirs["memory"], "memory.limit_in_bytes"), str(memory_bytes))
