@@ -216,35 +216,32 @@ def require_browser_stack() -> None:
         pytest.skip(f"jupyterlab is not installed in {sys.prefix} (pip install jupyterlab)")
 
 
-@pytest.fixture
-def lab_server(tmp_path: Path) -> Iterator[LabServer]:
-    """``jupyter lab`` on a free loopback port, with a JupyterLab state of its own."""
+@contextlib.contextmanager
+def start_lab(base: Path, jupyter_path: list[str]) -> Iterator[LabServer]:
+    """``jupyter lab`` on a free loopback port, with a JupyterLab state of its own under
+    ``base``; ``jupyter_path`` goes before tests/conftest.py's kernelspec directory."""
     require_browser_stack()
-    root_dir = tmp_path / "notebooks"
-    settings_dir = tmp_path / "lab-settings"
+    root_dir = base / "notebooks"
+    settings_dir = base / "lab-settings"
     for directory in (root_dir, settings_dir):
         directory.mkdir()
     for name, settings in LAB_SETTINGS.items():
         path = settings_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings))
-
-    # tests/conftest.py put this checkout's kernel.json first on JUPYTER_PATH, but
-    # without the logos; the installer's copy (same argv, plus logos) goes before it.
-    jupyter_path = [str(install_kernelspec(tmp_path / "prefix"))]
     env = dict(os.environ)
     env.update(
         JUPYTER_PATH=os.pathsep.join([*jupyter_path, env.get("JUPYTER_PATH", "")]).rstrip(
             os.pathsep
         ),
         # A JupyterLab of its own: no user config, saved workspace or settings leak in.
-        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
         JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "lab-workspaces"),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
     )
     port, token = free_port(), secrets.token_hex(16)
-    log_path = tmp_path / "jupyter-lab.log"
+    log_path = base / "jupyter-lab.log"
     command = [
         sys.executable,
         "-m",
@@ -275,7 +272,16 @@ def lab_server(tmp_path: Path) -> Iterator[LabServer]:
         wait_until_ready(server, SERVER_START_TIMEOUT)
         yield server
     finally:
+        # SIGTERM, then SIGKILL for the group and every kernel (and sandbox) it spawned.
         stop_server(proc)
+
+
+@pytest.fixture
+def lab_server(tmp_path: Path) -> Iterator[LabServer]:
+    # tests/conftest.py put this checkout's kernel.json first on JUPYTER_PATH, but
+    # without the logos; the installer's copy (same argv, plus logos) goes before it.
+    with start_lab(tmp_path, [str(install_kernelspec(tmp_path / "prefix"))]) as server:
+        yield server
 
 
 @pytest.fixture

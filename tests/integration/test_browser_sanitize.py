@@ -31,12 +31,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import secrets
 import shutil
 import struct
-import subprocess
 import sys
 import time
 import urllib.request
@@ -53,18 +51,14 @@ from tests.integration.test_browser import (
     CHROMIUM_ARGS,
     EXPECT_TIMEOUT_MS,
     KERNEL_TIMEOUT_MS,
-    LAB_SETTINGS,
     PAGE_TIMEOUT_MS,
-    SERVER_START_TIMEOUT,
     KernelTraffic,
     LabServer,
     decode_frame,
     expect,
-    free_port,
     install_kernelspec,
     require_browser_stack,
-    stop_server,
-    wait_until_ready,
+    start_lab,
 )
 
 if TYPE_CHECKING:
@@ -218,69 +212,18 @@ def sanitize_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSer
     require_browser_stack()
     base = tmp_path_factory.mktemp("sanitize-lab")
     base.chmod(0o755)
-    root_dir = base / "notebooks"
-    settings_dir = base / "lab-settings"
-    for directory in (root_dir, settings_dir):
-        directory.mkdir()
-    for name, settings in LAB_SETTINGS.items():
-        path = settings_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings))
-
     classroom_dir = base / "classroom-kernelspec"
     write_classroom_kernelspec(classroom_dir)
     # The classroom spec and the installer's sandbox-python (with logos) go before
     # tests/conftest.py's directory; python3 is ipykernel's, in the virtualenv.
     jupyter_path = [str(classroom_dir), str(install_kernelspec(base / "prefix"))]
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_PATH=os.pathsep.join([*jupyter_path, env.get("JUPYTER_PATH", "")]).rstrip(
-            os.pathsep
-        ),
-        # A JupyterLab of its own: no user config, saved workspace or settings leak in.
-        JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings_dir),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "lab-workspaces"),
-    )
-    port, token = free_port(), secrets.token_hex(16)
-    log_path = base / "jupyter-lab.log"
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root_dir}",
-        "--ServerApp.allow_root=True",  # CI runs as root
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            cwd=root_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, to kill it whole
-        )
-    server = LabServer(f"http://127.0.0.1:{port}", token, root_dir, log_path, proc)
-    try:
-        wait_until_ready(server, SERVER_START_TIMEOUT)
+    with start_lab(base, jupyter_path) as server:
         specs = server.api("/api/kernelspecs")["kernelspecs"]
         missing = [k.name for k in KERNELS.values() if k.name not in specs]
         assert not missing, f"kernelspecs {missing} are not offered; the server has {sorted(specs)}"
         argv = specs[CLASSROOM_KERNEL]["spec"]["argv"]
         assert CLASSROOM_FLAG in argv, f"{CLASSROOM_KERNEL} runs {argv}"
         yield server
-    finally:
-        # SIGTERM, then SIGKILL for the group and every kernel (and sandbox) it spawned.
-        stop_server(proc)
 
 
 @pytest.fixture(scope="module")

@@ -810,7 +810,10 @@ def _forge_iopub(run: Run) -> None:
 
 @breach("reply_after_cell_end")
 def _early_reply(run: Run) -> None:
-    Path(run.values["cell_end_file"]).unlink()  # as if the reply came before the cell's end
+    # As if the reply came while the cell still ran: it writes its last file a second later.
+    marker = Path(run.values["cell_end_file"])
+    marker.unlink()
+    threading.Timer(1.0, marker.write_text, args=("end",)).start()
 
 
 @breach("host_untouched")
