@@ -108,10 +108,14 @@ class Executor:
         self.channel.after_fork_in_child()
         for stream in (self.stdout, self.stderr):
             stream.after_fork_in_child(raw=True)
+        shell = getattr(self, "shell", None)
+        if shell is not None:
+            shell.forked_child = True
 
     def _become_executor(self) -> None:
         """In a snapshot that was just promoted: take over from the executor that died."""
         token = self.channel.resume()
+        self.shell.forked_child = False
         for stream in (self.stdout, self.stderr):
             stream.after_fork_in_child(raw=False)
         self.flusher.start()
@@ -219,6 +223,11 @@ class Executor:
                 restore_input()
                 self.stdout.flush()
                 self.stderr.flush()
+        if self.shell.forked_child:
+            # A process the cell forked ran on to the end of the cell. It is not
+            # the executor: were it to go on serving, it would read the kernel's
+            # next command off the relay in the executor's place.
+            os._exit(1 if failed else 0)
         with interrupts_deferred():
             if failed:
                 reply.update(

@@ -447,6 +447,8 @@ class ExecutorShell(InteractiveShell):
         self._last_traceback_during_displayhook = False
         self.payloads: list[dict[str, Any]] = []
         self.deferred_commands: deque[dict[str, Any]] = deque()
+        # True in a process the cell forked (until a snapshot is promoted).
+        self.forked_child = False
         if not _have_pty():
             self.system = self._system_pipes  # type: ignore[method-assign]
 
@@ -522,6 +524,20 @@ class ExecutorShell(InteractiveShell):
             self.outbox.set_thread_parent(msg_id)
 
     # -- errors and payloads -------------------------------------------------
+
+    def showtraceback(self, *args: Any, **kwargs: Any) -> None:
+        if self.forked_child:
+            # An exception escaped a cell in a process the cell forked. It cannot
+            # reach the frontend's error display, and formatting IPython's traceback
+            # in each child is what makes a fork bomb slow (and large): one line on
+            # stderr, which the executor relays, and the process ends.
+            etype, value = sys.exc_info()[:2]
+            name = etype.__name__ if etype is not None else "an exception"
+            line = f"[sandbox] a process the cell forked (pid {os.getpid()}) ended: {name}: {value}"
+            with contextlib.suppress(Exception):
+                os.write(2, (line[:300] + "\n").encode("utf-8", "replace"))
+            os._exit(1)
+        super().showtraceback(*args, **kwargs)
 
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
         sys.stdout.flush()

@@ -142,6 +142,44 @@ def test_fork_bomb_costs_one_cell(limited) -> None:
     assert execute(kc, "import subprocess; subprocess.run(['true']).returncode").status == "ok"
 
 
+def test_naive_fork_bomb_costs_one_cell(limited) -> None:
+    """Every copy forks again and the EAGAIN escapes in each of them, not only in the cell."""
+    km, kc = limited
+    execute(kc, "survivor = 'still here'")
+    res = execute(kc, "import os\nwhile True:\n    os.fork()", timeout=120)
+    assert res.reply["content"]["status"] == "error"
+    assert "ProcessLimitExceeded" in res.stderr, res.stderr
+    # The copies end quietly with one line each instead of IPython tracebacks.
+    assert "a process the cell forked" in res.stderr
+    value = execute(kc, "survivor").of_type("execute_result")[0]["data"]["text/plain"]
+    assert value == "'still here'"
+    sandbox = list(process_tree(kernel_pid(km))[1:])
+    assert len(sandbox) < 10, [p.cmdline() for p in sandbox]
+
+
+def test_a_forked_child_that_runs_past_the_cell_leaves_the_relay_alone(limited) -> None:
+    """A child that is not told to exit reaches the end of the cell: it must end there,
+    not go on reading the kernel's next commands in the executor's place."""
+    km, kc = limited
+    execute(kc, "pass")
+    before = {p.pid for p in process_tree(kernel_pid(km))[1:]}
+    res = execute(kc, "import os\npid = os.fork()\nprint('parent' if pid else 'child')")
+    assert "parent" in res.stdout
+    for i in range(5):
+        res = execute(kc, f"print('next', {i})", timeout=20)
+        assert res.stdout.strip() == f"next {i}", res.stdout + res.stderr
+    # From outside: the child ended with its cell (only the snapshot was replaced).
+    after = [p.pid for p in process_tree(kernel_pid(km))[1:] if p.pid not in before and _running(p)]
+    assert len(after) <= 1, after
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_file_size_and_tmp_limits_are_named(limited) -> None:
     _, kc = limited
     res = execute(kc, "open('big.bin', 'wb').write(b'x' * (32 << 20))", stop_on_error=False)
