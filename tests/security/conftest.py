@@ -114,9 +114,25 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     canary_write.chmod(0o666)
     import site
 
-    venv_canary = Path(site.getsitepackages()[0]) / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
-    venv_canary.write_text("original")
-    venv_canary.chmod(0o666)
+    site_packages = Path(site.getsitepackages()[0])
+    given = os.environ.get("SANDBOX_TEST_VENV_CANARY")
+    if os.access(site_packages, os.W_OK):
+        venv_canary = site_packages / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
+        venv_canary.write_text("original")
+        venv_canary.chmod(0o666)
+        own_venv_canary = True
+    elif given and Path(given).parent == site_packages and os.access(given, os.W_OK):
+        # An unprivileged run: site-packages is root's, so the owner created a
+        # world-writable canary in it for us (.ci/run does).
+        venv_canary = Path(given)
+        venv_canary.write_text("original")
+        own_venv_canary = False
+    else:
+        pytest.fail(
+            f"{site_packages} is not writable by this user: set SANDBOX_TEST_VENV_CANARY to "
+            "a world-writable file in it (created by its owner), so that only the sandbox "
+            "can stop a write to it"
+        )
     fake_home = root / "home"
     for sub in (".ssh", ".jupyter", ".ipython/profile_default/startup"):
         (fake_home / sub).mkdir(parents=True)
@@ -157,7 +173,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
             listener.close()
         h.marker.kill()
         h.marker.wait()
-        venv_canary.unlink(missing_ok=True)
+        if own_venv_canary:
+            venv_canary.unlink(missing_ok=True)
 
 
 def _prove_listeners_work(h: Host) -> None:
