@@ -114,25 +114,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     canary_write.chmod(0o666)
     import site
 
-    site_packages = Path(site.getsitepackages()[0])
-    given = os.environ.get("SANDBOX_TEST_VENV_CANARY")
-    if os.access(site_packages, os.W_OK):
-        venv_canary = site_packages / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
-        venv_canary.write_text("original")
-        venv_canary.chmod(0o666)
-        own_venv_canary = True
-    elif given and Path(given).parent == site_packages and os.access(given, os.W_OK):
-        # An unprivileged run: site-packages is root's, so the owner created a
-        # world-writable canary in it for us (.ci/run does).
-        venv_canary = Path(given)
-        venv_canary.write_text("original")
-        own_venv_canary = False
-    else:
-        pytest.fail(
-            f"{site_packages} is not writable by this user: set SANDBOX_TEST_VENV_CANARY to "
-            "a world-writable file in it (created by its owner), so that only the sandbox "
-            "can stop a write to it"
-        )
+    venv_canary, own_venv_canary = world_writable_canary(
+        Path(site.getsitepackages()[0]), "SANDBOX_TEST_VENV_CANARY"
+    )
     fake_home = root / "home"
     for sub in (".ssh", ".jupyter", ".ipython/profile_default/startup"):
         (fake_home / sub).mkdir(parents=True)
@@ -175,6 +159,30 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         h.marker.wait()
         if own_venv_canary:
             venv_canary.unlink(missing_ok=True)
+
+
+def world_writable_canary(directory: Path, variable: str) -> tuple[Path, bool]:
+    """A world-writable file in ``directory`` (code the kernel runs): only the sandbox,
+    not file permissions, may stop a cell writing to it. Returns the file and whether
+    this run created it (and removes it afterwards).
+
+    An unprivileged run cannot create files in root's virtualenv: the owner creates
+    one beforehand and names it in ``variable`` (.ci/run does).
+    """
+    if os.access(directory, os.W_OK):
+        canary = directory / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
+        canary.write_text("original")
+        canary.chmod(0o666)
+        return canary, True
+    given = os.environ.get(variable)
+    if given and Path(given).parent == directory and os.access(given, os.W_OK):
+        canary = Path(given)
+        canary.write_text("original")
+        return canary, False
+    pytest.fail(
+        f"{directory} is not writable by this user: set {variable} to a world-writable "
+        "file in it, created by its owner"
+    )
 
 
 def _prove_listeners_work(h: Host) -> None:

@@ -37,7 +37,14 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.security.conftest import LEVEL_KERNELS, SECRET_ENV, Host, Sandbox, start_sandbox
+from tests.security.conftest import (
+    LEVEL_KERNELS,
+    SECRET_ENV,
+    Host,
+    Sandbox,
+    start_sandbox,
+    world_writable_canary,
+)
 from tests.utils import kernel_pid, strip_ansi
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -329,16 +336,15 @@ class Canaries:
 @pytest.fixture(scope="module")
 def canaries() -> Iterator[Canaries]:
     etc = Path(sys.prefix) / "etc" / "jupyter"
-    etc.mkdir(parents=True, exist_ok=True)
-    prefix = etc / f"zz_sandbox_canary_{uuid.uuid4().hex}.txt"
-    prefix.write_text("original")
-    # World-writable on purpose: only the sandbox may stop the write, not DAC.
-    prefix.chmod(0o666)
+    with contextlib.suppress(PermissionError):
+        etc.mkdir(parents=True, exist_ok=True)
+    prefix, own = world_writable_canary(etc, "SANDBOX_TEST_PREFIX_CANARY")
     found = Canaries(prefix, Path(site.getsitepackages()[0]), Path(sysconfig.get_paths()["stdlib"]))
     try:
         yield found
     finally:
-        prefix.unlink(missing_ok=True)
+        if own:
+            prefix.unlink(missing_ok=True)
 
 
 # -- one run of one attack -------------------------------------------------------------
