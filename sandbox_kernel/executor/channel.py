@@ -11,6 +11,9 @@ from typing import Any
 
 from ..relay.protocol import HEADER, encode_frame
 
+# Bound at import, like the encoder: cells share this interpreter and may rebind json.loads.
+_decode = json.JSONDecoder().decode
+
 __all__ = ["Channel", "install_interrupt_handler", "interrupts_deferred"]
 
 
@@ -149,7 +152,7 @@ class Channel:
         body = self._read_exact(length)
         if body is None:
             return None
-        message = json.loads(body.decode("utf-8"))
+        message = _decode(body.decode("utf-8"))
         if not isinstance(message, dict):
             raise ValueError("command is not an object")
         return message

@@ -53,9 +53,14 @@ class FrameRejected(RelayError):
     """One frame was invalid but the framing is intact: skip it and keep reading."""
 
 
+# Bound once, at import: in the executor this module shares the interpreter with the
+# cells, and a cell that rebinds json.dumps would otherwise garble every frame after it.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_frame(message: Mapping[str, Any]) -> bytes:
     """Serialise one message into a length-prefixed frame."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    body = _encode(message)
     # A lone surrogate (printable from Python) can only occur inside a JSON
     # string, where "\\udXXX" is the JSON escape for it: backslashreplace keeps
     # the frame valid UTF-8 and decodes back to the same str.

@@ -397,6 +397,23 @@ def test_reply_of_the_wrong_kind_for_the_running_cell(kernel: Kernel, kind: str)
     kernel.assert_state_kept()
 
 
+def test_a_cell_that_rebinds_json_does_not_garble_the_relay(kernel: Kernel) -> None:
+    """The executor's framing shares the interpreter with cells; rebinding the json
+    module's functions must not turn every later frame (the replies too) into garbage."""
+    kernel.run("import json\nsaved = (json.dumps, json.loads)")
+    try:
+        cell = kernel.run(
+            "json.dumps = lambda *a, **k: 'garbage'\njson.loads = lambda *a, **k: 'garbage'",
+            timeout=10,
+        )
+        assert cell.reply["content"]["status"] == "ok"
+        nxt = kernel.run("print('serving', canary)", timeout=10)
+        assert nxt.stdout == f"serving {CANARY_VALUE}\n"
+        assert NOTICE not in nxt.stdout + cell.stdout
+    finally:
+        kernel.run("json.dumps, json.loads = saved", timeout=10)
+
+
 def test_lone_high_surrogate_in_output_does_not_hang_the_kernel(kernel: Kernel) -> None:
     cell = kernel.run("print('\\ud800')\nprint('after')", timeout=10)
     assert "after\n" in cell.stdout
