@@ -22,7 +22,7 @@ install-test: $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 
 tour: install
-	$(BIN)/pip install --quiet numpy pandas matplotlib
+	$(BIN)/pip install --quiet numpy pandas matplotlib nbconvert
 	mkdir -p build
 	cp notebooks/tour.ipynb build/tour.ipynb
 	cd build && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
