@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import getpass
 import os
 import re
@@ -15,6 +16,7 @@ import tempfile
 import time
 from typing import Any
 
+import psutil
 import zmq
 from ipykernel.kernelbase import Kernel
 
@@ -47,6 +49,31 @@ def _audit_log_path(setting: str) -> str | None:
 
         return os.path.join(jupyter_data_dir(), "sandbox_kernel", "audit.jsonl")
     return os.path.expanduser(setting)
+
+
+def _user_tasks() -> int:
+    """Processes and threads of this user on the host: what RLIMIT_NPROC counts."""
+    uid, total = os.getuid(), 0
+    for proc in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = proc.info["uids"], proc.info["num_threads"]
+        if uids is not None and uids.real == uid and threads:
+            total += threads
+    return total
+
+
+def _process_rlimit_hit(reply: dict[str, Any]) -> bool:
+    """Whether a cell failed on the process limit where RLIMIT_NPROC enforces it.
+
+    Without a pids cgroup there is no counter to read: fork and clone fail with
+    EAGAIN, which reaches the cell as BlockingIOError (os.fork, subprocess) or as
+    threading's "can't start new thread".
+    """
+    if reply.get("status") != "error":
+        return False
+    ename, evalue = reply.get("ename"), str(reply.get("evalue", ""))
+    return (ename == "BlockingIOError" and evalue.startswith(f"[Errno {errno.EAGAIN}]")) or (
+        ename == "RuntimeError" and "can't start new thread" in evalue
+    )
 
 
 def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation) -> str | None:
@@ -141,6 +168,8 @@ class SandboxKernel(Kernel):
         self._cell_code = ""
         # (OOM kills, process-limit hits) of the cgroup, as of the last cell's end.
         self._cgroup_counts = (0, 0)
+        # Without a pids cgroup: the sandbox's process count after the previous cell.
+        self._tree_size = 0
         self._private_dir: str | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
@@ -542,27 +571,43 @@ class SandboxKernel(Kernel):
             self.publisher.notice(disk)
         pids_now = self._cgroup.pids_limit_hits() if self._cgroup is not None else 0
         self._cgroup_counts = (oom_before, pids_now)
+        limit_hit = pids_now > pids_before
+        if self._cgroup is None:
+            tree = executor.tree_size()
+            limit_hit = _process_rlimit_hit(outcome.reply) or (
+                # The cell left processes behind: did they (with the user's others,
+                # which RLIMIT_NPROC counts too) reach the limit?
+                tree > self._tree_size and _user_tasks() >= self.limits.max_processes
+            )
         if self._stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
             ename, why = self._stop_reason
             self.publisher.notice(f"[sandbox] {ename}: the cell was interrupted because {why}.")
             outcome.reply.update(ename=ename, evalue=f"The cell was interrupted because {why}.")
             self._record_cell(outcome, ename)
-        elif pids_now > pids_before:
+        elif limit_hit:
             self._record_cell(outcome, "ProcessLimitExceeded")
         else:
             self._record_cell(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
-        if pids_now > pids_before:
+        if limit_hit:
             # A fork bomb (or a pool too large) would keep the limit exhausted
-            # for every later cell: end what this cell started.
+            # for every later cell: end what this cell started (and collect the
+            # zombies, which still count against the limit).
             await executor.reap_cell_processes()
+            how = (
+                ""
+                if self._cgroup is not None
+                else "; on this host it is RLIMIT_NPROC, which counts every process of your user"
+            )
             self.publisher.notice(
                 "[sandbox] ProcessLimitExceeded: this cell reached the limit of "
-                f"{self.limits.max_processes} processes and threads (Limits.max_processes); "
+                f"{self.limits.max_processes} processes and threads (Limits.max_processes{how}); "
                 "the processes it started were stopped."
             )
         elif self.limits.kill_cell_processes:
             await executor.reap_cell_processes()
+        if self._cgroup is None:
+            self._tree_size = executor.tree_size()
         return self._reply_for(outcome, reply_count)
 
     def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:

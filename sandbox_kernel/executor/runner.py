@@ -245,6 +245,31 @@ class ExecutorProcess:
         """Ask the supervisor to deliver SIGINT to the executor."""
         self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
 
+    def tree_size(self) -> int:
+        """How many processes the sandbox holds now (the launcher and all below it)."""
+        if self.proc is None:
+            return 0
+        # /proc/PID/task/TID/children reads only this tree; psutil's children()
+        # scans every process on the host, milliseconds per cell on a busy one.
+        seen, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            seen += 1
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo.extend(int(child) for child in f.read().split())
+            except FileNotFoundError:
+                continue  # gone meanwhile
+            except OSError:
+                import psutil  # only where /proc has no children files
+
+                try:
+                    return 1 + len(psutil.Process(self.proc.pid).children(recursive=True))
+                except psutil.Error:
+                    return 0
+        return seen
+
     def executor_host_pid(self) -> int | None:
         """The executor's pid as this process sees it (the executor reports its own namespace's)."""
         if self.proc is None or self.executor_pid is None:

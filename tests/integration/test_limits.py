@@ -149,8 +149,11 @@ def test_naive_fork_bomb_costs_one_cell(limited) -> None:
     res = execute(kc, "import os\nwhile True:\n    os.fork()", timeout=120)
     assert res.reply["content"]["status"] == "error"
     assert "ProcessLimitExceeded" in res.stderr, res.stderr
-    # The copies end quietly with one line each instead of IPython tracebacks.
-    assert "a process the cell forked" in res.stderr
+    # The copies end quietly with one line each instead of IPython tracebacks. (Under
+    # RLIMIT_NPROC, which counts the user's other processes too, the very first fork
+    # may fail: then there are no copies.)
+    if "RLIMIT_NPROC" not in res.stderr:
+        assert "a process the cell forked" in res.stderr
     value = execute(kc, "survivor").of_type("execute_result")[0]["data"]["text/plain"]
     assert value == "'still here'"
     sandbox = list(process_tree(kernel_pid(km))[1:])
@@ -229,9 +232,14 @@ def test_accounting_in_metadata_and_sandbox_magic(workspace: Path) -> None:
         assert meta["wall_time_s"] > 0
         assert meta["cpu_time_s"] is not None
         assert meta["cpu_time_s"] > 0
-        assert meta["peak_memory_mb"] > 1
         assert meta["snapshot"] == "taken"
         text = execute(kc, "%sandbox").stdout
+        if meta["peak_memory_mb"] is None:
+            # The peak comes from the memory cgroup, or from the executor where it may
+            # reset its own (an unprivileged user namespace may not): neither here.
+            assert "[on ] cgroup " not in text, "a memory cgroup is in force but no peak came"
+        else:
+            assert meta["peak_memory_mb"] > 1
         assert "Last cell:" in text
         assert "wall time s" in text
 
