@@ -576,8 +576,12 @@ class SandboxKernel(Kernel):
             tree = executor.tree_size()
             limit_hit = _process_rlimit_hit(outcome.reply) or (
                 # The cell left processes behind: did they (with the user's others,
-                # which RLIMIT_NPROC counts too) reach the limit?
-                tree > self._tree_size and _user_tasks() >= self.limits.max_processes
+                # which RLIMIT_NPROC counts too) reach the limit? Only an unprivileged
+                # kernel's executor runs as its own uid (as root it runs as a mapped
+                # uid, or as root, for whom RLIMIT_NPROC is not enforced at all).
+                os.getuid() != 0
+                and tree > self._tree_size
+                and _user_tasks() >= self.limits.max_processes
             )
         if self._stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
