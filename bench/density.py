@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import random
@@ -48,12 +47,12 @@ from typing import IO, Any
 
 import psutil
 from run import (
-    BENCH_DIR,
     MIB,
     Cell,
     Kernel,
     environment,
     progress,
+    result_paths,
     source_digest,
     terminate_as_exit,
     tree_memory,
@@ -984,10 +983,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    json_path = args.json or BENCH_DIR / "results" / f"density-{stamp}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path = json_path.with_suffix(".kernels.log")
+    stamp, json_path, log_path = result_paths(args.json, "density")
     meta = environment(args) | {"started": stamp, "loadavg_start": os.getloadavg()}
     meta["stale_cgroups_start"] = stale_cgroups()
     if os.geteuid() != 0:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import mmap
 import os
 import re
@@ -37,7 +36,6 @@ from typing import IO, Any
 
 import psutil
 from run import (
-    BENCH_DIR,
     MIB,
     Cell,
     Kernel,
@@ -46,6 +44,7 @@ from run import (
     environment,
     p10,
     progress,
+    result_paths,
     source_digest,
     terminate_as_exit,
     tree_memory,
@@ -766,10 +765,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    json_path = args.json or BENCH_DIR / "results" / f"rollback-{stamp}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path = json_path.with_suffix(".kernels.log")
+    stamp, json_path, log_path = result_paths(args.json, "rollback")
     meta = environment(args) | {"started": stamp, "loadavg_start": os.getloadavg()}
     if os.geteuid() != 0:
         progress("warning: not root; /proc of the sandboxed processes may be unreadable")

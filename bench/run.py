@@ -804,12 +804,19 @@ def terminate_as_exit() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def result_paths(given: Path | None, kind: str = "") -> tuple[str, Path, Path]:
+    """One run's timestamp, JSON path (``given`` or bench/results/[kind-]STAMP.json)
+    and the kernels' log next to it."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{kind}-{stamp}.json" if kind else f"{stamp}.json"
+    json_path = given or BENCH_DIR / "results" / name
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    return stamp, json_path, json_path.with_suffix(".kernels.log")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    json_path = args.json or BENCH_DIR / "results" / f"{stamp}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path = json_path.with_suffix(".kernels.log")
+    stamp, json_path, log_path = result_paths(args.json)
     selected = set(args.only or METRICS)
     meta = environment(args) | {"started": stamp, "loadavg_start": os.getloadavg()}
     if os.geteuid() != 0:

@@ -127,15 +127,20 @@ def entries_around(path: str, hidden: list[str]) -> tuple[list[str], list[str]]:
     return grants, listed
 
 
-def _code_paths() -> list[str]:
-    """Where this interpreter loads code from: prefixes, the interpreter, sys.path."""
-    paths = {
+def _prefixes() -> set[str]:
+    """The interpreter's prefixes and the directory of the interpreter itself."""
+    return {
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
         sys.base_exec_prefix,
         os.path.dirname(os.path.realpath(sys.executable)),
     }
+
+
+def _code_paths() -> list[str]:
+    """Where this interpreter loads code from: prefixes, the interpreter, sys.path."""
+    paths = _prefixes()
     paths.update(p for p in sys.path if p and os.path.isabs(p))
     return sorted(p for p in paths if os.path.exists(p))
 
@@ -148,14 +153,7 @@ def _code_trees() -> list[str]:
     it sits in a project checkout that may also hold notebooks.
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    trees = {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-        package,
-    }
+    trees = {*_prefixes(), package}
     return sorted({os.path.realpath(t) for t in trees} | trees)
 
 
