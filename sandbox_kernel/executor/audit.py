@@ -253,6 +253,10 @@ class _Hook:
         self.writable_files = frozenset(
             {"/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/zero", "/dev/full"}
         )
+        # Prefixes and this package: code and configuration, except the site
+        # directories kept writable above.
+        self.site_dirs = tuple(_real(p) + os.sep for p in writable if p and p in library)
+        self.code_only = (*self.library[1:], *self.own)
         self.user_files = tuple(
             d + os.sep for d in self.writable if d not in ("/proc/self/fd", "/dev/fd")
         )
@@ -457,8 +461,10 @@ class _Hook:
         source = args[0] if args else None
         filename = args[1] if len(args) > 1 else None
         name = filename if type(filename) is str else ""
+        # Own and library files first: the Python environment (and this package) may
+        # live under a directory cells may write, such as /tmp or HOME.
         user_file = (
-            bool(name) and name.startswith(self.user_files) and not name.startswith(self.library)
+            bool(name) and name.startswith(self.user_files) and self._classify(name) == "user"
         )
         if not user_file and self._origin("compile") != "user":
             return
@@ -631,6 +637,10 @@ class _Hook:
     def _writable(self, path: str) -> bool:
         if path in self.writable_files:
             return True
+        if path.startswith(self.code_only) and not path.startswith(self.site_dirs):
+            # The environment's code and configuration stay out of reach even when
+            # it lives under a writable directory (a virtualenv in /tmp or HOME).
+            return False
         return any(path == root or path.startswith(root + os.sep) for root in self.writable)
 
 

@@ -44,8 +44,9 @@ def run_scenario(
     *,
     rules: dict[str, str] | None = None,
     runtime_hooks: bool = True,
+    workspace: Path | None = None,
 ) -> dict[str, Any]:
-    workspace = tmp_path / "workspace"
+    workspace = workspace or tmp_path / "workspace"
     home = tmp_path / "home"
     workspace.mkdir(exist_ok=True)
     home.mkdir(exist_ok=True)
@@ -408,3 +409,34 @@ def test_hand_built_ast_is_checked(tmp_path: Path) -> None:
     )
     result = data["results"]["compile ast"]
     assert (result["outcome"], result.get("rule")) == ("denied", "SKP201")
+
+
+def test_the_environment_stays_out_of_reach_inside_a_writable_directory(tmp_path: Path) -> None:
+    """A virtualenv inside the workspace (or /tmp, or HOME): its configuration and this
+    package are code, whatever directory holds them; its site-packages stays writable
+    for the policy (the OS sandbox keeps it read-only), as anywhere else."""
+    import sandbox_kernel
+
+    prefix = Path(sys.prefix).resolve()
+    probes = {
+        "prefix config": prefix / "etc" / "jupyter" / f"zz_probe_{os.getpid()}.txt",
+        "own package": Path(sandbox_kernel.__file__).resolve().parent
+        / f"zz_probe_{os.getpid()}.py",
+    }
+    try:
+        data = run_scenario(
+            tmp_path,
+            "standard",
+            "".join(
+                f"attempt({label!r}, lambda: open({str(path)!r}, 'w').close())\n"
+                for label, path in probes.items()
+            ),
+            workspace=prefix.parent,
+        )
+        for label in probes:
+            result = data["results"][label]
+            assert result["outcome"] == "denied", (label, result)
+            assert result["rule"] == "SKP240"
+    finally:
+        for path in probes.values():
+            path.unlink(missing_ok=True)
