@@ -36,7 +36,6 @@ import random
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -50,11 +49,11 @@ from run import (
     MIB,
     Cell,
     Kernel,
+    bench_session,
     environment,
     progress,
     result_paths,
     source_digest,
-    terminate_as_exit,
     tree_memory,
 )
 
@@ -989,12 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         progress("warning: not root; PSS of sandboxed processes may be unreadable")
     t0 = time.perf_counter()
-    with (
-        terminate_as_exit(),
-        tempfile.TemporaryDirectory(prefix="sandbox-density-") as workdir,
-        open(log_path, "wb") as log,
-    ):
-        bench = Density(args, Path(workdir), log)
+    with bench_session("density", log_path) as (workdir, log):
+        bench = Density(args, workdir, log)
         meta["durations"] = vars(bench.dur)
         try:
             bench.run()

@@ -28,7 +28,6 @@ import re
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +40,12 @@ from run import (
     Kernel,
     Results,
     _num,
+    bench_session,
     environment,
     p10,
     progress,
     result_paths,
     source_digest,
-    terminate_as_exit,
     tree_memory,
     write_json,
 )
@@ -771,12 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         progress("warning: not root; /proc of the sandboxed processes may be unreadable")
     t0 = time.perf_counter()
     states = [s for s in STATES if s.key in args.states]
-    with (
-        terminate_as_exit(),
-        tempfile.TemporaryDirectory(prefix="sandbox-rollback-") as workdir,
-        open(log_path, "wb") as log,
-    ):
-        bench = RollbackBench(args, Path(workdir), log)
+    with bench_session("rollback", log_path) as (workdir, log):
+        bench = RollbackBench(args, workdir, log)
         try:
             cow_fault_calibration(bench.results)
             bench.run(states)

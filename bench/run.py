@@ -790,6 +790,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
+def bench_session(name: str, log_path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
+    """A benchmark's working directory and kernel log, with SIGTERM/SIGHUP unwinding
+    like Ctrl-C so that the kernels are shut down."""
+    with (
+        terminate_as_exit(),
+        tempfile.TemporaryDirectory(prefix=f"sandbox-{name}-") as workdir,
+        open(log_path, "wb") as log,
+    ):
+        yield Path(workdir), log
+
+
+@contextlib.contextmanager
 def terminate_as_exit() -> Iterator[None]:
     """SIGTERM/SIGHUP unwind like Ctrl-C, so the finally clauses shut the kernels down."""
 
@@ -822,12 +834,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         progress("warning: not root; PSS of sandboxed processes may be unreadable")
     t0 = time.perf_counter()
-    with (
-        terminate_as_exit(),
-        tempfile.TemporaryDirectory(prefix="sandbox-bench-") as workdir,
-        open(log_path, "wb") as log,
-    ):
-        bench = Bench(args, Path(workdir), log)
+    with bench_session("bench", log_path) as (workdir, log):
+        bench = Bench(args, workdir, log)
         try:
             bench.run(selected)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: report what was measured

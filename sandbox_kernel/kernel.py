@@ -572,6 +572,7 @@ class SandboxKernel(Kernel):
         pids_now = self._cgroup.pids_limit_hits() if self._cgroup is not None else 0
         self._cgroup_counts = (oom_before, pids_now)
         limit_hit = pids_now > pids_before
+        tree = 0
         if self._cgroup is None:
             tree = executor.tree_size()
             limit_hit = _process_rlimit_hit(outcome.reply) or (
@@ -611,7 +612,9 @@ class SandboxKernel(Kernel):
         elif self.limits.kill_cell_processes:
             await executor.reap_cell_processes()
         if self._cgroup is None:
-            self._tree_size = executor.tree_size()
+            # After a reap the tree is smaller than it was at the cell's end.
+            reaped = limit_hit or self.limits.kill_cell_processes
+            self._tree_size = executor.tree_size() if reaped else tree
         return self._reply_for(outcome, reply_count)
 
     def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:
