@@ -20,6 +20,7 @@ from traitlets.config import Configurable
 from .levels import ISOLATION_LEVELS, level_rank
 from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES
 from .policy.settings import check_overrides
+from .relay.protocol import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = [
     "ISOLATION_LEVELS",
@@ -224,6 +225,14 @@ class Limits(Configurable):
         daemons). Processes are always ended when a cell hits the process limit.""",
     ).tag(config=True)
 
+    kernel_memory_mb = Int(
+        2048,
+        min=256,
+        help="""Memory the trusted kernel process itself may use, in MiB (RLIMIT_DATA).
+        It decodes every frame the executor sends, outside the sandbox's memory limit;
+        a frame whose decoding would not fit is dropped with a notice instead.""",
+    ).tag(config=True)
+
     startup_timeout_s = Float(60.0, min=1.0, help="How long the executor may take to start.").tag(
         config=True
     )
@@ -232,13 +241,6 @@ class Limits(Configurable):
 class Output(Configurable):
     """What the trusted relay lets through to the frontend."""
 
-    max_frame_bytes = Int(
-        64 * 1024 * 1024,
-        min=1024 * 1024,
-        help="""Largest single frame the executor may send. A longer frame means the child
-        is misbehaving: the executor is stopped and the user told why.""",
-    ).tag(config=True)
-
     frame_deadline_s = Float(
         10.0,
         min=0.5,
@@ -246,10 +248,12 @@ class Output(Configurable):
     ).tag(config=True)
 
     max_message_bytes = Int(
-        32 * 1024 * 1024,
+        DEFAULT_MAX_MESSAGE_BYTES,
         min=1024,
         help="""Largest single output relayed to the frontend (a stream chunk, an image, an
-        HTML table). Larger ones are replaced by a notice.""",
+        HTML table), serialised as it is sent: data, metadata, MIME types and
+        buffers. Larger ones are replaced by a notice. It also sets the largest frame
+        the kernel reads from the executor (a third more, for base64 buffers).""",
     ).tag(config=True)
 
     max_cell_output_bytes = Int(

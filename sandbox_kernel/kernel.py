@@ -20,7 +20,7 @@ import psutil
 import zmq
 from ipykernel.kernelbase import Kernel
 
-from . import __version__
+from . import __version__, own_memory
 from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
@@ -28,6 +28,7 @@ from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
 from .relay.budget import OutputLimits
+from .relay.protocol import frame_limit
 from .relay.publisher import Publisher
 from .relay.sanitize import SanitizePolicy
 from .spec import build_environment, build_spec, effective_memory_bytes
@@ -177,6 +178,11 @@ class SandboxKernel(Kernel):
         # Not dumpable: a sandboxed process of the same uid (landlock level)
         # cannot read this process's memory or environment via /proc.
         privs.set_not_dumpable()
+        # Frames are decoded here, outside the sandbox's memory cgroup: a limit of
+        # our own is the backstop behind the bounded parser.
+        problem = own_memory.limit_own_memory(self.limits.kernel_memory_mb * 1024 * 1024)
+        if problem is not None:
+            self.log.warning("kernel_memory_limit_unavailable reason=%s", problem)
         locks = getattr(self.parent, "locks", None)
         self.locked = locks.describe() if locks is not None else {}
         for attempt in getattr(self.parent, "lock_attempts", []):
@@ -266,15 +272,18 @@ class SandboxKernel(Kernel):
             cgroup_reason=cgroup_reason,
             policy=self.policy_settings.to_dict(),
         )
+        # The executor sends a small stand-in for an output its frame could not carry.
+        spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
         executor = ExecutorProcess(
             spec,
             sink=self,
             env=build_environment(self.isolation, self.limits),
             cwd=self.workspace,
-            max_frame_bytes=self.output.max_frame_bytes,
+            max_frame_bytes=frame_limit(self.output.max_message_bytes),
             frame_deadline_s=self.output.frame_deadline_s,
             on_log=self._executor_log,
             on_audit=self._on_audit,
+            headroom=own_memory.headroom,
         )
         try:
             ready = await executor.start(self.limits.startup_timeout_s)

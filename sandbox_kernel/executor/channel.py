@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..relay.protocol import HEADER, encode_frame
+from ..relay.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
 
 # Bound at import, like the encoder: cells share this interpreter and may rebind json.loads.
 _decode = json.JSONDecoder().decode
@@ -75,6 +75,9 @@ class Channel:
         self.closed = False
         # Called with every output frame so the current request id can be stamped on it.
         self.stamp: Callable[[dict[str, Any]], None] | None = None
+        # The kernel reads no longer frame (a broken protocol, which costs the
+        # executor); an output too large for it travels as a small stand-in.
+        self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
 
     def send(self, message: dict[str, Any], *, stamp: bool = True) -> None:
         if self.closed:
@@ -82,6 +85,11 @@ class Channel:
         if stamp and self.stamp is not None:
             self.stamp(message)
         frame = encode_frame(message)
+        if len(frame) - HEADER.size > self.max_frame_bytes:
+            stand_in = {"type": "oversized", "kind": str(message.get("type")), "bytes": len(frame)}
+            if "parent" in message:
+                stand_in["parent"] = message["parent"]
+            frame = encode_frame(stand_in)
         main = threading.current_thread() is threading.main_thread()
         if main:
             _gate.depth += 1

@@ -458,6 +458,9 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     import signal
 
     channel = Channel(sock)
+    limit = info.get("limits", {}).get("max_frame_bytes")
+    if isinstance(limit, int) and limit > 0:
+        channel.max_frame_bytes = limit
     _prepare_sys_path()
     executor = Executor(channel, info)
 

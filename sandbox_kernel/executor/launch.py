@@ -29,6 +29,7 @@ import time
 import traceback
 from typing import Any
 
+from .. import own_memory
 from ..errors import SetupError
 from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
 from ..isolation.report import Report
@@ -400,6 +401,8 @@ def main() -> None:
     # Die with the kernel, whatever kills it; the kernel may take a while to
     # send the spec (it starts this process before its own imports).
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # The kernel's own memory limit is not the sandbox's.
+    own_memory.release_inherited_limit()
     with os.fdopen(int(sys.argv[1])) as spec_file:
         text = spec_file.read()
     t0 = time.monotonic()

@@ -112,6 +112,7 @@ class ExecutorProcess:
         frame_deadline_s: float,
         on_log: Callable[[str, str], None] | None = None,
         on_audit: Callable[[dict[str, Any]], None] | None = None,
+        headroom: Callable[[], int | None] | None = None,
     ) -> None:
         self.spec = spec
         self.sink = sink
@@ -122,7 +123,8 @@ class ExecutorProcess:
             lambda level, msg: log.log(logging.getLevelName(level.upper()), "%s", msg)
         )
         self.on_audit = on_audit
-        self._reader = FrameReader(max_frame_bytes)
+        self._headroom = headroom
+        self._reader = self._new_reader(max_frame_bytes)
         self._supervisor_reader = FrameReader(1024 * 1024)
         self.proc: subprocess.Popen[bytes] | None = None
         self.relay: socket.socket | None = None
@@ -156,6 +158,9 @@ class ExecutorProcess:
         self.setup_time_s: float | None = None
         self.setup_failure: str | None = None
         self.setup_report: dict[str, Any] = {}
+
+    def _new_reader(self, max_frame_bytes: int) -> FrameReader:
+        return FrameReader(max_frame_bytes, headroom=self._headroom)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -352,7 +357,7 @@ class ExecutorProcess:
         token = secrets.token_hex(16)
         marker = encode_frame({"type": "restored", "token": token, "pid": pid})
         restored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reader = FrameReader(self._reader.max_frame_bytes)
+        self._reader = self._new_reader(self._reader.max_frame_bytes)
         self._scan = bytearray()
         self._restore = (marker, restored)
         self.send_supervisor({"op": "promote", "pid": pid})
@@ -488,7 +493,7 @@ class ExecutorProcess:
                     data = await asyncio.wait_for(loop.sock_recv(self.relay, READ_CHUNK), timeout)
                 except TimeoutError:
                     self._broken(f"it left a frame unfinished for {self.frame_deadline_s:g} s")
-                    self._reader = FrameReader(self._reader.max_frame_bytes)
+                    self._reader = self._new_reader(self._reader.max_frame_bytes)
                     partial_since = None
                     continue
                 if not data:
@@ -514,7 +519,7 @@ class ExecutorProcess:
                     self._handle(item)
                 if broken is not None:
                     self._broken(f"it broke the relay protocol ({broken})")
-                    self._reader = FrameReader(self._reader.max_frame_bytes)
+                    self._reader = self._new_reader(self._reader.max_frame_bytes)
                     partial_since = None
                     continue
                 if self._reader.has_partial_frame:
@@ -529,7 +534,7 @@ class ExecutorProcess:
             items = self._reader.feed(data)
         except RelayError as exc:
             items = getattr(exc, "items", [])
-            self._reader = FrameReader(self._reader.max_frame_bytes)
+            self._reader = self._new_reader(self._reader.max_frame_bytes)
         for item in items:
             if not isinstance(item, FrameRejected) and item["type"] == "snapshot":
                 self._handle(item)

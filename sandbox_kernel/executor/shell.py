@@ -31,13 +31,13 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Instance, Type
 
+from ..relay.protocol import STREAM_FRAME_CHARS
 from .channel import Channel
 
 __all__ = ["ExecutorShell", "FrameStream", "jsonable"]
 
 STREAM_FLUSH_INTERVAL_S = 0.05
 STREAM_CHUNK_CHARS = 256 * 1024
-STREAM_FRAME_CHARS = 1024 * 1024
 
 
 def jsonable(obj: Any, _depth: int = 0) -> Any:

@@ -28,21 +28,41 @@ from ..errors import RelayError
 __all__ = [
     "CHILD_MESSAGE_TYPES",
     "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "HEADER",
     "MAX_DEPTH",
+    "MAX_VALUES",
+    "STREAM_FRAME_CHARS",
     "FrameReader",
     "FrameRejected",
+    "count_values",
     "decode_payload",
+    "decoding_cost",
     "encode_frame",
+    "frame_limit",
     "validate_child_message",
 ]
 
 HEADER = struct.Struct(">I")
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+# What frames need: a stream chunk is at most STREAM_FRAME_CHARS characters (the
+# executor splits longer text), and one output is at most Output.max_message_bytes
+# once serialised; comm buffers travel as base64 (4/3 of their size). A frame that
+# could not be relayed anyway is not worth reading: frame_limit() is the one place
+# that turns the message cap into the frame limit, for both sides.
+STREAM_FRAME_CHARS = 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+FRAME_ENVELOPE_BYTES = 1024 * 1024
+
+
+def frame_limit(max_message_bytes: int) -> int:
+    """The largest frame the trusted side reads, for a given per-message output cap."""
+    return max(max_message_bytes * 4 // 3, 6 * STREAM_FRAME_CHARS) + FRAME_ENVELOPE_BYTES
+
+
+DEFAULT_MAX_FRAME_BYTES = frame_limit(DEFAULT_MAX_MESSAGE_BYTES)
 # Deep enough for any widget state or plotly figure seen in practice; shallow
 # enough that validation and re-serialisation never approach the C stack.
 MAX_DEPTH = 64
-MAX_KEY_COUNT = 10_000
 MIME_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 STREAM_NAMES = frozenset({"stdout", "stderr"})
 PAYLOAD_SOURCES = frozenset({"page", "set_next_input", "ask_exit", "edit_magic"})
@@ -68,11 +88,51 @@ def encode_frame(message: Mapping[str, Any]) -> bytes:
     return HEADER.pack(len(data)) + data
 
 
-# Containers ('[' or '{') a frame may hold, counted on the raw bytes before
-# json builds anything: a frame of "[],[],..." would otherwise cost ~40 times
-# its size in memory in the trusted process. Brackets inside strings count
-# too, so this is an upper bound that ordinary output stays far below.
-MAX_CONTAINERS = 1_000_000
+# JSON values (scalars, strings, containers and object keys) one frame may hold.
+# Decoding one costs the trusted process at most ~150 bytes (a key of a large
+# object, with its dict slot and the pair json builds first; tests/unit/
+# test_relay_protocol.py measures it), so this caps a frame's decoding cost at
+# ~150 MiB before json builds anything. A plotly figure of 250,000 points holds
+# ~500,000 values; a frontend would not draw much more.
+MAX_VALUES = 1_000_000
+# Every value but the first follows one of these bytes (',' and '[' in arrays;
+# '{', ',' and ':' in objects), so their count bounds the values from above.
+_SEPARATORS = (b",", b":", b"[", b"{")
+# A whole JSON string, escapes included. Possessive, so a long string costs no
+# backtracking state.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+
+
+def count_values(data: bytes) -> int:
+    """An upper bound on the JSON values in ``data``, counted without decoding it.
+
+    Separators are counted at C speed. Where there are many, they may sit inside
+    strings (a CSV file shown whole); those are then counted string by string
+    and taken off, as long as there are few enough strings for that to be cheap.
+    """
+    bound = 1 + sum(data.count(sep) for sep in _SEPARATORS)
+    if bound <= MAX_VALUES or data.count(b'"') > 2 * MAX_VALUES:
+        return bound
+    inside = 0
+    for match in _STRING.finditer(data):
+        start, end = match.span()
+        if end - start > 3:
+            inside += sum(data.count(sep, start, end) for sep in _SEPARATORS)
+    return bound - inside
+
+
+# Worst cases per decoded value and per byte, measured in
+# tests/unit/test_relay_protocol.py: a distinct object key (with its pair and
+# dict slot), and text decoded as UCS-4 both as a whole and in its strings.
+VALUE_COST_BYTES = 160
+BYTE_COST = 9
+HEADROOM_CHECK_BYTES = 1024 * 1024
+MIB = 1024 * 1024
+
+
+def decoding_cost(data: bytes) -> int:
+    """An upper bound on the memory ``decode_payload(data)`` takes."""
+    return count_values(data) * VALUE_COST_BYTES + len(data) * BYTE_COST
 
 
 def _reject_constant(name: str) -> Any:
@@ -87,9 +147,14 @@ def _finite_float(text: str) -> float:
 
 
 def decode_payload(data: bytes) -> Any:
-    """Decode one frame body strictly: UTF-8, plain JSON, finite numbers, bounded size and depth."""
-    if data.count(b"[") + data.count(b"{") > MAX_CONTAINERS:
-        raise FrameRejected("frame holds too many JSON items")
+    """Decode one frame body strictly: UTF-8, plain JSON, finite numbers, bounded
+    values and depth. The value count is checked before anything is built."""
+    values = count_values(data)
+    if values > MAX_VALUES:
+        raise FrameRejected(
+            f"frame holds {values:,} JSON values, more than the {MAX_VALUES:,} "
+            "the kernel decodes for one output"
+        )
     try:
         text = data.decode("utf-8", "strict")
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
@@ -99,6 +164,11 @@ def decode_payload(data: bytes) -> Any:
         ) from None
     except RecursionError:
         raise FrameRejected("frame nests too deeply to decode") from None
+    except MemoryError:
+        # The kernel's own memory limit (RLIMIT_DATA) stopped the decoding.
+        raise FrameRejected(
+            f"frame of {len(data):,} bytes does not fit in the kernel's memory limit"
+        ) from None
     except ValueError as exc:
         raise FrameRejected(f"frame is not valid JSON: {exc}") from None
     _check_depth(value)
@@ -127,19 +197,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _check_depth(value: Any) -> None:
     # Iterative, so a hostile document cannot exhaust the Python stack here.
     stack: list[tuple[Any, int]] = [(value, 0)]
-    keys = 0
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise FrameRejected(f"frame nests deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
-            keys += len(item)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
-            keys += len(item)
             stack.extend((v, depth + 1) for v in item)
-        if keys > MAX_KEY_COUNT * 100:
-            raise FrameRejected("frame holds too many JSON items")
 
 
 class FrameReader:
@@ -150,8 +215,14 @@ class FrameReader:
     consumed and reported as a :class:`FrameRejected` item, and reading goes on.
     """
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        headroom: Callable[[], int | None] | None = None,
+    ) -> None:
         self.max_frame_bytes = max_frame_bytes
+        # Bytes the process may still allocate (its memory limit less its use).
+        self.headroom = headroom
         self._buffer = bytearray()
         self._need: int | None = None
 
@@ -186,13 +257,29 @@ class FrameReader:
                 self._need = length
             if len(self._buffer) < self._need:
                 return out
-            body = bytes(self._buffer[: self._need])
+            with memoryview(self._buffer) as view:
+                body = bytes(view[: self._need])  # one copy, not two
             del self._buffer[: self._need]
             self._need = None
             try:
+                self._check_headroom(body)
                 out.append(validate_child_message(decode_payload(body)))
             except FrameRejected as exc:
                 out.append(exc)
+            del body
+
+    def _check_headroom(self, body: bytes) -> None:
+        """Refuse, with a clear reason, a frame whose decoding would cross the memory limit."""
+        if self.headroom is None or len(body) < HEADROOM_CHECK_BYTES:
+            return
+        left = self.headroom()
+        need = decoding_cost(body)
+        if left is not None and need > left:
+            raise FrameRejected(
+                f"decoding this {len(body) / MIB:.1f} MiB frame could take "
+                f"{need / MIB:.0f} MiB, more than the {left / MIB:.0f} MiB left under the "
+                "kernel's own memory limit (Limits.kernel_memory_mb)"
+            )
 
     def eof_error(self) -> RelayError | None:
         """What to report if the stream ended now (EOF in the middle of a frame)."""
@@ -463,6 +550,11 @@ def _v_restored(msg: Mapping[str, Any]) -> dict[str, Any]:
     return {"token": _str(msg, "token", max_len=100), "pid": _int(msg, "pid")}
 
 
+def _v_oversized(msg: Mapping[str, Any]) -> dict[str, Any]:
+    # The executor's stand-in for an output whose frame would pass the frame limit.
+    return {"kind": _str(msg, "kind", max_len=40), "bytes": _int(msg, "bytes")}
+
+
 def _v_done(msg: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": _int(msg, "id")}
 
@@ -540,6 +632,7 @@ _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "log": _v_log,
     "setup_failed": _v_setup_failed,
     "audit": _v_audit,
+    "oversized": _v_oversized,
 }
 
 CHILD_MESSAGE_TYPES = frozenset(_VALIDATORS)

@@ -112,6 +112,12 @@ class Publisher:
         if kind == "relay_notice":
             self.notice(f"[sandbox] an output from the executor was dropped: {message['text']}")
             return
+        if kind == "oversized":
+            # The executor did not send an output too large for its frame.
+            self.budget.dropped_bytes += message["bytes"]
+            self.budget.dropped_messages += 1
+            self._dropped("size", message)
+            return
         if kind not in IOPUB_TYPES:
             return
         if kind in BUNDLE_TYPES:
@@ -203,4 +209,5 @@ class Publisher:
 def _size(message: dict[str, Any]) -> str:
     from .budget import message_size
 
-    return f"{message_size(message) / MIB:.1f} MiB"
+    size = message["bytes"] if message["type"] == "oversized" else message_size(message)
+    return f"{size / MIB:.1f} MiB"

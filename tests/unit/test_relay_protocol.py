@@ -420,24 +420,90 @@ def test_depth_limit_inside_a_real_message() -> None:
     assert f"deeper than {MAX_DEPTH}" in str(bad)
 
 
-def test_too_many_items_is_rejected() -> None:
-    body = b"[" + b",".join([b"0"] * (protocol.MAX_KEY_COUNT * 100 + 1)) + b"]"
-    with pytest.raises(FrameRejected, match="too many JSON items"):
+def test_too_many_values_are_rejected_before_decoding() -> None:
+    body = b"[" + b",".join([b"0"] * protocol.MAX_VALUES) + b"]"
+    with pytest.raises(FrameRejected, match="JSON values"):
         decode_payload(body)
+    # One fewer is fine.
+    assert len(decode_payload(b"[" + b",".join([b"0"] * (protocol.MAX_VALUES - 1)) + b"]")) == (
+        protocol.MAX_VALUES - 1
+    )
+
+
+def test_separators_inside_strings_are_not_values() -> None:
+    # A CSV file printed whole: millions of commas, one string.
+    text = "a,b:[c{" * 400_000
+    frame = encode_frame(stream(text))
+    assert protocol.count_values(frame[HEADER.size :]) < 10
+    assert only(FrameReader().feed(frame)) == stream(text)
+
+
+def test_escaped_quotes_do_not_fool_the_string_count() -> None:
+    body = json.dumps(stream('",' * 1_100_000 + "\\")).encode()
+    assert protocol.count_values(body) < 10
+    assert decode_payload(body)["text"].startswith('",')
+
+
+# The attacks of issue 10, each a body of ~8 MiB: (body, the worst cost per value).
+COSTLY_BODIES = {
+    "floats": b"[" + b"1.5," * 2_000_000 + b"1]",
+    "distinct-keys": b"{" + b",".join(b'"%x":0' % i for i in range(1_000_000)) + b"}",
+    "short-strings": b"[" + b'"ab",' * 1_600_000 + b'"a"]',
+    "empty-lists": b"[" + b"[]," * 2_500_000 + b"[]]",
+    "empty-objects": b"[" + b"{}," * 2_500_000 + b"{}]",
+}
 
 
 @pytest.mark.slow
-def test_item_limit_is_enforced_before_the_document_is_materialised() -> None:
-    items = protocol.MAX_KEY_COUNT * 100 + 100_000
-    body = b"[" + b",".join([b"[]"] * items) + b"]"
+@pytest.mark.parametrize("name", list(COSTLY_BODIES))
+def test_each_frame_is_refused_before_it_costs_more_than_its_bound(name: str) -> None:
+    body = COSTLY_BODIES[name]
     tracemalloc.start()
     try:
-        with pytest.raises(FrameRejected, match="too many"):
+        with pytest.raises(FrameRejected, match="JSON values"):
             decode_payload(body)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 10 * len(body), f"{len(body)}-byte frame peaked at {peak} bytes"
+    # Refused on the count: nothing the size of the document was built.
+    assert peak < 1024 * 1024, f"{name}: refusing it took {peak} bytes"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(COSTLY_BODIES))
+def test_the_value_cost_bound_holds_for_the_worst_documents(name: str) -> None:
+    """decoding_cost() is an upper bound on what decoding takes (the memory guard relies on it)."""
+    body = COSTLY_BODIES[name]
+    # A tenth of each: under MAX_VALUES, so it is decoded.
+    cut = body[: len(body) // 10]
+    cut = cut[: cut.rfind(b",")] + (b"}" if body.startswith(b"{") else b"]")
+    tracemalloc.start()
+    try:
+        value = decode_payload(cut)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del value
+    assert peak <= protocol.decoding_cost(cut), (name, peak, protocol.decoding_cost(cut))
+
+
+def test_a_frame_that_would_cross_the_memory_limit_is_refused_with_the_setting() -> None:
+    reader = FrameReader(headroom=lambda: 4 * 1024 * 1024)
+    body = json.dumps(stream("x" * (2 * 1024 * 1024))).encode()
+    [item, after] = reader.feed(frame_of(body) + encode_frame(stream("after")))
+    assert isinstance(item, FrameRejected)
+    assert "Limits.kernel_memory_mb" in str(item)
+    assert after == stream("after")
+    # With room enough, the same frame passes.
+    assert only(FrameReader(headroom=lambda: 1 << 30).feed(frame_of(body)))["type"] == "stream"
+
+
+def test_the_frame_limit_follows_the_message_cap() -> None:
+    assert protocol.frame_limit(protocol.DEFAULT_MAX_MESSAGE_BYTES) == DEFAULT_MAX_FRAME_BYTES
+    # A whole message of base64 buffers fits; so does the largest stream chunk.
+    assert protocol.frame_limit(9 * 1024 * 1024) > 12 * 1024 * 1024
+    longest_chunk = encode_frame(stream("\x00" * protocol.STREAM_FRAME_CHARS))
+    assert len(longest_chunk) <= protocol.frame_limit(1024)
 
 
 def test_huge_integer_is_rejected_quickly_and_cleanly() -> None:
@@ -1020,3 +1086,31 @@ async def test_a_reply_without_the_requests_token_is_forged(reader_loop: Loop) -
         json_frame({"type": "execute_reply", "id": request_id, "status": "ok", "token": token})
     )
     assert (await asyncio.wait_for(request, 5))["status"] == "ok"
+
+
+def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> None:
+    from sandbox_kernel.executor.channel import Channel
+
+    ours, theirs = socket.socketpair()
+    try:
+        channel = Channel(theirs)
+        channel.max_frame_bytes = 64 * 1024
+        channel.send({"type": "display_data", "data": {"image/png": "A" * 100_000}, "parent": "p"})
+        channel.send(stream("after"))
+        ours.settimeout(5)
+        data = b""
+        reader = FrameReader(max_frame_bytes=64 * 1024)
+        items: list[Item] = []
+        while len(items) < 2:
+            data = ours.recv(65536)
+            items += reader.feed(data)
+        assert items[0] == {
+            "type": "oversized",
+            "kind": "display_data",
+            "bytes": 100_064,
+            "parent": "p",
+        }
+        assert items[1] == stream("after")
+    finally:
+        ours.close()
+        theirs.close()
