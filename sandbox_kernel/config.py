@@ -238,6 +238,17 @@ class Limits(Configurable):
     )
 
 
+# The floor under every preset and configuration: no setting may lift an output
+# cap past these (the caps protect the trusted kernel and every client).
+OUTPUT_CEILINGS: dict[str, Any] = {
+    "max_message_bytes": 256 * 1024 * 1024,
+    "max_cell_output_bytes": 1024 * 1024 * 1024,
+    "max_messages_per_s": 10_000.0,
+    "max_comm_bytes": 1024 * 1024 * 1024,
+    "max_comm_messages_per_s": 10_000.0,
+}
+
+
 class Output(Configurable):
     """What the trusted relay lets through to the frontend."""
 
@@ -250,6 +261,7 @@ class Output(Configurable):
     max_message_bytes = Int(
         DEFAULT_MAX_MESSAGE_BYTES,
         min=1024,
+        max=OUTPUT_CEILINGS["max_message_bytes"],
         help="""Largest single output relayed to the frontend (a stream chunk, an image, an
         HTML table), serialised as it is sent: data, metadata, MIME types and
         buffers. Larger ones are replaced by a notice. It also sets the largest frame
@@ -259,6 +271,7 @@ class Output(Configurable):
     max_cell_output_bytes = Int(
         64 * 1024 * 1024,
         min=1024,
+        max=OUTPUT_CEILINGS["max_cell_output_bytes"],
         help="""Output one cell may send in total. Past it the cell keeps running but its
         output is cut off with a notice, so an endless print loop cannot freeze the
         browser or fill nbclient's memory.""",
@@ -267,8 +280,24 @@ class Output(Configurable):
     max_messages_per_s = Float(
         1000.0,
         min=1.0,
+        max=OUTPUT_CEILINGS["max_messages_per_s"],
         help="""Output messages per second relayed to the frontend; faster output is dropped
         with a notice (display updates keep their latest value).""",
+    ).tag(config=True)
+
+    max_comm_bytes = Int(
+        64 * 1024 * 1024,
+        min=1024,
+        max=OUTPUT_CEILINGS["max_comm_bytes"],
+        help="""Widget (comm) traffic one cell may send to the frontend in total, counted
+        apart from its other output. Past it comm messages are dropped with a notice.""",
+    ).tag(config=True)
+
+    max_comm_messages_per_s = Float(
+        1000.0,
+        min=1.0,
+        max=OUTPUT_CEILINGS["max_comm_messages_per_s"],
+        help="Widget (comm) messages per second relayed to the frontend.",
     ).tag(config=True)
 
     sanitize_html = Bool(

@@ -147,6 +147,8 @@ class SandboxKernel(Kernel):
                 max_message_bytes=self.output.max_message_bytes,
                 max_cell_bytes=self.output.max_cell_output_bytes,
                 max_messages_per_s=self.output.max_messages_per_s,
+                max_comm_bytes=self.output.max_comm_bytes,
+                max_comm_messages_per_s=self.output.max_comm_messages_per_s,
             ),
             SanitizePolicy(
                 sanitize_html=self.output.sanitize_html,
@@ -415,11 +417,12 @@ class SandboxKernel(Kernel):
         """A runtime report: the executor's audit hook, or the seccomp supervisor."""
         self.audit.record_violation(record, source=self._cell_code if self._running else None)
         if record.get("event") == "seccomp":
-            self.publisher.notice(f"[sandbox] blocked {record.get('detail')}")
+            self.publisher.notice(f"[sandbox] blocked {record.get('detail')}", key="seccomp")
         elif record.get("event") == "forged_reply":
             self.publisher.notice(
                 f"[sandbox] ignored {record.get('detail')}: the cell wrote it to the "
-                "executor's channel; the cell is still running and its limits still apply"
+                "executor's channel; the cell is still running and its limits still apply",
+                key="forged",
             )
         elif record.get("action") == "warn":
             # The static check has already warned about this rule for this cell.
@@ -430,7 +433,8 @@ class SandboxKernel(Kernel):
             )
             if not already:
                 self.publisher.notice(
-                    f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}"
+                    f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}",
+                    key="warning",
                 )
 
     # -- OutputSink ------------------------------------------------------------------
@@ -631,7 +635,7 @@ class SandboxKernel(Kernel):
         assert reply is not None
         payload, notes = self.publisher.sanitizer.payloads(reply.get("payload", []))
         for note in notes:
-            self.publisher.notice(f"[sandbox] {note}.")
+            self.publisher.notice(f"[sandbox] {note}.", key="sanitize")
         content: dict[str, Any] = {
             "status": reply["status"],
             "execution_count": count,

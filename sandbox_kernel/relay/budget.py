@@ -2,21 +2,26 @@
 
 The Jupyter server's own rate limiter covers the websocket only, so
 nbclient, papermill and nbgrader would take an endless print loop into memory.
-These caps apply to every client: a message over the per-message size, output
-over the per-cell total, or messages faster than the rate are not relayed, and
-the frontend is told once per cell, with the setting to change.
+These caps apply to every client. A message is measured as it is sent: its
+serialised content (data, MIME types, metadata inside it, text), its metadata
+and its buffers. A message over the per-message size, output over the per-cell
+total, or messages faster than the rate are not relayed, and the frontend is
+told once per cell, with the setting to change.
+
+Comm traffic (widgets) has a budget of its own, so a busy widget cannot starve
+a cell's output of its share, nor get past the caps by being a widget.
+The sandbox's own notices count too, and only a few of each kind are shown
+per cell; the rest are counted and summed up once at the cell's end.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["CellBudget", "OutputLimits", "message_size"]
+__all__ = ["COMM_TYPES", "CellBudget", "NoticeBudget", "OutputLimits", "RateLimit"]
 
-# Comm traffic keeps widgets working: it is rate-limited but never cut off by size.
-EXEMPT_FROM_CELL_CAP = frozenset({"comm_open", "comm_msg", "comm_close", "clear_output"})
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 @dataclass(frozen=True)
@@ -24,65 +29,92 @@ class OutputLimits:
     max_message_bytes: int
     max_cell_bytes: int
     max_messages_per_s: float
-
-
-def message_size(message: dict[str, Any]) -> int:
-    """Roughly the bytes a message puts on the wire (text and MIME payloads dominate)."""
-    kind = message["type"]
-    if kind == "stream":
-        return len(message["text"])
-    if kind == "error":
-        return sum(len(line) for line in message["traceback"]) + len(message["evalue"])
-    size = 0
-    for value in (message.get("data") or {}).values():
-        size += len(value) if isinstance(value, str) else len(str(value))
-    return size + sum(len(b) for b in message.get("buffers") or [])
+    max_comm_bytes: int
+    max_comm_messages_per_s: float
 
 
 @dataclass
-class CellBudget:
-    limits: OutputLimits
-    sent_bytes: int = 0
-    dropped_bytes: int = 0
-    dropped_messages: int = 0
-    capped: bool = False
+class RateLimit:
+    """A token bucket: ``rate`` messages per second, bursts of up to one second's worth."""
+
+    rate: float
     _tokens: float = field(default=0.0, init=False)
     _refilled: float = field(default_factory=time.monotonic, init=False)
-    _warned: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
-        self._tokens = self.limits.max_messages_per_s
+        self._tokens = self.rate
 
-    def _rate_ok(self) -> bool:
+    def take(self) -> bool:
         now = time.monotonic()
-        rate = self.limits.max_messages_per_s
-        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._tokens = min(self.rate, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
 
-    def admit(self, message: dict[str, Any]) -> str | None:
-        """None to relay the message, or the reason it must be dropped ("size", "cell", "rate")."""
-        size = message_size(message)
-        kind = message["type"]
+
+@dataclass
+class _Lane:
+    """One kind of traffic's share of a cell: bytes so far, against a cap, at a rate."""
+
+    max_bytes: int
+    rate: RateLimit
+    sent_bytes: int = 0
+    capped: bool = False
+
+
+@dataclass
+class CellBudget:
+    limits: OutputLimits
+    dropped_bytes: int = 0
+    dropped_messages: int = 0
+    _warned: set[str] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.limits
+        self._output = _Lane(limits.max_cell_bytes, RateLimit(limits.max_messages_per_s))
+        self._comm = _Lane(limits.max_comm_bytes, RateLimit(limits.max_comm_messages_per_s))
+
+    @property
+    def sent_bytes(self) -> int:
+        return self._output.sent_bytes + self._comm.sent_bytes
+
+    @property
+    def capped(self) -> bool:
+        return self._output.capped
+
+    def admit(self, kind: str, size: int, *, replay: bool = False) -> str | None:
+        """None to relay a message of ``size`` serialised bytes, or why it must be dropped:
+        "size", "cell" (the cell's output cap), "comm" (the comm cap) or "rate".
+
+        ``replay``: a display update held back by the rate limit, sent at the cell's
+        end; its bytes count like any other's, the rate no longer applies.
+        """
+        lane = self._comm if kind in COMM_TYPES else self._output
         reason = None
         if size > self.limits.max_message_bytes:
             reason = "size"
-        elif (
-            kind not in EXEMPT_FROM_CELL_CAP and self.sent_bytes + size > self.limits.max_cell_bytes
-        ):
-            reason = "cell"
-            self.capped = True
-        elif not self._rate_ok():
+        elif lane.sent_bytes + size > lane.max_bytes:
+            reason = "comm" if lane is self._comm else "cell"
+            lane.capped = True
+        elif not replay and not lane.rate.take():
             reason = "rate"
         if reason is None:
-            self.sent_bytes += size
+            lane.sent_bytes += size
         else:
             self.dropped_bytes += size
             self.dropped_messages += 1
         return reason
+
+    def charge(self, size: int) -> bool:
+        """Count one of the sandbox's own notices against the cell's output; False if
+        it no longer fits (the notice is then summed up instead of shown)."""
+        lane = self._output
+        if lane.sent_bytes + size > lane.max_bytes + NOTICE_ALLOWANCE_BYTES:
+            return False
+        lane.sent_bytes += size
+        return True
 
     def first_time(self, reason: str) -> bool:
         """Whether this is the first drop for ``reason`` in this cell (to notify once)."""
@@ -90,3 +122,39 @@ class CellBudget:
             return False
         self._warned.add(reason)
         return True
+
+
+# The sandbox's own notices may go a little past a full cell, so the user still
+# learns why the output stopped.
+NOTICE_ALLOWANCE_BYTES = 64 * 1024
+
+
+@dataclass
+class NoticeBudget:
+    """How many of each kind of the sandbox's own notices a cell shows.
+
+    A hostile executor can make the kernel say something per frame (a malformed
+    frame, a forged report): only the first few of a kind are shown, at most
+    ``max_per_s`` a second overall; the rest are counted for one summary line.
+    """
+
+    per_kind: int = 3
+    max_per_s: float = 20.0
+    suppressed: dict[str, int] = field(default_factory=dict)
+    _shown: dict[str, int] = field(default_factory=dict, init=False)
+    _rate: RateLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rate = RateLimit(self.max_per_s)
+
+    def admit(self, kind: str) -> bool:
+        shown = self._shown.get(kind, 0)
+        if shown < self.per_kind and self._rate.take():
+            self._shown[kind] = shown + 1
+            return True
+        self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
+        return False
+
+    def total(self, kind: str) -> int:
+        """How many notices of ``kind`` this cell had, shown or not."""
+        return self._shown.get(kind, 0) + self.suppressed.get(kind, 0)

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .budget import CellBudget, OutputLimits
+from jupyter_client.session import json_packer
+
+from .budget import CellBudget, NoticeBudget, OutputLimits
 from .sanitize import OutputSanitizer, SanitizePolicy
 
 if TYPE_CHECKING:
@@ -39,6 +42,17 @@ REMEMBERED_PARENTS = 256
 MIB = 1 << 20
 
 
+# What the summary line at a cell's end says about notices that were not shown.
+NOTICE_SUMMARIES = {
+    "malformed": "malformed frames from the executor were dropped",
+    "seccomp": "blocked system calls were reported",
+    "forged": "forged replies from the cell were ignored",
+    "violation": "protocol violations by the executor were dropped",
+    "warning": "runtime policy warnings were raised",
+    "sanitize": "outputs were changed by the sanitizer",
+}
+
+
 class Publisher:
     """Publishes executor outputs on IOPub under the right parent header."""
 
@@ -57,9 +71,11 @@ class Publisher:
         self.parents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.current: dict[str, Any] = {}
         self.budget = CellBudget(limits)
+        self.notices = NoticeBudget()
         # update_display_data held back by the rate limit: the latest per display_id
-        # is sent when the cell ends, so displays end up showing their final state.
-        self._held_updates: dict[str, dict[str, Any]] = {}
+        # is sent when the cell ends (if the budget still allows), so displays end
+        # up showing their final state.
+        self._held_updates: dict[str, _Packed] = {}
         # comm_id -> target_name, for comm_info_request; kept from both directions.
         self.comms: dict[str, str] = {}
 
@@ -87,19 +103,31 @@ class Publisher:
     def begin_cell(self, parent: dict[str, Any]) -> None:
         self.remember(parent, current=True)
         self.budget = CellBudget(self.limits)
+        self.notices = NoticeBudget()
         self._held_updates.clear()
 
     def end_cell(self) -> dict[str, Any]:
         """Send held display updates and a summary of what was not shown; return the figures."""
         held = list(self._held_updates.values())
         self._held_updates.clear()
-        for message in held:
-            if not self.budget.capped:
-                self._send_output(message)
+        for packed in held:
+            # Held updates are output like any other: they count, and they stop at the cap.
+            reason = self.budget.admit(packed.kind, packed.size, replay=True)
+            if reason is None:
+                self._send_packed(packed)
+            else:
+                self._dropped(reason, packed.kind, packed.size, packed.parent)
         budget = self.budget
+        for kind, count in self.notices.suppressed.items():
+            total = self.notices.total(kind)
+            self.notice(
+                f"[sandbox] {total:,} {NOTICE_SUMMARIES.get(kind, kind)} in this cell "
+                f"({count:,} of them not shown one by one)."
+            )
+        self.notices.suppressed.clear()
         if budget.dropped_messages:
             self.notice(
-                f"[sandbox] {budget.dropped_messages} output message(s), "
+                f"[sandbox] {budget.dropped_messages:,} output message(s), "
                 f"{budget.dropped_bytes / MIB:.1f} MiB, of this cell were not shown "
                 "(see the notices above for the limits)."
             )
@@ -110,13 +138,16 @@ class Publisher:
     def publish(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "relay_notice":
-            self.notice(f"[sandbox] an output from the executor was dropped: {message['text']}")
+            self.notice(
+                f"[sandbox] an output from the executor was dropped: {message['text']}",
+                key="malformed",
+            )
             return
         if kind == "oversized":
             # The executor did not send an output too large for its frame.
             self.budget.dropped_bytes += message["bytes"]
             self.budget.dropped_messages += 1
-            self._dropped("size", message)
+            self._dropped("size", str(message["kind"]), message["bytes"], self.parent_for(message))
             return
         if kind not in IOPUB_TYPES:
             return
@@ -124,77 +155,130 @@ class Publisher:
             data, notes = self.sanitizer.bundle(message["data"])
             message = {**message, "data": data}
             for note in notes:
-                self.notice(f"[sandbox] {note}.", self.parent_for(message))
+                self.notice(f"[sandbox] {note}.", self.parent_for(message), key="sanitize")
         elif kind in {"comm_open", "comm_msg"}:
             message = {**message, "data": self.sanitizer.comm_data(message["data"])}
-        reason = self.budget.admit(message)
+        packed = self._pack(message)
+        reason = self.budget.admit(kind, packed.size)
         if reason is None:
-            self._send_output(message)
+            self._send_packed(packed)
             return
         if reason == "rate" and kind == "update_display_data":
-            self._held_updates[message["transient"]["display_id"]] = message
-        self._dropped(reason, message)
+            self._held_updates[message["transient"]["display_id"]] = packed
+        self._dropped(reason, kind, packed.size, packed.parent)
 
-    def _dropped(self, reason: str, message: dict[str, Any]) -> None:
-        if reason == "cell" and self.on_cap is not None and self.budget.first_time("mute"):
+    def _pack(self, message: dict[str, Any]) -> _Packed:
+        """Serialise a message's parts as the session will send them, and measure them."""
+        content = {k: v for k, v in message.items() if k not in {"type", "parent", "buffers"}}
+        kind = message["type"]
+        metadata = None
+        if kind.startswith("comm_"):
+            # As ipykernel sends them: a comm's metadata (the widget protocol version)
+            # belongs in the message's metadata, not in its content.
+            metadata = content.pop("metadata", None)
+        pack = self._packer()
+        packed_content = pack(content)
+        size = len(packed_content) + len(pack(metadata or {}))
+        buffers = list(message.get("buffers") or [])
+        size += sum(len(b) for b in buffers)
+        comm = (content.get("comm_id"), content.get("target_name", "")) if kind in COMM else None
+        return _Packed(
+            kind, packed_content, self.parent_for(message), buffers, metadata, size, comm
+        )
+
+    def _packer(self) -> Callable[[Any], bytes]:
+        session = self.kernel.session
+        return session.pack if session is not None else json_packer
+
+    def _dropped(self, reason: str, kind: str, size: int, parent: dict[str, Any]) -> None:
+        if (
+            reason in {"cell", "comm"}
+            and self.on_cap is not None
+            and self.budget.first_time("mute")
+        ):
             # Ask the executor to stop sending this cell's output at all.
             self.on_cap()
         if not self.budget.first_time(reason):
             return
         limits = self.limits
         text = {
-            "size": f"an output of {_size(message)} is larger than the limit of "
+            "size": f"an output of {size / MIB:.1f} MiB is larger than the limit of "
             f"{limits.max_message_bytes / MIB:g} MiB per message (Output.max_message_bytes) "
             "and was not shown",
             "cell": "this cell's output reached the limit of "
             f"{limits.max_cell_bytes / MIB:g} MiB (Output.max_cell_output_bytes); the cell "
             "goes on, but the rest of its output is not shown",
-            "rate": "this cell sends output faster than "
+            "comm": "this cell's widget (comm) traffic reached the limit of "
+            f"{limits.max_comm_bytes / MIB:g} MiB (Output.max_comm_bytes); widgets may stop "
+            "updating",
+            "rate": (
+                "this cell sends widget (comm) messages faster than "
+                f"{limits.max_comm_messages_per_s:g} per second "
+                "(Output.max_comm_messages_per_s); some are not relayed"
+            )
+            if kind in COMM
+            else "this cell sends output faster than "
             f"{limits.max_messages_per_s:g} messages per second (Output.max_messages_per_s); "
             "some of it is not shown",
         }[reason]
-        self.notice(f"[sandbox] {text}.", self.parent_for(message))
+        self.notice(f"[sandbox] {text}.", parent)
 
-    def _send_output(self, message: dict[str, Any]) -> None:
-        content = {k: v for k, v in message.items() if k not in {"type", "parent", "buffers"}}
-        kind = message["type"]
-        if kind == "comm_open":
-            self.comms[content["comm_id"]] = content.get("target_name", "")
-        elif kind == "comm_close":
-            self.comms.pop(content["comm_id"], None)
-        metadata = None
-        if kind.startswith("comm_"):
-            # As ipykernel sends them: a comm's metadata (the widget protocol version)
-            # belongs in the message's metadata, not in its content.
-            metadata = content.pop("metadata", None)
-        self.send(kind, content, self.parent_for(message), message.get("buffers") or None, metadata)
+    def _send_packed(self, packed: _Packed) -> None:
+        if packed.comm is not None:
+            comm_id, target = packed.comm
+            if packed.kind == "comm_open":
+                self.comms[str(comm_id)] = str(target or "")
+            elif packed.kind == "comm_close":
+                self.comms.pop(str(comm_id), None)
+        self.send(
+            packed.kind,
+            packed.content,
+            packed.parent,
+            packed.buffers or None,
+            packed.metadata,
+        )
 
     def send(
         self,
         kind: str,
-        content: dict[str, Any],
+        content: dict[str, Any] | bytes,
         parent: dict[str, Any],
         buffers: list[Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        """Sign and send on IOPub; ``content`` may be serialised already (as measured)."""
         kernel = self.kernel
         if kernel.session is None:
             return
         kernel.session.send(
             kernel.iopub_socket,
             kind,
-            content,
+            # Session.serialize passes packed content through as it is.
+            content,  # type: ignore[arg-type]
             parent,
             ident=f"kernel.{kernel.ident}.{kind}".encode(),
             buffers=buffers,
             metadata=metadata,
         )
 
-    def notice(self, text: str, parent: dict[str, Any] | None = None) -> None:
-        """A message from the sandbox itself, shown as stderr in the cell's output."""
-        self.send(
-            "stream", {"name": "stderr", "text": text.rstrip("\n") + "\n"}, parent or self.current
-        )
+    def notice(
+        self, text: str, parent: dict[str, Any] | None = None, *, key: str | None = None
+    ) -> None:
+        """A message from the sandbox itself, shown as stderr in the cell's output.
+
+        ``key`` names a kind of notice the executor can provoke over and over (a
+        malformed frame, a blocked call): only the first few of a kind are shown
+        per cell, the rest are summed up at the cell's end. Every notice's bytes
+        count against the cell's output.
+        """
+        if key is not None and not self.notices.admit(key):
+            return
+        packed = self._packer()({"name": "stderr", "text": text.rstrip("\n") + "\n"})
+        if not self.budget.charge(len(packed)):
+            if key is not None:
+                self.notices.suppressed[key] = self.notices.suppressed.get(key, 0) + 1
+            return
+        self.send("stream", packed, parent or self.current)
 
     def error(
         self, ename: str, evalue: str, traceback: list[str], parent: dict[str, Any] | None = None
@@ -206,8 +290,17 @@ class Publisher:
         )
 
 
-def _size(message: dict[str, Any]) -> str:
-    from .budget import message_size
+COMM = frozenset({"comm_open", "comm_msg", "comm_close"})
 
-    size = message["bytes"] if message["type"] == "oversized" else message_size(message)
-    return f"{size / MIB:.1f} MiB"
+
+@dataclass
+class _Packed:
+    """An output ready to send: its serialised content, and its size as counted."""
+
+    kind: str
+    content: bytes
+    parent: dict[str, Any]
+    buffers: list[Any]
+    metadata: dict[str, Any] | None
+    size: int
+    comm: tuple[Any, Any] | None = None

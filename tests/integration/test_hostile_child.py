@@ -685,6 +685,7 @@ CAPS = [
     f"--Output.max_message_bytes={MIB}",
     f"--Output.max_cell_output_bytes={4 * MIB}",
     "--Output.max_messages_per_s=50",
+    f"--Output.max_comm_bytes={4 * MIB}",
 ]
 
 
@@ -694,27 +695,25 @@ def capped(workspace: Path) -> Iterator[Kernel]:
         yield handle
 
 
-@NOT_YET
 def test_metadata_counts_against_the_message_cap(capped: Kernel) -> None:
-    # The size used to count the data only: 8 MiB of metadata went through a 1 MiB cap.
+    # The size used to count the data only: 4 MiB of metadata went through a 1 MiB cap.
     code = (
         "_send_raw(_frame({'type': 'display_data', 'data': {'text/plain': 'small'},"
-        " 'metadata': {'x': 'm' * (8 * 1024 * 1024)}}))"
+        " 'metadata': {'x': 'm' * (4 * 1024 * 1024)}}))"
     )
     cell = capped.run(hostile(code))
     assert cell.status == "ok"
     displays = cell_messages(cell, "display_data")
-    assert displays == [], "an 8 MiB message got past the 1 MiB cap"
+    assert displays == [], "a 4 MiB message got past the 1 MiB cap"
     assert received_bytes(cell.iopub) < MIB
     assert "Output.max_message_bytes" in cell.stderr
 
 
-@NOT_YET
 def test_mime_keys_count_against_the_message_cap(capped: Kernel) -> None:
-    # 100k long MIME types with empty values: counted as 0 bytes before.
+    # 30,000 long MIME types with empty values: counted as 0 bytes before.
     code = (
         "_send_raw(_frame({'type': 'display_data',"
-        " 'data': {'text/x-' + 'k' * 100 + str(i): '' for i in range(100_000)}}))"
+        " 'data': {'text/x-' + 'k' * 100 + str(i): '' for i in range(30_000)}}))"
     )
     cell = capped.run(hostile(code))
     assert cell.status == "ok"
@@ -722,7 +721,6 @@ def test_mime_keys_count_against_the_message_cap(capped: Kernel) -> None:
     assert received_bytes(cell.iopub) < MIB
 
 
-@NOT_YET
 def test_comm_traffic_has_a_budget_of_its_own(capped: Kernel) -> None:
     # Comm messages were exempt from the per-cell cap: 20 MiB went through a 4 MiB cap.
     code = (
@@ -737,7 +735,6 @@ def test_comm_traffic_has_a_budget_of_its_own(capped: Kernel) -> None:
     assert "comm" in cell.stderr
 
 
-@NOT_YET
 def test_held_display_updates_count_when_they_are_replayed(capped: Kernel) -> None:
     # Updates held back by the rate limit were replayed at the cell's end past the cap.
     code = (
@@ -750,7 +747,6 @@ def test_held_display_updates_count_when_they_are_replayed(capped: Kernel) -> No
     assert total <= 4 * MIB + 64 * 1024, f"{total / MIB:.1f} MiB reached the client"
 
 
-@NOT_YET
 def test_the_kernels_own_notices_are_budgeted_and_coalesced(capped: Kernel) -> None:
     # Each malformed frame made its own notice, past the rate limit: 3,000 messages.
     code = "_send_raw(b''.join(_frame(b'not json %d' % i) for i in range(3000)))"
@@ -910,7 +906,7 @@ if _os.fork() == 0:
 """
 
 
-@NOT_YET
+@pytest.mark.xfail(reason="issue 10: the fix has not landed yet; the race is not always won")
 def test_a_cell_cannot_wake_the_snapshot(kernel: Kernel) -> None:
     # The woken snapshot swallowed the next command: that cell hung, and the state was lost.
     cell = kernel.run(WAKE_THE_SNAPSHOT, timeout=30)
