@@ -39,7 +39,6 @@ __all__ = ["SandboxKernel"]
 SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '[^']*'\)\s*$")
 COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
-STDIN_POLL_S = 0.01
 
 
 def _audit_log_path(setting: str) -> str | None:
@@ -449,13 +448,9 @@ class SandboxKernel(Kernel):
         # this runs in a task of the relay reader, outside that request's context.
         ident = self._stdin_idents.get(parent.get("header", {}).get("msg_id", ""), b"")
         assert self.session is not None
-        while True:
-            try:
-                self.stdin_socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EAGAIN:
-                    break
-                raise
+        # Answers to earlier requests that nobody waits for any more.
+        while self.stdin_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self.stdin_socket.recv_multipart(zmq.NOBLOCK)
         self.session.send(
             self.stdin_socket,
             "input_request",
@@ -464,15 +459,35 @@ class SandboxKernel(Kernel):
             ident=ident,
         )
         while True:
+            frames = await self._stdin_message()
             try:
-                _, reply = self.session.recv(self.stdin_socket, zmq.NOBLOCK)
+                _, parts = self.session.feed_identities(frames, copy=True)
+                reply = self.session.deserialize(parts, content=True, copy=True)
             except Exception:
                 self.log.warning("invalid input_reply", exc_info=True)
-                reply = None
-            if reply is not None:
-                value = reply.get("content", {}).get("value", "")
-                return value if isinstance(value, str) else str(value)
-            await asyncio.sleep(STDIN_POLL_S)
+                continue
+            value = reply.get("content", {}).get("value", "")
+            return value if isinstance(value, str) else str(value)
+
+    async def _stdin_message(self) -> list[bytes]:
+        """The next message on the stdin socket, waited for on its descriptor (no polling)."""
+        sock = self.stdin_socket
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        fd = sock.getsockopt(zmq.FD)
+        loop.add_reader(fd, readable.set)
+        try:
+            while True:
+                # ZMQ's descriptor signals edges, not levels: look at the socket's own
+                # state after each wake-up, and before every wait.
+                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return list(sock.recv_multipart(zmq.NOBLOCK))
+                readable.clear()
+                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    continue
+                await readable.wait()
+        finally:
+            loop.remove_reader(fd)
 
     # -- execute ---------------------------------------------------------------------
 

@@ -139,6 +139,10 @@ class ExecutorProcess:
         self._send_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._input_tasks: set[asyncio.Task[Any]] = set()
+        # Whether the running cell may ask for input (its request allowed stdin);
+        # at most one input_request is outstanding at a time.
+        self._stdin_allowed = False
+        self.protocol_violations = 0
         self.exit_status: dict[str, Any] | None = None
         self._exited = asyncio.Event()
         # The whole sandbox is gone (or being taken down) when dead_reason is
@@ -417,6 +421,7 @@ class ExecutorProcess:
     async def execute(self, request: ExecuteRequest) -> CellOutcome:
         started = time.monotonic()
         outcome = CellOutcome()
+        self._stdin_allowed = request.allow_stdin
         try:
             outcome.reply = await self.request(
                 {
@@ -435,6 +440,7 @@ class ExecutorProcess:
             outcome.failure = str(exc)
             outcome.failure_kind = "died"
         finally:
+            self._stdin_allowed = False
             for task in list(self._input_tasks):
                 task.cancel()
             outcome.wall_time_s = time.monotonic() - started
@@ -638,6 +644,14 @@ class ExecutorProcess:
                 self._ready_future.set_result(message)
             return
         if kind == "input_request":
+            if not self._stdin_allowed or self._input_tasks:
+                why = (
+                    "another one is still waiting for its answer"
+                    if self._input_tasks
+                    else "no running cell allowed stdin"
+                )
+                self._violation(f"an input_request ({why})")
+                return
             task = asyncio.ensure_future(self._answer_input(message))
             self._input_tasks.add(task)
             task.add_done_callback(self._input_tasks.discard)
@@ -650,6 +664,11 @@ class ExecutorProcess:
                 self.on_audit(message)
             return
         self.sink.publish(message)
+
+    def _violation(self, what: str) -> None:
+        """A frame the protocol does not allow now: dropped, counted, reported once a cell."""
+        self.protocol_violations += 1
+        self.sink.publish({"type": "protocol_violation", "text": what})
 
     async def _answer_input(self, message: dict[str, Any]) -> None:
         try:

@@ -140,6 +140,8 @@ class NoticeBudget:
 
     per_kind: int = 3
     max_per_s: float = 20.0
+    # Kinds shown once a cell: one line says all there is to say.
+    once: frozenset[str] = frozenset({"violation"})
     suppressed: dict[str, int] = field(default_factory=dict)
     _shown: dict[str, int] = field(default_factory=dict, init=False)
     _rate: RateLimit = field(init=False)
@@ -149,7 +151,8 @@ class NoticeBudget:
 
     def admit(self, kind: str) -> bool:
         shown = self._shown.get(kind, 0)
-        if shown < self.per_kind and self._rate.take():
+        limit = 1 if kind in self.once else self.per_kind
+        if shown < limit and self._rate.take():
             self._shown[kind] = shown + 1
             return True
         self.suppressed[kind] = self.suppressed.get(kind, 0) + 1

@@ -143,6 +143,13 @@ class Publisher:
                 key="malformed",
             )
             return
+        if kind == "protocol_violation":
+            self.notice(
+                f"[sandbox] dropped {message['text']} from the executor: the relay protocol "
+                "does not allow it now",
+                key="violation",
+            )
+            return
         if kind == "oversized":
             # The executor did not send an output too large for its frame.
             self.budget.dropped_bytes += message["bytes"]

@@ -662,7 +662,6 @@ def test_an_object_with_millions_of_keys_costs_the_kernel_little_memory(kernel: 
     kernel.assert_state_kept()
 
 
-@NOT_YET
 def test_input_requests_nobody_asked_for_cost_no_cpu(kernel: Kernel) -> None:
     # Each one started a task polling stdin every 10 ms, for good: ~1 CPU-s per s.
     code = (
