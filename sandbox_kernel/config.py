@@ -363,6 +363,14 @@ class Policy(Configurable):
         empty string writes to the kernel log only.""",
     ).tag(config=True)
 
+    audit_log_max_mb = Int(
+        64,
+        min=1,
+        help="""Size at which the audit log file is rotated, in MiB: it becomes
+        audit.jsonl.1 (replacing an older one) and a new file starts, so the log takes
+        at most about twice this on disk.""",
+    ).tag(config=True)
+
     @validate("rules")
     def _check_rules(self, proposal: Any) -> dict[str, str]:
         try:

@@ -30,6 +30,7 @@ from .policy import PolicySettings, Verdict, check_cell
 from .relay.budget import OutputLimits
 from .relay.protocol import frame_limit
 from .relay.publisher import Publisher
+from .relay.reports import escape_for_log
 from .relay.sanitize import SanitizePolicy
 from .spec import build_environment, build_spec, effective_memory_bytes
 
@@ -139,6 +140,7 @@ class SandboxKernel(Kernel):
             kernel_id=self.ident,
             user=getpass.getuser(),
             secrets=[self.session.key] if self.session is not None else [],
+            max_bytes=self.policy.audit_log_max_mb * 1024 * 1024,
         )
         self.publisher = Publisher(
             self,
@@ -201,7 +203,8 @@ class SandboxKernel(Kernel):
                     "action": "deny",
                     "detail": f"{attempt.setting}: {attempt.attempted!r} refused, "
                     f"locked to {attempt.locked!r}",
-                }
+                },
+                reported_by="kernel",
             )
 
     # -- execution count, as IPython counts it -----------------------------------
@@ -408,13 +411,19 @@ class SandboxKernel(Kernel):
         return render_report(info)
 
     def _executor_log(self, level: str, message: str) -> None:
+        # The text may come from the cell: one line, control characters escaped,
+        # so that it cannot forge a line of the server's log.
         getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")(
-            "%s", message
+            "%s", escape_for_log(message)
         )
 
     def _on_audit(self, record: dict[str, Any]) -> None:
         """A runtime report: the executor's audit hook, or the seccomp supervisor."""
-        self.audit.record_violation(record, source=self._cell_code if self._running else None)
+        self.audit.record_violation(
+            record,
+            source=self._cell_code if self._running else None,
+            reported_by=str(record.get("reported_by", "cell")),
+        )
         if record.get("event") == "seccomp":
             self.publisher.notice(f"[sandbox] blocked {record.get('detail')}", key="seccomp")
         elif record.get("event") == "forged_reply":

@@ -27,6 +27,7 @@ __all__ = ["REDACTED", "AuditLog", "Scrubber", "cell_sha256"]
 REDACTED = "[REDACTED]"
 MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
 MAX_DETAIL = 2000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 # NAME=value or NAME: value where NAME looks like a credential (env dumps, headers, URLs).
 _ASSIGNED = re.compile(
@@ -128,7 +129,11 @@ class AuditLog:
         user: str = "",
         isolation: str = "",
         secrets: Iterable[str | bytes] = (),
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        # The file's size bound: past it the file becomes PATH.1 (replacing an older
+        # one) and a new file starts, so the log holds at most about twice this.
+        self.max_bytes = max_bytes
         self.logger = logger if logger is not None else logging.getLogger(__name__)
         self.kernel_id = kernel_id
         self.user = user
@@ -215,10 +220,14 @@ class AuditLog:
         return record
 
     def record_violation(
-        self, report: Mapping[str, Any], *, source: str | None = None
+        self, report: Mapping[str, Any], *, source: str | None = None, reported_by: str = "cell"
     ) -> dict[str, Any]:
-        """One record for a runtime report of the executor's audit hook (or the seccomp
-        supervisor): ``{"event", "rule", "action", "detail"}``."""
+        """One record for a runtime report: ``{"event", "rule", "action", "detail"}``.
+
+        ``reported_by`` says whose word it is: "cell" (a frame from the executor,
+        where the cell runs and could have written it), "supervisor" (the sandbox's
+        pid 1, over its own channel: seccomp reports), or "kernel" (this process).
+        """
         action = str(report.get("action", ""))
         record: dict[str, Any] = {
             "time": _now(),
@@ -233,6 +242,7 @@ class AuditLog:
             "event": str(report.get("event", "")),
             "detail": str(report.get("detail", ""))[:MAX_DETAIL],
             "isolation": self.isolation,
+            "reported_by": reported_by,
         }
         self._write(record)
         return record
@@ -241,6 +251,8 @@ class AuditLog:
         clean = self.scrubber.value(record)
         line = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
         with self._lock:
+            if self._file is not None:
+                self._rotate_if_needed(len(line.encode("utf-8", "replace")) + 1)
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._file.flush()
@@ -266,6 +278,33 @@ class AuditLog:
                 clean.get("action"),
                 clean.get("event", "-"),
                 clean.get("detail"),
+            )
+
+    def _rotate_if_needed(self, size: int) -> None:
+        """Keep the file under ``max_bytes``: rotate it, or follow another kernel's rotation."""
+        assert self._file is not None
+        assert self.path is not None
+        try:
+            ours = os.fstat(self._file.fileno())
+            try:
+                current = os.stat(self.path, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            moved = current is None or (current.st_ino, current.st_dev) != (
+                ours.st_ino,
+                ours.st_dev,
+            )
+            if not moved and ours.st_size + size <= self.max_bytes:
+                return
+            if not moved:
+                os.replace(self.path, self.path + ".1")
+            self._file.close()
+            self._file = self._open(Path(self.path))
+        except OSError as exc:
+            self._file = None
+            self.error = f"{exc.strerror or exc} ({self.path}, rotating)"
+            self.logger.error(
+                "audit log unavailable, logging to the kernel log only: %s", self.error
             )
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..errors import ExecutorDied, RelayError
 from ..relay.protocol import FrameReader, FrameRejected, encode_frame
+from ..relay.reports import Quota
 from .spawn import spawn, take_prelaunched
 
 __all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
@@ -34,6 +35,14 @@ __all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
+# Per cell, what the executor may put in the kernel log and the audit log.
+LOG_RECORDS_PER_CELL = 100
+LOG_BYTES_PER_CELL = 64 * 1024
+AUDIT_RECORDS_PER_CELL = 100
+AUDIT_BYTES_PER_CELL = 128 * 1024
+# Kinds of record only the supervisor (seccomp) and the kernel (admin locks) make.
+TRUSTED_AUDIT_EVENTS = frozenset({"seccomp", "lock"})
+TRUSTED_AUDIT_RULES = frozenset({"SECCOMP", "LOCK"})
 # The frame that answers each command; anything else carrying its id is forged.
 REPLY_TYPES = {"execute": "execute_reply", "complete": "complete_reply", "inspect": "inspect_reply"}
 STDERR_LOG_LIMIT = 64 * 1024
@@ -143,6 +152,8 @@ class ExecutorProcess:
         # at most one input_request is outstanding at a time.
         self._stdin_allowed = False
         self.protocol_violations = 0
+        self._log_quota = Quota(LOG_RECORDS_PER_CELL, LOG_BYTES_PER_CELL)
+        self._audit_quota = Quota(AUDIT_RECORDS_PER_CELL, AUDIT_BYTES_PER_CELL)
         self.exit_status: dict[str, Any] | None = None
         self._exited = asyncio.Event()
         # The whole sandbox is gone (or being taken down) when dead_reason is
@@ -422,6 +433,8 @@ class ExecutorProcess:
         started = time.monotonic()
         outcome = CellOutcome()
         self._stdin_allowed = request.allow_stdin
+        self._log_quota.reset()
+        self._audit_quota.reset()
         try:
             outcome.reply = await self.request(
                 {
@@ -441,6 +454,7 @@ class ExecutorProcess:
             outcome.failure_kind = "died"
         finally:
             self._stdin_allowed = False
+            self._summarise_reports()
             for task in list(self._input_tasks):
                 task.cancel()
             outcome.wall_time_s = time.monotonic() - started
@@ -577,7 +591,7 @@ class ExecutorProcess:
         """One frame from the reader. Nothing a frame contains may stop the reading loop."""
         try:
             if isinstance(item, FrameRejected):
-                self.on_log("warning", f"dropped a frame from the executor: {item}")
+                self._cell_log("warning", f"dropped a frame from the executor: {item}")
                 self.sink.publish({"type": "relay_notice", "text": str(item)})
             else:
                 self._dispatch(item)
@@ -605,6 +619,7 @@ class ExecutorProcess:
                     "action": "deny",
                     "event": "forged_reply",
                     "detail": f"a {kind} {why}",
+                    "reported_by": "kernel",
                 }
             )
 
@@ -657,13 +672,50 @@ class ExecutorProcess:
             task.add_done_callback(self._input_tasks.discard)
             return
         if kind == "log":
-            self.on_log(message["level"], f"executor: {message['message']}")
+            self._cell_log(
+                message["level"], f"executor (reported by the cell): {message['message']}"
+            )
             return
         if kind == "audit":
-            if self.on_audit is not None:
-                self.on_audit(message)
+            self._cell_audit(message)
             return
         self.sink.publish(message)
+
+    def _cell_log(self, level: str, text: str) -> None:
+        """A log record the executor caused: within its quota, escaped by the kernel's log."""
+        if self._log_quota.admit(len(text)):
+            self.on_log(level, text)
+
+    def _cell_audit(self, message: dict[str, Any]) -> None:
+        """An audit report from the relay: the cell's word, never the supervisor's."""
+        if message["event"] in TRUSTED_AUDIT_EVENTS or message["rule"] in TRUSTED_AUDIT_RULES:
+            self._violation(f"an audit report of a {message['event'] or message['rule']} event")
+            return
+        size = sum(len(str(v)) for v in message.values())
+        if self.on_audit is not None and self._audit_quota.admit(size):
+            self.on_audit({**message, "reported_by": "cell"})
+
+    def _summarise_reports(self) -> None:
+        """One record each for the log and audit reports of a cell that went over quota."""
+        dropped = self._log_quota.take_dropped()
+        if dropped:
+            self.on_log(
+                "warning",
+                f"{dropped:,} more log records from the executor were dropped in this cell "
+                f"(at most {LOG_RECORDS_PER_CELL} or {LOG_BYTES_PER_CELL // 1024} KiB a cell)",
+            )
+        dropped = self._audit_quota.take_dropped()
+        if dropped and self.on_audit is not None:
+            self.on_audit(
+                {
+                    "event": "audit_reports_dropped",
+                    "rule": "",
+                    "action": "audit",
+                    "detail": f"{dropped:,} more audit reports from the cell were dropped "
+                    f"(at most {AUDIT_RECORDS_PER_CELL} a cell)",
+                    "reported_by": "kernel",
+                }
+            )
 
     def _violation(self, what: str) -> None:
         """A frame the protocol does not allow now: dropped, counted, reported once a cell."""
@@ -703,7 +755,8 @@ class ExecutorProcess:
                     elif item["type"] == "exit":
                         self._on_exit(item)
                     elif item["type"] == "audit" and self.on_audit is not None:
-                        self.on_audit(item)
+                        # The supervisor's own channel: the one source of seccomp reports.
+                        self.on_audit({**item, "reported_by": "supervisor"})
                     elif item["type"] == "log":
                         self.on_log(item["level"], f"supervisor: {item['message']}")
         except OSError:

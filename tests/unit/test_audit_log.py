@@ -217,3 +217,46 @@ def test_concurrent_writers_do_not_interleave(log_path: Path) -> None:
         thread.join()
     log.close()
     assert len(read(log_path)) == 800
+
+
+def test_the_audit_log_is_rotated_at_its_size_bound(log_path: Path) -> None:
+    with AuditLog(log_path, max_bytes=64 * 1024) as log:
+        for i in range(200):
+            log.record_violation({"event": "open", "rule": "SKP240", "detail": f"{i} " + "x" * 900})
+    assert log_path.stat().st_size <= 64 * 1024
+    rotated = Path(str(log_path) + ".1")
+    assert rotated.stat().st_size <= 64 * 1024
+    assert stat.S_IMODE(rotated.stat().st_mode) == 0o600
+    # The newest record is in the file, the file before it in PATH.1, all whole lines.
+    assert read(log_path)[-1]["detail"].startswith("199 ")
+    assert read(rotated)
+
+
+def test_a_kernel_follows_another_kernels_rotation(log_path: Path) -> None:
+    with AuditLog(log_path, max_bytes=64 * 1024) as first, AuditLog(log_path) as second:
+        for _ in range(40):  # ~2.3 kB each: the file is rotated once
+            first.record_violation({"event": "a", "detail": "x" * 2000})
+        second.record_violation({"event": "c", "detail": "after"})
+    events = [r["event"] for r in read(log_path)]
+    assert events[-1] == "c"
+    assert len(events) < 40
+    assert Path(str(log_path) + ".1").exists()
+
+
+def test_runtime_records_say_who_reported_them(log_path: Path) -> None:
+    with AuditLog(log_path) as log:
+        log.record_violation({"event": "open", "rule": "SKP240"})
+        log.record_violation({"event": "seccomp", "rule": "SECCOMP"}, reported_by="supervisor")
+    assert [r["reported_by"] for r in read(log_path)] == ["cell", "supervisor"]
+
+
+def test_log_text_from_the_cell_cannot_start_a_line() -> None:
+    from sandbox_kernel.relay.reports import escape_for_log
+
+    text = escape_for_log("x\n[W 2024 ServerApp] forged\r\x1b[2K\u2028\u202e")
+    assert "\n" not in text
+    assert "\r" not in text
+    assert "\x1b" not in text
+    assert "\u2028" not in text
+    assert "\u202e" not in text
+    assert text.startswith("x\\n[W 2024 ServerApp] forged\\r\\x1b[2K")
