@@ -20,7 +20,9 @@ from traitlets.config import Configurable
 from .levels import ISOLATION_LEVELS, level_rank
 from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES
 from .policy.settings import check_overrides
+from .relay.gate import ACTIVE_CONTENT_MODES
 from .relay.protocol import DEFAULT_MAX_MESSAGE_BYTES
+from .relay.widgets import CORE_WIDGET_MODULES, WIDGET_TARGETS
 
 __all__ = [
     "ISOLATION_LEVELS",
@@ -33,6 +35,13 @@ __all__ = [
 ]
 
 MECHANISM_POLICY = ["required", "auto", "disabled"]
+# Rendered by JupyterLab's own Vega extension and by plotly's: data, not code.
+DEFAULT_RENDERER_MIME_TYPES = (
+    "application/vnd.vega.v5+json",
+    "application/vnd.vegalite.v5+json",
+    "application/vnd.vegalite.v4+json",
+    "application/vnd.plotly.v1+json",
+)
 
 
 class Isolation(Configurable):
@@ -300,23 +309,78 @@ class Output(Configurable):
         help="Widget (comm) messages per second relayed to the frontend.",
     ).tag(config=True)
 
+    active_content = CaselessStrEnum(
+        list(ACTIVE_CONTENT_MODES),
+        default_value="isolate",
+        help="""What happens to active output: HTML or SVG with scripts, event handlers,
+        javascript: URLs, forms, <base>, <meta refresh> or iframes; JavaScript outputs;
+        Markdown with raw HTML. JupyterLab renders a live session's outputs in the
+        Jupyter server's origin, where such content acts with the user's authority.
+        'isolate' renders it in a sandboxed iframe with an opaque origin (scripts run,
+        interactive plots work; no cookies, page or server API); 'sanitize' removes the
+        active parts (nh3 allow-list) and drops JavaScript (classroom preset); 'drop'
+        removes active outputs. Passive HTML (pandas tables) is relayed unchanged in
+        every mode.""",
+    ).tag(config=True)
+
+    renderer_mime_types = List(
+        Unicode(),
+        default_value=list(DEFAULT_RENDERER_MIME_TYPES),
+        help="""MIME types that frontend extensions render from data (Vega, Vega-Lite,
+        plotly's figure JSON). Their renderers run in the notebook page, so only types
+        whose renderers treat the data as data are relayed; any other MIME type outside
+        the built-in passive ones (text, images, JSON, PDF) is dropped with a notice.""",
+    ).tag(config=True)
+
+    comm_targets = List(
+        Unicode(),
+        default_value=list(WIDGET_TARGETS),
+        help="""Comm targets a cell may open in the frontend. ipywidgets' targets by
+        default; a comm to any other target is refused with a notice (the frontend code
+        behind a target acts on what the cell sends, in the notebook page).""",
+    ).tag(config=True)
+
+    widget_modules = List(
+        Unicode(),
+        default_value=list(CORE_WIDGET_MODULES),
+        help="""Widget model and view modules whose JavaScript may render a cell's
+        widgets: ipywidgets' own by default. A widget from any other module is refused
+        with a notice. Add a library's module to trust its frontend code with what cells
+        send it, for example 'anywidget' (plotly's FigureWidget), 'bqplot' or
+        'jupyter-leaflet'.""",
+    ).tag(config=True)
+
+    isolated_library_bytes = Int(
+        16 * 1024 * 1024,
+        min=0,
+        help="""Library code a session emitted (bokeh's output_notebook, plotly's
+        init_notebook_mode) that is replayed in later isolated frames, which are
+        separate documents; at most this many bytes per kernel.""",
+    ).tag(config=True)
+
     sanitize_html = Bool(
         False,
-        help="""Clean HTML outputs (and HTML in widgets) with an allow-list: no scripts, event
-        handlers, iframes, forms, javascript: links or command-linker attributes.
-        On in the classroom preset.""",
+        help="""Deprecated: True means at least Output.active_content = 'sanitize'.""",
     ).tag(config=True)
 
     drop_javascript = Bool(
         False,
-        help="Drop application/javascript outputs. On in the classroom preset.",
+        help="""Deprecated: True means at least Output.active_content = 'sanitize'.""",
     ).tag(config=True)
 
     drop_frontend_payloads = Bool(
         False,
-        help="""Drop payloads that drive the frontend: the pager (help text rendered as
-        trusted HTML), set_next_input and edit. On in the classroom preset.""",
+        help="""Drop payloads that change the notebook: set_next_input that replaces the
+        cell's code, and edit. On in the classroom preset. (The pager's content is
+        always reduced to text.)""",
     ).tag(config=True)
+
+    def effective_active_content(self) -> str:
+        """active_content, made at least 'sanitize' by the deprecated booleans."""
+        mode = str(self.active_content).lower()
+        if (self.sanitize_html or self.drop_javascript) and mode == "isolate":
+            return "sanitize"
+        return mode
 
 
 class Policy(Configurable):
@@ -397,8 +461,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "Output": {
             "max_cell_output_bytes": 8 * 1024 * 1024,
             "max_messages_per_s": 200.0,
-            "sanitize_html": True,
-            "drop_javascript": True,
+            "active_content": "sanitize",
             "drop_frontend_payloads": True,
         },
         "Policy": {"preset": "classroom"},

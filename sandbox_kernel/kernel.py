@@ -28,10 +28,10 @@ from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
 from .relay.budget import OutputLimits
+from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
 from .relay.publisher import Publisher
 from .relay.reports import escape_for_log
-from .relay.sanitize import SanitizePolicy
 from .spec import build_environment, build_spec, effective_memory_bytes
 
 __all__ = ["SandboxKernel"]
@@ -151,10 +151,13 @@ class SandboxKernel(Kernel):
                 max_comm_bytes=self.output.max_comm_bytes,
                 max_comm_messages_per_s=self.output.max_comm_messages_per_s,
             ),
-            SanitizePolicy(
-                sanitize_html=self.output.sanitize_html,
-                drop_javascript=self.output.drop_javascript,
+            GateSettings(
+                active_content=self.output.effective_active_content(),
+                renderer_mime_types=frozenset(self.output.renderer_mime_types),
+                comm_targets=frozenset(self.output.comm_targets),
+                widget_modules=frozenset(self.output.widget_modules),
                 drop_frontend_payloads=self.output.drop_frontend_payloads,
+                library_bytes=self.output.isolated_library_bytes,
             ),
             on_cap=self._mute_executor,
         )
@@ -657,13 +660,15 @@ class SandboxKernel(Kernel):
     def _reply_for(self, outcome: CellOutcome, count: int) -> dict[str, Any]:
         reply = outcome.reply
         assert reply is not None
-        payload, notes = self.publisher.sanitizer.payloads(reply.get("payload", []))
-        for note in notes:
-            self.publisher.notice(f"[sandbox] {note}.", key="sanitize")
+        # Replies carry renderable content too: the same gate as every output.
+        gate = self.publisher.gate
+        payload, notes = gate.payloads(reply.get("payload", []))
+        expressions, more = gate.user_expressions(reply.get("user_expressions", {}))
+        self.publisher.notes(notes + more)
         content: dict[str, Any] = {
             "status": reply["status"],
             "execution_count": count,
-            "user_expressions": reply.get("user_expressions", {}),
+            "user_expressions": expressions,
             "payload": payload,
         }
         if reply["status"] == "error":
@@ -877,7 +882,7 @@ class SandboxKernel(Kernel):
         return {
             "status": "ok",
             "found": reply["found"],
-            "data": reply["data"],
+            "data": self.publisher.gate.inspect_data(reply["data"]),
             "metadata": reply["metadata"],
         }
 
@@ -940,7 +945,9 @@ class SandboxKernel(Kernel):
     async def comm_open(self, stream: Any, ident: Any, parent: Any) -> None:
         content = parent["content"]
         if isinstance(content.get("comm_id"), str):
-            self.publisher.comms[content["comm_id"]] = str(content.get("target_name", ""))
+            target = str(content.get("target_name", ""))
+            self.publisher.comms[content["comm_id"]] = target
+            self.publisher.gate.frontend_comm(content["comm_id"], target)
         await self._relay_comm("comm_open", parent)
 
     async def comm_msg(self, stream: Any, ident: Any, parent: Any) -> None:

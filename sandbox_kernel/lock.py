@@ -112,6 +112,11 @@ ORDERS: dict[str, Order] = {
     "Output.sanitize_html": _true_is_stricter,
     "Output.drop_javascript": _true_is_stricter,
     "Output.drop_frontend_payloads": _true_is_stricter,
+    "Output.active_content": _rank(["drop", "sanitize", "isolate"]),
+    "Output.renderer_mime_types": _subset,
+    "Output.comm_targets": _subset,
+    "Output.widget_modules": _subset,
+    "Output.isolated_library_bytes": _smaller(False),
     "Policy.preset": _rank(["classroom", "standard", "permissive"]),
     "Policy.rules": _rules_stricter,
     "Policy.runtime_hooks": _true_is_stricter,
@@ -132,7 +137,13 @@ def _strictest(name: str, a: Any, b: Any) -> Any:
         for key, value in a.items():
             merged[key] = value if key not in merged or order(value, merged[key]) else merged[key]
         return merged
-    if name in {"Isolation.extra_mounts", "Isolation.env_passthrough"}:
+    if name in {
+        "Isolation.extra_mounts",
+        "Isolation.env_passthrough",
+        "Output.renderer_mime_types",
+        "Output.comm_targets",
+        "Output.widget_modules",
+    }:
         return [v for v in a if v in set(b)]
     if name == "Isolation.hidden_paths":
         return list(dict.fromkeys([*a, *b]))

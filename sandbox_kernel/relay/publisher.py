@@ -3,8 +3,8 @@
 Only this side speaks Jupyter: the parent header comes from a request the
 kernel itself received (the child may only point at one by msg_id), and the
 session signs each message with a key the child never had. On the way, the
-output budget caps what a cell may send and the sanitizer cleans what the
-browser will render.
+output gate (relay/gate.py) decides what the browser may render and the output
+budget caps what a cell may send.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client.session import json_packer
 
 from .budget import CellBudget, NoticeBudget, OutputLimits
-from .sanitize import OutputSanitizer, SanitizePolicy
+from .gate import GateSettings, OutputGate
 
 if TYPE_CHECKING:
     from ..kernel import SandboxKernel
@@ -49,7 +49,7 @@ NOTICE_SUMMARIES = {
     "forged": "forged replies from the cell were ignored",
     "violation": "protocol violations by the executor were dropped",
     "warning": "runtime policy warnings were raised",
-    "sanitize": "outputs were changed by the sanitizer",
+    "gate": "outputs were changed by the output gate",
 }
 
 
@@ -60,13 +60,13 @@ class Publisher:
         self,
         kernel: SandboxKernel,
         limits: OutputLimits,
-        sanitize: SanitizePolicy,
+        gate: GateSettings,
         *,
         on_cap: Callable[[], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.limits = limits
-        self.sanitizer = OutputSanitizer(sanitize)
+        self.gate = OutputGate(gate)
         self.on_cap = on_cap
         self.parents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.current: dict[str, Any] = {}
@@ -105,6 +105,7 @@ class Publisher:
         self.budget = CellBudget(self.limits)
         self.notices = NoticeBudget()
         self._held_updates.clear()
+        self.gate.begin_cell()
 
     def end_cell(self) -> dict[str, Any]:
         """Send held display updates and a summary of what was not shown; return the figures."""
@@ -159,12 +160,15 @@ class Publisher:
         if kind not in IOPUB_TYPES:
             return
         if kind in BUNDLE_TYPES:
-            data, notes = self.sanitizer.bundle(message["data"])
+            data, notes = self.gate.bundle(message["data"])
             message = {**message, "data": data}
-            for note in notes:
-                self.notice(f"[sandbox] {note}.", self.parent_for(message), key="sanitize")
-        elif kind in {"comm_open", "comm_msg"}:
-            message = {**message, "data": self.sanitizer.comm_data(message["data"])}
+            self.notes(notes, self.parent_for(message))
+        elif kind in COMM:
+            gated, notes = self.gate.comm(kind, message)
+            self.notes(notes, self.parent_for(message))
+            if gated is None:
+                return
+            message = gated
         packed = self._pack(message)
         reason = self.budget.admit(kind, packed.size)
         if reason is None:
@@ -267,6 +271,11 @@ class Publisher:
             buffers=buffers,
             metadata=metadata,
         )
+
+    def notes(self, notes: list[str], parent: dict[str, Any] | None = None) -> None:
+        """The output gate's notes on what it changed (a few per cell, then a count)."""
+        for note in dict.fromkeys(notes):
+            self.notice(f"[sandbox] {note}.", parent, key="gate")
 
     def notice(
         self, text: str, parent: dict[str, Any] | None = None, *, key: str | None = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from tests.utils import execute
+from tests.utils import execute, running_kernel
 
 
 def _drain_idle(kc: BlockingKernelClient, msg_id: str) -> list[dict]:
@@ -102,7 +103,22 @@ def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
     assert reply["content"]["comms"] == {comm_id: {"target_name": "echo"}}
 
 
-def test_binary_buffers_travel_both_ways(kc: BlockingKernelClient) -> None:
+def test_a_comm_to_another_target_is_refused_with_a_notice(kc: BlockingKernelClient) -> None:
+    res = execute(kc, "from comm import create_comm\nc = create_comm(target_name='bin')")
+    assert not res.of_type("comm_open"), "a comm to an unknown frontend target was opened"
+    assert "comm to the frontend target 'bin' was refused" in res.stderr
+    assert "Output.comm_targets" in res.stderr
+    res = execute(kc, "c.send({'x': 1})")
+    assert not res.of_type("comm_msg")
+
+
+def test_binary_buffers_travel_both_ways(module_workspace: Path) -> None:
+    allow_bin = "--Output.comm_targets=['jupyter.widget', 'bin']"
+    with running_kernel(module_workspace, extra_arguments=[allow_bin]) as (_, kc):
+        _binary_buffers_travel_both_ways(kc)
+
+
+def _binary_buffers_travel_both_ways(kc: BlockingKernelClient) -> None:
     execute(
         kc,
         "from comm import create_comm\n"

@@ -151,14 +151,22 @@ def test_classroom_preset_sanitizes_outputs(workspace: Path) -> None:
             assert "sanitized" in res.stderr, name
         res = execute(kc, "from IPython.display import Javascript\nJavascript('document.title=1')")
         assert "application/javascript" not in res.of_type("execute_result")[0]["data"]
+        # The pager's content is text only; the cell's code may not be replaced.
         res = execute(kc, "len?")
+        [page] = res.reply["content"]["payload"]
+        assert set(page["data"]) == {"text/plain"}
+        assert "Return the number of items" in page["data"]["text/plain"]
+        res = execute(kc, "get_ipython().set_next_input('x', replace=True)")
         assert res.reply["content"]["payload"] == []
-        assert "page payload was dropped" in res.stderr
+        assert "replaces the cell's code was dropped" in res.stderr
         res = execute(kc, "get_ipython().set_next_input('x')")
-        assert res.reply["content"]["payload"] == []
+        assert res.reply["content"]["payload"][0]["source"] == "set_next_input"
 
 
-def test_standard_preset_relays_html_as_ipykernel_does(workspace: Path) -> None:
+def test_standard_preset_isolates_active_html(workspace: Path) -> None:
     with running_kernel(workspace) as (_, kc):
         res = execute(kc, f"from IPython.display import HTML\nHTML({PAYLOADS['script']!r})")
-        assert "<script>" in res.of_type("execute_result")[0]["data"]["text/html"]
+        markup = res.of_type("execute_result")[0]["data"]["text/html"]
+        assert markup.startswith('<iframe class="sandbox-kernel-frame" sandbox="allow-scripts" ')
+        assert "<script>document.title" not in markup
+        assert "&lt;script&gt;document.title" in markup

@@ -118,7 +118,7 @@ def test_locked_app_preset_locks_its_settings() -> None:
     locks = Locks()
     locks.merge({"SandboxKernelApp.preset": "classroom"}, "admin")
     locks.expand()
-    assert locks.values["Output.sanitize_html"] is True
+    assert locks.values["Output.active_content"] == "sanitize"
     assert locks.values["Limits.wall_time_limit_s"] == 60.0
 
 

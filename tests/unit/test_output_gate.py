@@ -1,0 +1,532 @@
+"""The output gate, one test (at least) per message field in its table (relay/gate.py)."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from sandbox_kernel.relay import frame
+from sandbox_kernel.relay.gate import REMOVED, GateSettings, OutputGate
+from sandbox_kernel.relay.html import is_passive_html, is_passive_markdown, sanitize_html
+from sandbox_kernel.relay.widgets import CORE_WIDGET_MODULES, WIDGET_TARGETS
+
+HOSTILE_HTML = "<img src=x onerror=\"fetch('/api/kernels',{method:'POST'})\">"
+
+
+def gate(mode: str = "isolate", **kw: Any) -> OutputGate:
+    settings: dict[str, Any] = {
+        "active_content": mode,
+        "comm_targets": frozenset(WIDGET_TARGETS),
+        "renderer_mime_types": frozenset({"application/vnd.vegalite.v5+json"}),
+        **kw,
+    }
+    return OutputGate(GateSettings(**settings))
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script:
+            self.scripts.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+
+def parse(markup: str) -> _Elements:
+    parser = _Elements()
+    parser.feed(markup)
+    parser.close()
+    return parser
+
+
+def assert_isolated(markup: str, content: str) -> str:
+    """``markup`` is exactly the gate's frame and its listener; return the frame's document."""
+    parsed = parse(markup)
+    assert [tag for tag, _ in parsed.elements] == ["iframe", "script"], parsed.elements
+    attrs = parsed.elements[0][1]
+    assert set(attrs) == {"class", "sandbox", "referrerpolicy", "style", "srcdoc"}
+    assert attrs["sandbox"] == "allow-scripts"
+    assert attrs["class"] == frame.FRAME_MARKER
+    # The listener is the fixed text of relay/frame.py: nothing from the cell.
+    assert markup.endswith(frame._LISTENER)
+    document = attrs["srcdoc"]
+    assert document is not None
+    assert content in document
+    return document
+
+
+# -- display_data / execute_result / update_display_data: text/html ---------------------
+
+
+def test_pandas_tables_pass_byte_for_byte() -> None:
+    pd = pytest.importorskip("pandas")
+    frame_ = pd.DataFrame({"a": [1, 2], "b": ["x<y", "&"]})
+    # The Styler does not escape cells: "x<y" would be markup under stock too.
+    styler = frame_[["a"]].style.highlight_max().set_caption("caption").format(precision=2)
+    for markup in (frame_._repr_html_(), styler._repr_html_(), frame_.to_html()):
+        data, notes = gate().bundle({"text/html": markup, "text/plain": "t"})
+        assert data["text/html"] == markup
+        assert notes == []
+
+
+@pytest.mark.parametrize("mode", ["isolate", "sanitize", "drop"])
+def test_passive_html_is_unchanged_in_every_mode(mode: str) -> None:
+    markup = '<b class="x">bold</b> <a href="https://example.org">link</a> <img src="data:,">'
+    data, notes = gate(mode).bundle({"text/html": markup})
+    assert data == {"text/html": markup}
+    assert notes == []
+
+
+def test_active_html_is_isolated_in_a_sandboxed_frame() -> None:
+    data, notes = gate().bundle({"text/html": HOSTILE_HTML, "text/plain": "t"})
+    assert notes == []
+    assert data["text/plain"] == "t"
+    document = assert_isolated(data["text/html"], HOSTILE_HTML)
+    assert frame.MESSAGE_TYPE in document  # the height reporter
+
+
+def test_the_frame_cannot_be_escaped_from_its_srcdoc() -> None:
+    breakout = '"><script>parent.x=1</script><iframe srcdoc="\' </iframe><script>y</script>'
+    data, _ = gate().bundle({"text/html": breakout})
+    assert_isolated(data["text/html"], breakout)
+
+
+def test_sanitize_mode_cleans_active_html_and_says_so() -> None:
+    data, notes = gate("sanitize").bundle({"text/html": HOSTILE_HTML + "<b>kept</b>"})
+    assert "onerror" not in data["text/html"]
+    assert "<b>kept</b>" in data["text/html"]
+    assert any("HTML output was sanitized" in n for n in notes)
+
+
+def test_drop_mode_removes_active_html() -> None:
+    data, notes = gate("drop").bundle({"text/html": HOSTILE_HTML, "text/plain": "t"})
+    assert data == {"text/plain": "t"}
+    assert notes
+
+
+def test_an_emptied_bundle_says_why() -> None:
+    data, _ = gate("drop").bundle({"text/html": HOSTILE_HTML})
+    assert data == {"text/plain": REMOVED}
+
+
+# -- application/javascript ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mime", ["application/javascript", "text/javascript", "application/ecmascript"]
+)
+def test_javascript_runs_only_in_a_frame(mime: str) -> None:
+    code = 'element.textContent = "</script><b>" + document.cookie'
+    data, notes = gate().bundle({mime: code, "text/plain": "t"})
+    assert mime not in data
+    assert notes == []
+    document = assert_isolated(data["text/html"], "sandbox-kernel-output")
+    # The code travels base64-encoded: no '</script>' in it can end its script early.
+    encoded = re.search(r'atob\("([A-Za-z0-9+/=]+)"\)', html.unescape(document))
+    assert encoded is not None
+
+
+@pytest.mark.parametrize("mode", ["sanitize", "drop"])
+def test_javascript_is_dropped_outside_isolation(mode: str) -> None:
+    data, notes = gate(mode).bundle({"application/javascript": "alert(1)", "text/plain": "t"})
+    assert data == {"text/plain": "t"}
+    assert any("a application/javascript output was dropped" in n for n in notes)
+
+
+# -- text/markdown, text/latex ----------------------------------------------------------
+
+
+def test_markdown_without_html_is_unchanged() -> None:
+    text = "# Title\n\n*a* < b, [docs](https://example.org) and $x^2$"
+    assert gate().bundle({"text/markdown": text}) == ({"text/markdown": text}, [])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<img src=x onerror=alert(1)>",
+        "[click](javascript:alert(1))",
+        "[click](JaVaScRiPt&#58;alert(1))",
+        "<https://example.org>",
+        "$\\href{javascript:alert(1)}{x}$",
+    ],
+)
+def test_markdown_with_raw_html_or_active_links_is_active(text: str) -> None:
+    assert not is_passive_markdown(text)
+    data, _ = gate().bundle({"text/markdown": text})
+    assert "text/markdown" not in data
+    assert_isolated(data["text/html"], "")
+    data, notes = gate("sanitize").bundle({"text/markdown": text, "text/plain": "t"})
+    assert data == {"text/plain": "t"}
+    assert notes
+
+
+@pytest.mark.parametrize("mode", ["isolate", "sanitize", "drop"])
+def test_latex_that_makes_links_is_dropped(mode: str) -> None:
+    data, notes = gate(mode).bundle(
+        {"text/latex": "$\\href{javascript:alert(1)}{x}$", "text/plain": "t"}
+    )
+    assert data == {"text/plain": "t"}
+    assert notes
+    plain = {"text/latex": "$\\frac{1}{2}$"}
+    assert gate(mode).bundle(plain) == (plain, [])
+
+
+# -- other MIME types ---------------------------------------------------------------------
+
+
+def test_passive_types_pass_and_svg_is_passive_as_an_image() -> None:
+    bundle = {
+        "image/png": "iVBORw0KGgo=",
+        "image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>',
+        "application/json": {"a": 1},
+        "application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2},
+    }
+    assert gate().bundle(bundle) == (bundle, [])
+
+
+def test_extension_types_pass_only_when_listed() -> None:
+    data, notes = gate().bundle(
+        {
+            "application/vnd.vegalite.v5+json": {"mark": "point"},
+            "application/vnd.bokehjs_exec.v0+json": "",
+            "text/plain": "t",
+        }
+    )
+    assert set(data) == {"application/vnd.vegalite.v5+json", "text/plain"}
+    assert any("Output.renderer_mime_types" in n for n in notes)
+
+
+# -- libraries and element adoption ----------------------------------------------------
+
+
+def test_a_library_emitted_once_is_replayed_in_later_frames() -> None:
+    g = gate()
+    library = "<script>window.Lib = {draw: function(e) { e.textContent = 'drawn'; }};</script>"
+    g.bundle({"text/html": library})
+    data, _ = g.bundle({"text/html": '<div id="plot1"></div><script>Lib.draw(plot1)</script>'})
+    document = assert_isolated(data["text/html"], "Lib.draw")
+    assert document.index("window.Lib") < document.index("Lib.draw")
+    g.bundle({"application/javascript": "window.Other = 1"})
+    data, _ = g.bundle({"text/html": "<script>x()</script>"})
+    document = html.unescape(data["text/html"])
+    assert "window.Lib" in document
+    assert "document.createElement" in document  # the replayed script draws nowhere
+
+
+def test_library_memory_is_bounded() -> None:
+    g = gate(library_bytes=1000)
+    g.bundle({"text/html": "<script>/*" + "x" * 2000 + "*/</script>"})
+    g.bundle({"text/html": "<script>window.Small = 1</script>"})
+    assert g.libraries.size < 1000
+    assert g.libraries.skipped_bytes > 2000
+    data, _ = g.bundle({"text/html": "<script>use()</script>"})
+    assert "x" * 2000 not in data["text/html"]
+    assert "Small" in data["text/html"]
+
+
+def test_a_script_output_adopts_the_element_an_earlier_output_of_its_cell_holds() -> None:
+    g = gate()
+    g.begin_cell()
+    div = '<div id="a1b2c3d4" data-root-id="p1"></div>'
+    g.bundle({"text/html": div})
+    data, _ = g.bundle({"application/javascript": 'document.getElementById("a1b2c3d4")'})
+    document = html.unescape(data["text/html"])
+    assert document.index(div) < document.index("atob(")
+    g.begin_cell()
+    data, _ = g.bundle({"application/javascript": 'document.getElementById("a1b2c3d4")'})
+    assert div not in html.unescape(data["text/html"])
+
+
+# -- execute_reply user_expressions, inspect_reply, payloads ---------------------------
+
+
+def test_user_expressions_bundles_go_through_the_gate() -> None:
+    expressions = {
+        "x": {"status": "ok", "data": {"text/html": HOSTILE_HTML}, "metadata": {}},
+        "y": {"status": "error", "ename": "E", "evalue": "v", "traceback": []},
+    }
+    clean, _ = gate().user_expressions(expressions)
+    assert_isolated(clean["x"]["data"]["text/html"], HOSTILE_HTML)
+    assert clean["y"] == expressions["y"]
+    clean, _ = gate("drop").user_expressions(expressions)
+    assert clean["x"]["data"] == {"text/plain": REMOVED}
+
+
+def test_inspect_data_is_text_only() -> None:
+    data = {"text/plain": "help", "text/html": HOSTILE_HTML}
+    assert gate().inspect_data(data) == {"text/plain": "help"}
+    assert gate().inspect_data({"text/html": "<b>a</b>&amp;"}) == {"text/plain": "a&"}
+
+
+def test_pager_payload_is_text_only() -> None:
+    payloads = [{"source": "page", "data": {"text/html": HOSTILE_HTML, "text/plain": "p"}}]
+    kept, _ = gate().payloads(payloads)
+    assert kept == [{"source": "page", "data": {"text/plain": "p"}}]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_set_next_input_replacing_the_cell_and_edit_are_dropped_when_strict(
+    strict: bool,
+) -> None:
+    payloads = [
+        {"source": "set_next_input", "text": "a", "replace": True},
+        {"source": "set_next_input", "text": "b", "replace": False},
+        {"source": "edit_magic", "filename": "f", "line_number": 1},
+        {"source": "ask_exit", "keepkernel": False},
+    ]
+    kept, notes = gate(drop_frontend_payloads=strict).payloads(payloads)
+    if strict:
+        assert [p.get("text", p["source"]) for p in kept] == ["b", "ask_exit"]
+        assert len(notes) == 2
+    else:
+        assert kept == payloads
+
+
+# -- comm_open / comm_msg ---------------------------------------------------------------
+
+
+def widget_open(comm_id: str, model: str, module: str, **state: Any) -> dict[str, Any]:
+    return {
+        "comm_id": comm_id,
+        "target_name": "jupyter.widget",
+        "data": {
+            "state": {
+                "_model_name": model,
+                "_model_module": module,
+                "_view_module": module,
+                **state,
+            },
+            "buffer_paths": [],
+        },
+    }
+
+
+def test_comm_to_an_unlisted_target_is_refused_with_its_messages() -> None:
+    g = gate()
+    message = {"comm_id": "c1", "target_name": "evil", "data": {"html": HOSTILE_HTML}}
+    out, notes = g.comm("comm_open", message)
+    assert out is None
+    assert "Output.comm_targets" in notes[0]
+    assert g.comm("comm_msg", {"comm_id": "c1", "data": {}}) == (None, [])
+    assert g.comm("comm_close", {"comm_id": "c1", "data": {}}) == (None, [])
+    allowed = gate(comm_targets=frozenset({"evil"}))
+    assert allowed.comm("comm_open", message) == (message, [])
+
+
+def test_a_widget_from_an_unlisted_module_is_refused() -> None:
+    g = gate()
+    message = widget_open("w1", "AnyModel", "anywidget", _esm="export default {render(){}}")
+    out, notes = g.comm("comm_open", message)
+    assert out is None
+    assert "Output.widget_modules" in notes[0]
+    assert g.comm("comm_msg", {"comm_id": "w1", "data": {"method": "update", "state": {}}}) == (
+        None,
+        [],
+    )
+    trusting = gate(widget_modules=frozenset({*CORE_WIDGET_MODULES, "anywidget"}))
+    assert trusting.comm("comm_open", message) == (message, [])
+
+
+def test_a_core_model_with_a_foreign_view_module_is_refused() -> None:
+    message = widget_open("w1", "HTMLModel", "@jupyter-widgets/controls")
+    message["data"]["state"]["_view_module"] = "evil-views"
+    assert gate().comm("comm_open", message)[0] is None
+
+
+@pytest.mark.parametrize("model", ["HTMLModel", "HTMLMathModel"])
+def test_html_widget_values_are_gated_on_open_and_update(model: str) -> None:
+    g = gate()
+    out, notes = g.comm(
+        "comm_open", widget_open("w1", model, "@jupyter-widgets/controls", value=HOSTILE_HTML)
+    )
+    assert out is not None
+    assert "onerror" not in out["data"]["state"]["value"]
+    assert "<img" in out["data"]["state"]["value"]
+    assert notes
+    update = {"comm_id": "w1", "data": {"method": "update", "state": {"value": HOSTILE_HTML}}}
+    out, _ = g.comm("comm_msg", update)
+    assert out is not None
+    assert "onerror" not in out["data"]["state"]["value"]
+    passive = {"comm_id": "w1", "data": {"method": "update", "state": {"value": "<b>ok</b>"}}}
+    assert g.comm("comm_msg", passive) == (passive, [])
+
+
+def test_descriptions_and_typeset_fields_are_gated() -> None:
+    g = gate()
+    out, _ = g.comm(
+        "comm_open",
+        widget_open(
+            "w1",
+            "IntSliderModel",
+            "@jupyter-widgets/controls",
+            description=HOSTILE_HTML + "$\\href{javascript:1}{x}$",
+            description_allow_html=True,
+            value=3,
+        ),
+    )
+    assert out is not None
+    description = out["data"]["state"]["description"]
+    assert "onerror" not in description
+    assert "\\href" not in description
+    out, _ = g.comm(
+        "comm_open",
+        widget_open("w2", "LabelModel", "@jupyter-widgets/controls", value="$\\url{x}$"),
+    )
+    assert out is not None
+    assert out["data"]["state"]["value"] == "$url{x}$"
+
+
+def test_output_widget_outputs_get_the_display_data_treatment() -> None:
+    outputs = [
+        {"output_type": "display_data", "data": {"text/html": HOSTILE_HTML}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "<b>text</b>"},
+        {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]},
+        {"output_type": "evil", "data": {"text/html": HOSTILE_HTML}},
+    ]
+    for mode in ("isolate", "sanitize"):
+        g = gate(mode)
+        out, _ = g.comm(
+            "comm_open",
+            widget_open("o1", "OutputModel", "@jupyter-widgets/output", outputs=outputs),
+        )
+        assert out is not None
+        gated = out["data"]["state"]["outputs"]
+        assert [o["output_type"] for o in gated] == ["display_data", "stream", "error"]
+        expected, _ = gate(mode).bundle({"text/html": HOSTILE_HTML})
+        assert gated[0]["data"] == expected
+        assert gated[1]["text"] == "<b>text</b>"
+        update = {"comm_id": "o1", "data": {"method": "update", "state": {"outputs": outputs}}}
+        out, _ = g.comm("comm_msg", update)
+        assert out is not None
+        assert out["data"]["state"]["outputs"][0]["data"] == expected
+
+
+def test_buffers_may_not_stand_in_for_gated_fields() -> None:
+    g = gate()
+    g.comm("comm_open", widget_open("w1", "HTMLModel", "@jupyter-widgets/controls", value=""))
+    update = {
+        "comm_id": "w1",
+        "data": {"method": "update", "state": {}, "buffer_paths": [["value"]]},
+    }
+    out, notes = g.comm("comm_msg", update)
+    assert out is None
+    assert notes
+
+
+def test_the_control_comms_state_reply_is_gated_model_by_model() -> None:
+    g = gate()
+    g.frontend_comm("ctl", "jupyter.widget.control")
+    g.comm("comm_open", widget_open("w1", "HTMLModel", "@jupyter-widgets/controls", value=""))
+    reply = {
+        "comm_id": "ctl",
+        "data": {
+            "method": "update_states",
+            "states": {
+                "w1": {
+                    "model_name": "HTMLModel",
+                    "model_module": "@jupyter-widgets/controls",
+                    "model_module_version": "2.0.0",
+                    "state": {"value": HOSTILE_HTML, "_view_module": "@jupyter-widgets/controls"},
+                },
+                "w2": {
+                    "model_name": "AnyModel",
+                    "model_module": "anywidget",
+                    "model_module_version": "0.9",
+                    "state": {"_esm": "alert(1)"},
+                },
+            },
+            "buffer_paths": {},
+        },
+    }
+    out, notes = g.comm("comm_msg", reply)
+    assert out is not None
+    states = out["data"]["states"]
+    assert set(states) == {"w1"}
+    assert "onerror" not in states["w1"]["state"]["value"]
+    assert any("anywidget" in n for n in notes)
+
+
+def test_frontend_opened_comms_keep_working() -> None:
+    g = gate()
+    g.frontend_comm("f1", "my.target")
+    message = {"comm_id": "f1", "data": {"x": 1}}
+    assert g.comm("comm_msg", message) == (message, [])
+
+
+# -- the passive check itself -----------------------------------------------------------
+
+ACTIVE_MARKUP = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<IMG SRC=x OnError=alert(1)>",
+    "<svg onload=alert(1)>",
+    "<svg><script>alert(1)</script></svg>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
+    '<a href="jav&#x61;script:alert(1)">x</a>',
+    '<a href="jav&#97;script&colon;alert(1)">x</a>',
+    '<a href="java\tscript:alert(1)">x</a>',
+    '<a href=" \x01javascript:alert(1)">x</a>',
+    '<a href="vbscript:x">x</a>',
+    '<a href="https://x" target="_top">x</a>',
+    '<iframe src="/lab"></iframe>',
+    '<iframe srcdoc="<script>1</script>"></iframe>',
+    '<form action="/api/contents" method="post"><button>go</button></form>',
+    '<base href="https://attacker.example/">',
+    '<meta http-equiv="refresh" content="0;url=/logout">',
+    '<link rel="stylesheet" href="x.css">',
+    '<object data="x.swf"></object>',
+    '<embed src="x">',
+    '<details open ontoggle="alert(1)">',
+    '<span data-commandlinker-command="terminal:create-new">x</span>',
+    '<button data-commandlinker-command="help:about">x</button>',
+    "<input autofocus onfocus=alert(1)>",
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
+    "<template><img src=x onerror=alert(1)></template>",
+    "<p>$\\href{javascript:alert(1)}{x}$</p>",
+    "<p>&#92;url{x}</p>",
+    '<img name="currentScript" src="x">',
+    '<a href="' + "a" * 100 + ':x">long scheme</a>',
+    '<video poster="x" src="y"></video>',
+    '<div style="x" onmouseover="alert(1)">',
+    "<custom-element></custom-element>",
+]
+
+
+@pytest.mark.parametrize("markup", ACTIVE_MARKUP)
+def test_active_markup_is_recognised(markup: str) -> None:
+    assert not is_passive_html(markup)
+    cleaned = sanitize_html(markup)
+    assert is_passive_html(cleaned), cleaned
+
+
+PASSIVE_MARKUP = [
+    "plain text & more",
+    '<table border="1" class="dataframe"><tr style="text-align: right;"><th>a</th></tr></table>',
+    "<style scoped>.dataframe tbody tr th { vertical-align: top; }</style>",
+    '<a href="https://example.org/x:y">x</a> <a href="#anchor">y</a> <a href="rel/path">z</a>',
+    '<img src="data:image/png;base64,AAAA" alt="x">',
+    "<!-- a comment <script> mentioned -->",
+    "<img/src=x/onerror=1>",  # one attribute: src="x/onerror=1"
+    "<details open><summary>s</summary>body</details>",
+]
+
+
+@pytest.mark.parametrize("markup", PASSIVE_MARKUP)
+def test_passive_markup_is_recognised(markup: str) -> None:
+    assert is_passive_html(markup)
