@@ -976,7 +976,7 @@ class SandboxKernel(Kernel):
             if self._running is not None:
                 # The executor runs one thing at a time; it takes this up
                 # after the cell, as ipykernel does for synchronous cells.
-                await executor.send(command)
+                await executor.send_deferred(command)
             else:
                 await asyncio.wait_for(executor.request(command), COMM_TIMEOUT_S)
         except (TimeoutError, ExecutorDied) as exc:

@@ -152,6 +152,11 @@ class ExecutorProcess:
         # at most one input_request is outstanding at a time.
         self._stdin_allowed = False
         self.protocol_violations = 0
+        # How many snapshot announcements the executor makes next: one after each
+        # reply that ends a command (and one more per comm message handed over
+        # while a cell ran). Any other announcement is the cell's, not a snapshot.
+        self._announcements_due = 0
+        self._deferred_commands = 0
         self._log_quota = Quota(LOG_RECORDS_PER_CELL, LOG_BYTES_PER_CELL)
         self._audit_quota = Quota(AUDIT_RECORDS_PER_CELL, AUDIT_BYTES_PER_CELL)
         self.exit_status: dict[str, Any] | None = None
@@ -401,6 +406,12 @@ class ExecutorProcess:
             raise ExecutorDied(self.executor_lost)
         await self.send_raw(command)
 
+    async def send_deferred(self, command: dict[str, Any]) -> None:
+        """A comm message for the executor to take up after the running cell; it takes
+        a new snapshot afterwards (the widget changed the state), announced like any."""
+        await self.send(command)
+        self._deferred_commands += 1
+
     async def send_raw(self, command: dict[str, Any]) -> None:
         if self.relay is None or self.dead_reason:
             raise ExecutorDied(self.dead_reason or "the executor is not running")
@@ -581,6 +592,9 @@ class ExecutorProcess:
             del self._scan[: max(0, len(self._scan) - len(marker))]
             return b""
         rest = bytes(self._scan[index + len(marker) :])
+        # The promoted snapshot announces its own next snapshot before its first cell.
+        self._announcements_due = 1
+        self._deferred_commands = 0
         self._scan = bytearray()
         self._restore = None
         if not restored.done():
@@ -626,8 +640,16 @@ class ExecutorProcess:
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "snapshot":
+            if self._announcements_due <= 0:
+                self._violation("a snapshot announcement the executor did not owe")
+                return
+            self._announcements_due -= 1
             self.snapshot_pid = message["pid"] or None
             self.snapshot_skipped = message["skipped"] or None
+            if self.snapshot_pid is not None:
+                # The supervisor holds this process (if the executor forked it) and
+                # will promote no other.
+                self.send_supervisor({"op": "snapshot", "pid": self.snapshot_pid})
             return
         if kind in {"execute_reply", "complete_reply", "inspect_reply", "done"}:
             request_id = message["id"]
@@ -645,6 +667,10 @@ class ExecutorProcess:
             if not hmac.compare_digest(message.get("token", ""), token):
                 self._forged(kind, f"for request {request_id} without the request's token")
                 return
+            if kind in {"execute_reply", "done"}:
+                # The executor's next snapshot announcement follows this reply.
+                self._announcements_due = 1 + self._deferred_commands
+                self._deferred_commands = 0
             if not future.done():
                 future.set_result(message)
             return
@@ -655,6 +681,7 @@ class ExecutorProcess:
                 self._ready_future.set_exception(ExecutorDied(self.setup_failure))
             return
         if kind == "ready":
+            self._announcements_due = 1
             if self._ready_future is not None and not self._ready_future.done():
                 self._ready_future.set_result(message)
             return

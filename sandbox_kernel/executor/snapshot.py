@@ -85,7 +85,11 @@ class Snapshots:
             self.skipped = f"fork failed ({exc.strerror})"
             return False
         if pid == 0:
-            # The frozen copy. Interrupts are for the running executor only.
+            # The frozen copy. Out of the executor's session and process group, so
+            # that a cell's kill(0, ...) or killpg() cannot take it along.
+            with contextlib.suppress(OSError):
+                os.setsid()
+            # Interrupts are for the running executor only.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             self._wait_for_promotion(executor=os.getppid())
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -99,14 +103,22 @@ class Snapshots:
     def _wait_for_promotion(self, executor: int) -> None:
         """Block until promoted; end quietly if the sandbox is gone without promoting us.
 
+        Only the supervisor promotes: the signal's sender (``si_pid``) is checked, so a
+        cell that sends the promotion signal itself wakes nobody.
+
         PR_SET_PDEATHSIG cannot tie a snapshot to the sandbox's life: it would fire
         when the executor dies, which is exactly when a snapshot is needed. So the
         copy looks at its parent now and then: the executor, or after the executor's
         death the supervisor (its subreaper). Any other parent means the supervisor
         died too (the kernel was killed) and nobody will ever promote or kill us.
         """
-        while signal.sigtimedwait({PROMOTE_SIGNAL}, ORPHAN_CHECK_S) is None:
-            if os.getppid() not in (executor, self.supervisor_pid):
+        while True:
+            info = signal.sigtimedwait({PROMOTE_SIGNAL}, ORPHAN_CHECK_S)
+            if info is not None and info.si_pid == self.supervisor_pid:
+                return
+            # Not from the supervisor: a cell signalled us; waking up would make us
+            # read the relay beside the executor. Keep waiting.
+            if info is None and os.getppid() not in (executor, self.supervisor_pid):
                 os._exit(0)
 
     def drop(self) -> None:

@@ -168,14 +168,32 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+def _start_time(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (proc(5), field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _Supervisor:
     def __init__(self, sock: socket.socket, executor_pid: int, notify_fd: int | None) -> None:
         self.sock = sock
         self.commands = _Commands(sock)
         self.executor: int | None = executor_pid
+        self.executor_started = _start_time(executor_pid) or 0
         self.pidfd: int | None = os.pidfd_open(executor_pid)
         self.listener = _SeccompListener(notify_fd) if notify_fd is not None else None
         self.notify_fd = notify_fd
+        # The snapshot the kernel accepted (the first announced after a reply),
+        # held by a pidfd so that promotion reaches that very process.
+        self.snapshot: tuple[int, int] | None = None
+        # SIGCHLD wakes the loop at once: zombies hold pids, which count against
+        # the process limit, so pid 1 reaps as soon as there is one.
+        self.wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
 
     def send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -206,6 +224,8 @@ class _Supervisor:
             if self.executor is not None and isinstance(signum, int) and signum in ALLOWED_SIGNALS:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.executor, signum)
+        elif op == "snapshot":
+            self.pin_snapshot(command.get("pid"))
         elif op == "promote":
             self.promote(command.get("pid"))
         elif op == "end_cell_processes":
@@ -219,40 +239,58 @@ class _Supervisor:
                         os.kill(pid, signal.SIGKILL)
             self.reap()
 
-    def promote(self, pid: Any) -> None:
-        # The pid comes from the executor, which is not trusted: it must be a
-        # process of our own tree, re-parented to us when the executor died.
-        if self.executor is not None:
-            self.send(
-                {
-                    "type": "log",
-                    "level": "warning",
-                    "message": "promote refused: the executor is alive",
-                }
-            )
+    def _refuse(self, what: str) -> None:
+        self.send({"type": "log", "level": "warning", "message": what})
+
+    def pin_snapshot(self, pid: Any) -> None:
+        """The kernel accepted this announcement: hold that process, if the executor forked it."""
+        if self.snapshot is not None:
+            os.close(self.snapshot[1])
+            self.snapshot = None
+        if not isinstance(pid, int) or pid <= 1:
+            self._refuse(f"snapshot refused: {pid!r} is not a process")
             return
-        if not isinstance(pid, int) or pid <= 1 or _parent_of(pid) != os.getpid():
-            self.send(
-                {
-                    "type": "log",
-                    "level": "warning",
-                    "message": f"promote refused: {pid!r} is not a snapshot",
-                }
-            )
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            self._refuse(f"snapshot refused: {pid} ({exc.strerror})")
+            return
+        # Checked after the pidfd is held, so the pid cannot be reused in between. The
+        # announcement may arrive after the executor died (a cell that kills it at
+        # once): its children are ours by then.
+        parent = self.executor if self.executor is not None else os.getpid()
+        started = _start_time(pid)
+        if _parent_of(pid) != parent or started is None or started < self.executor_started:
+            os.close(pidfd)
+            self._refuse(f"snapshot refused: {pid} is not a child of the executor")
+            return
+        self.snapshot = (pid, pidfd)
+
+    def promote(self, pid: Any) -> None:
+        # Only the pinned snapshot, re-parented to us now that the executor is gone.
+        if self.executor is not None:
+            self._refuse("promote refused: the executor is alive")
+            return
+        if self.snapshot is None or pid != self.snapshot[0] or _parent_of(pid) != os.getpid():
+            self._refuse(f"promote refused: {pid!r} is not the snapshot")
             return
         from .snapshot import PROMOTE_SIGNAL
 
+        snapshot, pidfd = self.snapshot
+        self.snapshot = None
         try:
-            self.pidfd = os.pidfd_open(pid)
-            os.kill(pid, PROMOTE_SIGNAL)
+            signal.pidfd_send_signal(pidfd, PROMOTE_SIGNAL)
         except OSError as exc:
-            self.send({"type": "log", "level": "warning", "message": f"promote failed: {exc}"})
+            os.close(pidfd)
+            self._refuse(f"promote failed: {exc}")
             return
-        self.executor = pid
+        self.pidfd = pidfd
+        self.executor = snapshot
+        self.executor_started = _start_time(snapshot) or 0
 
     def run(self) -> int:
         while True:
-            watched: list[Any] = [self.sock]
+            watched: list[Any] = [self.sock, self.wakeup_r]
             if self.pidfd is not None:
                 watched.append(self.pidfd)
             if self.notify_fd is not None:
@@ -261,6 +299,9 @@ class _Supervisor:
                 readable, _, _ = select.select(watched, [], [], 1.0)
             except InterruptedError:
                 continue
+            if self.wakeup_r in readable:
+                with contextlib.suppress(OSError):
+                    os.read(self.wakeup_r, 4096)
             if self.listener is not None and self.notify_fd in readable:
                 self.listener.handle(self.send)
             self.reap()

@@ -606,8 +606,6 @@ def test_a_200_mb_print_neither_crashes_nor_hangs_the_kernel(kernel: Kernel) -> 
 # ---------------------------------------------------------------------------
 
 MIB = 1024 * 1024
-# Attacks whose fix has not landed yet (each failed against the kernel before it).
-NOT_YET = pytest.mark.xfail(reason="issue 10: the fix has not landed yet", strict=True)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -867,7 +865,6 @@ _os.kill(_os.getpid(), _signal.SIGKILL)
 """
 
 
-@NOT_YET
 def test_a_cell_cannot_announce_its_own_process_as_the_snapshot(kernel: Kernel) -> None:
     cell = kernel.run(HIJACK, timeout=60)
     assert cell.status == "error"
@@ -901,7 +898,6 @@ if _os.fork() == 0:
 """
 
 
-@pytest.mark.xfail(reason="issue 10: the fix has not landed yet; the race is not always won")
 def test_a_cell_cannot_wake_the_snapshot(kernel: Kernel) -> None:
     # The woken snapshot swallowed the next command: that cell hung, and the state was lost.
     cell = kernel.run(WAKE_THE_SNAPSHOT, timeout=30)
@@ -917,7 +913,6 @@ def test_a_cell_cannot_wake_the_snapshot(kernel: Kernel) -> None:
     kernel.assert_state_kept()
 
 
-@NOT_YET
 def test_kill_zero_does_not_take_the_snapshot_along(kernel: Kernel) -> None:
     # kill(0, SIGKILL) reached the snapshot in the executor's process group.
     cell = kernel.run("import os, signal\nos.kill(0, signal.SIGKILL)", timeout=60)
@@ -926,7 +921,6 @@ def test_kill_zero_does_not_take_the_snapshot_along(kernel: Kernel) -> None:
     kernel.assert_state_kept()
 
 
-@NOT_YET
 def test_pid_1_reaps_a_fork_and_exit_chain_at_once(workspace: Path) -> None:
     # Orphans were reaped once a second: their zombies used up a 64-process limit.
     code = """
