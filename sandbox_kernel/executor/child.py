@@ -31,7 +31,11 @@ from .snapshot import Snapshots
 # The executor's own threads: the stream flusher and the two fd pumps.
 OWN_THREADS = 3
 
-__all__ = ["serve"]
+__all__ = ["BOOTSTRAP_MODULES", "serve"]
+
+# The top-level modules imported before the first cell (for the test that plants
+# modules of these names in the workspace).
+BOOTSTRAP_MODULES: frozenset[str] = frozenset()
 
 
 class Executor:
@@ -461,7 +465,6 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     limit = info.get("limits", {}).get("max_frame_bytes")
     if isinstance(limit, int) and limit > 0:
         channel.max_frame_bytes = limit
-    _prepare_sys_path()
     executor = Executor(channel, info)
 
     def mute(signum: int, frame: Any) -> None:
@@ -476,6 +479,12 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     # subprocess and socket of the cells goes through the policy's hook.
     audit.install(info.get("policy") or {}, executor.outbox.queue_audit, os.getcwd())
 
+    global BOOTSTRAP_MODULES
+    BOOTSTRAP_MODULES = frozenset(name.partition(".")[0] for name in sys.modules)
+    # Only now, after every import of the executor's own and the audit hook: a
+    # module in the notebook's directory named like one of them (comm.py) would
+    # otherwise run before the hooks, in the executor's place.
+    _prepare_sys_path()
     channel.send(
         {
             "type": "ready",

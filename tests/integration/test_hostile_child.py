@@ -943,3 +943,39 @@ for _ in range(300):
         cell = kernel.run(code, timeout=60)
         assert "chain done" in cell.stdout, cell.everything()[-2000:]
         kernel.assert_state_kept()
+
+
+PLANTED = """
+import os as _os
+open(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "RAN-" + __name__), "w").close()
+"""
+
+
+def test_modules_planted_in_the_workspace_never_run_at_start(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A notebook directory holding a module under any name the executor imports at
+    start (comm.py, say) must not have it run before the audit hooks, or at all."""
+    with running_kernel(workspace, extra_arguments=HOSTILE_ARGUMENTS) as (_, kc):
+        names = run_cell(
+            kc,
+            "import json\nfrom sandbox_kernel.executor import child\n"
+            "print(json.dumps(sorted(child.BOOTSTRAP_MODULES)))",
+        )
+    assert names.status == "ok", names.reply["content"]
+    bootstrap = json.loads(names.stdout)
+    assert "comm" in bootstrap
+    assert "IPython" in bootstrap
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o777)
+    for name in bootstrap:
+        (planted / f"{name}.py").write_text(PLANTED)
+    (planted / "notebook_helper_4b1e.py").write_text("VALUE = 'from the workspace'\n")
+    with running_kernel(planted) as (_, kc):
+        cell = run_cell(kc, "import notebook_helper_4b1e\nprint(notebook_helper_4b1e.VALUE)")
+    # The workspace is still importable, as in ipykernel...
+    assert cell.stdout == "from the workspace\n", cell.everything()[-2000:]
+    # ...but nothing planted under a bootstrap name ran.
+    ran = sorted(p.name for p in planted.glob("RAN-*"))
+    assert ran == [], ran
