@@ -721,6 +721,9 @@ def test_mime_keys_count_against_the_message_cap(capped: Kernel) -> None:
 def test_comm_traffic_has_a_budget_of_its_own(capped: Kernel) -> None:
     # Comm messages were exempt from the per-cell cap: 20 MiB went through a 4 MiB cap.
     code = (
+        "_send_raw(_frame({'type': 'comm_open', 'comm_id': 'c', 'target_name': 'jupyter.widget',"
+        " 'data': {'state': {'_model_module': '@jupyter-widgets/base',"
+        " '_model_name': 'LayoutModel'}}}))\n"
         "for _i in range(20):\n"
         "    _send_raw(_frame({'type': 'comm_msg', 'comm_id': 'c', 'data': {'x': 'c' * 1000000}}))\n"
         "    _time.sleep(0.05)"
