@@ -42,6 +42,7 @@ from sandbox_kernel.relay.protocol import (
     encode_frame,
     validate_child_message,
 )
+from tests import relay_fuzz
 
 Item = dict[str, Any] | FrameRejected
 
@@ -1114,3 +1115,24 @@ def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> 
     finally:
         ours.close()
         theirs.close()
+
+
+# ---------------------------------------------------------------------------
+# The trusted side end to end: reader, dispatch and publisher (tests/relay_fuzz.py).
+# A fixed-seed slice here; bench/fuzz_relay.py runs the long version.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def relay_harness() -> Any:
+    from tests.relay_fuzz import Harness
+
+    return Harness()
+
+
+@settings(FUZZ, max_examples=150, derandomize=True)
+@given(stream=relay_fuzz.frame_streams())
+def test_fuzzed_frame_streams_never_crash_overflow_or_stop_the_relay(
+    relay_harness: Any, stream: tuple[bytes, list[int], int]
+) -> None:
+    relay_fuzz.run_stream(relay_harness, stream, relay_fuzz.Stats())
