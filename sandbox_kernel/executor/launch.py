@@ -382,6 +382,10 @@ def run_flat(
     notify_r, notify_w = socket.socketpair()
     executor = os.fork()
     if executor == 0:
+        # A process group of its own: here the supervisor is an ordinary process of
+        # the same user, and a cell's kill(0, ...) must not reach it (Landlock's
+        # signal scope stops that only from ABI 6 on).
+        os.setpgid(0, 0)
         sup.close()
         notify_r.close()
         _start_executor(spec, report, level, relay, notify_w, flt, rules)

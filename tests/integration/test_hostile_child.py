@@ -30,7 +30,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from sandbox_kernel.relay.protocol import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
-from tests.utils import running_kernel
+from tests.utils import KERNEL_NAME, running_kernel
 
 FRAME_DEADLINE_S = 1.0
 CELL_TIMEOUT_S = 30.0
@@ -250,10 +250,13 @@ HOSTILE_ARGUMENTS = [
 
 
 @contextlib.contextmanager
-def hostile_kernel(workspace: Path, *arguments: str, **launch: Any) -> Iterator[Kernel]:
+def hostile_kernel(
+    workspace: Path, *arguments: str, kernel_name: str = KERNEL_NAME, **launch: Any
+) -> Iterator[Kernel]:
     """The real kernel with the hostile helpers defined; ``launch`` goes to start_kernel
     (``stderr=`` a file, to read the kernel log)."""
-    with running_kernel(workspace, extra_arguments=[*HOSTILE_ARGUMENTS, *arguments], **launch) as (
+    extra_arguments = [*HOSTILE_ARGUMENTS, *arguments]
+    with running_kernel(workspace, kernel_name, extra_arguments=extra_arguments, **launch) as (
         km,
         kc,
     ):
@@ -918,12 +921,15 @@ def test_a_cell_cannot_wake_the_snapshot(kernel: Kernel) -> None:
     kernel.assert_state_kept()
 
 
-def test_kill_zero_does_not_take_the_snapshot_along(kernel: Kernel) -> None:
-    # kill(0, SIGKILL) reached the snapshot in the executor's process group.
-    cell = kernel.run("import os, signal\nos.kill(0, signal.SIGKILL)", timeout=60)
-    assert cell.status == "error"
-    assert "still there" in cell.reply["content"]["evalue"], cell.reply["content"]
-    kernel.assert_state_kept()
+@pytest.mark.parametrize("kernel_name", ["sandbox-python", "sandbox-python-docker"])
+def test_kill_zero_does_not_take_the_snapshot_along(workspace: Path, kernel_name: str) -> None:
+    # kill(0, SIGKILL) reached the snapshot in the executor's process group (and, at
+    # the landlock level of a Docker-like host, the supervisor: the whole sandbox).
+    with hostile_kernel(workspace, kernel_name=kernel_name) as kernel:
+        cell = kernel.run("import os, signal\nos.kill(0, signal.SIGKILL)", timeout=60)
+        assert cell.status == "error"
+        assert "still there" in cell.reply["content"]["evalue"], cell.reply["content"]
+        kernel.assert_state_kept()
 
 
 def test_pid_1_reaps_a_fork_and_exit_chain_at_once(workspace: Path) -> None:
