@@ -85,10 +85,10 @@ class Snapshots:
             self.skipped = f"fork failed ({exc.strerror})"
             return False
         if pid == 0:
-            # The frozen copy. Out of the executor's session and process group, so
-            # that a cell's kill(0, ...) or killpg() cannot take it along.
+            # The frozen copy. Out of the executor's process group, so that a cell's
+            # kill(0, ...) or killpg() cannot take it along.
             with contextlib.suppress(OSError):
-                os.setsid()
+                os.setpgid(0, 0)
             # Interrupts are for the running executor only.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             self._wait_for_promotion(executor=os.getppid())
