@@ -888,8 +888,13 @@ WAKE_THE_SNAPSHOT = """
 import signal as _signal
 _exe = _os.getpid()
 if _os.fork() == 0:
-    # Once the cell has ended and the executor has forked its next snapshot:
-    # wake the snapshot, and stop the executor so the snapshot reads the relay alone.
+    # Once the cell has ended (the test says so) and the executor has forked its next
+    # snapshot: wake the snapshot, and stop the executor so the snapshot reads the
+    # relay alone.
+    for _ in range(2000):
+        if _os.path.exists("go"):
+            break
+        _time.sleep(0.01)
     for _ in range(200):
         _kids = [int(k) for k in open(f"/proc/{_exe}/task/{_exe}/children").read().split()]
         _kids = [k for k in _kids if k != _os.getpid()]
@@ -910,6 +915,7 @@ def test_a_cell_cannot_wake_the_snapshot(kernel: Kernel) -> None:
     # The woken snapshot swallowed the next command: that cell hung, and the state was lost.
     cell = kernel.run(WAKE_THE_SNAPSHOT, timeout=30)
     assert cell.status == "ok"
+    (kernel.workspace / "go").touch()
     marker = kernel.workspace / "executor-stopped"
     deadline = time.monotonic() + 20
     while not marker.exists() and time.monotonic() < deadline:
