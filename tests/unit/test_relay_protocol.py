@@ -1136,3 +1136,40 @@ def test_fuzzed_frame_streams_never_crash_overflow_or_stop_the_relay(
     relay_harness: Any, stream: tuple[bytes, list[int], int]
 ) -> None:
     relay_fuzz.run_stream(relay_harness, stream, relay_fuzz.Stats())
+
+
+async def test_one_input_request_at_a_time_and_only_when_stdin_is_allowed(
+    reader_loop: Loop,
+) -> None:
+    executor, sink = reader_loop.executor, reader_loop.sink
+    request = json_frame({"type": "input_request", "prompt": "? "})
+    # No cell allowed stdin: dropped, as a protocol violation.
+    reader_loop.child.sendall(request)
+    await asyncio.sleep(0.1)
+    assert not executor._input_tasks
+    assert [m["type"] for m in sink.published] == ["protocol_violation"]
+    # While one allowed: the first is asked, the second waits for nothing.
+    executor._stdin_allowed = True
+    reader_loop.child.sendall(request + request)
+    await asyncio.sleep(0.1)
+    assert [m["type"] for m in sink.published] == ["protocol_violation"] * 2
+    # The one asked was answered (the test's sink answers at once).
+    assert reader_loop.child.recv(4096).endswith(b'"op":"input_reply","value":""}')
+    assert executor.protocol_violations == 2
+
+
+async def test_only_the_snapshot_announcement_the_executor_owes_is_taken(
+    reader_loop: Loop,
+) -> None:
+    executor = reader_loop.executor
+    reader_loop.child.sendall(json_frame({"type": "snapshot", "pid": 41}))
+    await asyncio.sleep(0.1)
+    assert executor.snapshot_pid is None  # nothing owed yet: the cell's own
+    reader_loop.child.sendall(
+        json_frame({"type": "ready", "pid": 2})
+        + json_frame({"type": "snapshot", "pid": 42})
+        + json_frame({"type": "snapshot", "pid": 43})
+    )
+    await asyncio.sleep(0.1)
+    assert executor.snapshot_pid == 42
+    assert executor.protocol_violations == 2
