@@ -168,6 +168,22 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+    except (OSError, IndexError):
+        return True  # gone
+
+
+def _own_pid_namespace() -> bool:
+    """Whether we are pid 1 of a pid namespace whose /proc is mounted here."""
+    try:
+        return os.getpid() == 1 and os.readlink("/proc/self") == "1"
+    except OSError:
+        return False
+
+
 def _start_time(pid: int) -> int | None:
     """When a process started, in clock ticks since boot (proc(5), field 22)."""
     try:
@@ -232,12 +248,44 @@ class _Supervisor:
             # Processes a cell left running (classroom clean-up, before a
             # snapshot takes over, after a cell hit the process limit):
             # everything but the executor and the snapshot being kept.
-            keep = {self.executor} | {p for p in command.get("keep", []) if isinstance(p, int)}
-            for pid in _descendants(os.getpid()):
-                if pid not in keep:
+            keep = {p for p in [self.executor, *command.get("keep", [])] if isinstance(p, int)}
+            self.end_processes(keep)
+
+    def end_processes(self, keep: set[int], deadline_s: float = 2.0) -> None:
+        """Kill every process below us but ``keep``.
+
+        A fork bomb keeps forking while this runs, and now that zombies are reaped at
+        once its copies are not held back by the pids their zombies would keep. As
+        pid 1 of our own pid namespace (with its own /proc) we stop every process in
+        it at once (kill(-1) reaches all but us), kill all but ``keep`` from the
+        list in /proc, and let ``keep`` go on. Elsewhere the tree is walked, stopped
+        and killed until nothing is left, reaping only at the end.
+        """
+        if _own_pid_namespace():
+            with contextlib.suppress(OSError):
+                os.kill(-1, signal.SIGSTOP)
+            try:
+                for name in os.listdir("/proc"):
+                    if name.isdigit() and int(name) not in keep and int(name) != 1:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(int(name), signal.SIGKILL)
+            finally:
+                for pid in keep:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-            self.reap()
+                        os.kill(pid, signal.SIGCONT)
+        else:
+            me = os.getpid()
+            end = time.monotonic() + deadline_s
+            while time.monotonic() < end:
+                targets = [p for p in _descendants(me) if p not in keep and not _is_zombie(p)]
+                if not targets:
+                    break
+                for sig in (signal.SIGSTOP, signal.SIGKILL):
+                    for pid in targets:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(pid, sig)
+                time.sleep(0.002)
+        self.reap()
 
     def _refuse(self, what: str) -> None:
         self.send({"type": "log", "level": "warning", "message": what})

@@ -107,11 +107,15 @@ class CellBudget:
             self.dropped_messages += 1
         return reason
 
-    def charge(self, size: int) -> bool:
+    def charge(self, size: int, *, essential: bool = False) -> bool:
         """Count one of the sandbox's own notices against the cell's output; False if
-        it no longer fits (the notice is then summed up instead of shown)."""
+        it no longer fits (the notice is then summed up instead of shown).
+
+        ``essential``: one of the kernel's own few notices per cell (a limit hit, the
+        state restored): it is always shown, and counted all the same.
+        """
         lane = self._output
-        if lane.sent_bytes + size > lane.max_bytes + NOTICE_ALLOWANCE_BYTES:
+        if not essential and lane.sent_bytes + size > lane.max_bytes + NOTICE_ALLOWANCE_BYTES:
             return False
         lane.sent_bytes += size
         return True

@@ -290,7 +290,8 @@ class Publisher:
         if key is not None and not self.notices.admit(key):
             return
         packed = self._packer()({"name": "stderr", "text": text.rstrip("\n") + "\n"})
-        if not self.budget.charge(len(packed)):
+        # The kernel's own notices (no key) are few per cell and always shown.
+        if not self.budget.charge(len(packed), essential=key is None):
             if key is not None:
                 self.notices.suppressed[key] = self.notices.suppressed.get(key, 0) + 1
             return
