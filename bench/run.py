@@ -46,9 +46,20 @@ from jupyter_client.manager import KernelManager
 BENCH_DIR = Path(__file__).resolve().parent
 SANDBOX, STOCK = "sandbox", "stock"
 ROLES = (SANDBOX, STOCK)
-METRICS = ("startup", "memory", "restart", "trivial", "stdout", "png", "interrupt", "imports")
+METRICS = (
+    "startup",
+    "memory",
+    "restart",
+    "trivial",
+    "stdout",
+    "png",
+    "plotly",
+    "interrupt",
+    "gate",
+    "imports",
+)
 COLD_METRICS = {"startup", "memory", "setup"}
-WARM_METRICS = ("trivial", "stdout", "png", "interrupt")
+WARM_METRICS = ("trivial", "stdout", "png", "plotly", "interrupt")
 TRIVIAL_PER_REP = 20
 CELL_TIMEOUT_S = 180.0
 START_TIMEOUT_S = 90.0
@@ -88,6 +99,16 @@ PNG_CELL = (
     "for _png in _bench_pngs:\n"
     "    display(Image(data=_png, format='png'))"
 )
+
+# A 5 MB plotly HTML output: plotly.js inline with one figure, as to_html() writes it.
+PLOTLY_SETUP_CELL = r"""
+import plotly.graph_objects as _go, plotly.io as _pio
+_plotly_html = _pio.to_html(
+    _go.Figure(_go.Scatter(x=list(range(200)), y=[i % 7 for i in range(200)])),
+    include_plotlyjs=True, full_html=False)
+"""
+NEXT_FIGURE = "<div id='fig2'></div><script>Plotly.newPlot('fig2', [])</script>"
+PLOTLY_CELL = "from IPython.display import HTML, display\ndisplay(HTML(_plotly_html))"
 
 # (label, interpreter flags, code): what each process of the two kernels imports.
 IMPORT_PROBES = (
@@ -152,6 +173,7 @@ ROWS = (
     Row("stdout_s", "stdout 100k lines, to idle"),
     Row("stdout_s", "stdout throughput", "MB/s", target=0.9, per_sample_bytes=len(STDOUT_EXPECTED)),
     Row("png_s", "10 x 1 MB PNG displays, to idle"),
+    Row("plotly_s", "5 MB plotly HTML display, to idle"),
     Row("interrupt_s", "interrupt to execute_reply"),
     Row("pss_idle_bytes", "PSS of tree, idle after start", "MiB", 1 / MIB, target=1.5),
     Row("pss_imports_bytes", "PSS of tree, after imports", "MiB", 1 / MIB, target=1.5),
@@ -444,12 +466,14 @@ class Bench:
         self.results = Results()
         names = {SANDBOX: args.kernel, STOCK: args.reference}
         self.kernels = {role: Kernel(role, names[role], workdir, log) for role in ROLES}
+        self.selected: set[str] = set()
 
     def shutdown_all(self) -> None:
         for kernel in self.kernels.values():
             kernel.shutdown()
 
     def run(self, selected: set[str]) -> None:
+        self.selected = selected
         steps: list[tuple[str, Callable[[], None]]] = []
         if selected & COLD_METRICS:
             steps.append(("cold starts", lambda: self.cold_rounds("memory" in selected)))
@@ -458,6 +482,8 @@ class Bench:
         warm = [m for m in WARM_METRICS if m in selected]
         if warm:
             steps.append(("warm kernels", lambda: self.warm_rounds(warm)))
+        if "gate" in selected:
+            steps.append(("output gate, in process", self.gate_rounds))
         if "imports" in selected:
             steps.append(("imports", self.import_rounds))
         for name, step in steps:
@@ -557,6 +583,7 @@ class Bench:
             "trivial": self.trivial_cells,
             "stdout": self.stdout_cell,
             "png": self.png_cell,
+            "plotly": self.plotly_cell,
             "interrupt": self.interrupt,
         }
         for metric in metrics:
@@ -568,7 +595,10 @@ class Bench:
 
     def warm_up(self, kernel: Kernel) -> None:
         """Untimed: first-run costs (imports, display machinery) and the PNG data."""
-        for code in ("pass", "1+1", "print('x')", PNG_SETUP_CELL, PNG_CELL):
+        warm_up = ["pass", "1+1", "print('x')", PNG_SETUP_CELL, PNG_CELL]
+        if "plotly" in self.selected:
+            warm_up += [PLOTLY_SETUP_CELL, PLOTLY_CELL]
+        for code in warm_up:
             cell = kernel.execute(code)
             if cell.reply["status"] != "ok":
                 raise RuntimeError(f"{kernel.name}: warm-up cell failed: {cell.reply}")
@@ -601,6 +631,59 @@ class Bench:
         ]
         ok = len(displays) == 10 and got == expected_png_digests()
         self.results.check("png_s", kernel.role, ok, f"{len(displays)} display_data messages")
+
+    def plotly_cell(self, kernel: Kernel) -> None:
+        cell = kernel.execute(PLOTLY_CELL)
+        self.results.add("plotly_s", kernel.role, cell.elapsed_s)
+        [display] = cell.of_type("display_data") or [{"content": {"data": {}}}]
+        markup = display["content"]["data"].get("text/html", "")
+        # Stock relays the scripts as they are; the sandbox isolates them in a frame.
+        ok = len(markup) > 4_000_000 and (
+            markup.startswith('<iframe class="sandbox-kernel-frame" sandbox="allow-scripts"')
+            if kernel.role == SANDBOX
+            else "<script" in markup
+        )
+        self.results.check("plotly_s", kernel.role, ok, f"{len(markup)} bytes: {markup[:80]!r}")
+
+    # -- the output gate alone, in this process (what it adds to the relay) ----------------
+
+    def gate_rounds(self) -> None:
+        """Time OutputGate on the same outputs the kernels send (its share of the rows above)."""
+        from sandbox_kernel.relay.gate import GateSettings, OutputGate
+
+        namespace: dict[str, Any] = {}
+        exec(PNG_SETUP_CELL, namespace)
+        pngs = [
+            {"image/png": base64.b64encode(p).decode(), "text/plain": "<Image>"}
+            for p in namespace["_bench_pngs"]
+        ]
+        exec(PLOTLY_SETUP_CELL, namespace)
+        plotly = {"text/html": namespace["_plotly_html"], "text/plain": "<HTML>"}
+        for _ in range(self.args.reps):
+            gate = OutputGate(GateSettings())  # isolate, the default
+            t0 = time.perf_counter()
+            for bundle in pngs:
+                gate.bundle(bundle)
+            self.results.add("gate:10 x 1 MB PNG bundles", "host", time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            gate.bundle(plotly)
+            self.results.add(
+                "gate:5 MB plotly HTML bundle (isolated)", "host", time.perf_counter() - t0
+            )
+            # A later figure: the plotly.js of the first output is replayed in its frame.
+            t0 = time.perf_counter()
+            gate.bundle({"text/html": NEXT_FIGURE})
+            self.results.add(
+                "gate:next figure, 4.9 MB library replayed", "host", time.perf_counter() - t0
+            )
+            sanitizing = OutputGate(GateSettings(active_content="sanitize"))
+            t0 = time.perf_counter()
+            sanitizing.bundle(plotly)
+            self.results.add(
+                "gate:5 MB plotly HTML bundle (sanitized)", "host", time.perf_counter() - t0
+            )
+        # Streams (the 100k-line stdout case) are text: the gate never sees them.
+        self.results.add("gate:100k stdout lines (streams are not gated)", "host", 0.0)
 
     def interrupt(self, kernel: Kernel) -> None:
         elapsed, reply = kernel.interrupt_sleep()
@@ -690,6 +773,19 @@ def format_table(summary: list[dict[str, Any]], results: Results, names: dict[st
             f"{row.get('target', ''):>8}  {verdict}"
         )
     return "\n".join(lines)
+
+
+def format_gate(results: Results) -> str:
+    lines = []
+    for key, by_role in results.samples.items():
+        if key.startswith("gate:"):
+            values = by_role["host"]
+            lines.append(
+                f"  {key.removeprefix('gate:'):<48} "
+                f"median {statistics.median(values) * 1e3:8.1f} ms"
+                f"   p10 {p10(values) * 1e3:8.1f} ms"
+            )
+    return "output gate alone (in this process):\n" + "\n".join(lines) if lines else ""
 
 
 def format_imports(results: Results) -> str:
@@ -852,6 +948,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = [summarize(r, results.samples[r.key]) for r in ROWS if r.key in results.samples]
     write_json(json_path, meta, results, summary)
     print(format_table(summary, results, names))
+    if any(key.startswith("gate:") for key in results.samples):
+        print(format_gate(results))
     if any(key.startswith("import:") for key in results.samples):
         print(format_imports(results))
     print(
