@@ -93,6 +93,16 @@ SCRIPT_MIME_TYPES = frozenset(
         "text/ecmascript",
     }
 )
+# Code for frontend extensions (jupyter_bokeh, pyviz_comms) that libraries send next to
+# an application/javascript fallback: dropped without a notice on every plot.
+QUIET_CODE_MIME_TYPES = frozenset(
+    {
+        "application/vnd.bokehjs_load.v0+json",
+        "application/vnd.bokehjs_exec.v0+json",
+        "application/vnd.holoviews_load.v0+json",
+        "application/vnd.holoviews_exec.v0+json",
+    }
+)
 WIDGET_TARGET = "jupyter.widget"
 CONTROL_TARGET = "jupyter.widget.control"
 REMOVED = "[output removed by the sandbox's output gate]"
@@ -101,6 +111,7 @@ REMOVED = "[output removed by the sandbox's output gate]"
 ADOPTABLE_OUTPUTS = 16
 ADOPTABLE_BYTES = 1 << 20
 GUARDED_FIELDS = HTML_FIELDS | LATEX_FIELDS | OUTPUT_FIELDS
+ANY_MODEL = "*"
 _ID = re.compile(r"""\bid\s*=\s*["']?([^"'\s>]{4,})""")
 
 
@@ -162,7 +173,7 @@ class OutputGate:
             elif mime in CHECKED_MIME_TYPES:
                 if isinstance(value, str):
                     clean[mime] = value
-            else:
+            elif mime not in QUIET_CODE_MIME_TYPES:
                 notes.append(
                     f"a {mime} output was not shown: its renderer would run in the notebook "
                     "page and it is not in Output.renderer_mime_types"
@@ -270,8 +281,15 @@ class OutputGate:
     # -- comms -------------------------------------------------------------------------
 
     def frontend_comm(self, comm_id: str, target: str) -> None:
-        """A comm the frontend opened (its messages to the kernel are trusted)."""
-        self._comms[comm_id] = _Comm(target)
+        """A comm the frontend opened (its messages to the kernel are trusted).
+
+        What the kernel later sends on it is not: a widget the frontend created is of a
+        model the gate has not seen, so every guarded field of any core model applies.
+        """
+        comm = _Comm(target)
+        if target == WIDGET_TARGET:
+            comm.module, comm.model = CORE_WIDGET_MODULES[0], ANY_MODEL
+        self._comms[comm_id] = comm
 
     def comm(self, kind: str, message: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
         """A comm message from the kernel side, or None if it must not reach the frontend."""

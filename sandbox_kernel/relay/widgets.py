@@ -48,4 +48,7 @@ OUTPUT_FIELDS = frozenset({("OutputModel", "outputs")})
 
 
 def field_in(fields: frozenset[tuple[str, str]], model: str, name: str) -> bool:
+    """Whether ``name`` of ``model`` is among ``fields`` ("*": a field of any model)."""
+    if model == "*":
+        return any(field == name for _, field in fields)
     return (model, name) in fields or ("*", name) in fields

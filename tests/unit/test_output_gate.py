@@ -203,7 +203,7 @@ def test_extension_types_pass_only_when_listed() -> None:
     data, notes = gate().bundle(
         {
             "application/vnd.vegalite.v5+json": {"mark": "point"},
-            "application/vnd.bokehjs_exec.v0+json": "",
+            "application/vnd.unknown+json": "",
             "text/plain": "t",
         }
     )
@@ -466,6 +466,25 @@ def test_frontend_opened_comms_keep_working() -> None:
     g.frontend_comm("f1", "my.target")
     message = {"comm_id": "f1", "data": {"x": 1}}
     assert g.comm("comm_msg", message) == (message, [])
+
+
+def test_kernel_updates_of_a_frontend_created_widget_are_gated() -> None:
+    g = gate()
+    g.frontend_comm("f2", "jupyter.widget")
+    update = {"comm_id": "f2", "data": {"method": "update", "state": {"value": HOSTILE_HTML}}}
+    out, _ = g.comm("comm_msg", update)
+    assert out is not None
+    assert "onerror" not in out["data"]["state"]["value"]
+    plain = {"comm_id": "f2", "data": {"method": "update", "state": {"value": 5}}}
+    assert g.comm("comm_msg", plain) == (plain, [])
+
+
+def test_extension_code_types_are_dropped_quietly() -> None:
+    data, notes = gate().bundle(
+        {"application/vnd.bokehjs_exec.v0+json": "", "text/html": "<div>x</div>"}
+    )
+    assert data == {"text/html": "<div>x</div>"}
+    assert notes == []
 
 
 # -- the passive check itself -----------------------------------------------------------
