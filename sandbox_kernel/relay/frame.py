@@ -78,8 +78,10 @@ _LISTENER = (
 # else too; the page believes only a clamped number from this frame).
 _REPORTER = (
     "<script>(function(){"
+    # The content's height, never the viewport's: documentElement.scrollHeight is at
+    # least the frame's current height, so a frame measured by it could never shrink.
     "function post(){var d=document.documentElement,b=document.body;"
-    "var h=Math.max(d?d.scrollHeight:0,b?b.scrollHeight:0);"
+    "var h=Math.max(d?d.offsetHeight:0,b?b.scrollHeight:0);"
     f'parent.postMessage({{type:"{MESSAGE_TYPE}",height:h}},"*");}}'
     'if(typeof ResizeObserver!=="undefined"){var o=new ResizeObserver(post);'
     'o.observe(document.documentElement);document.addEventListener("DOMContentLoaded",'
