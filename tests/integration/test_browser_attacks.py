@@ -257,9 +257,14 @@ def run_listener() -> Iterator[Listener]:
         server.server_close()
 
 
-def effects(server: LabServer, listener: Listener, tag: str, log_before: int) -> list[str]:
+def effects(
+    server: LabServer, listener: Listener, tag: str, log_before: int, kernels_before: int
+) -> list[str]:
     """Everything the payload achieved as the user, seen from outside the browser."""
     found = []
+    kernels = len(api_request(server, "GET", "/api/kernels"))
+    if kernels > kernels_before:
+        found.append(f"the server's kernel list grew ({kernels_before} -> {kernels})")
     if (server.root_dir / f"pwned-{tag}.txt").exists():
         found.append("wrote a file through the contents API")
     sessions = api_request(server, "GET", "/api/sessions")
@@ -488,6 +493,7 @@ def attack(
     """Run one vector; return its effects, whether its payload ran at all, its outputs."""
     tag = f"{vector.name}-{secrets.token_hex(3)}"
     log_before = len(server.log_path.read_text(errors="replace"))
+    kernels_before = len(api_request(server, "GET", "/api/kernels"))
     code = payload_for(vector, tag, listener, server)
     output = None
     if vector.inspect:
@@ -497,7 +503,7 @@ def attack(
         output = run_in_cell(notebook, code)
     ran = wait_for_run(listener, tag, RAN_WAIT_S)
     time.sleep(SETTLE_S)
-    found = effects(server, listener, tag, log_before)
+    found = effects(server, listener, tag, log_before, kernels_before)
     if vector.navigate and not notebook.page.url.startswith(server.url):
         found.append(f"navigated the top window to {notebook.page.url}")
     if vector.navigate and notebook.page.url.startswith(listener.url):
