@@ -75,8 +75,8 @@ KERNELS = {
     "locked": Kernel("sandbox-python-attack-locked", "Sandbox locked drop (attacks)"),
 }
 LOCKED_BY = "attack-suite admin"
-SETTLE_S = 2.5  # after the payload ran (or could have): time for its requests to land
-RAN_WAIT_S = 8.0  # how long a payload gets to send its first beacon
+SETTLE_S = 2.0  # after the payload ran (or could have): time for its requests to land
+RAN_WAIT_S = 5.0  # how long a payload gets to send its first beacon
 
 # The payload. T: the vector's tag, L: the listener, B: the server's URL.
 ATTACK_JS = """(function(){var T="%(tag)s",L="%(listener)s",B="%(base)s";
