@@ -112,12 +112,15 @@ def build_frame(content: str, libraries: str = "") -> str:
     )
 
 
-def javascript_document(code: str, *, element: bool = True) -> str:
+def javascript_document(code: str, *, element: bool = True, after_load: bool = False) -> str:
     """Markup that runs ``code`` as JupyterLab runs application/javascript.
 
     JupyterLab evaluates the code with ``element`` bound to the output's node. The code
     travels base64-encoded, so no ``</script>`` in it can end the script element early;
     ``element=False`` gives it a detached node (a replayed library draws nowhere).
+    ``after_load`` runs it at the frame's load event, once the scripts that replayed
+    libraries inserted have loaded (in the page they had loaded long before: bokeh's
+    show() gives BokehJS one second to appear).
     """
     encoded = base64.b64encode(code.encode("utf-8")).decode("ascii")
     target = (
@@ -126,13 +129,14 @@ def javascript_document(code: str, *, element: bool = True) -> str:
         else 'document.createElement("div")'
     )
     holder = '<div class="sandbox-kernel-output"></div>' if element else ""
-    return (
-        f"{holder}<script>(function(element){{"
+    run = (
         f'var b=atob("{encoded}"),a=new Uint8Array(b.length);'
         "for(var i=0;i<b.length;i++)a[i]=b.charCodeAt(i);"
         'window.element=element;(0,eval)(new TextDecoder("utf-8").decode(a));'
-        f"}})({target});</script>"
     )
+    if after_load:
+        run = f'window.addEventListener("load",function(){{{run}}});'
+    return f"{holder}<script>(function(element){{{run}}})({target});</script>"
 
 
 _SCRIPT_OR_STYLE = re.compile(

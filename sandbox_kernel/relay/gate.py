@@ -213,7 +213,9 @@ class OutputGate:
         libraries = self.libraries.markup()
         if script:
             # JupyterLab prefers a bundle's script to its HTML: the frame runs the script.
-            content = self._adopted(script) + frame.javascript_document(script)
+            content = self._adopted(script) + frame.javascript_document(
+                script, after_load=bool(libraries)
+            )
             clean["text/html"] = frame.build_frame(content, libraries)
             self.libraries.remember(frame.javascript_document(script, element=False))
         elif active_html:

@@ -114,10 +114,17 @@ def _present_schemes(markup: str) -> set[str] | None:
     return schemes
 
 
+# Markers that make markup active for certain (a false hit only costs isolation): found
+# first, they spare the parse of a large document such as 5 MB of inline plotly.js.
+_SURELY_ACTIVE = re.compile(r"<(script|iframe|object|embed|form|base|meta)\b", re.I)
+
+
 def is_passive_html(markup: str) -> bool:
     """Whether ``markup`` holds only passive content (see the module's docstring)."""
     if not markup:
         return True
+    if _SURELY_ACTIVE.search(markup):
+        return False
     if has_active_latex(markup):
         return False
     schemes = _present_schemes(markup)
