@@ -68,8 +68,15 @@ def rich_context(cdn: CdnFiles) -> Iterator[BrowserContext]:
 
     playwright_expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     with sync_playwright() as playwright:
+        # Sandboxed frames stay in the page's renderer process here: Chromium otherwise
+        # moves them into processes of their own, and a library's first requests from a
+        # brand-new frame can leave before Playwright's routing is attached to it (then
+        # they meet this machine's missing DNS). The frames' opaque origin and sandbox
+        # are the same either way; only the stand-in CDN needs this.
         chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_ARGS, "--disable-features=IsolateSandboxedIframes"],
+            headless=True,
         )
         try:
             context = chromium.new_context(viewport={"width": 1400, "height": 1000})
