@@ -41,6 +41,9 @@ DEFAULT_RENDERER_MIME_TYPES = (
     "application/vnd.vegalite.v5+json",
     "application/vnd.vegalite.v4+json",
     "application/vnd.plotly.v1+json",
+    # Data for programs, not for a frontend: the answers examples/autograde reads back
+    # (no frontend has a renderer for it).
+    "text/x-sandbox-grader-answer",
 )
 
 
@@ -326,10 +329,11 @@ class Output(Configurable):
     renderer_mime_types = List(
         Unicode(),
         default_value=list(DEFAULT_RENDERER_MIME_TYPES),
-        help="""MIME types that frontend extensions render from data (Vega, Vega-Lite,
-        plotly's figure JSON). Their renderers run in the notebook page, so only types
-        whose renderers treat the data as data are relayed; any other MIME type outside
-        the built-in passive ones (text, images, JSON, PDF) is dropped with a notice.""",
+        help="""MIME types relayed besides the built-in passive ones (text, images, JSON,
+        PDF): types that frontend extensions render from data (Vega, Vega-Lite, plotly's
+        figure JSON), whose renderers run in the notebook page, and data types for
+        programs (the autograder's answers). Any other MIME type is dropped with a
+        notice: add a type here only if no frontend renders it as code.""",
     ).tag(config=True)
 
     comm_targets = List(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -554,3 +555,14 @@ def test_passive_markup_is_recognised(markup: str) -> None:
 def test_a_script_tag_named_anywhere_errs_on_the_side_of_isolation() -> None:
     # The fast path for large documents: a false hit costs a frame, never a hole.
     assert not is_passive_html("<!-- only a comment mentions <script> -->")
+
+
+def test_the_autograders_answers_pass_by_default() -> None:
+    from sandbox_kernel.config import Output
+
+    grader = Path(__file__).parents[2] / "examples" / "autograde" / "grade.py"
+    [mime] = re.findall(r'^ANSWER_MIME = "([^"]+)"', grader.read_text(), re.M)
+    settings = GateSettings(renderer_mime_types=frozenset(Output().renderer_mime_types))
+    data, notes = OutputGate(settings).bundle({mime: "nonce{}", "text/plain": "t"})
+    assert data[mime] == "nonce{}"
+    assert notes == []
