@@ -18,6 +18,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, TraitError,
 from traitlets.config import Configurable
 
 from .levels import ISOLATION_LEVELS, level_rank
+from .network.hosts import validate_entries
 from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES
 from .policy.settings import check_overrides
 from .relay.gate import ACTIVE_CONTENT_MODES
@@ -103,6 +104,38 @@ class Isolation(Configurable):
         (landlock level).""",
     ).tag(config=True)
 
+    allowed_hosts = List(
+        Unicode(),
+        default_value=[],
+        help="""Hosts cells may reach through the kernel's egress proxy, when allow_network
+        is off: 'example.org', '*.example.org' (names below it), an IP literal, each
+        optionally with ':port' (default ports 80 and 443), or 'pypi' for the hosts of the
+        package index pip is configured to use here (a site mirror if pip has one).
+        The proxy resolves names itself and refuses loopback, private, link-local and
+        metadata addresses. Empty: no network.""",
+    ).tag(config=True)
+
+    network_max_connections = Int(
+        16,
+        min=1,
+        help="""Connections through the egress proxy a sandbox may hold at once (with
+        allowed_hosts); more are refused at once with a message naming this setting.""",
+    ).tag(config=True)
+
+    network_max_mb_per_cell = Int(
+        2048,
+        min=1,
+        help="""Bytes, in MiB, one cell may move through the egress proxy (both ways,
+        all connections); past it its connections are closed and new ones refused.""",
+    ).tag(config=True)
+
+    package_dir = Unicode(
+        "",
+        help="""Host directory where '%pip install' puts packages, kept across kernel
+        restarts (a per-workspace directory, writable by the kernel's user). Empty: a
+        directory in the sandbox's private space, which lives as long as the kernel.""",
+    ).tag(config=True)
+
     tmp_size_mb = Int(
         256,
         min=1,
@@ -153,6 +186,20 @@ class Isolation(Configurable):
             if not path.startswith("/"):
                 raise TraitError(f"hidden_paths entry {path!r} must be an absolute path")
         return list(proposal["value"])
+
+    @validate("allowed_hosts")
+    def _check_allowed_hosts(self, proposal: Any) -> list[str]:
+        try:
+            return validate_entries(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"Isolation.allowed_hosts: {exc}") from None
+
+    @validate("package_dir")
+    def _check_package_dir(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        if value and not value.startswith("/"):
+            raise TraitError(f"Isolation.package_dir {value!r} must be an absolute path")
+        return value
 
     @validate("extra_mounts")
     def _check_mounts(self, proposal: Any) -> list[str]:
@@ -455,7 +502,7 @@ class Policy(Configurable):
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "standard": {},
     "classroom": {
-        "Isolation": {"required_isolation": "landlock"},
+        "Isolation": {"required_isolation": "landlock", "allowed_hosts": []},
         "Limits": {
             "wall_time_limit_s": 60.0,
             "memory_limit_mb": 2048,

@@ -92,6 +92,10 @@ ORDERS: dict[str, Order] = {
     "Isolation.extra_mounts": _subset,
     "Isolation.hidden_paths": _superset,
     "Isolation.allow_network": _false_is_stricter,
+    "Isolation.allowed_hosts": _subset,
+    "Isolation.package_dir": _equal,
+    "Isolation.network_max_connections": _smaller(False),
+    "Isolation.network_max_mb_per_cell": _smaller(False),
     "Isolation.tmp_size_mb": _smaller(False),
     "Isolation.seccomp": _rank(["required", "auto", "disabled"]),
     "Isolation.landlock": _rank(["required", "auto", "disabled"]),
@@ -139,6 +143,7 @@ def _strictest(name: str, a: Any, b: Any) -> Any:
         return merged
     if name in {
         "Isolation.extra_mounts",
+        "Isolation.allowed_hosts",
         "Isolation.env_passthrough",
         "Output.renderer_mime_types",
         "Output.comm_targets",

@@ -21,6 +21,8 @@ from sandbox_kernel.lock import ORDERS, Locks, load_locks, stricter
         ("Isolation.required_isolation", "namespaces", "landlock"),
         ("Isolation.required_isolation", "landlock", "none"),
         ("Isolation.allow_network", False, True),
+        ("Isolation.allowed_hosts", [], ["pypi"]),
+        ("Isolation.allowed_hosts", ["pypi"], ["pypi", "*.example.org"]),
         ("Isolation.workspace_writable", False, True),
         ("Isolation.seccomp", "required", "auto"),
         ("Isolation.extra_mounts", ["/a:ro"], ["/a:ro", "/b:rw"]),

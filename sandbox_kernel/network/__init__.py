@@ -1,0 +1,1 @@
+"""Network by allow-list: host patterns and the egress proxy the trusted kernel owns."""
