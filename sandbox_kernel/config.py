@@ -250,6 +250,20 @@ class Limits(Configurable):
         1024, min=1, help="Largest file a cell may write, in MiB (RLIMIT_FSIZE)."
     ).tag(config=True)
 
+    workspace_quota_mb = Int(
+        10240,
+        min=0,
+        help="""How much the workspace may grow during the kernel's life, in MiB; 0 means
+        no quota. The workspace is on the host's disk, which every user of a hub shares,
+        and the per-file limit alone does not bound many files. The default (10 GiB)
+        leaves room for the data sets and outputs of ordinary notebooks; the classroom
+        preset sets 1024. The kernel measures the workspace from outside the sandbox
+        and stops a cell that makes it grow past the quota (DiskQuotaExceeded); files
+        uploaded or saved through the Jupyter server count towards the growth too,
+        but only a cell that writes is stopped. Large files are bounded at once
+        (RLIMIT_FSIZE is never above the quota); see SECURITY.md for the margin.""",
+    ).tag(config=True)
+
     cpu_time_limit_s = Float(
         0.0,
         min=0.0,
@@ -508,6 +522,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "memory_limit_mb": 2048,
             "max_processes": 128,
             "kill_cell_processes": True,
+            "workspace_quota_mb": 1024,
         },
         "Output": {
             "max_cell_output_bytes": 8 * 1024 * 1024,

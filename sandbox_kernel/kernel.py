@@ -27,6 +27,7 @@ from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
+from .quota import MIB, WorkspaceMeter, sandbox_write_bytes
 from .relay.budget import OutputLimits
 from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
@@ -83,6 +84,13 @@ def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation
         return None
     evalue = str(reply.get("evalue", ""))
     if evalue.startswith("[Errno 27]"):
+        quota = limits.workspace_quota_mb
+        if quota and quota < limits.max_file_size_mb:
+            return (
+                f"[sandbox] FileSizeLimitExceeded: a file may not grow beyond {quota} MiB, "
+                "the workspace's quota (Limits.workspace_quota_mb; Limits.max_file_size_mb "
+                f"is {limits.max_file_size_mb} MiB)."
+            )
         return (
             "[sandbox] FileSizeLimitExceeded: a file may not grow beyond "
             f"{limits.max_file_size_mb} MiB (Limits.max_file_size_mb)."
@@ -181,6 +189,11 @@ class SandboxKernel(Kernel):
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
         self._stdin_idents: dict[str, Any] = {}
+        # The workspace quota: its size when the kernel started, measured from outside.
+        self._workspace_meter: WorkspaceMeter | None = None
+        self._quota_watch: asyncio.Task[None] | None = None
+        # Said at the start of the next cell (something happened between cells).
+        self._pending_notices: list[str] = []
         # Not dumpable: a sandboxed process of the same uid (landlock level)
         # cannot read this process's memory or environment via /proc.
         privs.set_not_dumpable()
@@ -321,8 +334,63 @@ class SandboxKernel(Kernel):
         self._isolation_report = report
         self._setup_failure = None
         self._executor = executor
+        await self._watch_quota(executor, spec["isolation"]["protected"])
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
+
+    async def _watch_quota(self, executor: ExecutorProcess, protected: list[str]) -> None:
+        """Measure the workspace for this executor's life (the baseline is the kernel's start)."""
+        if not self.limits.workspace_quota_mb or not self.isolation.workspace_writable:
+            return
+        if self._workspace_meter is None:
+            self._workspace_meter = await asyncio.to_thread(
+                WorkspaceMeter, self.workspace, protected
+            )
+        if self._quota_watch is not None:
+            self._quota_watch.cancel()
+        self._quota_watch = asyncio.ensure_future(self._quota_loop(executor))
+
+    async def _quota_loop(self, executor: ExecutorProcess) -> None:
+        meter = self._workspace_meter
+        assert meter is not None
+        quota = self.limits.workspace_quota_mb * MIB
+        written: int | None = None
+        while self._executor is executor and executor.dead_reason is None:
+            await asyncio.sleep(meter.interval())
+            previous = meter.last
+            meter.last = await asyncio.to_thread(meter.measure)
+            now = sandbox_write_bytes(executor.tree_pids())
+            # Unknown (no access to /proc/<pid>/io): the sandbox is taken to have written.
+            wrote = now is None or written is None or now > written
+            written = now
+            if meter.growth > quota and meter.last > previous and wrote:
+                await self._over_quota(executor, meter.growth)
+
+    async def _over_quota(self, executor: ExecutorProcess, growth: int) -> None:
+        """The sandbox made the workspace grow past its quota: stop what is writing."""
+        why = (
+            f"the workspace grew by {growth / MIB:.0f} MiB during this kernel's life, past its "
+            f"quota of {self.limits.workspace_quota_mb} MiB (Limits.workspace_quota_mb); "
+            "delete files in it to make room"
+        )
+        self.log.warning("workspace_quota_exceeded growth_mib=%d", growth // MIB)
+        if self._running is not None:
+            if self._stop_reason is not None:
+                return
+            self._stop_reason = ("DiskQuotaExceeded", why)
+            # Everything else the cell started stops first: it may be the writer.
+            keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
+            executor.end_cell_processes(keep=keep)
+            await self._stop_over_limit()
+            return
+        # No cell runs: a background thread or process of an earlier cell is writing.
+        await executor.kill()
+        if self._executor is executor:
+            self._executor = None
+        self._pending_notices.append(
+            f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor "
+            "was stopped with what earlier cells had started; variables and imports are gone."
+        )
 
     async def _executor_for_cell(self) -> ExecutorProcess | str:
         executor = self._executor
@@ -389,14 +457,13 @@ class SandboxKernel(Kernel):
 
     def sandbox_report(self) -> str:
         from .isolation.report import render_report
-        from .spec import limits_dict
 
         if self._setup_failure:
             return f"Sandbox level: NOT RUNNING\n  {self._setup_failure}"
         executor = self._executor
         info = {
             "isolation": self._isolation_report,
-            "limits": limits_dict(self.limits),
+            "limits": self._limits_report(),
             "setup_ms": round(executor.setup_time_s * 1000, 1)
             if executor and executor.setup_time_s
             else None,
@@ -412,6 +479,18 @@ class SandboxKernel(Kernel):
             },
         }
         return render_report(info)
+
+    def _limits_report(self) -> dict[str, Any]:
+        from .spec import limits_dict
+
+        limits: dict[str, Any] = limits_dict(self.limits)
+        meter = self._workspace_meter
+        if meter is not None:
+            limits["workspace_growth"] = (
+                f"{meter.growth / MIB:.1f} MiB since the kernel started (measured from outside "
+                f"every {meter.interval():.2g} s)"
+            )
+        return limits
 
     def _executor_log(self, level: str, message: str) -> None:
         # The text may come from the cell: one line, control characters escaped,
@@ -517,6 +596,8 @@ class SandboxKernel(Kernel):
         parent = self.get_parent("shell")
         msg_id = parent.get("header", {}).get("msg_id", "")
         self.publisher.begin_cell(parent)
+        while self._pending_notices:
+            self.publisher.notice(self._pending_notices.pop(0), parent)
         if allow_stdin:
             self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
         # IPython never stores (or counts) a silent cell, whatever the request says.
@@ -1002,6 +1083,9 @@ class SandboxKernel(Kernel):
     async def stop_sandbox(self) -> None:
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
+        if self._quota_watch is not None:
+            self._quota_watch.cancel()
+            self._quota_watch = None
         if self._executor is not None:
             await self._executor.kill()
             self._executor = None

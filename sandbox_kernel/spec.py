@@ -92,7 +92,11 @@ def limits_dict(limits: Limits) -> dict[str, Any]:
         "memory_bytes": effective_memory_bytes(limits),
         "max_processes": limits.max_processes,
         "max_open_files": limits.max_open_files,
-        "max_file_size_mb": limits.max_file_size_mb,
+        # One file can never be larger than the whole quota.
+        "max_file_size_mb": min(limits.max_file_size_mb, limits.workspace_quota_mb)
+        if limits.workspace_quota_mb
+        else limits.max_file_size_mb,
+        "workspace_quota_mb": limits.workspace_quota_mb,
         "interrupt_grace_s": limits.interrupt_grace_s,
         "rollback": limits.rollback,
         "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB

@@ -270,16 +270,17 @@ class ExecutorProcess:
         """Ask the supervisor to deliver SIGINT to the executor."""
         self.send_supervisor({"op": "signal", "signal": int(signal.SIGINT)})
 
-    def tree_size(self) -> int:
-        """How many processes the sandbox holds now (the launcher and all below it)."""
+    def tree_pids(self) -> list[int]:
+        """The sandbox's processes as this process sees them (the launcher and all below it)."""
         if self.proc is None:
-            return 0
+            return []
         # /proc/PID/task/TID/children reads only this tree; psutil's children()
         # scans every process on the host, milliseconds per cell on a busy one.
-        seen, todo = 0, [self.proc.pid]
+        seen: list[int] = []
+        todo = [self.proc.pid]
         while todo:
             pid = todo.pop()
-            seen += 1
+            seen.append(pid)
             try:
                 for tid in os.listdir(f"/proc/{pid}/task"):
                     with open(f"/proc/{pid}/task/{tid}/children") as f:
@@ -290,10 +291,15 @@ class ExecutorProcess:
                 import psutil  # only where /proc has no children files
 
                 try:
-                    return 1 + len(psutil.Process(self.proc.pid).children(recursive=True))
+                    root = psutil.Process(self.proc.pid)
+                    return [root.pid, *(p.pid for p in root.children(recursive=True))]
                 except psutil.Error:
-                    return 0
+                    return []
         return seen
+
+    def tree_size(self) -> int:
+        """How many processes the sandbox holds now (the launcher and all below it)."""
+        return len(self.tree_pids())
 
     def executor_host_pid(self) -> int | None:
         """The executor's pid as this process sees it (the executor reports its own namespace's)."""
