@@ -6,6 +6,12 @@ import os
 import sys
 
 
+def _only_help(argv: list[str]) -> bool:
+    """Whether the command line asks for help or the version (as traitlets reads it)."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    return any(a in {"-h", "--help", "--help-all", "--version", "-V"} for a in head)
+
+
 def main() -> None:
     # Never import from the directory the kernel was started in (the notebook's
     # directory, writable by cells): kernel.json runs us with -I, and this
@@ -20,6 +26,12 @@ def main() -> None:
         from .install import main as install_main
 
         sys.exit(install_main(sys.argv[1:]))
+    if _only_help(sys.argv[1:]):
+        # Help and version start no kernel: no sandbox to prepare.
+        from .app import main as app_main
+
+        app_main()
+        return
     # Start the first sandbox launcher now, so that its interpreter start-up
     # overlaps this process's imports (ipykernel, IPython, zmq) on another core.
     from .executor.spawn import prelaunch

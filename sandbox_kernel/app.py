@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Generator
 from typing import Any
 
 from ipykernel.kernelapp import IPKernelApp
@@ -19,6 +20,8 @@ from jupyter_core.paths import jupyter_config_dir, jupyter_config_path
 from traitlets import CaselessStrEnum, Unicode, default
 from traitlets.config import Application
 
+from . import __version__
+from .cli import command_line_help, version_line
 from .config import PRESETS, Isolation, Limits, Output, Policy
 from .kernel import SandboxKernel
 from .lock import Attempt, Locks, load_locks, stricter
@@ -30,6 +33,8 @@ class SandboxKernelApp(IPKernelApp):
     """Start a sandbox-kernel (``python -I -m sandbox_kernel -f CONNECTION_FILE``)."""
 
     name = "sandbox-kernel"
+    # --version prints this, not IPython's version.
+    version = __version__
     description = "A Jupyter kernel for Python that runs every cell in a sandbox."
     classes = [*IPKernelApp.classes, SandboxKernel, Isolation, Limits, Output, Policy]
 
@@ -68,6 +73,23 @@ class SandboxKernelApp(IPKernelApp):
     @default("capture_fd_output")
     def _capture_default(self) -> bool:
         return False
+
+    def print_version(self) -> None:
+        print(version_line())
+
+    def emit_help(self, classes: bool = False) -> Generator[str, None, None]:
+        """``--help``: this project's commands, presets and main settings; ``--help-all``: all."""
+        if classes:
+            yield from super().emit_help(classes=True)
+            return
+        sections = {
+            "SandboxKernelApp": SandboxKernelApp,
+            "Isolation": Isolation,
+            "Limits": Limits,
+            "Output": Output,
+            "Policy": Policy,
+        }
+        yield command_line_help(sections)
 
     def init_crash_handler(self) -> None:
         # IPython's crash handler writes reports into the profile directory.

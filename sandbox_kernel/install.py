@@ -16,7 +16,14 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from . import __version__
 
-__all__ = ["DEFAULT_DISPLAY_NAME", "DEFAULT_NAME", "kernel_dict", "main", "template_dir"]
+__all__ = [
+    "DEFAULT_DISPLAY_NAME",
+    "DEFAULT_NAME",
+    "display_name_for",
+    "kernel_dict",
+    "main",
+    "template_dir",
+]
 
 DEFAULT_NAME = "sandbox-python"
 DEFAULT_DISPLAY_NAME = "Python 3 (sandboxed)"
@@ -32,6 +39,13 @@ def template_dir() -> Path:
     if source.is_dir():
         return source
     raise FileNotFoundError("the kernelspec template is missing from this installation")
+
+
+def display_name_for(preset: str | None) -> str:
+    """The launcher's name for a kernel of ``preset``: two presets never look the same."""
+    if not preset or preset == "standard":
+        return DEFAULT_DISPLAY_NAME
+    return f"Python 3 (sandboxed, {preset})"
 
 
 def kernel_dict(
@@ -65,8 +79,9 @@ def install(args: argparse.Namespace) -> str:
         os.chmod(tmp, 0o755)
         for logo in template_dir().glob("logo-*"):
             shutil.copy(logo, tmp)
+        display_name = args.display_name or display_name_for(args.preset)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
-            json.dump(kernel_dict(args.display_name, extra_args=extra), f, indent=2)
+            json.dump(kernel_dict(display_name, extra_args=extra), f, indent=2)
         # install_kernel_spec replaces an existing spec of the same name.
         return KernelSpecManager().install_kernel_spec(tmp, args.name, **_location_args(args))
 
@@ -97,7 +112,9 @@ def main(argv: list[str]) -> int:
         )
         if name == "install":
             p.add_argument(
-                "--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in the launcher"
+                "--display-name",
+                help=f"name shown in the launcher (default {DEFAULT_DISPLAY_NAME!r}; "
+                "with --preset P other than standard: 'Python 3 (sandboxed, P)')",
             )
             p.add_argument(
                 "--preset",

@@ -27,18 +27,20 @@ from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
+from .policy.rules import RULES
 from .quota import MIB, WorkspaceMeter, sandbox_write_bytes
 from .relay.budget import OutputLimits
 from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
 from .relay.publisher import Publisher
 from .relay.reports import escape_for_log
+from .sandbox_magic import SANDBOX_MAGIC_DOC, SUBCOMMANDS, rules_table
 from .spec import build_environment, build_spec, effective_memory_bytes
 
 __all__ = ["SandboxKernel"]
 
 # ``%sandbox`` alone in a cell, after IPython's transformation.
-SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '[^']*'\)\s*$")
+SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '([^']*)'\)\s*$")
 COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
 
@@ -104,15 +106,17 @@ def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation
     return None
 
 
-def _is_sandbox_magic(code: str) -> bool:
+def _sandbox_magic_argument(code: str) -> str | None:
+    """The argument of a ``%sandbox`` alone in the cell ("" for none); None for other cells."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     if "sandbox" not in code:
-        return False
+        return None
     try:
-        return bool(SANDBOX_MAGIC.match(TransformerManager().transform_cell(code).strip()))
+        match = SANDBOX_MAGIC.match(TransformerManager().transform_cell(code).strip())
     except Exception:
-        return False
+        return None
+    return match.group(1).strip() if match else None
 
 
 class SandboxKernel(Kernel):
@@ -204,6 +208,7 @@ class SandboxKernel(Kernel):
             self.log.warning("kernel_memory_limit_unavailable reason=%s", problem)
         locks = getattr(self.parent, "locks", None)
         self.locked = locks.describe() if locks is not None else {}
+        self.locked_files: dict[str, dict[str, Any]] = dict(locks.declared) if locks else {}
         for attempt in getattr(self.parent, "lock_attempts", []):
             self.log.warning(
                 "lock_refused user=%s setting=%s attempted=%r locked=%r",
@@ -468,10 +473,12 @@ class SandboxKernel(Kernel):
             if executor and executor.setup_time_s
             else None,
             "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
-            "locked": self.locked,
+            "locked": self.locked_files,
             "policy": {
                 "preset": self.policy_settings.preset,
-                "rule overrides": dict(self.policy_settings.overrides) or "none",
+                # Only where the actions differ from the preset's (a lock on the preset
+                # pins every rule at its preset action): %sandbox rules lists them all.
+                "rule overrides": self._rule_overrides() or "none",
                 "runtime audit hooks": "on" if self.policy_settings.runtime_hooks else "off",
                 "audit log": self.audit.path
                 if self.audit.path and not self.audit.error
@@ -491,6 +498,28 @@ class SandboxKernel(Kernel):
                 f"every {meter.interval():.2g} s)"
             )
         return limits
+
+    def _rule_overrides(self) -> dict[str, str]:
+        preset = self.policy_settings.preset
+        return {
+            rid: action
+            for rid, action in self.policy_settings.actions.items()
+            if action != RULES[rid].default(preset)
+        }
+
+    async def _sandbox_magic(self, argument: str) -> str | None:
+        """The text of ``%sandbox ARGUMENT``; None for an unknown subcommand."""
+        if argument == "":
+            await self._executor_for_cell()
+            return self.sandbox_report()
+        if argument == "rules":
+            locked = self.locked.get("Policy.rules", ({}, ""))[0]
+            return rules_table(
+                self.policy_settings.actions, self.policy_settings.preset, dict(locked)
+            )
+        if argument == "help":
+            return SANDBOX_MAGIC_DOC.rstrip()
+        return None
 
     def _executor_log(self, level: str, message: str) -> None:
         # The text may come from the cell: one line, control characters escaped,
@@ -608,14 +637,20 @@ class SandboxKernel(Kernel):
             self._execution_count += 1
             self._history.append((0, count, code))
 
-        if _is_sandbox_magic(code):
-            await self._executor_for_cell()
+        magic_argument = _sandbox_magic_argument(code)
+        if magic_argument is not None:
             # Answered here, from the kernel's own record of what the launcher
             # set up: a cell cannot make the executor misreport its sandbox.
-            if not silent:
-                self.publisher.send(
-                    "stream", {"name": "stdout", "text": self.sandbox_report() + "\n"}, parent
+            text = await self._sandbox_magic(magic_argument)
+            if text is None:
+                return self._error_reply(
+                    "UsageError",
+                    f"%sandbox {magic_argument}: unknown subcommand; use one of "
+                    f"{', '.join(SUBCOMMANDS)} (or nothing)",
+                    reply_count,
                 )
+            if not silent:
+                self.publisher.send("stream", {"name": "stdout", "text": text + "\n"}, parent)
             return {
                 "status": "ok",
                 "execution_count": reply_count,

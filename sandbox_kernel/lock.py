@@ -171,6 +171,9 @@ class Locks:
     # setting -> who locked it ("CS101 staff (/etc/jupyter/sandbox_kernel_locks.json)")
     owners: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # What each lock file says, as written (before presets and groups are expanded),
+    # by owner: the compact view %sandbox shows, one line per file.
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def merge(self, values: dict[str, Any], owner: str) -> None:
         for name, value in values.items():
@@ -306,8 +309,9 @@ def load_locks(extra_files: Iterable[str] = (), environ: Mapping[str, str] | Non
             raise SystemExit(
                 f"sandbox-kernel: cannot read the admin lock file {path}: {exc}"
             ) from None
-        owner = str(data.get("locked_by") or "the administrator")
-        locks.merge(values, f"{owner} ({path})")
+        owner = f"{data.get('locked_by') or 'the administrator'} ({path})"
+        locks.declared[owner] = dict(values)
+        locks.merge(values, owner)
     if locks.errors:
         # A misspelt setting is a lock the admin believes in and that does not hold.
         raise SystemExit("sandbox-kernel: " + "; ".join(locks.errors))

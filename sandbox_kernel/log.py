@@ -256,10 +256,11 @@ class AuditLog:
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._file.flush()
+        # Policy events are the sandbox doing its job, not problems of the kernel: they go
+        # to the kernel log at INFO (the audit log is their record); WARNING and ERROR are
+        # kept for what an operator must look at (a lost audit file, a limit unavailable).
         if clean.get("kind") == "cell":
-            level = logging.INFO if clean["verdict"] == "allowed" else logging.WARNING
-            self.logger.log(
-                level,
+            self.logger.info(
                 "cell_checked user=%s kernel_id=%s cell_sha256=%s verdict=%s rules=%s",
                 clean.get("user") or "-",
                 clean["kernel_id"],
@@ -268,9 +269,7 @@ class AuditLog:
                 ",".join(clean["rules"]) or "-",
             )
         else:
-            level = logging.WARNING if clean.get("action") in ("deny", "warn") else logging.INFO
-            self.logger.log(
-                level,
+            self.logger.info(
                 "policy_violation user=%s source=%s rule=%s action=%s event=%s detail=%s",
                 clean.get("user") or "-",
                 clean.get("source"),

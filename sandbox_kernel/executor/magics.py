@@ -13,6 +13,8 @@ from IPython.core.magics.code import CodeMagics, MacroToEdit
 from IPython.display import Javascript, display
 from IPython.utils import openpy
 
+from ..sandbox_magic import SANDBOX_MAGIC_DOC
+
 __all__ = ["FrontendMagics"]
 
 
@@ -107,3 +109,11 @@ class FrontendMagics(Magics):
         """Subshells are not supported: the sandbox runs one cell at a time."""
         print("Kernel does not support subshells")
         print(f"thread id: {threading.current_thread().ident}")
+
+    @line_magic
+    def sandbox(self, arg_s: str) -> None:
+        # The kernel answers %sandbox alone in a cell; it reaches the executor only
+        # from inside other code (x = %sandbox, a loop), where the kernel cannot.
+        print("%sandbox is answered by the kernel: run it alone in a cell (%sandbox? for help).")
+
+    sandbox.__doc__ = SANDBOX_MAGIC_DOC

@@ -90,8 +90,12 @@ def render_report(info: dict[str, Any]) -> str:
         lines.extend(f"  {k}: {v}" for k, v in policy.items())
     locked = info.get("locked") or {}
     if locked:
+        # One line per lock file, as the file says it; what a locked preset implies
+        # shows in the limits and policy above.
         lines.append("Locked by the administrator:")
-        lines.extend(f"  {name} = {value!r} ({source})" for name, (value, source) in locked.items())
+        for owner, values in locked.items():
+            pinned = ", ".join(f"{name}={value!r}" for name, value in values.items())
+            lines.append(f"  {owner}: {pinned or 'nothing'}")
     last = info.get("last_cell")
     if last:
         lines.append("Last cell:")
