@@ -37,8 +37,9 @@ from pathlib import PosixPath, PurePosixPath
 from types import CodeType, FrameType
 from typing import Any
 
+from ..policy.alternatives import alternative
 from ..policy.check import check_code
-from ..policy.names import ATTRIBUTE_RULES, dangerous_global, rule_for_module
+from ..policy.names import ATTRIBUTE_RULES, dangerous_global, rule_for_module, rule_for_name
 from ..policy.settings import PolicySettings
 from ..policy.verdict import Finding, allow_hint, describe
 
@@ -370,7 +371,9 @@ class _Hook:
             return
         self._report(event, rule, action, detail)
         if action == "deny":
-            message = f"[{rule}] {describe(rule, subject)}. {allow_hint(rule, action)}"
+            instead = alternative(rule, subject)
+            instead = f" Instead: {instead}." if instead else ""
+            message = f"[{rule}] {describe(rule, subject)}.{instead} {allow_hint(rule, action)}"
             raise SandboxPolicyError(rule, message)
 
     def _report(self, event: str, rule: str, action: str, detail: str) -> None:
@@ -497,10 +500,11 @@ class _Hook:
         denied = [f for f in findings if f.action == "deny"]
         if denied:
             first = denied[0]
+            instead = f" Instead: {first.instead}." if first.instead else ""
             raise SandboxPolicyError(
                 first.rule_id,
                 f"{where}, line {first.line}, column {first.col}: [{first.rule_id}] "
-                f"{first.message}. {first.hint}",
+                f"{first.message}.{instead} {first.hint}",
             )
 
     def _exec(self, event: str, args: tuple[Any, ...]) -> None:
@@ -513,7 +517,7 @@ class _Hook:
         # Code objects may never have been seen as source (unmarshalled, built by hand).
         # Only dunder names count: co_names mixes attributes with plain variables.
         for attr in _code_names(code):
-            rule = ATTRIBUTE_RULES.get(attr)
+            rule = rule_for_name(attr)
             if rule is not None and attr.startswith("__"):
                 self._act(
                     rule,

@@ -39,6 +39,7 @@ from .names import (
     SYS_IMPORT_STATE,
     dangerous_global,
     rule_for_module,
+    rule_for_name,
     rule_for_qualname,
 )
 from .verdict import Hit
@@ -532,7 +533,7 @@ class Analyzer:
         if not isinstance(node.ctx, ast.Load):
             return
         if node.id.startswith("__"):
-            self._hit(ATTRIBUTE_RULES.get(node.id), node, f"the name {node.id}")
+            self._hit(rule_for_name(node.id), node, f"the name {node.id}")
         self._reference(node)
 
     def _attribute(self, node: ast.Attribute) -> None:
@@ -544,7 +545,7 @@ class Analyzer:
         elif attr == "__dict__":
             self._dict_access(node)
         elif attr == "mro" and isinstance(parent, ast.Call) and parent.func is node:
-            self._hit("SKP220", node, "the method .mro()")
+            self._hit("SKP226", node, "the method .mro()")
         if attr in IPYTHON_PIPELINE_ATTRS:
             self._hit("SKP307", node, f"the IPython attribute .{attr}")
         if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -599,6 +600,9 @@ class Analyzer:
     def _store_attribute(self, node: ast.Attribute) -> None:
         quals = self.qualnames(node.value)
         attr = node.attr
+        if attr in ("__bases__", "__base__", "__mro__"):
+            # reading them is introspection (SKP226); replacing them rewires a class
+            self._hit("SKP220", node, f"assignment to .{attr}")
         if "builtins" in quals:
             self._hit("SKP211", node, f"assignment to builtins.{attr}")
         if "sys" in quals and attr in SYS_IMPORT_STATE:
@@ -640,7 +644,7 @@ class Analyzer:
                     "a namespace lookup with a computed key",
                 )
             elif key in ATTRIBUTE_RULES and key.startswith("__"):
-                self._hit(ATTRIBUTE_RULES[key], node, f"the namespace entry {key!r}")
+                self._hit(rule_for_name(key), node, f"the namespace entry {key!r}")
         self._reference(node)
 
     def _assign(self, node: ast.Assign | ast.AnnAssign | ast.NamedExpr) -> None:

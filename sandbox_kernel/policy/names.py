@@ -22,6 +22,7 @@ __all__ = [
     "IMPORT_LIKE",
     "IPYTHON_PIPELINE_ATTRS",
     "MODULE_RULES",
+    "NAME_RULES",
     "PAYLOAD_SINKS",
     "PICKLE_LOADERS",
     "SENSITIVE",
@@ -29,6 +30,7 @@ __all__ = [
     "SYS_IMPORT_STATE",
     "dangerous_global",
     "rule_for_module",
+    "rule_for_name",
     "rule_for_qualname",
 ]
 
@@ -186,7 +188,10 @@ DUNDER_GETATTRS = frozenset({"__getattribute__", "__getattr__", "__setattr__", "
 
 # Attribute names that are findings on any object.
 ATTRIBUTE_RULES: dict[str, str] = {
-    **dict.fromkeys(("__subclasses__", "__mro__", "__bases__", "__base__"), "SKP220"),
+    "__subclasses__": "SKP220",
+    # Reading a class's own ancestors is introspection, not an escape (SKP226 is audit
+    # under the standard preset): np.float64.mro() is teaching code.
+    **dict.fromkeys(("__mro__", "__bases__", "__base__"), "SKP226"),
     **dict.fromkeys(
         ("__globals__", "__builtins__", "__code__", "__closure__", "__self__"), "SKP221"
     ),
@@ -211,6 +216,17 @@ ATTRIBUTE_RULES: dict[str, str] = {
     **dict.fromkeys(("__loader__", "__spec__"), "SKP223"),
     **dict.fromkeys(("__reduce__", "__reduce_ex__"), "SKP224"),
 }
+
+# Bare names that differ from the attribute of the same name: the name __builtins__ is
+# the builtins module itself (what `import builtins` gives), while the attribute
+# f.__builtins__ reaches another function's builtins.
+NAME_RULES: dict[str, str] = {"__builtins__": "SKP227"}
+
+
+def rule_for_name(name: str) -> str | None:
+    """The rule of a bare dunder name such as ``__builtins__`` (not an attribute)."""
+    return NAME_RULES.get(name, ATTRIBUTE_RULES.get(name))
+
 
 # Shell methods of the IPython shell object (what '!cmd' and '!!cmd' become).
 SHELL_METHODS = frozenset({"system", "getoutput", "system_piped", "system_raw"})

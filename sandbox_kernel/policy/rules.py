@@ -299,8 +299,8 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
         "SKP220",
         "dunder",
         "class hierarchy walking",
-        "__subclasses__, __mro__ and __bases__ walks reach dangerous classes without "
-        "importing anything",
+        "__subclasses__ lists every class derived from one (from object: every class "
+        "loaded), which reaches dangerous classes without importing anything",
         "deny",
         "deny",
         "audit",
@@ -351,6 +351,27 @@ _TABLE: tuple[tuple[str, str, str, str, str, str, str], ...] = (
         "editing a module's or class's __dict__ changes code that other cells and "
         "libraries rely on",
         "deny",
+        "deny",
+        "audit",
+    ),
+    (
+        "SKP226",
+        "dunder",
+        "class hierarchy reading",
+        "mro(), __mro__, __bases__ and __base__ only read a class's own ancestors (reading "
+        "them is not an escape; __subclasses__ is), but they are the first step of the "
+        "well-known class-walking escapes",
+        "audit",
+        "deny",
+        "audit",
+    ),
+    (
+        "SKP227",
+        "dunder",
+        "builtins by their internal name",
+        "__builtins__ is an implementation detail (the builtins module in a notebook, a "
+        "dict elsewhere); reading it is harmless, and escapes start from it",
+        "audit",
         "deny",
         "audit",
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .alternatives import alternative
 from .rules import RULES
 
 __all__ = ["ENAME", "Finding", "Hit", "Verdict", "allow_hint", "describe"]
@@ -67,6 +68,8 @@ class Finding:
     text: str
     message: str
     hint: str
+    # The allowed way to do the same, for the student ("" when there is none).
+    instead: str = ""
 
     @classmethod
     def from_hit(cls, hit: Hit, action: str) -> Finding:
@@ -78,14 +81,18 @@ class Finding:
             text=_clip(hit.text),
             message=describe(hit.rule_id, hit.subject),
             hint=allow_hint(hit.rule_id, action),
+            instead=alternative(hit.rule_id, hit.subject),
         )
 
     def render(self) -> list[str]:
-        """The finding as display lines: location and message, the snippet, the hint."""
+        """The finding as display lines: location and message, the snippet, what to
+        write instead (when something is allowed), the administrator's hint."""
         lines = [f"Line {self.line}, column {self.col}: [{self.rule_id}] {self.message}"]
         if self.text.strip():
             lines.append(f"    {self.text}")
             lines.append("    ^")
+        if self.instead:
+            lines.append(f"    Instead: {self.instead}.")
         lines.append(f"    {self.hint}")
         return lines
 

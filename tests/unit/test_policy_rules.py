@@ -99,13 +99,15 @@ SAMPLES: list[tuple[str, str, int, int]] = [
     ("__builtins__.__dict__['print'] = p", "SKP211", 1, 1),
     # -- dunder walking ------------------------------------------------------------------
     ("().__class__.__bases__[0].__subclasses__()", "SKP220", 1, 1),
-    ("x = 1\nint.__mro__", "SKP220", 2, 1),
-    ("type(x).mro()", "SKP220", 1, 1),
+    ("x = 1\nint.__mro__", "SKP226", 2, 1),
+    ("type(x).mro()", "SKP226", 1, 1),
+    ("C.__bases__", "SKP226", 1, 1),
     ("f.__globals__['os']", "SKP221", 1, 1),
     ("g.__code__.co_consts", "SKP221", 1, 1),
     ("h.__closure__", "SKP221", 1, 1),
     ("print.__self__", "SKP221", 1, 1),
-    ("b = __builtins__", "SKP221", 1, 5),
+    ("b = __builtins__", "SKP227", 1, 5),
+    ("f.__builtins__['eval']", "SKP221", 1, 1),
     ("gen.gi_frame.f_back", "SKP222", 1, 1),
     ("tb.tb_frame.f_globals", "SKP222", 1, 1),
     ("coro.cr_frame", "SKP222", 1, 1),
@@ -263,6 +265,88 @@ def test_ordinary_code_has_no_findings(source: str) -> None:
     assert verdict.allowed
     assert not verdict.syntax_error
     assert verdict.findings == [], verdict.findings
+
+
+# Teaching code from real notebooks that was refused under standard: reading a class's
+# ancestors or the builtins module is introspection, not an escape.
+TEACHING = [
+    "import numpy as np\nnp.float64.mro()",
+    "dir(__builtins__)[0:10]",
+    "__builtins__.max",
+    "__builtins__.max([1, 2])",
+    "print(int.__mro__)",
+    "class A: pass\nclass B(A): pass\nB.__bases__",
+    "bool.__base__",
+    "type(x).mro()[1:]",
+    "len(dir(__builtins__))",
+    "import inspect\ninspect.getmro(bool)",
+    "import builtins\nbuiltins.max",
+]
+
+
+@pytest.mark.parametrize("source", TEACHING)
+def test_read_only_introspection_runs_under_standard(source: str) -> None:
+    verdict = check_cell(source, STANDARD)
+    assert verdict.allowed, verdict.findings
+    assert verdict.as_warning() is None
+
+
+# What reading a class's ancestors or __builtins__ leads to stays refused under standard.
+ESCAPES = [
+    ("().__class__.__bases__[0].__subclasses__()", "SKP220"),
+    ("int.__mro__[-1].__subclasses__()", "SKP220"),
+    ("type(x).mro()[-1].__subclasses__()", "SKP220"),
+    ("__builtins__.__dict__['eval'] = f", "SKP211"),
+    ("__builtins__.__import__('ctypes')", "SKP201"),
+    ("getattr(__builtins__, name)", "SKP306"),
+    ("__builtins__.__dict__", "SKP225"),
+    ("f.__builtins__", "SKP221"),
+    ("C.__bases__ = (D,)", "SKP220"),
+]
+
+
+@pytest.mark.parametrize(("source", "rule"), ESCAPES)
+def test_what_introspection_leads_to_stays_refused(source: str, rule: str) -> None:
+    verdict = check_cell(source, STANDARD)
+    assert rule in verdict.rule_ids, verdict.findings
+    assert not verdict.allowed
+
+
+@pytest.mark.parametrize(
+    ("source", "instead"),
+    [
+        ("type(x).mro()", "inspect.getmro(cls)"),
+        ("int.__mro__", "inspect.getmro(cls)"),
+        ("dir(__builtins__)", "import builtins"),
+        ("!ls -la", "os.listdir('.')"),
+        ("ls", "pathlib.Path('.').iterdir()"),
+        ("!pwd", "os.getcwd()"),
+        ("eval(text)", "ast.literal_eval(text)"),
+    ],
+)
+def test_classroom_refusals_name_the_allowed_way(source: str, instead: str) -> None:
+    verdict = check_cell(source, CLASSROOM)
+    assert not verdict.allowed
+    _, _, traceback = verdict.as_error()
+    text = "\n".join(traceback)
+    assert "Instead: " in text, text
+    assert instead in text, text
+    assert "An administrator can allow this" in text
+
+
+def test_the_allowed_ways_are_allowed_under_classroom() -> None:
+    for source in (
+        "import inspect\ninspect.getmro(int)",
+        "import builtins\nbuiltins.max\ndir(builtins)",
+        "import os, pathlib\nos.listdir('.')\nsorted(pathlib.Path('.').iterdir())",
+        "import ast\nast.literal_eval(text)",
+    ):
+        assert check_cell(source, CLASSROOM).allowed, source
+
+
+def test_a_refusal_without_an_allowed_way_says_nothing_instead() -> None:
+    _, _, traceback = check_cell("import ctypes", CLASSROOM).as_error()
+    assert not any("Instead:" in line for line in traceback)
 
 
 # -- presets ------------------------------------------------------------------------------
