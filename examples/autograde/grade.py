@@ -271,11 +271,19 @@ def copy_submission(src: Path, dest: Path) -> list[str]:
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
-    if path.is_symlink() or not path.is_file():
-        raise ValueError("the notebook is missing or not a regular file")
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-    nb = nbformat.read(path, as_version=4)
+    # Opened with O_NOFOLLOW and checked on the descriptor: a check of the path
+    # followed by a read of the path could be raced into reading a link's target.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise ValueError("the notebook is missing or not a regular file") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("the notebook is missing or not a regular file")
+        if st.st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"the notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+        nb = nbformat.reads(f.read(MAX_NOTEBOOK_BYTES + 1).decode("utf-8"), as_version=4)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             # Stored outputs are whatever the student wanted us to see.

@@ -165,8 +165,8 @@ def _landlock_rules(
         # paths in the workspace are covered by read-only mounts).
         return landlock.LandlockRules(
             read_paths=["/"],
+            shared_paths=writable,
             write_paths=[
-                *writable,
                 "/tmp",
                 "/dev/shm",
                 "/dev/null",
@@ -198,7 +198,7 @@ def _landlock_rules(
     for path in [plan.workspace, *(p for p, _ in iso["extra_mounts"])]:
         keep_out = hidden + [c for c in code if mountns.inside(c, path) and c != path]
         grants, listed = mountns.entries_around(path, keep_out)
-        target = rules.write_paths if path in writable else rules.read_paths
+        target = rules.shared_paths if path in writable else rules.read_paths
         target += grants
         rules.list_paths += listed
         if listed:

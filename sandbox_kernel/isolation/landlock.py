@@ -57,6 +57,10 @@ WRITE = (
     | FS_REFER
     | FS_TRUNCATE
 )
+# Directories shared with programs outside the sandbox (the workspace): no
+# symlinks, FIFOs or sockets, which the Jupyter server, a grader or the user's
+# shell would follow or block on after the cell (seccomp reports the attempts).
+SHARED_WRITE = WRITE & ~(FS_MAKE_SYM | FS_MAKE_FIFO | FS_MAKE_SOCK)
 # Rights that make sense on a file (not a directory) in a path-beneath rule.
 FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
 
@@ -103,6 +107,8 @@ def _handled_fs(abi: int) -> int:
 class LandlockRules:
     read_paths: list[str] = field(default_factory=list)
     write_paths: list[str] = field(default_factory=list)
+    # Writable, but shared with trusted programs outside: SHARED_WRITE only.
+    shared_paths: list[str] = field(default_factory=list)
     # Directories whose entries may be listed but not opened (READ_DIR only).
     list_paths: list[str] = field(default_factory=list)
     # TCP ports the sandbox may connect to / bind; empty means none at all.
@@ -165,6 +171,11 @@ def restrict(rules: LandlockRules, abi: int | None = None) -> dict[str, object]:
         for path in _unique(rules.write_paths):
             if (
                 problem := _add_path(ruleset, path, READ | WRITE | FS_IOCTL_DEV, handled_fs)
+            ) is not None:
+                problems.append(problem)
+        for path in _unique(rules.shared_paths):
+            if (
+                problem := _add_path(ruleset, path, READ | SHARED_WRITE | FS_IOCTL_DEV, handled_fs)
             ) is not None:
                 problems.append(problem)
         try:

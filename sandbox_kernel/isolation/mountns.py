@@ -157,12 +157,15 @@ def _code_trees() -> list[str]:
     return sorted({os.path.realpath(t) for t in trees} | trees)
 
 
-def _command_dirs(home: str) -> list[str]:
+def _command_dirs(home: str, protected: list[str]) -> list[str]:
     """Directories on PATH, so ``!tool`` finds what it finds outside the sandbox.
 
     Never a home directory or one of its ancestors (that would expose the whole
-    home). pyenv's shims are scripts that run ``pyenv exec``, which needs the
-    pyenv root, so that comes along (read-only, like everything here).
+    home), and never a directory under a protected path: Ubuntu's ``.profile``
+    puts ``~/.local/bin`` on PATH, and its scripts may hold tokens although
+    ``~/.local`` is protected. pyenv's shims are scripts that run ``pyenv
+    exec``, which needs the pyenv root, so that comes along (read-only, like
+    everything here), unless it too is protected.
     """
     dirs: list[str] = []
     for entry in os.environ.get("PATH", "").split(os.pathsep):
@@ -171,10 +174,14 @@ def _command_dirs(home: str) -> list[str]:
         real = os.path.realpath(entry)
         if real in ("/", home) or home.startswith(real.rstrip("/") + "/"):
             continue
+        if _covered(real, protected) or _covered(entry, protected):
+            continue
         dirs.append(real)
         root = os.path.dirname(real)
-        if os.path.basename(real) == "shims" and all(
-            os.path.isdir(os.path.join(root, d)) for d in ("libexec", "versions")
+        if (
+            os.path.basename(real) == "shims"
+            and all(os.path.isdir(os.path.join(root, d)) for d in ("libexec", "versions"))
+            and not _covered(root, protected)
         ):
             dirs.append(root)
     return dirs
@@ -216,7 +223,9 @@ def plan_mounts(
             mounts.append(Mount(path, "bind", is_file=not os.path.isdir(path)))
     covered = [m.path for m in mounts]
     code = [
-        p for p in dict.fromkeys([*_code_paths(), *_command_dirs(home)]) if not _covered(p, covered)
+        p
+        for p in dict.fromkeys([*_code_paths(), *_command_dirs(home, protected)])
+        if not _covered(p, covered)
     ]
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import stat
 from typing import Any
 
 from ..errors import SetupError
@@ -29,11 +30,11 @@ __all__ = ["ALLOWED", "NOTIFIED", "build", "describe_call", "load"]
 
 ALLOWED = frozenset(
     """
-    accept accept4 access alarm arch_prctl bind brk cachestat capget chdir chmod chown
-    clock_getres clock_gettime clock_nanosleep close close_range connect copy_file_range creat
+    accept accept4 access alarm arch_prctl bind brk cachestat capget chdir chown
+    clock_getres clock_gettime clock_nanosleep close close_range connect copy_file_range
     dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_pwait epoll_pwait2 epoll_wait
     eventfd eventfd2 execve execveat exit exit_group faccessat faccessat2 fadvise64 fallocate
-    fchdir fchmod fchmodat fchmodat2 fchown fchownat fcntl fdatasync fgetxattr flistxattr flock
+    fchdir fchown fchownat fcntl fdatasync fgetxattr flistxattr flock
     fork fremovexattr fsetxattr fstat fstatfs fsync ftruncate futex futex_requeue futex_wait
     futex_waitv futex_wake futimesat get_mempolicy get_robust_list getcpu getcwd getdents
     getdents64 getegid geteuid getgid getgroups getitimer getpeername getpgid getpgrp getpid
@@ -42,9 +43,9 @@ ALLOWED = frozenset(
     inotify_init1 inotify_rm_watch ioctl kill landlock_add_rule landlock_create_ruleset
     landlock_restrict_self lchown lgetxattr link linkat listen listxattr llistxattr
     lremovexattr lseek lsetxattr lstat madvise map_shadow_stack mbind membarrier memfd_create
-    mincore mkdir mkdirat mknod mknodat mlock mlock2 mmap mprotect mq_getsetattr mq_notify
+    mincore mkdir mkdirat mlock mlock2 mmap mprotect mq_getsetattr mq_notify
     mq_open mq_timedreceive mq_timedsend mq_unlink mremap msgctl msgget msgrcv msgsnd msync
-    munlock munmap nanosleep newfstatat open openat openat2 pause pidfd_open
+    munlock munmap nanosleep newfstatat   openat2 pause pidfd_open
     pidfd_send_signal pipe pipe2 poll ppoll prctl pread64 preadv preadv2 prlimit64 pselect6
     pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recvfrom recvmmsg
     recvmsg removexattr rename renameat renameat2 restart_syscall rmdir rseq rt_sigaction
@@ -54,7 +55,7 @@ ALLOWED = frozenset(
     select semctl semget semop semtimedop sendfile sendmmsg sendmsg sendto set_mempolicy
     set_robust_list set_tid_address setitimer setpgid setpriority setrlimit setsid
     setsockopt setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4
-    socketpair splice stat statfs statx symlink symlinkat sync sync_file_range syncfs sysinfo
+    socketpair splice stat statfs statx sync sync_file_range syncfs sysinfo
     tee tgkill time timer_create timer_delete timer_getoverrun timer_gettime timer_settime
     timerfd_create timerfd_gettime timerfd_settime times tkill truncate umask uname unlink
     unlinkat utime utimensat utimes vfork wait4 waitid write writev
@@ -72,9 +73,27 @@ NOTIFIED = frozenset(
     swapoff reboot syslog vhangup iopl ioperm uselib ustat sysfs settimeofday clock_settime
     clock_adjtime adjtimex sethostname setdomainname move_pages migrate_pages process_madvise
     setuid setgid setreuid setregid setresuid setresgid setgroups setfsuid setfsgid capset
-    personality lookup_dcookie nfsservctl
+    personality lookup_dcookie nfsservctl symlink symlinkat
     """.split()
 )
+# Allowed only without setuid/setgid bits in the mode (argument index of the mode):
+# a setuid file left in the workspace runs with the user's rights for whoever
+# starts it outside. The rest of the mode is the cell's business.
+MODE_CALLS = {
+    "chmod": 1,
+    "fchmod": 1,
+    "fchmodat": 2,
+    "fchmodat2": 2,
+    "open": 2,
+    "openat": 3,
+    "creat": 1,
+}
+SET_ID_BITS = stat.S_ISUID | stat.S_ISGID
+# mknod makes regular files only: a FIFO, socket or device node left in the
+# workspace blocks or misleads whatever opens it outside the sandbox.
+MKNOD_CALLS = {"mknod": 1, "mknodat": 2}
+FILE_TYPE_MASK = 0o170000  # S_IFMT (in Python, stat.S_IFMT is a function)
+SPECIAL_FILE_TYPES = (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK)
 # Newer than libseccomp 2.5.4, so given by number (x86_64 and the unified table).
 NOTIFIED_NUMBERS = {460: "lsm_set_self_attr", 467: "open_tree_attr", 462: "mseal"}
 NAMESPACE_CLONE_FLAGS = (
@@ -117,6 +136,17 @@ def build(*, socket_families: tuple[int, ...], notify: bool = True) -> Any:
         for family in _REPORTED_FAMILIES:
             if family not in socket_families:
                 flt.add_rule(report, "socket", sc.Arg(0, sc.EQ, family))
+        for name, index in MODE_CALLS.items():
+            _add_arg_rule(flt, sc.ALLOW, name, sc.Arg(index, sc.MASKED_EQ, SET_ID_BITS, 0))
+            for bits in (stat.S_ISUID, stat.S_ISGID, SET_ID_BITS):
+                _add_arg_rule(flt, report, name, sc.Arg(index, sc.MASKED_EQ, SET_ID_BITS, bits))
+        for name, index in MKNOD_CALLS.items():
+            for kind in (0, stat.S_IFREG):
+                _add_arg_rule(
+                    flt, sc.ALLOW, name, sc.Arg(index, sc.MASKED_EQ, FILE_TYPE_MASK, kind)
+                )
+            for kind in SPECIAL_FILE_TYPES:
+                _add_arg_rule(flt, report, name, sc.Arg(index, sc.MASKED_EQ, FILE_TYPE_MASK, kind))
         # uname-style queries only; ADDR_NO_RANDOMIZE and friends stay off.
         flt.add_rule(sc.ALLOW, "personality", sc.Arg(0, sc.EQ, PERSONALITY_QUERY))
     except OSError as exc:
@@ -130,6 +160,14 @@ def _add(flt: Any, action: int, name: str) -> None:
     except OSError as exc:
         # A name this libseccomp does not know, or that this architecture lacks
         # (open on aarch64): denying is the default anyway.
+        if exc.errno not in (errno.EINVAL, errno.EDOM, errno.EFAULT):
+            raise
+
+
+def _add_arg_rule(flt: Any, action: int, name: str, arg: Any) -> None:
+    try:
+        flt.add_rule(action, name, arg)
+    except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.EDOM, errno.EFAULT):
             raise
 
@@ -193,6 +231,25 @@ _WHY = {
     "io_uring_setup": "io_uring is not available in this sandbox",
     "keyctl": "kernel keyrings are not available in this sandbox",
     "personality": "changing the execution domain is not allowed",
+    "symlink": (
+        "symbolic links cannot be made in the sandbox (no setting allows it): programs "
+        "outside it, such as the Jupyter server, a grader or your shell, would follow a "
+        "link left in the workspace; copy the file instead"
+    ),
+    "mknod": (
+        "FIFOs, sockets and device nodes cannot be made in the sandbox (no setting allows "
+        "it): programs outside it would block on or open them; use a pipe or a regular file"
+    ),
+    "setid": (
+        "setuid and setgid bits cannot be set in the sandbox (no setting allows it): a "
+        "program outside it would run such a file with your rights"
+    ),
+}
+_FILE_TYPE_NAMES = {
+    stat.S_IFIFO: "S_IFIFO",
+    stat.S_IFCHR: "S_IFCHR",
+    stat.S_IFBLK: "S_IFBLK",
+    stat.S_IFSOCK: "S_IFSOCK",
 }
 
 
@@ -220,8 +277,16 @@ def describe_call(number: int, args: list[int]) -> tuple[str, str]:
         call = f"{name}({'|'.join(flags) or hex(args[0])})"
     elif name == "personality":
         call = f"personality({hex(args[0])})"
+    elif name in MKNOD_CALLS:
+        file_type = args[MKNOD_CALLS[name]] & FILE_TYPE_MASK
+        call = f"{name}({_FILE_TYPE_NAMES.get(file_type, oct(file_type))})"
+        return call, _WHY["mknod"]
+    elif name in MODE_CALLS:
+        return f"{name}(mode={oct(args[MODE_CALLS[name]] & 0o7777)})", _WHY["setid"]
     else:
         call = f"{name}()"
+    if name in {"symlink", "symlinkat"}:
+        return call, _WHY["symlink"]
     why = (
         _WHY.get(name)
         or _WHY.get(name.split("_")[0])

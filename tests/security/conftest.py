@@ -229,8 +229,9 @@ def start_sandbox(
     extra: list[str] | None = None,
     home: Path | None = None,
     kernel_name: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Sandbox:
-    env = {**os.environ, **SECRET_ENV, "HOME": str(home or host.fake_home)}
+    env = {**os.environ, **SECRET_ENV, "HOME": str(home or host.fake_home), **(env or {})}
     km = KernelManager(kernel_name=kernel_name or LEVEL_KERNELS[level])
     km.start_kernel(
         cwd=str(workspace), env=env, extra_arguments=OS_LAYER_ONLY if extra is None else extra

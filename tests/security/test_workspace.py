@@ -1,0 +1,178 @@
+"""The workspace as a boundary: what a cell leaves there for trusted programs to read or run.
+
+The workspace is the one host directory a cell writes, and programs outside the
+sandbox read, write and run what is in it afterwards: the Jupyter server (saves,
+checkpoints, downloads), nbconvert, a grader, git, the user's shell and their next
+ordinary kernel. Each test plants what a hostile notebook would and then checks
+from outside, as those programs would see it, that nothing got through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.security.conftest import LEVEL_KERNELS, Host, Sandbox, start_sandbox
+
+
+@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
+def box(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> Iterator[Sandbox]:
+    workspace = tmp_path_factory.mktemp(f"shared-{request.param}")
+    workspace.chmod(0o777)
+    sandbox = start_sandbox(request.param, workspace, host)
+    try:
+        yield sandbox
+    finally:
+        sandbox.kc.stop_channels()
+        sandbox.km.shutdown_kernel(now=False)
+
+
+def _all_text(result) -> str:
+    return json.dumps([m["content"] for m in result.outputs]) + json.dumps(result.reply["content"])
+
+
+def _naive_reader(root: Path) -> str:
+    """What a grader or a file browser that follows links would show: every file's bytes."""
+    seen: list[str] = []
+    for dirpath, dirs, names in os.walk(root, followlinks=True):
+        for name in [*names, *dirs]:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                try:
+                    with open(path, "rb") as f:
+                        seen.append(f.read(1 << 20).decode("utf-8", "replace"))
+                except OSError:
+                    continue
+    return "\n".join(seen)
+
+
+def _dangerous_entries(root: Path) -> list[str]:
+    """Entries no trusted reader should meet, found with lstat (links are not followed)."""
+    found: list[str] = []
+    owner = root.stat().st_uid
+    for dirpath, dirs, names in os.walk(root):
+        for name in [*names, *dirs]:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.path.realpath(path)
+                if not (target + "/").startswith(str(root.resolve()) + "/"):
+                    found.append(f"{rel}: symlink out to {os.readlink(path)}")
+            elif stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+                found.append(f"{rel}: fifo or socket")
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                found.append(f"{rel}: device node")
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID) and not stat.S_ISDIR(st.st_mode):
+                found.append(f"{rel}: setuid/setgid {oct(st.st_mode)}")
+            if st.st_uid != owner:
+                found.append(f"{rel}: owned by uid {st.st_uid}")
+    return found
+
+
+ATTEMPT = """
+import os, socket, stat, subprocess
+def attempt(what, fn):
+    try:
+        fn()
+        print('MADE', what)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print('REFUSED', what, getattr(e, 'errno', e))
+"""
+# One cell per kind of trap, so that each refusal's own notice is shown.
+TRAPS = [
+    "attempt('symlink-secret', lambda: os.symlink({secret!r}, 'data.csv'))",
+    "attempt('symlink-home', lambda: os.symlink({home_key!r}, 'notes.txt'))",
+    "attempt('symlink-dir', lambda: os.symlink('/', 'root-link'))",
+    "attempt('ln-s', lambda: subprocess.run(['ln', '-s', {secret!r}, 'shell-link'], check=True,"
+    " stderr=subprocess.DEVNULL) and None)",
+    "attempt('hardlink-secret', lambda: os.link({secret!r}, 'hard.txt'))",
+    "attempt('fifo', lambda: os.mkfifo('pipe'))",
+    "attempt('device', lambda: os.mknod('null-dev', stat.S_IFCHR | 0o666, os.makedev(1, 3)))",
+    "open('tool', 'w').write('#!/bin/sh\\necho hi\\n')\n"
+    "attempt('chmod-setuid', lambda: os.chmod('tool', 0o4755))\n"
+    "attempt('chmod-setgid', lambda: os.chmod('tool', 0o2755))",
+    "attempt('open-setuid', lambda: os.close(os.open('tool2', os.O_CREAT | os.O_WRONLY, 0o6755)))",
+    # What stays inside the workspace is the user's business.
+    "open('real.txt', 'w').write('inside')\n"
+    "attempt('hardlink-inside', lambda: os.link('real.txt', 'real-hard.txt'))",
+]
+
+
+def test_trap_entries_are_refused_or_gone_before_a_reader_runs(box: Sandbox, host: Host) -> None:
+    ws = box.workspace
+    # The user's own link inside the workspace, made before the cell: it must keep working.
+    (ws / "data").mkdir(exist_ok=True)
+    (ws / "data" / "table.csv").write_text("a,b\n")
+    (ws / "table-link.csv").unlink(missing_ok=True)
+    (ws / "table-link.csv").symlink_to("data/table.csv")
+    assert box.run(ATTEMPT).status == "ok"
+    stdout, text = "", ""
+    for trap in TRAPS:
+        code = trap.format(
+            secret=str(host.canary_read), home_key=str(host.fake_home / ".ssh" / "id_rsa")
+        )
+        result = box.run(code)
+        assert result.status == "ok", result.text()
+        stdout += result.stdout
+        text += _all_text(result)
+    # Checked from outside, as the programs that read the workspace would see it.
+    assert _dangerous_entries(ws) == [], stdout
+    assert host.secret_text not in _naive_reader(ws)
+    for made in ("symlink-secret", "symlink-home", "symlink-dir", "ln-s", "fifo", "device"):
+        assert f"MADE {made}" not in stdout, stdout
+    for made in ("chmod-setuid", "chmod-setgid", "open-setuid"):
+        assert f"MADE {made}" not in stdout, stdout
+    # Refusals are reported to the user, naming the sandbox and why.
+    assert "symbolic links cannot be made in the sandbox" in text, text
+    assert "FIFOs, sockets and device nodes cannot be made" in text, text
+    assert "setuid and setgid bits cannot be set" in text, text
+    # Positive controls: the user's inside link and the cell's inside hardlink remain.
+    assert (ws / "table-link.csv").read_text() == "a,b\n"
+    assert "MADE hardlink-inside" in stdout, stdout
+    assert (ws / "real-hard.txt").read_text() == "inside"
+    assert (ws / "tool").read_text().startswith("#!/bin/sh")
+
+
+def test_path_binds_respect_the_protected_paths(
+    tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    """~/.local/bin on PATH (Ubuntu's .profile) must not bring ~/.local into the sandbox."""
+    for level in sorted(LEVEL_KERNELS):
+        home = tmp_path_factory.mktemp(f"pathhome-{level}")
+        home.chmod(0o755)
+        bin_dir = home / ".local" / "bin"
+        bin_dir.mkdir(parents=True)
+        token = "path-token-" + uuid.uuid4().hex
+        (bin_dir / "deploy").write_text(f"#!/bin/sh\nTOKEN={token}\n")
+        (bin_dir / "deploy").chmod(0o755)
+        workspace = tmp_path_factory.mktemp(f"pathws-{level}")
+        workspace.chmod(0o777)
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        sandbox = start_sandbox(level, workspace, host, home=home, env=env)
+        try:
+            result = sandbox.run(
+                f"try:\n    print('READ', open({str(bin_dir / 'deploy')!r}).read())\n"
+                "except OSError as e:\n    print('DENIED', e.errno)\n"
+                f"import os\nprint('LISTED', os.path.isdir({str(bin_dir)!r}))"
+            )
+            assert token not in _all_text(result)
+            assert "DENIED" in result.stdout, result.stdout
+            if level == "namespaces":
+                # Not even there: the mount namespace shows no ~/.local at all.
+                assert "LISTED False" in result.stdout, result.stdout
+        finally:
+            sandbox.kc.stop_channels()
+            sandbox.km.shutdown_kernel(now=False)
