@@ -48,6 +48,42 @@ DEFAULT_RENDERER_MIME_TYPES = (
 )
 
 
+# Files and directories that tools outside the sandbox run or trust (Isolation.control_files).
+CONTROL_FILES = (
+    ".git",
+    ".hg",
+    ".gitattributes",
+    ".gitmodules",
+    ".ipynb_checkpoints",
+    ".jupyter",
+    ".ipython",
+    ".vscode",
+    ".idea",
+    ".envrc",
+    ".direnv",
+    ".pre-commit-config.yaml",
+    "pytest.ini",
+    "tox.ini",
+)
+# Modules that shadow launchers and tools (Isolation.shadow_modules).
+SHADOW_MODULES = (
+    "ipykernel_launcher.py",
+    "ipykernel",
+    "ipykernel.py",
+    "pip",
+    "pip.py",
+    "pytest.py",
+    "_pytest",
+    "conftest.py",
+    "sitecustomize.py",
+    "usercustomize.py",
+    "*.pth",
+    "jupyter.py",
+    "jupyter_core",
+    "jupyter_client",
+)
+
+
 class Isolation(Configurable):
     """How the executor is confined (the OS sandbox)."""
 
@@ -95,6 +131,30 @@ class Isolation(Configurable):
         help="""Host paths cells must not see at all, even inside the workspace or an
         extra mount: they appear empty (namespaces level) or cannot be opened (landlock
         level). For graders: the gradebook, the hidden tests, other submissions.""",
+    ).tag(config=True)
+
+    control_files = List(
+        Unicode(),
+        default_value=list(CONTROL_FILES),
+        help="""Names (shell patterns, matched at any depth of the workspace) of files and
+        directories that tools outside the sandbox run or trust: a repository's .git
+        (core.fsmonitor and hooks run on 'git status'), .vscode, .envrc ... A cell cannot
+        leave them changed: after each cell, before its reply, the kernel puts back those
+        that existed when it started and removes new ones, and tells the user. Inside .git
+        only what can run code is guarded (config, hooks, info ...; not objects, refs or
+        the index). .ipynb_checkpoints belongs to the Jupyter server: only links and
+        special files are removed there. Extend it in a config file with
+        c.Isolation.control_files.extend([...]).""",
+    ).tag(config=True)
+
+    shadow_modules = List(
+        Unicode(),
+        default_value=list(SHADOW_MODULES),
+        help="""Names (shell patterns, at any depth) of modules that shadow a launcher or
+        a tool for programs started in that directory outside the sandbox: the next
+        ordinary kernel runs ipykernel_launcher.py from its working directory, 'python -m
+        pip' runs pip/, pytest runs conftest.py. Treated like control_files: put back or
+        removed after each cell, and reported. Ordinary .py files stay writable.""",
     ).tag(config=True)
 
     allow_network = Bool(

@@ -24,6 +24,7 @@ from . import __version__, own_memory
 from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
+from .hygiene import WorkspaceGuard
 from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
@@ -195,6 +196,8 @@ class SandboxKernel(Kernel):
         self._stdin_idents: dict[str, Any] = {}
         # The workspace quota: its size when the kernel started, measured from outside.
         self._workspace_meter: WorkspaceMeter | None = None
+        # Links, special files, control files and shadow modules a cell leaves behind.
+        self._guard: WorkspaceGuard | None = None
         self._quota_watch: asyncio.Task[None] | None = None
         # Said at the start of the next cell (something happened between cells).
         self._pending_notices: list[str] = []
@@ -340,6 +343,14 @@ class SandboxKernel(Kernel):
         self._setup_failure = None
         self._executor = executor
         await self._watch_quota(executor, spec["isolation"]["protected"])
+        if self._guard is None and self.isolation.workspace_writable:
+            self._guard = await asyncio.to_thread(
+                WorkspaceGuard,
+                self.workspace,
+                list(self.isolation.control_files),
+                list(self.isolation.shadow_modules),
+                spec["isolation"]["protected"],
+            )
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
 
@@ -396,6 +407,38 @@ class SandboxKernel(Kernel):
             f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor "
             "was stopped with what earlier cells had started; variables and imports are gone."
         )
+
+    async def _workspace_hygiene(self) -> None:
+        """Undo what the cell (or a process it left running) put in the workspace; say so."""
+        guard = self._guard
+        if guard is None:
+            return
+        findings = await asyncio.to_thread(guard.scan)
+        self.log.debug(
+            "workspace_scan dirs=%d entries=%d s=%.4f",
+            guard.stats.dirs,
+            guard.stats.entries_examined,
+            guard.stats.seconds,
+        )
+        for finding in findings:
+            self.audit.record_violation(
+                {
+                    "event": "workspace",
+                    "rule": "WORKSPACE",
+                    "action": finding.action,
+                    "detail": finding.line(),
+                },
+                source=self._cell_code,
+                reported_by="kernel",
+            )
+        if findings:
+            shown = "; ".join(f.line() for f in findings[:8])
+            more = f" (and {len(findings) - 8} more, in the audit log)" if len(findings) > 8 else ""
+            self.publisher.notice(
+                f"[sandbox] the workspace is shared with programs outside the sandbox (the "
+                f"Jupyter server, git, graders, your next kernel), so this was undone: "
+                f"{shown}{more}"
+            )
 
     async def _executor_for_cell(self) -> ExecutorProcess | str:
         executor = self._executor
@@ -719,6 +762,8 @@ class SandboxKernel(Kernel):
             self._running = None
             for watcher in watchers:
                 watcher.cancel()
+        # Before the reply: nothing outside may meet what the cell left in the workspace.
+        await self._workspace_hygiene()
         outcome.stats.update(self.publisher.end_cell())
         if outcome.reply is None:
             return await self._recover(executor, outcome, reply_count, oom_before)

@@ -91,6 +91,8 @@ ORDERS: dict[str, Order] = {
     "Isolation.workspace_writable": _false_is_stricter,
     "Isolation.extra_mounts": _subset,
     "Isolation.hidden_paths": _superset,
+    "Isolation.control_files": _superset,
+    "Isolation.shadow_modules": _superset,
     "Isolation.allow_network": _false_is_stricter,
     "Isolation.allowed_hosts": _subset,
     "Isolation.package_dir": _equal,
@@ -151,7 +153,7 @@ def _strictest(name: str, a: Any, b: Any) -> Any:
         "Output.widget_modules",
     }:
         return [v for v in a if v in set(b)]
-    if name == "Isolation.hidden_paths":
+    if name in {"Isolation.hidden_paths", "Isolation.control_files", "Isolation.shadow_modules"}:
         return list(dict.fromkeys([*a, *b]))
     return a if stricter(name, a, b) else b
 

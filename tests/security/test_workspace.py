@@ -101,6 +101,9 @@ TRAPS = [
     "attempt('hardlink-secret', lambda: os.link({secret!r}, 'hard.txt'))",
     "attempt('fifo', lambda: os.mkfifo('pipe'))",
     "attempt('device', lambda: os.mknod('null-dev', stat.S_IFCHR | 0o666, os.makedev(1, 3)))",
+    # (At the landlock level seccomp refuses socket(2) itself; at the namespaces level
+    # the socket is made, and the scan at the cell's end removes it.)
+    "attempt('socket', lambda: socket.socket(socket.AF_UNIX).bind('agent.sock'))",
     "open('tool', 'w').write('#!/bin/sh\\necho hi\\n')\n"
     "attempt('chmod-setuid', lambda: os.chmod('tool', 0o4755))\n"
     "attempt('chmod-setgid', lambda: os.chmod('tool', 0o2755))",
@@ -139,6 +142,9 @@ def test_trap_entries_are_refused_or_gone_before_a_reader_runs(box: Sandbox, hos
     assert "symbolic links cannot be made in the sandbox" in text, text
     assert "FIFOs, sockets and device nodes cannot be made" in text, text
     assert "setuid and setgid bits cannot be set" in text, text
+    if "MADE socket" in stdout:
+        # Made (namespaces level), then removed before the reply, and the user told.
+        assert "agent.sock: a socket" in text and "removed" in text, text
     # Positive controls: the user's inside link and the cell's inside hardlink remain.
     assert (ws / "table-link.csv").read_text() == "a,b\n"
     assert "MADE hardlink-inside" in stdout, stdout

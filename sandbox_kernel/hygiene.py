@@ -1,0 +1,421 @@
+"""Workspace hygiene: after each cell, nothing in the workspace for trusted programs to trip on.
+
+The workspace is the one host directory a cell writes, and programs outside the
+sandbox use it afterwards with the user's full rights: the Jupyter server saves
+notebooks and checkpoints there and serves downloads, nbconvert and graders write
+and read there, ``git status`` runs ``core.fsmonitor`` from ``.git/config``, and
+the next ordinary kernel or ``python -m pip`` started there imports
+``ipykernel_launcher.py`` or ``pip/`` from it. seccomp and Landlock refuse the
+making of links, special files and setuid bits (``isolation/seccomp.py``); this
+scan, run by the trusted kernel before a cell's reply goes out, is the second line
+and covers what no system-call filter can see (names):
+
+* symbolic links that resolve outside the workspace, hard links to files outside
+  it, FIFOs, sockets and device nodes, setuid/setgid bits and files of another
+  owner, made since the last scan, are removed (setuid bits cleared);
+* **guarded names** (``Isolation.control_files``: ``.git``, ``.vscode`` ... and
+  ``Isolation.shadow_modules``: ``ipykernel_launcher.py``, ``pip``,
+  ``conftest.py`` ...) made or changed since the last scan are put back as they
+  were when the kernel started (their bytes are kept for that), or removed when
+  they are new.
+
+It costs little on the hot path: a directory's ctime moves whenever an entry in it
+is made, renamed or removed, and a cell cannot set a ctime, so only directories
+changed since the last scan have their entries examined; the others are only
+opened and listed to find their subdirectories. Guarded trees are examined whole
+(``bench/workspace_hygiene.py`` has the numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["Finding", "WorkspaceGuard"]
+
+# Inside a guarded tree (a repository's .git), entries that tools read but never
+# run: large, changed by ordinary git use, and not worth a copy.
+DATA_ENTRIES = frozenset(
+    {
+        "objects",
+        "lfs",
+        "logs",
+        "refs",
+        "index",
+        "packed-refs",
+        "HEAD",
+        "ORIG_HEAD",
+        "FETCH_HEAD",
+        "MERGE_HEAD",
+        "COMMIT_EDITMSG",
+    }
+)
+# The Jupyter server writes checkpoints there while cells run: only the general
+# rules apply (links and special files), its regular files are the server's.
+SERVER_OWNED = frozenset({".ipynb_checkpoints"})
+# A guarded file larger than this is not kept for restoring: removed if changed.
+MAX_KEPT_FILE = 1 << 20
+MAX_KEPT_TOTAL = 16 << 20
+# File times come from the kernel's coarse clock (CLOCK_REALTIME_COARSE, 5 on
+# Linux; Python has no name for it): a threshold read from it is never later than
+# the ctime of an entry made after it. Elsewhere, a few ticks of slack.
+CLOCK_REALTIME_COARSE = 5
+SLACK_NS = 20_000_000
+
+
+def _fs_now_ns() -> int:
+    try:
+        return time.clock_gettime_ns(CLOCK_REALTIME_COARSE)
+    except OSError:
+        return time.time_ns() - SLACK_NS
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str  # relative to the workspace
+    what: str
+    action: str  # "removed", "restored", "setuid/setgid bits cleared", "could not remove"
+
+    def line(self) -> str:
+        return f"{self.path}: {self.what}; {self.action}"
+
+
+@dataclass
+class ScanStats:
+    dirs: int = 0
+    entries_examined: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class WorkspaceGuard:
+    """Finds and undoes what a cell left in ``root`` for trusted programs."""
+
+    root: str
+    control: list[str]
+    shadow: list[str]
+    # Trees the sandbox cannot write (masked protected paths): never walked.
+    skip: list[str] = field(default_factory=list)
+    since_ns: int = 0
+    stats: ScanStats = field(default_factory=ScanStats)
+
+    def __post_init__(self) -> None:
+        self.root = os.path.realpath(self.root)
+        self.owner = os.stat(self.root).st_uid
+        self._skip = {os.path.realpath(p) for p in self.skip}
+        # Guarded regular files as they were at the kernel's start: relative path -> (mode, bytes).
+        self.kept: dict[str, tuple[int, bytes]] = {}
+        # Every guarded entry that existed then (directories and files too large to keep).
+        self.known: set[str] = set()
+        self.since_ns = _fs_now_ns()
+        self._keep_guarded()
+
+    # -- names -------------------------------------------------------------------------
+
+    def guarded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in (*self.control, *self.shadow))
+
+    def _kind(self, name: str) -> str:
+        if any(fnmatch.fnmatchcase(name, p) for p in self.shadow):
+            return "a module that shadows a tool or launcher (Isolation.shadow_modules)"
+        return "a control file that tools outside the sandbox run (Isolation.control_files)"
+
+    # -- the baseline ------------------------------------------------------------------
+
+    def _keep_guarded(self) -> None:
+        total = 0
+        for rel, st, _ in self._walk_guarded():
+            self.known.add(rel)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEPT_FILE:
+                continue
+            if total + st.st_size > MAX_KEPT_TOTAL:
+                break
+            with contextlib.suppress(OSError):
+                data = _read_nofollow(self.root, rel)
+                self.kept[rel] = (stat.S_IMODE(st.st_mode), data)
+                total += len(data)
+
+    def _walk_guarded(self) -> Iterable[tuple[str, os.stat_result, bool]]:
+        """Every entry at or under a guarded name: (relative path, lstat, is the top)."""
+        for rel, entry_stat, inside, top in self._walk(full=True):
+            if inside:
+                yield rel, entry_stat, top
+
+    # -- the walk ----------------------------------------------------------------------
+
+    def _walk(self, *, full: bool) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
+        """(relative path, lstat, inside a guarded tree, is the guarded top) of entries to examine.
+
+        With ``full`` every entry; otherwise those of directories changed since
+        ``since_ns`` and everything in guarded trees.
+        """
+        try:
+            root_fd = os.open(self.root, DIR_FLAGS)
+        except OSError:
+            return
+        todo: list[tuple[int, str, bool, str]] = [(root_fd, "", False, "")]
+        while todo:
+            fd, rel, in_guarded, guarded_top = todo.pop()
+            try:
+                self.stats.dirs += 1
+                changed = full or in_guarded or os.fstat(fd).st_ctime_ns >= self.since_ns
+                with os.scandir(fd) as entries:
+                    listed = list(entries)
+                for entry in listed:
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    if os.path.join(self.root, path) in self._skip:
+                        continue
+                    if in_guarded and entry.name in DATA_ENTRIES:
+                        continue
+                    top = not in_guarded and self.guarded(entry.name)
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    if changed or top:
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        self.stats.entries_examined += 1
+                        yield path, info, in_guarded or top, top
+                    if is_dir:
+                        with contextlib.suppress(OSError):
+                            sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+                            todo.append(
+                                (sub, path, in_guarded or top, path if top else guarded_top)
+                            )
+            finally:
+                os.close(fd)
+
+    # -- the scan ----------------------------------------------------------------------
+
+    def scan(self) -> list[Finding]:
+        """Examine what changed since the last scan; undo what must not stay. Trusted side."""
+        started_ns = _fs_now_ns()
+        started = time.monotonic()
+        self.stats = ScanStats()
+        findings: list[Finding] = []
+        seen_guarded: set[str] = set()
+        multi: list[tuple[str, os.stat_result]] = []
+        new_since = self.since_ns
+        removed: list[str] = []
+        for rel, st, in_guarded, _top in list(self._walk(full=False)):
+            if in_guarded:
+                seen_guarded.add(rel)
+            if any(rel.startswith(r + "/") for r in removed):
+                continue  # inside a tree removed or restored whole just now
+            recent = st.st_ctime_ns >= new_since
+            if not recent:
+                continue
+            finding = self._check(rel, st, in_guarded)
+            if finding is not None:
+                findings.append(finding)
+                if stat.S_ISDIR(st.st_mode):
+                    removed.append(rel)
+            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                multi.append((rel, st))
+        findings += self._hard_links_out(multi)
+        # Guarded files the cell deleted (or replaced by a directory) come back.
+        for rel in sorted(set(self.kept) - seen_guarded):
+            if _parent_guarded_gone(rel, findings):
+                continue
+            findings.append(self._restore(rel, "deleted"))
+        self.since_ns = started_ns
+        self.stats.seconds = time.monotonic() - started
+        return findings
+
+    def _check(self, rel: str, st: os.stat_result, in_guarded: bool) -> Finding | None:
+        mode = st.st_mode
+        server_owned = any(part in SERVER_OWNED for part in rel.split("/"))
+        if stat.S_ISLNK(mode):
+            target = _link_target(self.root, rel)
+            if target is None or not _inside(target, self.root):
+                return self._remove(
+                    rel, f"a symbolic link to {target or '?'}, outside the workspace"
+                )
+            if in_guarded and not server_owned and rel not in self.known:
+                return self._remove(rel, f"new: {self._kind_of(rel)}")
+            return None
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+            return self._remove(rel, f"{kind}, which programs outside the sandbox would block on")
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return self._remove(rel, "a device node")
+        if st.st_uid != self.owner:
+            return self._remove(rel, f"owned by uid {st.st_uid}, not the workspace's owner")
+        if mode & (stat.S_ISUID | stat.S_ISGID) and not stat.S_ISDIR(mode):
+            return self._clear_set_id(rel, mode)
+        if in_guarded and not server_owned:
+            return self._undo_guarded(rel, mode)
+        return None
+
+    def _kind_of(self, rel: str) -> str:
+        top = next((p for p in _prefixes(rel) if self.guarded(os.path.basename(p))), rel)
+        return self._kind(os.path.basename(top))
+
+    def _undo_guarded(self, rel: str, mode: int) -> Finding | None:
+        """A guarded entry made or changed since the last scan: as it was, or gone."""
+        if rel not in self.known:
+            return self._remove(rel, f"new: {self._kind_of(rel)}")
+        if stat.S_ISDIR(mode):
+            return None  # its entries are examined one by one
+        if rel in self.kept:
+            with contextlib.suppress(OSError):
+                if _read_nofollow(self.root, rel) == self.kept[rel][1]:
+                    return None  # touched, not changed
+            return self._restore(rel, f"changed: {self._kind_of(rel)}")
+        return Finding(
+            rel,
+            f"changed: {self._kind_of(rel)}",
+            f"reported only (larger than {MAX_KEPT_FILE >> 20} MiB, so no copy was kept)",
+        )
+
+    def _remove(self, rel: str, what: str) -> Finding:
+        try:
+            parent_fd = _open_parent(self.root, rel)
+        except OSError:
+            return Finding(rel, what, "could not remove (its directory is gone)")
+        try:
+            name = os.path.basename(rel)
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=parent_fd)
+            else:
+                os.unlink(name, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return Finding(rel, what, "gone")
+        except OSError as exc:
+            return Finding(rel, what, f"could not remove ({exc.strerror})")
+        finally:
+            os.close(parent_fd)
+        return Finding(rel, what, "removed")
+
+    def _restore(self, rel: str, what: str) -> Finding:
+        mode, data = self.kept[rel]
+        try:
+            parent_fd = _open_parent(self.root, rel, make=True)
+        except OSError as exc:
+            return Finding(rel, what, f"could not restore ({exc.strerror})")
+        try:
+            name = os.path.basename(rel)
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=parent_fd)
+                elif not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                    os.unlink(name, dir_fd=parent_fd)
+            fd = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                mode,
+                dir_fd=parent_fd,
+            )
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                os.fchmod(f.fileno(), mode)
+        except OSError as exc:
+            return Finding(rel, what, f"could not restore ({exc.strerror})")
+        finally:
+            os.close(parent_fd)
+        return Finding(rel, what, "restored as it was when the kernel started")
+
+    def _clear_set_id(self, rel: str, mode: int) -> Finding:
+        what = f"a file with setuid/setgid bits ({oct(stat.S_IMODE(mode))})"
+        try:
+            parent_fd = _open_parent(self.root, rel)
+        except OSError:
+            return Finding(rel, what, "could not clear (its directory is gone)")
+        try:
+            fd = os.open(
+                os.path.basename(rel),
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                dir_fd=parent_fd,
+            )
+            try:
+                now = os.fstat(fd)
+                if stat.S_ISREG(now.st_mode):
+                    os.fchmod(fd, stat.S_IMODE(now.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            finally:
+                os.close(fd)
+        except OSError:
+            return self._remove(rel, what)
+        finally:
+            os.close(parent_fd)
+        return Finding(rel, what, "setuid/setgid bits cleared")
+
+    def _hard_links_out(self, multi: list[tuple[str, os.stat_result]]) -> list[Finding]:
+        """Files with more links than names in the workspace share an inode with a file outside."""
+        if not multi:
+            return []
+        wanted = {(st.st_dev, st.st_ino): st.st_nlink for _, st in multi}
+        names: dict[tuple[int, int], int] = dict.fromkeys(wanted, 0)
+        for _rel, st, _, _ in self._walk(full=True):
+            key = (st.st_dev, st.st_ino)
+            if key in names:
+                names[key] += 1
+        findings = []
+        for rel, st in multi:
+            key = (st.st_dev, st.st_ino)
+            if names[key] < wanted[key]:
+                findings.append(self._remove(rel, "a hard link to a file outside the workspace"))
+        return findings
+
+
+def _prefixes(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _parent_guarded_gone(rel: str, findings: list[Finding]) -> bool:
+    return any(f.action.startswith("restored") and rel.startswith(f.path + "/") for f in findings)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _link_target(root: str, rel: str) -> str | None:
+    """Where a link in the workspace leads, resolved as a reader outside would resolve it."""
+    try:
+        return os.path.realpath(os.path.join(root, rel))
+    except (OSError, ValueError):
+        return None
+
+
+def _open_parent(root: str, rel: str, *, make: bool = False) -> int:
+    """A descriptor of ``rel``'s directory, reached without following any link on the way."""
+    fd = os.open(root, DIR_FLAGS)
+    try:
+        for part in rel.split("/")[:-1]:
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            sub = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_nofollow(root: str, rel: str) -> bytes:
+    parent = _open_parent(root, rel)
+    try:
+        fd = os.open(
+            os.path.basename(rel),
+            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            dir_fd=parent,
+        )
+    finally:
+        os.close(parent)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError("not a regular file")
+        return f.read(MAX_KEPT_FILE + 1)

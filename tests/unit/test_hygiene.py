@@ -1,0 +1,109 @@
+"""The trusted side's workspace scan (sandbox_kernel/hygiene.py), without a sandbox.
+
+The test process plays the cell: it plants entries between two scans, and the
+scan must undo exactly what a trusted program outside could trip on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+from pathlib import Path
+
+from sandbox_kernel.config import CONTROL_FILES, SHADOW_MODULES
+from sandbox_kernel.hygiene import WorkspaceGuard
+
+
+def _guard(ws: Path) -> WorkspaceGuard:
+    return WorkspaceGuard(str(ws), list(CONTROL_FILES), list(SHADOW_MODULES))
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
+    ws = tmp_path / "ws"
+    (ws / "data").mkdir(parents=True)
+    (ws / "data" / "table.csv").write_text("a,b\n")
+    (ws / "inside-link.csv").symlink_to("data/table.csv")
+    (ws / ".git" / "hooks").mkdir(parents=True)
+    (ws / ".git" / "objects").mkdir()
+    (ws / ".git" / "config").write_text("[core]\n\tbare = false\n")
+    (ws / "conftest.py").write_text("# the user's own\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    return ws, outside
+
+
+def test_links_and_special_files_made_during_a_cell_are_removed(tmp_path: Path) -> None:
+    ws, outside = _project(tmp_path)
+    guard = _guard(ws)
+    (ws / "data.csv").symlink_to(outside / "secret.txt")
+    (ws / "data" / "deep.txt").symlink_to("../../outside/secret.txt")
+    (ws / "ok-link").symlink_to("data/table.csv")
+    os.link(outside / "secret.txt", ws / "hard.txt")
+    (ws / "real.txt").write_text("x")
+    os.link(ws / "real.txt", ws / "data" / "real-hard.txt")
+    os.mkfifo(ws / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(ws / "agent.sock"))
+    (ws / "tool").write_text("#!/bin/sh\n")
+    os.chmod(ws / "tool", 0o4755)
+    findings = {f.path: f for f in guard.scan()}
+    sock.close()
+    for gone in ("data.csv", "data/deep.txt", "hard.txt", "pipe", "agent.sock"):
+        assert not os.path.lexists(ws / gone), gone
+        assert findings[gone].action == "removed", findings[gone]
+    assert (outside / "secret.txt").read_text() == "secret"  # only the name in the workspace
+    assert not (ws / "tool").stat().st_mode & stat.S_ISUID
+    assert findings["tool"].action == "setuid/setgid bits cleared"
+    # What stays inside the workspace is the user's business.
+    assert (ws / "ok-link").read_text() == "a,b\n"
+    assert (ws / "inside-link.csv").read_text() == "a,b\n"
+    assert (ws / "data" / "real-hard.txt").read_text() == "x"
+    assert set(findings) == {"data.csv", "data/deep.txt", "hard.txt", "pipe", "agent.sock", "tool"}
+
+
+def test_control_files_and_shadow_modules_are_put_back_or_removed(tmp_path: Path) -> None:
+    ws, _ = _project(tmp_path)
+    guard = _guard(ws)
+    (ws / ".git" / "config").write_text("[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    (ws / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\nevil\n")
+    (ws / ".git" / "objects" / "ab").write_text("object")  # data: left alone
+    (ws / "conftest.py").write_text("import os; os.system('evil')\n")
+    (ws / "ipykernel_launcher.py").write_text("evil\n")
+    (ws / "pip").mkdir()
+    (ws / "pip" / "__main__.py").write_text("evil\n")
+    (ws / "sub" / ".git").mkdir(parents=True)
+    (ws / "sub" / ".git" / "config").write_text("[core]\n\tfsmonitor = evil\n")
+    (ws / "helper.py").write_text("def f(): return 1\n")  # ordinary code stays
+    findings = {f.path: f for f in guard.scan()}
+    assert (ws / ".git" / "config").read_text() == "[core]\n\tbare = false\n"
+    assert (ws / "conftest.py").read_text() == "# the user's own\n"
+    for gone in (".git/hooks/post-checkout", "ipykernel_launcher.py", "pip", "sub/.git"):
+        assert not os.path.lexists(ws / gone), gone
+    assert (ws / ".git" / "objects" / "ab").exists()
+    assert (ws / "helper.py").exists()
+    assert findings[".git/config"].action.startswith("restored")
+    assert "pip/__main__.py" not in findings  # reported once, with its directory
+    # A second scan with nothing new finds nothing.
+    assert guard.scan() == []
+
+
+def test_deleted_control_files_come_back(tmp_path: Path) -> None:
+    ws, _ = _project(tmp_path)
+    guard = _guard(ws)
+    (ws / ".git" / "config").unlink()
+    findings = guard.scan()
+    assert (ws / ".git" / "config").read_text() == "[core]\n\tbare = false\n"
+    assert [f.path for f in findings] == [".git/config"]
+
+
+def test_entries_older_than_the_last_scan_are_not_examined(tmp_path: Path) -> None:
+    ws, outside = _project(tmp_path)
+    (ws / "users-own-link").symlink_to(outside / "secret.txt")  # before the kernel
+    # File times come from a clock with 4 ms ticks: the kernel starts a tick later.
+    time.sleep(0.02)
+    guard = _guard(ws)
+    assert guard.scan() == []
+    assert os.path.islink(ws / "users-own-link")
