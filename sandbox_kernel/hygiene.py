@@ -75,6 +75,7 @@ def _fs_now_ns() -> int:
     except OSError:
         return time.time_ns() - SLACK_NS
 
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
