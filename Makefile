@@ -1,12 +1,20 @@
-# Two entry points for a fresh clone (see README.md):
+# Entry points for a fresh clone (see README.md):
 #   make tour   install into .venv, register the kernel, run notebooks/tour.ipynb sandboxed
+#   make lab    then: JupyterLab in the same environment, new notebooks on the sandboxed kernel
 #   make test   install into .venv (with test extras) and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
+BIN := $(abspath $(VENV))/bin
 PYTEST_ARGS ?=
+# Where the tour runs and JupyterLab opens (the notebooks' workspace).
+TOUR_DIR ?= build
+# Extra arguments for jupyter lab, e.g. LAB_ARGS="--no-browser --port=8899".
+LAB_ARGS ?=
+# The kernels' ZMQ sockets are files in the user's private runtime directory rather
+# than loopback TCP ports every local user can reach (ipykernel warns about the latter).
+KERNEL_TRANSPORT := --KernelManager.transport=ipc
 
-.PHONY: tour test install install-test bench compat lint
+.PHONY: tour lab test install install-test bench compat lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +31,20 @@ install-test: $(BIN)/python
 
 tour: install
 	$(BIN)/pip install --quiet numpy pandas matplotlib nbconvert
-	mkdir -p build
-	cp notebooks/tour.ipynb build/tour.ipynb
-	cd build && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.kernel_name=sandbox-python tour.ipynb
-	$(BIN)/jupyter nbconvert --to markdown build/tour.ipynb --output-dir build >/dev/null 2>&1
-	@echo "The tour ran in the sandbox: build/tour.ipynb (and build/tour.md)."
+	mkdir -p $(TOUR_DIR)
+	cp notebooks/tour.ipynb $(TOUR_DIR)/tour.ipynb
+	cd $(TOUR_DIR) && $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.kernel_name=sandbox-python $(KERNEL_TRANSPORT) tour.ipynb
+	$(BIN)/jupyter nbconvert --to markdown $(TOUR_DIR)/tour.ipynb --output-dir $(TOUR_DIR) >/dev/null 2>&1
+	@echo "The tour ran in the sandbox: $(TOUR_DIR)/tour.ipynb (and $(TOUR_DIR)/tour.md)."
+	@echo "Next: make lab (JupyterLab with the sandboxed kernel, opened on $(TOUR_DIR)/)."
+
+lab: install
+	$(BIN)/pip install --quiet jupyterlab numpy pandas matplotlib
+	mkdir -p $(TOUR_DIR)
+	test -e $(TOUR_DIR)/tour.ipynb || cp notebooks/tour.ipynb $(TOUR_DIR)/tour.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(TOUR_DIR) \
+		--MultiKernelManager.default_kernel_name=sandbox-python $(KERNEL_TRANSPORT) $(LAB_ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import errno
 import getpass
+import logging
 import os
 import re
 import shutil
@@ -875,7 +876,15 @@ class SandboxKernel(Kernel):
             )
             rolled_back = False
         self._record_cell(outcome, ename, rolled_back=rolled_back)
-        self.log.warning("cell_failed kind=%s rolled_back=%s why=%s", ename, rolled_back, why)
+        # A cell that crashed or hit a limit is the cell's outcome, shown to the user and
+        # recorded in the audit log: INFO. Lost state is worth an operator's look: WARNING.
+        self.log.log(
+            logging.INFO if rolled_back else logging.WARNING,
+            "cell_failed kind=%s rolled_back=%s why=%s",
+            ename,
+            rolled_back,
+            why,
+        )
         return self._error_reply(ename, f"The cell did not finish: {why}. {state}", count)
 
     def _mute_executor(self) -> None:
