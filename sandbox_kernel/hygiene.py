@@ -132,21 +132,41 @@ class WorkspaceGuard:
     # -- the baseline ------------------------------------------------------------------
 
     def _keep_guarded(self) -> None:
-        total = 0
-        for rel, st, _ in self._walk_guarded():
-            self.known.add(rel)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEPT_FILE:
-                continue
-            if total + st.st_size > MAX_KEPT_TOTAL:
-                break
-            with contextlib.suppress(OSError):
-                data = _read_nofollow(self.root, rel)
-                self.kept[rel] = (stat.S_IMODE(st.st_mode), data)
-                total += len(data)
+        for rel, st, _ in self._walk_guarded(full=True):
+            self._remember(rel, st)
 
-    def _walk_guarded(self) -> Iterable[tuple[str, os.stat_result, bool]]:
+    def _remember(self, rel: str, st: os.stat_result) -> None:
+        self.known.add(rel)
+        self.kept.pop(rel, None)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEPT_FILE:
+            return
+        if sum(len(d) for _, d in self.kept.values()) + st.st_size > MAX_KEPT_TOTAL:
+            return
+        with contextlib.suppress(OSError):
+            self.kept[rel] = (stat.S_IMODE(st.st_mode), _read_nofollow(self.root, rel))
+
+    def begin_cell(self) -> None:
+        """Take what changed since the last scan, while no cell ran, as the user's own.
+
+        Between cells the user works on the project outside the sandbox (``git
+        commit`` in a terminal, a new clone): those guarded files become the ones
+        put back. (A process an earlier cell left running could change them too
+        in that time; SECURITY.md states this.)
+        """
+        started = _fs_now_ns()
+        seen: set[str] = set()
+        for rel, st, _ in self._walk_guarded(full=False):
+            seen.add(rel)
+            if rel not in self.known or st.st_ctime_ns >= self.since_ns:
+                self._remember(rel, st)
+        for rel in self.known - seen:
+            self.known.discard(rel)
+            self.kept.pop(rel, None)
+        self.since_ns = started
+
+    def _walk_guarded(self, *, full: bool) -> Iterable[tuple[str, os.stat_result, bool]]:
         """Every entry at or under a guarded name: (relative path, lstat, is the top)."""
-        for rel, entry_stat, inside, top in self._walk(full=True):
+        for rel, entry_stat, inside, top in self._walk(full=full):
             if inside:
                 yield rel, entry_stat, top
 

@@ -729,6 +729,8 @@ class SandboxKernel(Kernel):
                 f"The sandbox could not start, so this cell did not run. {executor}",
                 reply_count,
             )
+        if self._guard is not None:
+            await asyncio.to_thread(self._guard.begin_cell)
         self._running = msg_id
         self._stop_reason = None
         # Counters as they stood after the previous cell (read once per cell, after it).

@@ -185,3 +185,115 @@ def test_path_binds_respect_the_protected_paths(
         finally:
             sandbox.kc.stop_channels()
             sandbox.km.shutdown_kernel(now=False)
+
+
+# -- files that trusted programs run later -------------------------------------------------
+
+
+def _marker_code(marker: Path) -> str:
+    return f"open({str(marker)!r}, 'w').write('ran')\n"
+
+
+def _plants(marker_dir: Path) -> dict[str, dict[str, str]]:
+    """What a cell writes, per tool: relative path -> content. Each runs the cell's code."""
+    hook = f"#!/bin/sh\ntouch {marker_dir / 'git'}\n"
+    return {
+        "git": {
+            ".git/config": (
+                "[core]\n\trepositoryformatversion = 0\n\tbare = false\n"
+                f"\tfsmonitor = {marker_dir / 'fsmonitor.sh'}\n"
+            ),
+            ".git/hooks/fsmonitor-watchman": hook,
+        },
+        "kernel": {"ipykernel_launcher.py": _marker_code(marker_dir / "kernel")},
+        "pip": {
+            "pip/__init__.py": "",
+            "pip/__main__.py": _marker_code(marker_dir / "pip"),
+        },
+        "pytest": {"conftest.py": _marker_code(marker_dir / "pytest")},
+    }
+
+
+def _run_tools(directory: Path, marker_dir: Path) -> None:
+    """What the user (or a grader, or a shell prompt) runs there later, outside the sandbox."""
+    import subprocess
+    import sys
+
+    # The fsmonitor hook git would run: it marks that it ran.
+    fsmonitor = marker_dir / "fsmonitor.sh"
+    fsmonitor.write_text(f"#!/bin/sh\ntouch {marker_dir / 'git'}\n")
+    fsmonitor.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    commands = [
+        ["git", "status", "--short"],
+        [sys.executable, "-m", "ipykernel_launcher", "--version"],
+        [sys.executable, "-m", "pip", "--version"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co"],
+    ]
+    for command in commands:
+        # Their exit status does not matter (pytest finds no tests): only the markers do.
+        subprocess.run(
+            command, check=False, cwd=directory, env=env, capture_output=True, timeout=120
+        )
+
+
+def _prove_the_traps_work(tmp_path: Path) -> None:
+    """Positive control: planted from outside, each file does run when the tool runs."""
+    scratch = tmp_path / "scratch"
+    markers = tmp_path / "control-markers"
+    markers.mkdir()
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(scratch)], check=True)
+    for files in _plants(markers).values():
+        for rel, content in files.items():
+            (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
+            (scratch / rel).write_text(content)
+    _run_tools(scratch, markers)
+    ran = sorted(p.name for p in markers.iterdir() if p.name != "fsmonitor.sh")
+    assert ran == ["git", "kernel", "pip", "pytest"], f"a trap does not work: only {ran} ran"
+
+
+def test_planted_control_files_and_shadow_modules_never_run(
+    box: Sandbox, host: Host, tmp_path: Path
+) -> None:
+    import subprocess
+
+    _prove_the_traps_work(tmp_path)
+    ws = box.workspace / "repo"
+    if not ws.exists():
+        ws.mkdir()
+        ws.chmod(0o777)
+        # The user's own repository, there before the kernel's start... (a second
+        # workspace level: the box's workspace is shared by this module's tests)
+        subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    markers.chmod(0o777)
+    config_before = (ws / ".git" / "config").read_bytes()
+    cells = []
+    for tool, files in _plants(markers).items():
+        lines = ["import os"]
+        for rel, content in files.items():
+            path = f"repo/{rel}"
+            lines.append(f"os.makedirs(os.path.dirname({path!r}), exist_ok=True)")
+            lines.append(
+                f"try:\n    open({path!r}, 'w').write({content!r})\n    print('WROTE', {path!r})\n"
+                f"except OSError as e:\n    print('REFUSED', {path!r}, e.errno)"
+            )
+        cells.append((tool, "\n".join(lines)))
+    text = ""
+    for _tool, code in cells:
+        result = box.run(code)
+        assert result.status == "ok", result.text()
+        text += _all_text(result)
+    # Checked from outside: the tools run in the workspace and none runs the cell's code.
+    _run_tools(ws, markers)
+    ran = sorted(p.name for p in markers.iterdir() if p.name != "fsmonitor.sh")
+    assert ran == [], f"the cell's code ran outside the sandbox through {ran}"
+    assert (ws / ".git" / "config").read_bytes() == config_before
+    for gone in ("ipykernel_launcher.py", "pip", "conftest.py", ".git/hooks/fsmonitor-watchman"):
+        assert not (ws / gone).exists(), gone
+    # ... and the user was told, naming the setting.
+    assert "Isolation.control_files" in text, text
+    assert "Isolation.shadow_modules" in text, text

@@ -107,3 +107,19 @@ def test_entries_older_than_the_last_scan_are_not_examined(tmp_path: Path) -> No
     guard = _guard(ws)
     assert guard.scan() == []
     assert os.path.islink(ws / "users-own-link")
+
+
+def test_what_the_user_changes_between_cells_is_kept(tmp_path: Path) -> None:
+    ws, _ = _project(tmp_path)
+    guard = _guard(ws)
+    # Outside the sandbox, between cells: a new clone and an edited config.
+    (ws / "clone" / ".git").mkdir(parents=True)
+    (ws / "clone" / ".git" / "config").write_text("[remote]\n")
+    (ws / ".git" / "config").write_text("[user]\n\tname = me\n")
+    guard.begin_cell()
+    # The cell.
+    (ws / "clone" / ".git" / "config").write_text("[core]\n\tfsmonitor = evil\n")
+    findings = guard.scan()
+    assert [f.path for f in findings] == ["clone/.git/config"]
+    assert (ws / "clone" / ".git" / "config").read_text() == "[remote]\n"
+    assert (ws / ".git" / "config").read_text() == "[user]\n\tname = me\n"
