@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.conftest import LEVEL_KERNELS, Host, Sandbox, start_sandbox
+from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
+from tests.utils import Result
 
 
 @pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
@@ -297,3 +298,102 @@ def test_planted_control_files_and_shadow_modules_never_run(
     # ... and the user was told, naming the setting.
     assert "Isolation.control_files" in text, text
     assert "Isolation.shadow_modules" in text, text
+
+
+# -- trusted writers after a hostile cell ----------------------------------------------------
+
+WRITER_TRAPS = """
+import os
+def attempt(what, fn):
+    try:
+        fn()
+        print('MADE', what)
+    except OSError as e:
+        print('REFUSED', what, e.errno)
+os.makedirs('.ipynb_checkpoints', exist_ok=True)
+# The next checkpoint of nb.ipynb would be copied into ~/.bashrc.
+attempt('checkpoint-file', lambda: os.symlink({bashrc!r}, '.ipynb_checkpoints/nb-checkpoint.ipynb'))
+# Every checkpoint of notebooks and files in sub/ would land in IPython's startup directory.
+os.makedirs('sub', exist_ok=True)
+attempt('checkpoint-dir', lambda: os.symlink({startup!r}, 'sub/.ipynb_checkpoints'))
+# Saving the notebook itself would write ~/.bashrc.
+attempt('notebook-itself', lambda: os.symlink({bashrc!r}, 'victim.ipynb'))
+# nbconvert's FilesWriter output names.
+attempt('nbconvert-ipynb', lambda: os.symlink({bashrc!r}, 'nb.nbconvert.ipynb'))
+attempt('nbconvert-html', lambda: os.symlink({canary!r}, 'nb.html'))
+attempt('hardlink-bashrc', lambda: os.link({bashrc!r}, 'nb2.ipynb'))
+"""
+
+
+def test_jupyter_server_and_nbconvert_write_nothing_outside_after_a_hostile_cell(
+    box: Sandbox, host: Host
+) -> None:
+    result = _writers_after_a_hostile_cell(box, host)
+    assert "MADE" not in result.stdout, result.stdout
+
+
+@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
+def box_without_seccomp(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> Iterator[Sandbox]:
+    workspace = tmp_path_factory.mktemp(f"noseccomp-{request.param}")
+    workspace.chmod(0o777)
+    extra = [*OS_LAYER_ONLY, "--Isolation.seccomp=disabled"]
+    sandbox = start_sandbox(request.param, workspace, host, extra=extra)
+    try:
+        yield sandbox
+    finally:
+        sandbox.kc.stop_channels()
+        sandbox.km.shutdown_kernel(now=False)
+
+
+def test_each_layer_holds_without_seccomp(box_without_seccomp: Sandbox, host: Host) -> None:
+    """Defence in depth: with seccomp off, Landlock refuses the links (landlock level) or
+    the scan removes them before the reply (namespaces level, whose Landlock grants
+    everything under /tmp, where these workspaces are)."""
+    result = _writers_after_a_hostile_cell(box_without_seccomp, host)
+    if "MADE" in result.stdout:
+        text = _all_text(result)
+        assert "outside the workspace; removed" in text, text
+
+
+def _writers_after_a_hostile_cell(box: Sandbox, host: Host) -> Result:
+    import nbformat
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from nbconvert.writers import FilesWriter
+
+    bashrc = host.fake_home / ".bashrc"
+    bashrc.write_text("# the user's own\n")
+    startup = host.fake_home / ".ipython" / "profile_default" / "startup"
+    before = {bashrc: bashrc.read_bytes(), host.canary_write: host.canary_write.read_bytes()}
+    startup_before = sorted(os.listdir(startup))
+    code = WRITER_TRAPS.format(
+        bashrc=str(bashrc), startup=str(startup), canary=str(host.canary_write)
+    )
+    result = box.run(code)
+    assert result.status == "ok", result.text()
+
+    # The user's next save in JupyterLab: the server's own contents and checkpoint code.
+    ws = box.workspace
+    cm = FileContentsManager(root_dir=str(ws))
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("print('shaped to run as shell code')"))
+    model = {"type": "notebook", "format": "json", "content": nb}
+    for path in ("nb.ipynb", "sub/nb.ipynb", "victim.ipynb", "nb2.ipynb"):
+        cm.save(model, path)
+        cm.create_checkpoint(path)
+        cm.save(model, path)
+    cm.save({"type": "file", "format": "text", "content": "x = 1\n"}, "sub/helper.py")
+    cm.create_checkpoint("sub/helper.py")
+    # nbconvert writing its outputs next to the notebook.
+    writer = FilesWriter(build_directory=str(ws))
+    writer.write(nbformat.writes(nb), {"output_extension": ".nbconvert.ipynb"}, "nb")
+    writer.write("<html></html>", {"output_extension": ".html"}, "nb")
+
+    # Checked from outside: nothing was written outside the workspace.
+    for path, content in before.items():
+        assert path.read_bytes() == content, f"{path} was written through a link"
+    assert sorted(os.listdir(startup)) == startup_before
+    assert _dangerous_entries(ws) == []
+    assert (ws / ".ipynb_checkpoints" / "nb-checkpoint.ipynb").is_file()
+    return result
