@@ -141,6 +141,8 @@ def _std(*names: str) -> frozenset[str]:
     return frozenset(out)
 
 
+# execfile/runfile run a file for their caller (executor/runfile.py).
+_RUNFILE = os.path.join(os.path.dirname(os.path.abspath(_THIS_FILE)), "runfile.py")
 _IMPORT_MACHINERY = _std(
     "importlib/__init__.py", "importlib/_bootstrap.py", "importlib/_bootstrap_external.py"
 )
@@ -150,6 +152,7 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
     "import": _IMPORT_MACHINERY | _THREADS,
     "compile": _IMPORT_MACHINERY
     | _THREADS
+    | {_RUNFILE}
     | _std(
         "runpy.py",
         "code.py",

@@ -70,6 +70,9 @@ class Executor:
         from .magics import FrontendMagics
 
         self.shell.register_magics(FrontendMagics)
+        from .runfile import install as install_runfile
+
+        install_runfile()
         # As IPython's kernel application does by default.
         self.shell.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {

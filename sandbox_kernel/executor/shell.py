@@ -33,6 +33,7 @@ from traitlets import Instance, Type
 
 from ..relay.protocol import STREAM_FRAME_CHARS
 from .channel import Channel
+from .tracebacks import without_own_frames
 
 __all__ = ["ExecutorShell", "FrameStream", "jsonable"]
 
@@ -387,7 +388,41 @@ class SessionShim:
         self._outbox.send(message)
 
 
-class KernelShim:
+def _stock_repr(obj: object, name: str) -> str:
+    return f"<{name} object at {id(obj):#x}>"
+
+
+class Kernel:
+    """input() and getpass() as ipykernel binds them: methods of the kernel object.
+
+    Named as ipykernel's base class, so that a notebook printing ``input`` sees
+    ``<bound method Kernel.raw_input of <ipykernel.ipkernel.IPythonKernel ...>>`` as
+    under the stock kernel; the frontend is asked through the relay.
+    """
+
+    read_input: Callable[[str, bool], str] | None = None
+    allow_stdin = False
+
+    def raw_input(self, prompt: object = "") -> str:
+        """Forward raw_input to frontends."""
+        if not self.allow_stdin:
+            raise StdinNotImplementedError(
+                "raw_input was called, but this frontend does not support input requests."
+            )
+        assert self.read_input is not None
+        return self.read_input(str(prompt), False)
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        """Forward getpass to frontends."""
+        if not self.allow_stdin:
+            raise StdinNotImplementedError(
+                "getpass was called, but this frontend does not support input requests."
+            )
+        assert self.read_input is not None
+        return self.read_input(str(prompt), True)
+
+
+class KernelShim(Kernel):
     """The bits of ``get_ipython().kernel`` that libraries look for (ipywidgets' Output)."""
 
     # A stand-in: only SessionShim.send accepts it.
@@ -397,6 +432,9 @@ class KernelShim:
         self._shell = shell
         assert shell.outbox is not None
         self.session = SessionShim(shell.outbox)
+
+    def __repr__(self) -> str:
+        return _stock_repr(self, "ipykernel.ipkernel.IPythonKernel")
 
     def get_parent(self, channel: str = "shell") -> dict[str, Any]:
         return self._shell.get_parent()
@@ -428,7 +466,15 @@ class CellCompiler(CachingCompiler):
 
 
 class ExecutorShell(InteractiveShell):
-    """An InteractiveShell whose outputs, payloads and input go through the relay."""
+    """An InteractiveShell whose outputs, payloads and input go through the relay.
+
+    Named ZMQInteractiveShell, as ipykernel's: libraries and notebooks tell a Jupyter
+    kernel from a terminal by ``get_ipython().__class__.__name__``, and a notebook
+    printing ``get_ipython`` sees what it sees under the stock kernel.
+    """
+
+    def __repr__(self) -> str:
+        return _stock_repr(self, "ipykernel.zmqshell.ZMQInteractiveShell")
 
     compiler_class = Type(CellCompiler)
     displayhook_class = Type(FrameDisplayHook)
@@ -537,6 +583,14 @@ class ExecutorShell(InteractiveShell):
             with contextlib.suppress(Exception):
                 os.write(2, (line[:300] + "\n").encode("utf-8", "replace"))
             os._exit(1)
+        exc_tuple = kwargs.get("exc_tuple", args[0] if args else None)
+        value = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
+        if isinstance(value, BaseException):
+            without_own_frames(value)
+            if args:
+                args = ((type(value), value, value.__traceback__), *args[1:])
+            else:
+                kwargs["exc_tuple"] = (type(value), value, value.__traceback__)
         super().showtraceback(*args, **kwargs)
 
     def _showtraceback(self, etype: type, evalue: BaseException, stb: list[str]) -> None:
@@ -593,28 +647,18 @@ class ExecutorShell(InteractiveShell):
     def forward_input(self, allow_stdin: bool) -> Callable[[], None]:
         """Route input()/getpass() to the frontend for one cell; return the undo."""
         saved_input, saved_getpass = builtins.input, getpass_module.getpass
-
-        def raw_input(prompt: object = "") -> str:
-            if not allow_stdin:
-                raise StdinNotImplementedError(
-                    "raw_input was called, but this frontend does not support input requests."
-                )
-            assert self.read_input is not None
-            return self.read_input(str(prompt), False)
-
-        def getpass(prompt: str = "Password: ", stream: Any = None) -> str:
-            if not allow_stdin:
-                raise StdinNotImplementedError(
-                    "getpass was called, but this frontend does not support input requests."
-                )
-            assert self.read_input is not None
-            return self.read_input(str(prompt), True)
-
-        builtins.input = raw_input
-        getpass_module.getpass = getpass
+        kernel = self.kernel
+        kernel.read_input = self.read_input
+        kernel.allow_stdin = allow_stdin
+        builtins.input = kernel.raw_input
+        getpass_module.getpass = kernel.getpass
 
         def restore() -> None:
+            kernel.allow_stdin = False
             builtins.input = saved_input
             getpass_module.getpass = saved_getpass
 
         return restore
+
+
+ExecutorShell.__name__ = ExecutorShell.__qualname__ = "ZMQInteractiveShell"

@@ -34,7 +34,17 @@ def spawn(env: dict[str, str], cwd: str) -> Launcher:
     sup_parent, sup_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     spec_read, spec_write = os.pipe()
     os.set_inheritable(spec_write, False)
-    argv = [sys.executable, "-P", "-s", "-m", "sandbox_kernel.executor.launch", str(spec_read)]
+    # -Xfrozen_modules=off as ipykernel's kernelspec: tracebacks through os, io or
+    # codecs show the standard library's source instead of "<frozen os>".
+    argv = [
+        sys.executable,
+        "-P",
+        "-s",
+        "-Xfrozen_modules=off",
+        "-m",
+        "sandbox_kernel.executor.launch",
+        str(spec_read),
+    ]
     try:
         proc = subprocess.Popen(
             argv,

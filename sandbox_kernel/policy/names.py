@@ -139,6 +139,9 @@ CALL_RULES: dict[str, str] = {
     "sys.meta_path": "SKP210",
     "sys.path_hooks": "SKP210",
     "sys.path_importer_cache": "SKP210",
+    # like %run: the file's code runs (checked only at run time, as it is compiled)
+    "builtins.execfile": "SKP110",
+    "builtins.runfile": "SKP110",
     "types.CodeType": "SKP233",
     "types.FunctionType": "SKP233",
     "types.LambdaType": "SKP233",
@@ -406,7 +409,8 @@ FORBIDDEN_STRINGS = frozenset(
     }
 )
 
-BUILTIN_NAMES = frozenset(dir(builtins))
+# With the two builtins the executor adds, as the stock kernel has them.
+BUILTIN_NAMES = frozenset(dir(builtins)) | {"execfile", "runfile"}
 
 
 @functools.lru_cache(maxsize=8192)

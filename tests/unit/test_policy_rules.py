@@ -43,6 +43,8 @@ SAMPLES: list[tuple[str, str, int, int]] = [
     ("%conda install numpy", "SKP104", 1, 1),
     # -- other magics --------------------------------------------------------------------
     ("%run script.py", "SKP110", 1, 1),
+    ("execfile('script.py')", "SKP110", 1, 1),
+    ("x = 1\nrunfile('script.py', args='a b')", "SKP110", 2, 1),
     ("%load_ext autoreload", "SKP111", 1, 1),
     ("%%writefile notes.txt\nhello", "SKP112", 1, 1),
     ("%env PATH=/tmp", "SKP113", 1, 1),
