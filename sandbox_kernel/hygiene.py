@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import shutil
 import stat
 import time
@@ -112,6 +113,10 @@ class WorkspaceGuard:
         self.root = os.path.realpath(self.root)
         self.owner = os.stat(self.root).st_uid
         self._skip = {os.path.realpath(p) for p in self.skip}
+        # One regular expression for all the patterns: this runs for every entry.
+        self._guarded_re = _patterns([*self.control, *self.shadow])
+        # Directory listings by relative path: (ctime, subdirectories, guarded names).
+        self._listings: dict[str, tuple[int, list[str], list[str]]] = {}
         # Guarded regular files as they were at the kernel's start: relative path -> (mode, bytes).
         self.kept: dict[str, tuple[int, bytes]] = {}
         # Every guarded entry that existed then (directories and files too large to keep).
@@ -122,10 +127,10 @@ class WorkspaceGuard:
     # -- names -------------------------------------------------------------------------
 
     def guarded(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in (*self.control, *self.shadow))
+        return self._guarded_re.match(name) is not None
 
     def _kind(self, name: str) -> str:
-        if any(fnmatch.fnmatchcase(name, p) for p in self.shadow):
+        if _patterns(self.shadow).match(name):
             return "a module that shadows a tool or launcher (Isolation.shadow_modules)"
         return "a control file that tools outside the sandbox run (Isolation.control_files)"
 
@@ -176,28 +181,54 @@ class WorkspaceGuard:
         """(relative path, lstat, inside a guarded tree, is the guarded top) of entries to examine.
 
         With ``full`` every entry; otherwise those of directories changed since
-        ``since_ns`` and everything in guarded trees.
+        ``since_ns`` and everything in guarded trees. A directory unchanged since
+        it was last listed is not listed again: its subdirectories and guarded
+        names are remembered (``_listings``), so an unchanged tree costs one open
+        and one fstat per directory.
         """
         try:
             root_fd = os.open(self.root, DIR_FLAGS)
         except OSError:
             return
-        todo: list[tuple[int, str, bool, str]] = [(root_fd, "", False, "")]
+        todo: list[tuple[int, str, bool]] = [(root_fd, "", False)]
         while todo:
-            fd, rel, in_guarded, guarded_top = todo.pop()
+            fd, rel, in_guarded = todo.pop()
             try:
                 self.stats.dirs += 1
-                changed = full or in_guarded or os.fstat(fd).st_ctime_ns >= self.since_ns
+                ctime = os.fstat(fd).st_ctime_ns
+                changed = full or in_guarded or ctime >= self.since_ns
+                listing = None if changed else self._listings.get(rel)
+                if listing is not None and listing[0] == ctime:
+                    for name in listing[2]:
+                        path = f"{rel}/{name}" if rel else name
+                        try:
+                            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        except OSError:
+                            continue
+                        self.stats.entries_examined += 1
+                        yield path, info, True, True
+                        if stat.S_ISDIR(info.st_mode):
+                            self._push(todo, fd, name, path, True)
+                    for name in listing[1]:
+                        self._push(todo, fd, name, f"{rel}/{name}" if rel else name, False)
+                    continue
+                listed_at = _fs_now_ns()
                 with os.scandir(fd) as entries:
                     listed = list(entries)
+                subdirs: list[str] = []
+                guarded: list[str] = []
                 for entry in listed:
                     path = f"{rel}/{entry.name}" if rel else entry.name
-                    if os.path.join(self.root, path) in self._skip:
+                    if self._skip and os.path.join(self.root, path) in self._skip:
                         continue
                     if in_guarded and entry.name in DATA_ENTRIES:
                         continue
                     top = not in_guarded and self.guarded(entry.name)
                     is_dir = entry.is_dir(follow_symlinks=False)
+                    if top:
+                        guarded.append(entry.name)
+                    elif is_dir:
+                        subdirs.append(entry.name)
                     if changed or top:
                         try:
                             info = entry.stat(follow_symlinks=False)
@@ -206,13 +237,20 @@ class WorkspaceGuard:
                         self.stats.entries_examined += 1
                         yield path, info, in_guarded or top, top
                     if is_dir:
-                        with contextlib.suppress(OSError):
-                            sub = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
-                            todo.append(
-                                (sub, path, in_guarded or top, path if top else guarded_top)
-                            )
+                        self._push(todo, fd, entry.name, path, in_guarded or top)
+                # Remembered only if the directory did not change in the clock tick it
+                # was listed in (a later change then gives it a later ctime).
+                if not in_guarded and ctime < listed_at:
+                    self._listings[rel] = (ctime, subdirs, guarded)
             finally:
                 os.close(fd)
+
+    @staticmethod
+    def _push(
+        todo: list[tuple[int, str, bool]], fd: int, name: str, path: str, in_guarded: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            todo.append((os.open(name, DIR_FLAGS, dir_fd=fd), path, in_guarded))
 
     # -- the scan ----------------------------------------------------------------------
 
@@ -386,6 +424,12 @@ class WorkspaceGuard:
             if names[key] < wanted[key]:
                 findings.append(self._remove(rel, "a hard link to a file outside the workspace"))
         return findings
+
+
+def _patterns(patterns: list[str]) -> re.Pattern[str]:
+    if not patterns:
+        return re.compile(r"(?!)")  # matches nothing
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def _prefixes(rel: str) -> list[str]:
