@@ -175,6 +175,24 @@ class WorkspaceGuard:
             if inside:
                 yield rel, entry_stat, top
 
+    def top_entries(self, limit: int) -> list[str]:
+        """Absolute paths of the outermost guarded directories and files there now.
+
+        At the ``namespaces`` level they are bound read-only into the sandbox
+        (``mountns.plan_mounts``); at most ``limit``, outermost first.
+        """
+        tops = [
+            r for r in sorted(self.known) if not any(p in self.known for p in _prefixes(r)[:-1])
+        ]
+        out = []
+        for rel in sorted(tops, key=lambda r: (r.count("/"), r))[:limit]:
+            path = os.path.join(self.root, rel)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                    out.append(path)
+        return out
+
     # -- the walk ----------------------------------------------------------------------
 
     def _walk(self, *, full: bool) -> Iterable[tuple[str, os.stat_result, bool, bool]]:

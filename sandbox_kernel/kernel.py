@@ -47,6 +47,12 @@ COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
 
 
+# Control files and shadow modules bound read-only at the namespaces level; past
+# this many (a tree with a checkpoint directory in each of hundreds of folders)
+# the rest are guarded by the scan alone.
+MAX_READ_ONLY_BINDS = 64
+
+
 def _audit_log_path(setting: str) -> str | None:
     if not setting:
         return None
@@ -303,6 +309,17 @@ class SandboxKernel(Kernel):
         )
         # The executor sends a small stand-in for an output its frame could not carry.
         spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
+        if self._guard is None and self.isolation.workspace_writable:
+            with contextlib.suppress(OSError):  # an unreachable workspace fails below
+                self._guard = await asyncio.to_thread(
+                    WorkspaceGuard,
+                    self.workspace,
+                    list(self.isolation.control_files),
+                    list(self.isolation.shadow_modules),
+                    spec["isolation"]["protected"],
+                )
+        if self._guard is not None:
+            spec["isolation"]["read_only_inside"] = self._guard.top_entries(MAX_READ_ONLY_BINDS)
         executor = ExecutorProcess(
             spec,
             sink=self,
@@ -344,14 +361,6 @@ class SandboxKernel(Kernel):
         self._setup_failure = None
         self._executor = executor
         await self._watch_quota(executor, spec["isolation"]["protected"])
-        if self._guard is None and self.isolation.workspace_writable:
-            self._guard = await asyncio.to_thread(
-                WorkspaceGuard,
-                self.workspace,
-                list(self.isolation.control_files),
-                list(self.isolation.shadow_modules),
-                spec["isolation"]["protected"],
-            )
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
 

@@ -283,6 +283,7 @@ def run_namespaces(
         idmap.mode == "range",
         iso["home"],
         iso["protected"],
+        read_only_inside=iso.get("read_only_inside", []),
     )
     flt = _seccomp_filter(spec, "namespaces", report)
     trees: dict[Any, int] = {}

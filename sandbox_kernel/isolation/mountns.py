@@ -199,6 +199,7 @@ def plan_mounts(
     idmap: bool,
     home: str,
     protected: list[str],
+    read_only_inside: tuple[str, ...] | list[str] = (),
 ) -> MountPlan:
     """Decide the sandbox's filesystem view (in the launcher, from the host's layout).
 
@@ -270,6 +271,25 @@ def plan_mounts(
             f"{path} holds protected paths (such as {home}/.jupyter): new files can be created "
             "only inside its existing subdirectories"
         )
+    if workspace_writable:
+        # Control files and shadow modules that exist (hygiene.py): read-only inside,
+        # so a trusted program that runs during a cell (jupyterlab-git polling git
+        # status) never meets the cell's version. Only real entries of the
+        # workspace: a link here would bring its target into the sandbox.
+        fixed = [
+            p
+            for p in read_only_inside
+            if inside(p, workspace)
+            and p != workspace
+            and os.path.realpath(p) == p
+            and (os.path.isdir(p) or os.path.isfile(p))
+            and not _covered(p, protected)
+        ]
+        mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p), idmap=idmap) for p in fixed)
+        if fixed:
+            names = ", ".join(os.path.relpath(p, workspace) for p in fixed[:6])
+            more = f" and {len(fixed) - 6} more" if len(fixed) > 6 else ""
+            notes.append(f"read-only inside the workspace: {names}{more}")
     visible = [p for p, _ in shared]
     exposed = [p for p in protected if os.path.lexists(p) and _covered(p, visible)]
     for path in exposed:

@@ -397,3 +397,56 @@ def _writers_after_a_hostile_cell(box: Sandbox, host: Host) -> Result:
     assert _dangerous_entries(ws) == []
     assert (ws / ".ipynb_checkpoints" / "nb-checkpoint.ipynb").is_file()
     return result
+
+
+def test_existing_control_files_are_read_only_during_the_cell(
+    tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    """A trusted program that runs *during* a cell (jupyterlab-git polling git status)
+    must not meet the cell's version: at the namespaces level existing control files
+    and shadow modules are read-only binds; at the landlock level (no way to carve
+    them out of the workspace's grant) they are put back at the cell's end."""
+    import subprocess
+    import time
+
+    for level in sorted(LEVEL_KERNELS):
+        ws = tmp_path_factory.mktemp(f"ro-{level}")
+        ws.chmod(0o777)
+        subprocess.run(["git", "init", "-q", str(ws)], check=True)
+        (ws / "conftest.py").write_text("# the user's own\n")
+        config = (ws / ".git" / "config").read_bytes()
+        sandbox = start_sandbox(level, ws, host)
+        try:
+            kc = sandbox.kc
+            msg_id = kc.execute(
+                "import time\n"
+                "for path in ('.git/config', 'conftest.py'):\n"
+                "    try:\n"
+                "        open(path, 'a').write('\\n[core]\\n\\tfsmonitor = evil\\n')\n"
+                "        print('WROTE', path, flush=True)\n"
+                "    except OSError as e:\n"
+                "        print('REFUSED', path, e.errno, flush=True)\n"
+                "time.sleep(3)\n"
+            )
+            # Mid-cell, from outside: what a poller would read now.
+            printed = ""
+            deadline = time.monotonic() + 60
+            while printed.count("\n") < 2 and time.monotonic() < deadline:
+                msg = kc.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                    printed += msg["content"]["text"]
+            mid_config = (ws / ".git" / "config").read_bytes()
+            mid_conftest = (ws / "conftest.py").read_text()
+            reply = kc.get_shell_msg(timeout=60)
+            while reply["parent_header"].get("msg_id") != msg_id:
+                reply = kc.get_shell_msg(timeout=60)
+            if level == "namespaces":
+                assert printed.count("REFUSED") == 2, printed
+                assert mid_config == config
+                assert mid_conftest == "# the user's own\n"
+            # After the cell, at every level.
+            assert (ws / ".git" / "config").read_bytes() == config
+            assert (ws / "conftest.py").read_text() == "# the user's own\n"
+        finally:
+            sandbox.kc.stop_channels()
+            sandbox.km.shutdown_kernel(now=False)

@@ -74,3 +74,22 @@ def test_a_writable_extra_mount_of_the_kernels_code_is_read_only(tmp_path: Path)
     (mount,) = [m for m in plan.mounts if m.path == prefix]
     assert not mount.writable
     assert any("read-only" in note and prefix in note for note in plan.notes)
+
+
+def test_existing_control_files_are_bound_read_only_and_links_never(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    (ws / "conftest.py").write_text("")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws / ".vscode").symlink_to(outside)
+    wanted = [str(ws / ".git"), str(ws / "conftest.py"), str(ws / ".vscode"), str(outside)]
+    plan = plan_mounts(str(ws), True, [], 64, False, str(tmp_path / "home"), [], wanted)
+    by_path = {m.path: m for m in plan.mounts}
+    assert not by_path[str(ws / ".git")].writable
+    assert by_path[str(ws / "conftest.py")].is_file
+    assert not by_path[str(ws / "conftest.py")].writable
+    # A link would bring its target in; a path outside the workspace is never added.
+    assert str(ws / ".vscode") not in by_path
+    assert str(outside) not in by_path
+    assert by_path[str(ws)].writable
