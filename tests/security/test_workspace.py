@@ -450,3 +450,74 @@ def test_existing_control_files_are_read_only_during_the_cell(
         finally:
             sandbox.kc.stop_channels()
             sandbox.km.shutdown_kernel(now=False)
+
+
+# -- a real Jupyter server ---------------------------------------------------------------------
+
+SERVER_TRAPS = """
+import os
+def attempt(what, fn):
+    try:
+        fn()
+        print('MADE', what)
+    except OSError as e:
+        print('REFUSED', what, e.errno)
+attempt('download', lambda: os.symlink({secret!r}, 'data.csv'))
+os.makedirs('.ipynb_checkpoints', exist_ok=True)
+attempt('checkpoint', lambda: os.symlink({bashrc!r}, '.ipynb_checkpoints/nb-checkpoint.ipynb'))
+attempt('notebook', lambda: os.symlink({bashrc!r}, 'nb.ipynb'))
+"""
+
+
+def test_a_real_jupyter_server_saves_checkpoints_and_serves_downloads_inside(
+    tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    """JupyterLab's own HTTP paths after a hostile cell: save, checkpoint, download."""
+    import urllib.error
+
+    import nbformat
+
+    from tests.integration.test_browser import install_kernelspec, start_lab
+    from tests.integration.test_browser_sanitize import api_request
+
+    bashrc = host.fake_home / ".bashrc"
+    bashrc.write_text("# the user's own\n")
+    for level in sorted(LEVEL_KERNELS):
+        base = tmp_path_factory.mktemp(f"lab-{level}")
+        base.chmod(0o755)
+        with start_lab(base, [str(install_kernelspec(base / "prefix"))]) as server:
+            ws = Path(server.root_dir)
+            ws.chmod(0o777)
+            sandbox = start_sandbox(level, ws, host)
+            try:
+                code = SERVER_TRAPS.format(secret=str(host.canary_read), bashrc=str(bashrc))
+                result = sandbox.run(code)
+                assert result.status == "ok", result.text()
+            finally:
+                sandbox.kc.stop_channels()
+                sandbox.km.shutdown_kernel(now=False)
+            nb = nbformat.v4.new_notebook()
+            nb.cells.append(nbformat.v4.new_code_cell("print('shaped to run as shell code')"))
+            model = {"type": "notebook", "format": "json", "content": nb}
+            # The user's save, the checkpoint JupyterLab asks for, a second save.
+            api_request(server, "PUT", "/api/contents/nb.ipynb", model)
+            api_request(server, "POST", "/api/contents/nb.ipynb/checkpoints")
+            api_request(server, "PUT", "/api/contents/nb.ipynb", model)
+            # The file browser's download of what the cell left.
+            try:
+                downloaded = api_request_raw(server, "/files/data.csv")
+            except urllib.error.HTTPError:
+                downloaded = b""
+            assert host.secret_text.encode() not in downloaded
+            assert bashrc.read_text() == "# the user's own\n", f"{level}: written through a link"
+            assert _dangerous_entries(ws) == []
+
+
+def api_request_raw(server, path: str) -> bytes:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{server.url}{path}", headers={"Authorization": f"token {server.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return bytes(response.read())

@@ -123,3 +123,17 @@ def test_what_the_user_changes_between_cells_is_kept(tmp_path: Path) -> None:
     assert [f.path for f in findings] == ["clone/.git/config"]
     assert (ws / "clone" / ".git" / "config").read_text() == "[remote]\n"
     assert (ws / ".git" / "config").read_text() == "[user]\n\tname = me\n"
+
+
+def test_files_of_another_owner_are_removed(tmp_path: Path) -> None:
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file another owner")
+    ws, _ = _project(tmp_path)
+    guard = _guard(ws)
+    (ws / "theirs.txt").write_text("x")
+    os.chown(ws / "theirs.txt", 12345, 12345)
+    findings = guard.scan()
+    assert [(f.path, f.action) for f in findings] == [("theirs.txt", "removed")]
+    assert not (ws / "theirs.txt").exists()
