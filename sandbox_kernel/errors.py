@@ -34,11 +34,16 @@ class SetupError(SandboxError):
     ``reason`` says why in words, derived from errno where there is one.
     """
 
-    def __init__(self, mechanism: str, reason: str, err: int | None = None) -> None:
+    def __init__(
+        self, mechanism: str, reason: str, err: int | None = None, fix: str | None = None
+    ) -> None:
         self.mechanism = mechanism
         self.errno = err
         if err is not None:
             reason = f"{reason}: {errno.errorcode.get(err, str(err))} ({os.strerror(err)})"
+        if fix:
+            # What the user or admin can change: a message without it is a dead end.
+            reason = f"{reason}. To fix: {fix}"
         self.reason = reason
         super().__init__(f"{mechanism}: {reason}")
 

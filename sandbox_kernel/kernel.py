@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import errno
-import getpass
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .hygiene import WorkspaceGuard
+from .identity import home_dir, user_name
 from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
@@ -158,7 +158,7 @@ class SandboxKernel(Kernel):
             _audit_log_path(self.policy.audit_log),
             logger=self.log,
             kernel_id=self.ident,
-            user=getpass.getuser(),
+            user=user_name(),
             secrets=[self.session.key] if self.session is not None else [],
             max_bytes=self.policy.audit_log_max_mb * 1024 * 1024,
         )
@@ -301,7 +301,7 @@ class SandboxKernel(Kernel):
             self.isolation,
             self.limits,
             workspace=self.workspace,
-            home=os.path.realpath(os.path.expanduser("~")),
+            home=home_dir(),
             private_dir=self._private_dir,
             cgroup=self._cgroup,
             cgroup_reason=cgroup_reason,

@@ -19,6 +19,7 @@ RESTRICTED_KERNELS = {
     "sandbox-python-k8s": "k8s-restricted",
     "sandbox-python-k8s-unconfined": "k8s-unconfined",
     "sandbox-python-nolandlock": "no-landlock",
+    "sandbox-python-nopasswd": "no-passwd",
 }
 
 

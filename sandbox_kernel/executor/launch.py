@@ -61,6 +61,16 @@ def _fail(relay: socket.socket, report: Report, error: SetupError | str) -> None
     )
 
 
+def _fail_unexpected(relay: socket.socket, report: Report, exc: BaseException) -> None:
+    """An error no mechanism anticipated: still say what and where, never a bare status.
+
+    The executor's stderr is closed by then, so a traceback printed there is lost.
+    """
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {os.path.basename(where[0].filename)}:{where[0].lineno})" if where else ""
+    _fail(relay, report, SetupError("sandbox", f"{type(exc).__name__}: {exc}{at}"))
+
+
 def choose_level(spec: dict[str, Any], report: Report) -> str | None:
     """The strongest level that works here and meets the requirement; None if there is none."""
     iso = spec["isolation"]
@@ -137,9 +147,9 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         home = (
             plan.home
             if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts)
-            else "/tmp/home"
+            else plan.tmp + "/home"
         )
-        tmp = "/tmp"
+        tmp = plan.tmp
     else:
         home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
         for path in (home, tmp):
@@ -167,7 +177,7 @@ def _landlock_rules(
             read_paths=["/"],
             shared_paths=writable,
             write_paths=[
-                "/tmp",
+                plan.tmp,
                 "/dev/shm",
                 "/dev/null",
                 "/dev/zero",
@@ -233,7 +243,7 @@ def _start_executor(
         )
         contain.send_notify_fd(notify_w, notify_fd)
         notify_w.close()
-        os.chdir(spec["isolation"]["workspace"])
+        _enter_workspace(spec["isolation"]["workspace"])
         report.layer(
             "environment", True, "allow-listed variables only; no tokens, no connection file"
         )
@@ -249,11 +259,37 @@ def _start_executor(
     except SetupError as exc:
         _fail(relay, report, exc)
         code = EXIT_SETUP_FAILED
-    except BaseException:
+    except BaseException as exc:
         traceback.print_exc()
+        _fail_unexpected(relay, report, exc)
         code = EXIT_SETUP_FAILED
     finally:
         os._exit(code)
+
+
+def _enter_workspace(workspace: str) -> None:
+    """Make the notebook directory the cells' cwd, or say why the sandbox cannot use it.
+
+    Cells run without the capabilities that let a root kernel into any directory,
+    so a directory its own owner may not read (mode 0300, 0100 ...) is closed to them.
+    """
+    try:
+        os.chdir(workspace)
+        readable = os.access(".", os.R_OK | os.X_OK)
+    except OSError as exc:
+        err: int | None = exc.errno
+        readable = False
+    else:
+        err = None
+    if not readable:
+        raise SetupError(
+            "workspace",
+            f"the sandboxed user (uid {os.getuid()} in the sandbox) cannot read the notebook "
+            f"directory {workspace}",
+            err,
+            fix=f"give its owner read and search permission (chmod u+rx '{workspace}'), "
+            "or start the kernel from a directory its user can read",
+        )
 
 
 def _receive_notify_fd(sock: socket.socket) -> int | None:
@@ -343,8 +379,9 @@ def run_namespaces(
             code = supervise(sup, executor, _receive_notify_fd(notify_r))
         except SetupError as exc:
             _fail(relay, report, exc)
-        except BaseException:
+        except BaseException as exc:
             traceback.print_exc()
+            _fail_unexpected(relay, report, exc)
         finally:
             os._exit(code)
     # The launcher only keeps pid 1 tied to the kernel's life (PDEATHSIG chain).

@@ -57,7 +57,9 @@ def setup_pid1(
     )
     mountns.finish_read_only()
     ws = "writable" if plan.workspace_writable else "read-only"
-    report.layer("mountns", True, f"read-only view; workspace {plan.workspace} {ws}; private /tmp")
+    report.layer(
+        "mountns", True, f"read-only view; workspace {plan.workspace} {ws}; private {plan.tmp}"
+    )
     libc.sethostname("sandbox")
     report.layer("utsns", True, "hostname 'sandbox'")
     report.layer("ipcns", True, "own System V IPC and POSIX message queues")

@@ -59,6 +59,8 @@ SYSTEM_DIRS = ("/usr", "/opt/conda", "/sys/devices/system/cpu")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NEW_ROOT = "/tmp"
+# Where the sandbox's private temporary directory goes, the first the workspace does not cover.
+TMP_CANDIDATES = ("/tmp", "/var/tmp")
 # Mount kinds, in the order they are applied at equal depth: a tmpfs first
 # (things are mounted into it), then writable binds, then read-only binds (at
 # the same path read-only wins: a workspace that is also a code path), then
@@ -91,6 +93,9 @@ class MountPlan:
     tmp_size_mb: int
     home: str
     notes: list[str] = field(default_factory=list)
+    # The private temporary directory: /tmp, unless the workspace is /tmp itself
+    # (a notebook kept in /tmp), where cells' temporary files must not land.
+    tmp: str = "/tmp"
 
     def read_only_sources(self) -> list[str]:
         return [m.path for m in self.mounts if m.kind == "bind" and not m.writable]
@@ -252,16 +257,18 @@ def plan_mounts(
         else:
             shared.append((path, mode == "rw"))
     for path, rw in shared:
-        mounts.append(
-            Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=idmap and rw)
-        )
+        # The workspace is id-mapped even where it is read-only: its owner's 0700
+        # directories (/root, a job's private directory) must stay reachable to the
+        # cells, which run as that owner, and to pid 1, which mounts masks inside.
+        mapped = idmap and (rw or path == workspace)
+        mounts.append(Mount(path, "bind", writable=rw, is_file=os.path.isfile(path), idmap=mapped))
         if not rw or not any(inside(p, path) and p != path for p in protected):
             continue
         # A writable tree that holds protected paths (a server started in ~):
         # the tree itself becomes read-only and its other entries writable, so
         # nothing protected can be written or created, even where it does not
         # exist yet (~/.bashrc, ~/.local/lib/pythonX/site-packages/*.pth).
-        mounts[-1] = Mount(path, "bind", is_file=False)
+        mounts[-1] = Mount(path, "bind", is_file=False, idmap=idmap)
         # Code the kernel runs (a pyenv under ~, PATH directories) stays read-only too.
         grants, _ = entries_around(path, [*protected, *code_roots])
         mounts.extend(
@@ -291,6 +298,10 @@ def plan_mounts(
             more = f" and {len(fixed) - 6} more" if len(fixed) > 6 else ""
             notes.append(f"read-only inside the workspace: {names}{more}")
     visible = [p for p, _ in shared]
+    tmp = next((t for t in TMP_CANDIDATES if not _covered(t, visible)), "/tmp")
+    if tmp != "/tmp":
+        mounts.append(Mount(tmp, "tmpfs", writable=True, size_mb=tmp_size_mb))
+        notes.append(f"the workspace covers /tmp, so the private temporary directory is {tmp}")
     exposed = [p for p in protected if os.path.lexists(p) and _covered(p, visible)]
     for path in exposed:
         # One mask over ~/.local also hides ~/.local/share/jupyter.
@@ -305,7 +316,9 @@ def plan_mounts(
     # specific entry wins; both are read-only when the path holds code.
     mounts = list({m.path: m for m in mounts}.values())
     mounts.sort(key=lambda m: m.sort_key)
-    return MountPlan(mounts, symlinks, workspace, workspace_writable, tmp_size_mb, home, notes)
+    return MountPlan(
+        mounts, symlinks, workspace, workspace_writable, tmp_size_mb, home, notes, tmp=tmp
+    )
 
 
 def capture_trees(plan: MountPlan) -> dict[Mount, int]:
@@ -320,7 +333,10 @@ def capture_trees(plan: MountPlan) -> dict[Mount, int]:
         except OSError as exc:
             if bind.writable or bind.path == plan.workspace:
                 raise SetupError(
-                    "mountns", f"cannot capture the workspace {bind.path}", exc.errno
+                    "mountns",
+                    f"cannot capture the notebook directory {bind.path}",
+                    exc.errno,
+                    fix="start the kernel from a directory its user can read",
                 ) from None
             plan.notes.append(
                 f"{bind.path} not visible ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
@@ -389,10 +405,16 @@ def assemble_root(
         try:
             _apply(root, mount, trees)
         except OSError as exc:
-            if mount.path == plan.workspace or mount.kind == "mask":
-                # A workspace we cannot show, or a secret we cannot hide: fail closed.
+            if mount.kind == "mask":
+                notes.append(mask_not_applied(root, mount.path, plan.workspace, exc))
+                continue
+            if mount.path == plan.workspace:
                 raise SetupError(
-                    "mountns", f"cannot {mount.kind} {mount.path}", exc.errno
+                    "mountns",
+                    f"cannot mount the notebook directory {mount.path}",
+                    exc.errno,
+                    fix="start the kernel from another directory, or set "
+                    "Isolation.level='landlock' (no mount namespace)",
                 ) from None
             notes.append(f"{mount.path} not mounted ({os.strerror(exc.errno or 0)})")
     for fd in trees.values():
@@ -411,6 +433,37 @@ def assemble_root(
     except OSError as exc:
         raise SetupError("mountns", "cannot pivot into the sandbox root", exc.errno) from None
     return notes
+
+
+def mask_not_applied(root: str, path: str, workspace: str, exc: OSError) -> str:
+    """A mask over ``path`` failed: return a note if no mask is needed, else fail closed.
+
+    No mask is needed where nothing in the sandbox can reach the path: a
+    directory on the way is closed even to pid 1 (this process), which holds
+    every capability the cells lack, so it belongs to an id the cells are not
+    and cannot become, and they cannot open it up either. A secret the cells
+    could reach but that cannot be hidden stops the sandbox.
+    """
+    if not _reachable(root + path):
+        return f"{path} needs no mask: nothing in the sandbox can reach it"
+    raise SetupError(
+        "mountns",
+        f"cannot mask {path}, which cells could otherwise reach",
+        exc.errno,
+        fix=f"keep {path} outside the notebook directory {workspace}, "
+        "or start the kernel from a directory that does not contain it",
+    ) from None
+
+
+def _reachable(path: str) -> bool:
+    """Whether this process can look the path up (EACCES on the way means it cannot)."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # missing, too long ...: assume reachable, so a failed mask fails closed
+    return True
 
 
 def _apply(root: str, mount: Mount, trees: dict[Mount, int]) -> None:

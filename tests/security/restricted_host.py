@@ -28,6 +28,17 @@ Profiles:
   be mounted in them (the kernel refuses to reveal what runc masked).
 * ``no-landlock``: ``docker`` plus a kernel without Landlock (the Landlock
   calls answer ENOSYS, as on Linux < 5.13). Only the ``none`` level remains.
+* ``no-passwd``: only the uid, as OpenShift and many restricted pods run a
+  container: an arbitrary uid (``NO_PASSWD_UID``, gid 0) that has no passwd
+  entry, and ``HOME=/`` as Docker sets it for such a uid. Nothing else is
+  restricted.
+
+A pod's image has its interpreter where the pod's user can run it; on a test
+machine it may sit under a 0700 home (pyenv under /root). Before switching
+uid, the wrapper gives its own mount namespace that view: every directory on
+the way to the interpreter and the checkout that the pod user could not
+traverse is covered by a tmpfs holding only the entry on the way (nothing else
+of it is visible, nothing on the host changes).
 
 The masks need CAP_SYS_ADMIN in the test process; run unprivileged, the
 wrapper applies everything else and says so on stderr.
@@ -84,7 +95,9 @@ READONLY_PATHS = (
     "/proc/sysrq-trigger",
     "/sys/fs/cgroup",
 )
-PROFILES = ("docker", "k8s-restricted", "k8s-unconfined", "no-landlock")
+PROFILES = ("docker", "k8s-restricted", "k8s-unconfined", "no-landlock", "no-passwd")
+# An OpenShift-style uid (from a namespace's range), with no passwd entry.
+NO_PASSWD_UID = 1000770000
 
 
 def _mask_like_runc() -> None:
@@ -151,26 +164,85 @@ def _runtime_default_seccomp(no_landlock: bool) -> None:
 POD_USER = "nobody"
 
 
-def _run_as_pod_user(command: list[str]) -> list[str]:
+def _traversable(path: str) -> bool:
+    return bool(os.stat(path).st_mode & 0o001)
+
+
+def _open_the_way(targets: list[str]) -> None:
+    """Cover each directory other users cannot traverse on the way to ``targets``.
+
+    Runs in a private mount namespace, with CAP_SYS_ADMIN. Shallowest first: a
+    deeper directory is handled inside the view its parent's tmpfs was given.
+    """
+    blocked: dict[str, set[str]] = {}
+    for target in targets:
+        parts = os.path.abspath(target).strip("/").split("/")
+        for depth in range(len(parts)):
+            directory = "/" + "/".join(parts[:depth])
+            if not _traversable(directory):
+                blocked.setdefault(directory, set()).add(parts[depth])
+    for directory in sorted(blocked, key=lambda d: d.count("/") if d != "/" else 0):
+        trees = {
+            name: libc.open_tree(
+                os.path.join(directory, name),
+                libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE,
+            )
+            for name in sorted(blocked[directory])
+            if os.path.lexists(os.path.join(directory, name))
+        }
+        libc.mount("tmpfs", directory, "tmpfs", 0, "size=64k,mode=0711")
+        for name, fd in trees.items():
+            entry = os.path.join(directory, name)
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.mkdir(entry)
+            else:
+                open(entry, "w").close()
+            libc.move_mount(fd, entry)
+            os.close(fd)
+
+
+def _run_as(uid: int, gid: int, command: list[str]) -> list[str]:
     """Switch to an unprivileged uid; the kernel's connection file goes along as a copy."""
-    user = pwd.getpwnam(POD_USER)
     command = list(command)
+    executable = command[0]
+    _open_the_way(
+        [
+            executable,
+            os.path.realpath(executable),
+            os.getcwd(),
+            os.path.dirname(os.path.dirname(os.path.abspath(libc.__file__))),
+        ]
+    )
     if "-f" in command:
         index = command.index("-f") + 1
         fd, copy = tempfile.mkstemp(prefix="pod-connection-", suffix=".json")
         with os.fdopen(fd, "wb") as dst, open(command[index], "rb") as src:
             shutil.copyfileobj(src, dst)
-        os.chown(copy, user.pw_uid, user.pw_gid)
+        os.chown(copy, uid, gid)
         command[index] = copy
     os.setgroups([])
-    os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
-    os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
     return command
+
+
+def _run_as_pod_user(command: list[str]) -> list[str]:
+    user = pwd.getpwnam(POD_USER)
+    return _run_as(user.pw_uid, user.pw_gid, command)
 
 
 def install(profile: str, command: list[str]) -> list[str]:
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    if profile == "no-passwd":
+        if os.geteuid() != 0:
+            raise SystemExit("restricted_host: the no-passwd profile needs root to switch uid")
+        libc.unshare(libc.CLONE_NEWNS)
+        libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+        os.environ["HOME"] = "/"
+        for name in ("USER", "LOGNAME", "USERNAME", "LNAME"):
+            os.environ.pop(name, None)
+        return _run_as(NO_PASSWD_UID, 0, command)
     if libc.capget_effective() >> CAP_SYS_ADMIN & 1:
         _mask_like_runc()
         if profile.startswith("k8s-"):

@@ -93,3 +93,28 @@ def test_existing_control_files_are_bound_read_only_and_links_never(tmp_path: Pa
     assert str(ws / ".vscode") not in by_path
     assert str(outside) not in by_path
     assert by_path[str(ws)].writable
+
+
+def test_a_workspace_that_is_tmp_gets_another_private_tmp(tmp_path: Path) -> None:
+    # A notebook kept in /tmp: cells' temporary files must not land in the workspace,
+    # and /tmp may be read-only there (it holds protected paths).
+    plan = _plan("/tmp", tmp_path / "home")
+    assert plan.tmp == "/var/tmp"
+    assert any(m.path == "/var/tmp" and m.kind == "tmpfs" and m.writable for m in plan.mounts)
+    assert _plan(str(tmp_path), tmp_path / "home").tmp == "/tmp"
+
+
+def test_a_root_kernels_workspace_is_id_mapped_even_read_only(tmp_path: Path) -> None:
+    # /root or a job's 0700 directory: the cells (its owner, mapped) and pid 1 (which
+    # mounts the masks) must be able to enter it, read-only or split around secrets.
+    (tmp_path / ".bashrc").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    split = plan_mounts(
+        str(tmp_path), True, [], 64, True, str(tmp_path), [str(tmp_path / ".bashrc")]
+    )
+    mounts = {m.path: m for m in split.mounts}
+    assert mounts[str(tmp_path)].idmap
+    assert not mounts[str(tmp_path)].writable
+    assert mounts[str(tmp_path / "notebooks")].idmap
+    read_only = plan_mounts(str(tmp_path), False, [], 64, True, str(tmp_path / "h"), [])
+    assert {m.path: m for m in read_only.mounts}[str(tmp_path)].idmap

@@ -1,0 +1,284 @@
+"""The kernel starts wherever users start it (issue 16).
+
+Each place is built the way users end up in it (a notebook in /tmp, a server in
+a 0700 home, a grader's private job directory holding the Jupyter config and
+runtime directories, a uid without a passwd entry ...), then a kernel is started
+there through jupyter_client and runs a cell. Where the place holds something
+the sandbox must hide (~/.bashrc, the job's config), the cell tries to read it
+and the test checks from outside that nothing came back.
+
+Every place runs at the ``namespaces`` level and at the ``landlock`` level (the
+same kernel under a Docker-like seccomp profile, tests/security/restricted_host.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.utils import TIMEOUT, execute, running_kernel
+
+pytestmark = pytest.mark.timeout(240)
+
+LEVEL_KERNELS = {"namespaces": "sandbox-python", "landlock": "sandbox-python-docker"}
+ROOT = os.geteuid() == 0
+# Reads a list of files from inside; prints what it could read.
+PROBE = """
+import os
+print("CWD", os.getcwd())
+for path in {paths!r}:
+    try:
+        with open(path) as f:
+            print("READ", path, f.read())
+    except OSError as exc:
+        print("DENIED", path, type(exc).__name__)
+"""
+
+
+@dataclass
+class Place:
+    """Where a kernel is started: its cwd, its environment, what must stay hidden."""
+
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    secrets: list[Path] = field(default_factory=list)
+    kernel_name: str | None = None
+    cleanup: list[Any] = field(default_factory=list)
+
+
+def _secret(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("secret-" + uuid.uuid4().hex)
+    return path
+
+
+def _private_dir(tmp_path: Path, name: str) -> Path:
+    """A 0700 directory reached through traversable parents (pytest's are 0700)."""
+    for parent in (tmp_path.parent.parent, tmp_path.parent, tmp_path):
+        parent.chmod(parent.stat().st_mode | 0o011)
+    directory = tmp_path / name
+    directory.mkdir()
+    directory.chmod(0o700)
+    return directory
+
+
+def place_tmp(tmp_path: Path) -> Place:
+    # The tests' own JUPYTER_PATH data directory lives in /tmp too: it is a protected
+    # path inside this workspace, as a server's would be.
+    return Place(Path("/tmp"))
+
+
+def place_home_0700(tmp_path: Path) -> Place:
+    # `jupyter lab --allow-root` from /root, or any user's server from a 0700 home.
+    home = _private_dir(tmp_path, "home")
+    secrets = [_secret(home / ".bashrc"), _secret(home / ".jupyter" / "jupyter_config.json")]
+    (home / "notebooks").mkdir()
+    return Place(home, env={"HOME": str(home)}, secrets=secrets)
+
+
+def place_job_dir(tmp_path: Path) -> Place:
+    # A grader or CI job keeping Jupyter's config and runtime dirs in its 0700 work dir.
+    job = _private_dir(tmp_path, "job")
+    config = job / "config"
+    runtime = job / "runtime"
+    runtime.mkdir()
+    runtime.chmod(0o700)
+    secrets = [_secret(config / "jupyter_config.json")]
+    return Place(
+        job,
+        env={"JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime)},
+        secrets=secrets,
+    )
+
+
+def place_kernelspec_in_workspace(tmp_path: Path) -> Place:
+    # A project that registers its kernelspec inside itself: JUPYTER_PATH=<ws>/share/jupyter.
+    workspace = _private_dir(tmp_path, "project")
+    data = workspace / "share" / "jupyter"
+    for name in ("sandbox-python", "sandbox-python-docker"):
+        source = Path(_kernelspec_dir(name))
+        shutil.copytree(source, data / "kernels" / name)
+    secrets = [_secret(data / "runtime" / "kernel-x.json")]
+    path = os.pathsep.join([str(data), os.environ.get("JUPYTER_PATH", "")])
+    return Place(workspace, env={"JUPYTER_PATH": path}, secrets=secrets)
+
+
+def place_home_unset(tmp_path: Path) -> Place:
+    return Place(_private_dir(tmp_path, "ws"), unset=("HOME",))
+
+
+def place_home_is_root(tmp_path: Path) -> Place:
+    return Place(_private_dir(tmp_path, "ws"), env={"HOME": "/"})
+
+
+def place_symlink(tmp_path: Path) -> Place:
+    real = _private_dir(tmp_path, "real")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    return Place(link)
+
+
+def place_odd_name(tmp_path: Path) -> Place:
+    workspace = tmp_path / "my notebooks" / "données été 数据"
+    workspace.mkdir(parents=True)
+    (tmp_path / "my notebooks").chmod(0o755)
+    return Place(workspace)
+
+
+def place_long_path(tmp_path: Path) -> Place:
+    # About 2,000 bytes: far past what sun_path or a careless buffer holds.
+    workspace = tmp_path
+    for index in range(9):
+        workspace = workspace / f"{index}-{'x' * 220}"
+    workspace.mkdir(parents=True)
+    return Place(workspace)
+
+
+def place_read_only_mount(tmp_path: Path) -> Place:
+    if not ROOT:
+        pytest.skip("needs root (CAP_SYS_ADMIN) to make a read-only bind mount")
+    source = _private_dir(tmp_path, "source")
+    (source / "data.csv").write_text("a,b\n1,2\n")
+    target = tmp_path / "ro"
+    target.mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+    return Place(target, cleanup=[["umount", str(target)]])
+
+
+def place_no_passwd_entry(tmp_path: Path) -> Place:
+    if not ROOT:
+        pytest.skip("needs root to start a kernel as a uid with no passwd entry")
+    from tests.security.restricted_host import NO_PASSWD_UID
+
+    workspace = _private_dir(tmp_path, "pod")
+    os.chown(workspace, NO_PASSWD_UID, 0)
+    return Place(workspace, kernel_name="sandbox-python-nopasswd")
+
+
+def place_unreachable_mask(tmp_path: Path) -> Place:
+    # A config dir inside the workspace, under a 0700 directory of another uid: the
+    # sandbox cannot mask it, and need not, since nothing inside can reach it.
+    if not ROOT:
+        pytest.skip("needs root to give a directory to another uid")
+    workspace = _private_dir(tmp_path, "ws")
+    locked = workspace / "locked"
+    config = locked / "config"
+    secrets = [_secret(config / "jupyter_config.json")]
+    for path in (config, locked):
+        os.chown(path, 4242, 4242)
+    locked.chmod(0o700)
+    return Place(workspace, env={"JUPYTER_CONFIG_DIR": str(config)}, secrets=secrets)
+
+
+PLACES = {
+    "tmp": place_tmp,
+    "home-0700": place_home_0700,
+    "job-dir": place_job_dir,
+    "kernelspec-in-workspace": place_kernelspec_in_workspace,
+    "home-unset": place_home_unset,
+    "home-is-root": place_home_is_root,
+    "symlink": place_symlink,
+    "spaces-non-ascii": place_odd_name,
+    "long-path": place_long_path,
+    "read-only-mount": place_read_only_mount,
+    "unreachable-mask": place_unreachable_mask,
+}
+
+
+def _kernelspec_dir(name: str) -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return str(KernelSpecManager().find_kernel_specs()[name])
+
+
+@contextlib.contextmanager
+def _started(place: Place, kernel_name: str) -> Iterator[Any]:
+    env = {**os.environ, **place.env}
+    for name in place.unset:
+        env.pop(name, None)
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH",)}
+    # The kernelspec itself is looked up with the place's JUPYTER_PATH.
+    if "JUPYTER_PATH" in place.env:
+        os.environ["JUPYTER_PATH"] = place.env["JUPYTER_PATH"]
+    try:
+        with running_kernel(place.cwd, kernel_name=kernel_name, env=env) as (km, kc):
+            yield km, kc
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for command in place.cleanup:
+            subprocess.run(command, check=False)
+
+
+def _level(kc: Any) -> tuple[str | None, str | None]:
+    kc.kernel_info()
+    reply = kc.get_shell_msg(timeout=TIMEOUT)
+    while reply["msg_type"] != "kernel_info_reply":
+        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    sandbox = reply["content"]["sandbox"]
+    return sandbox["level"], sandbox.get("failure")
+
+
+def _check_place(place: Place, kernel_name: str, level: str) -> None:
+    with _started(place, kernel_name) as (_, kc):
+        result = execute(kc, PROBE.format(paths=[str(s) for s in place.secrets]))
+        assert result.status == "ok", result.text()
+        assert f"CWD {os.path.realpath(place.cwd)}" in result.stdout
+        for secret in place.secrets:
+            # From outside: the secret's content never came back.
+            assert secret.read_text() not in result.text()
+            assert f"DENIED {secret}" in result.stdout
+        assert _level(kc) == (level, None)
+        magic = execute(kc, "%sandbox")
+        assert f"Sandbox level: {level}" in magic.stdout
+
+
+@pytest.mark.parametrize("level", sorted(LEVEL_KERNELS))
+@pytest.mark.parametrize("name", sorted(PLACES))
+def test_kernel_starts_and_runs_a_cell(name: str, level: str, tmp_path: Path) -> None:
+    place = PLACES[name](tmp_path)
+    _check_place(place, LEVEL_KERNELS[level], level)
+
+
+def test_kernel_starts_as_a_uid_without_passwd_entry(tmp_path: Path) -> None:
+    # OpenShift and restricted pods: getpass.getuser() raises KeyError, HOME is /.
+    place = place_no_passwd_entry(tmp_path)
+    _check_place(place, "sandbox-python-nopasswd", "namespaces")
+
+
+def test_unreadable_notebook_dir_says_what_to_do(tmp_path: Path) -> None:
+    """A directory its owner may not read: the kernel can enter it, the sandbox cannot."""
+    workspace = _private_dir(tmp_path, "ws")
+    workspace.chmod(0o300 if ROOT else 0o100)
+    try:
+        with _started(Place(workspace), "sandbox-python") as (_, kc):
+            result = execute(kc, "1 + 1")
+            magic = execute(kc, "%sandbox")
+    finally:
+        workspace.chmod(0o700)
+    assert result.error is not None
+    assert result.error["ename"] == "SandboxUnavailable"
+    for text in (result.error["evalue"], magic.stdout):
+        assert "cannot read the notebook directory" in text
+        assert str(workspace) in text
+        assert f"chmod u+rx '{workspace}'" in text
+    assert "exited with status" not in result.error["evalue"]
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip(reason="needs Linux")
