@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -140,6 +141,45 @@ class SandboxKernelApp(IPKernelApp):
         # arguments, the command line) has been read; pin what the admin locked.
         self.lock_attempts += self.locks.apply(self.config)
         super().init_kernel()
+
+    def init_connection_file(self) -> None:
+        super().init_connection_file()
+        if not self.session.key:
+            # Unsigned messages: any local user who finds the ports (loopback TCP is
+            # open to every user of the machine) could run cells as this user.
+            self.log.critical(
+                "sandbox-kernel refuses to start: the connection file %s has an empty HMAC "
+                "key, so messages would not be signed and any local user who reaches the "
+                "kernel's sockets could run code with this user's files. To fix: let the "
+                "kernel manager write the connection file (jupyter_client puts a random "
+                "'key' in it), do not set Session.key to '', and prefer "
+                "--KernelManager.transport=ipc on shared machines",
+                self.connection_file,
+            )
+            self.exit(1)
+
+    def initialize(self, argv: Any = None) -> None:
+        super().initialize(argv)
+        if self.transport == "ipc":
+            self._restrict_ipc_sockets()
+
+    def _restrict_ipc_sockets(self) -> None:
+        """Unix sockets the kernel binds are its user's alone (0600), whatever the umask.
+
+        The heartbeat binds in its own thread, so its socket may appear a moment later.
+        """
+        ports = [self.shell_port, self.iopub_port, self.stdin_port, self.control_port]
+        paths = [f"{self.ip}-{port}" for port in ports if port]
+        hb = f"{self.ip}-{self.hb_port}"
+        deadline = time.monotonic() + 5
+        while not os.path.exists(hb) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for path in [*paths, hb]:
+            try:
+                os.chmod(path, 0o600)
+            except OSError as exc:
+                self.log.critical("cannot make the ipc socket %s private: %s", path, exc)
+                self.exit(1)
 
     def init_pdb(self) -> None:
         # The stock kernel swaps in IPython's debugger here; we run no code to debug.

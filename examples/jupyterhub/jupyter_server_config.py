@@ -17,6 +17,10 @@ KERNEL_NAME = "sandbox-python"
 # with any other name fail), and no terminals or language servers (code outside the
 # sandbox). Defence in depth: the kernel's output gate holds without it.
 configure(c, [KERNEL_NAME])
+# On a shared machine every user can reach every loopback port: kernels talk to the
+# server over unix sockets in the student's 0700 runtime directory instead, each 0600
+# (the kernel also refuses a connection file without an HMAC key).
+c.KernelManager.transport = "ipc"
 # Kernels idle for an hour are shut down (each holds up to its memory limit).
 c.MappingKernelManager.cull_idle_timeout = 3600
 c.MappingKernelManager.cull_interval = 300

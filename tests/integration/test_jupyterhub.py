@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -481,6 +482,26 @@ def test_cells_run_sandboxed(kernels: dict[str, Student]) -> None:
         cell = student.cell("import getpass, os\nprint(getpass.getuser(), os.getcwd())")
         assert cell.status == "ok", cell.text
         assert cell.reply["metadata"]["sandbox"]["level"] == level
+
+
+def test_kernels_talk_over_private_unix_sockets(kernels: dict[str, Student]) -> None:
+    # Loopback ports are open to every user of a shared machine; unix sockets in the
+    # student's runtime directory, mode 0600, are the student's alone.
+    for student in kernels.values():
+        runtime = student.home / ".local" / "share" / "jupyter" / "runtime"
+        files = list(runtime.glob("kernel-*.json"))
+        assert files, sorted(p.name for p in runtime.iterdir())
+        for file in files:
+            info = json.loads(file.read_text())
+            assert info["transport"] == "ipc"
+            assert info["key"]
+            names = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+            for name in names:
+                sock = Path(f"{info['ip']}-{info[name]}")
+                assert sock.parent == runtime
+                assert stat.S_ISSOCK(sock.stat().st_mode)
+                assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+                assert sock.stat().st_uid == student.uid
 
 
 def test_a_student_cannot_read_another_students_files(kernels: dict[str, Student]) -> None:
