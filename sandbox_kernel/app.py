@@ -174,6 +174,13 @@ class SandboxKernelApp(IPKernelApp):
         deadline = time.monotonic() + 5
         while not os.path.exists(hb) and time.monotonic() < deadline:
             time.sleep(0.01)
+        if not os.path.isabs(self.ip):
+            self.log.warning(
+                "the kernel's ipc sockets are in its working directory, the notebook "
+                "directory (%s-N): cells cannot reach them, but to keep them in the runtime "
+                "directory give the kernel manager a connection_file",
+                self.ip,
+            )
         for path in [*paths, hb]:
             try:
                 os.chmod(path, 0o600)

@@ -278,6 +278,19 @@ class SandboxKernel(Kernel):
             self._starting = asyncio.ensure_future(self._start_executor())
         return self._starting
 
+    def _own_socket_paths(self) -> list[str]:
+        """This kernel's ipc sockets: never reachable from a cell, wherever they are.
+
+        jupyter_client names them after the connection file, in the runtime
+        directory; without a connection file its default is relative ("kernel-ipc"),
+        which puts them in the kernel's cwd, the notebook directory.
+        """
+        app = self.parent
+        if app is None or getattr(app, "transport", "tcp") != "ipc":
+            return []
+        names = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+        return [os.path.abspath(f"{app.ip}-{getattr(app, name)}") for name in names]
+
     async def _start_executor(self) -> ExecutorProcess | str:
         """Start an executor; return it, or the reason there is none."""
         if self._private_dir is None:
@@ -306,6 +319,7 @@ class SandboxKernel(Kernel):
             cgroup=self._cgroup,
             cgroup_reason=cgroup_reason,
             policy=self.policy_settings.to_dict(),
+            hidden=self._own_socket_paths(),
         )
         # The executor sends a small stand-in for an output its frame could not carry.
         spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)

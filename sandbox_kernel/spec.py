@@ -114,6 +114,7 @@ def build_spec(
     cgroup: Cgroup | None,
     cgroup_reason: str | None,
     policy: dict[str, Any] | None = None,
+    hidden: list[str] | None = None,
 ) -> dict[str, Any]:
     extra = []
     for item in isolation.extra_mounts:
@@ -134,7 +135,10 @@ def build_spec(
             "sandbox_uid_base": isolation.sandbox_uid_base,
             "home": home,
             "protected": sorted(
-                {*protected_paths(home), *(os.path.realpath(p) for p in isolation.hidden_paths)}
+                {
+                    *protected_paths(home),
+                    *(os.path.realpath(p) for p in [*isolation.hidden_paths, *(hidden or [])]),
+                }
             ),
         },
         "limits": limit_values,

@@ -20,6 +20,7 @@ import pytest
 from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 from tests.utils import KERNEL_NAME, TIMEOUT, execute
 
@@ -92,17 +93,45 @@ def test_ipc_transport_through_jupyter_client(tmp_path: Path) -> None:
         km.shutdown_kernel(now=False)
 
 
-def test_ipc_transport_through_nbclient(tmp_path: Path) -> None:
+# From inside, a cell tries every unix socket in its workspace (the kernel's own,
+# when jupyter_client put them there).
+CONNECT_ALL = """
+import os, socket
+for name in sorted(os.listdir('.')):
+    if '-ipc-' in name:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(name)
+            print('CONNECTED', name)
+        except OSError as exc:
+            print('refused', name, exc.errno)
+"""
+
+
+def test_ipc_transport_through_nbclient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As nbconvert or papermill run in the notebook's directory with only
+    # --KernelManager.transport=ipc: jupyter_client's default socket name is relative
+    # ("kernel-ipc-N"), so the kernel's sockets land in the notebook directory.
+    monkeypatch.chdir(tmp_path)
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("x = 20"),
         nbformat.v4.new_code_cell("print(x + 22)"),
+        nbformat.v4.new_code_cell(CONNECT_ALL),
     ]
-    km = KernelManager(
+    # As papermill or a grader configures it: the transport through the config, the
+    # kernel manager nbclient's own (it closes its sockets when the run ends).
+    config = Config({"KernelManager": {"transport": "ipc"}})
+    client = NotebookClient(
+        nb,
         kernel_name=KERNEL_NAME,
-        transport="ipc",
-        connection_file=str(tmp_path / "kernel-nbclient.json"),
+        config=config,
+        timeout=TIMEOUT,
+        resources={"metadata": {"path": tmp_path}},
     )
-    client = NotebookClient(nb, km=km, timeout=TIMEOUT, resources={"metadata": {"path": tmp_path}})
     client.execute()
     assert nb.cells[1].outputs[0]["text"] == "42\n"
+    tried = "".join(out.get("text", "") for out in nb.cells[2].outputs)
+    # The sockets were there, and no cell reached one.
+    assert tried.count("refused") == 5, tried
+    assert "CONNECTED" not in tried
