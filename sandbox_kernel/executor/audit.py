@@ -107,6 +107,9 @@ def install(settings: dict[str, Any], report: Report, workspace: str) -> None:
         return
     hook = _Hook(policy, report, workspace)
     hook.warm_up()
+    from . import imports
+
+    imports.install(hook.user_path, hook.decide)
     sys.addaudithook(hook)
     _hook = hook
     _installed = True
@@ -162,12 +165,15 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
         "profile.py",
         "pdb.py",
         "bdb.py",
+        "cmd.py",
     ),
     "process": _THREADS
     | _std(
         "subprocess.py",
         "os.py",
         "pty.py",
+        # its pagers run the command they are given: the caller's command
+        "pydoc.py",
         "asyncio/subprocess.py",
         "asyncio/base_subprocess.py",
         "asyncio/unix_events.py",
@@ -201,6 +207,9 @@ _USER_PROXIES = {"compile": ("IPython/utils/text.py",)}
 # cell's `open` is IPython's _modified_open, which only checks its argument.
 _TRANSPARENT_FUNCTIONS = frozenset({"_modified_open"})
 _TRANSPARENT_FUNCTION_FILE = os.path.join("IPython", "core", "interactiveshell.py")
+# Debuggers run the commands they are fed (by the cell, or typed by the user) as code,
+# wherever they stopped, library code included.
+_DEBUGGER_FILES = _std("bdb.py", "cmd.py")
 # Families whose library-originated events are still worth a record.
 _RECORD_LIBRARY = frozenset({"process", "native", "network", "files", "audit"})
 
@@ -295,8 +304,8 @@ class _Hook:
             "socket.bind": self._simple("SKP204", "network"),
             "socket.sendto": self._simple("SKP204", "network"),
             "socket.sendmsg": self._simple("SKP204", "network"),
-            "marshal.loads": self._simple("SKP233", "other"),
-            "marshal.load": self._simple("SKP233", "other"),
+            "marshal.loads": self._marshal,
+            "marshal.load": self._marshal,
             "code.__new__": self._simple("SKP233", "other"),
             "function.__new__": self._simple("SKP233", "other"),
             "pickle.find_class": self._pickle,
@@ -472,7 +481,7 @@ class _Hook:
         user_file = (
             bool(name) and name.startswith(self.user_files) and self._classify(name) == "user"
         )
-        if not user_file and self._origin("compile") != "user":
+        if not user_file and self._origin("compile") != "user" and not self._debugger_command():
             return
         if not isinstance(source, (str, bytes, ast.AST)):
             return
@@ -533,6 +542,46 @@ class _Hook:
         if filename not in self.checked_files and self.actions.get("SKP230", "off") != "off":
             self._report(event, "SKP230", "audit", f"exec of a code object from {filename}")
 
+    def _debugger_command(self) -> bool:
+        """Whether a debugger (bdb, cmd) on the stack compiles what the cell fed it."""
+        frame: FrameType | None = sys._getframe(1)
+        debugger = False
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename in _DEBUGGER_FILES:
+                debugger = True
+            elif debugger and self._classify(filename) == "user":
+                return True
+            frame = frame.f_back
+        return False
+
+    def _marshal(self, event: str, args: tuple[Any, ...]) -> None:
+        origin = self._origin("other")
+        if origin == "user":
+            self._act("SKP233", "user", event, f"{event}()", detail="", family="other")
+            return
+        # Bytecode the import system (or zipimport) read from a place cells write.
+        path = _bytecode_path(sys._getframe(1))
+        if path is not None and self.user_path(path):
+            self._act(
+                "SKP233",
+                "user",
+                event,
+                f"bytecode read from {path}, which a cell may have written",
+                detail=path,
+                family="other",
+            )
+
+    def user_path(self, path: str) -> bool:
+        """Whether cells can write ``path`` (the workspace, /tmp, HOME; not the environment)."""
+        real = _real(path)
+        return (real + os.sep).startswith(self.user_files) and self._classify(real) == "user"
+
+    def decide(self, rule: str, subject: str, path: str) -> None:
+        """The policy's decision on loading ``path`` (imports.py asks; raises on deny)."""
+        __tracebackhide__ = True
+        self._act(rule, "user", "import", subject, detail=path, family="native")
+
     def _getattr(self, event: str, args: tuple[Any, ...]) -> None:
         name = args[1] if len(args) > 1 else None
         if type(name) is not str:
@@ -581,7 +630,9 @@ class _Hook:
         if type(path) is str and path.startswith("/proc/") and _PROC_MEM.fullmatch(path):
             # Reading the executor's own memory reaches what frame walking would
             # (the current request's token among it).
-            if self._origin("frames") == "user":
+            # No library reads it for the cell (license's file list, linecache ...
+            # could be pointed at it): only the executor's own code may.
+            if self._origin("frames") != "own":
                 self._act("SKP207", "user", event, f"open({path!r})", detail=path, family="other")
             return
         flags = args[2] if len(args) > 2 else 0
@@ -668,6 +719,22 @@ def _detail(event: str, args: tuple[Any, ...]) -> str:
     else:
         shown = args[:2]
     return ", ".join(_safe_repr(a) for a in shown)
+
+
+def _bytecode_path(frame: FrameType | None) -> str | None:
+    """Where the bytecode being unmarshalled comes from, when the import system reads it."""
+    depth = 0
+    while frame is not None and depth < 8:
+        name = frame.f_code.co_name
+        if name == "_compile_bytecode":
+            path = frame.f_locals.get("bytecode_path")
+            return path if type(path) is str else None
+        if name == "_unmarshal_code":
+            path = frame.f_locals.get("pathname")  # <archive>/<member>
+            return path if type(path) is str else None
+        frame = frame.f_back
+        depth += 1
+    return None
 
 
 def _code_names(code: CodeType) -> set[str]:

@@ -115,6 +115,15 @@ _MUTATORS = frozenset(
 _NO_VAR_EXPAND = frozenset({"time", "timeit", "prun", "debug"})
 _SPLIT_FIELD = re.compile(r"\.|\[")
 _NAME_DUNDERS = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
+# Name-mangled internals of the site objects (license, credits, help).
+_SITE_INTERNALS = ("_Printer__", "_Helper__")
+# Methods and constructors through which a debugger takes commands (pdb, bdb, cmd).
+_DEBUGGER_COMMANDS = frozenset({"onecmd"})
+# Modules whose dangerous members stay dangerous when reached through another module.
+_HOPPED_MODULES = frozenset(
+    {"os", "posix", "sys", "subprocess", "ctypes", "socket", "pty", "gc", "signal", "marshal"}
+)
+_DEBUGGERS = frozenset({"pdb.Pdb", "cmd.Cmd", "IPython.core.debugger.Pdb", "ipdb.Pdb"})
 
 
 class Nested(Protocol):
@@ -546,6 +555,15 @@ class Analyzer:
             self._dict_access(node)
         elif attr == "mro" and isinstance(parent, ast.Call) and parent.func is node:
             self._hit("SKP226", node, "the method .mro()")
+        elif attr.startswith(_SITE_INTERNALS):
+            # license._Printer__filenames, help's pydoc: the site objects' internals
+            self._hit("SKP221", node, f"the site object internals .{attr}")
+        elif attr in ("format", "format_map") and not (
+            isinstance(parent, ast.Call) and parent.func is node
+        ):
+            self._format_method(node)
+        elif attr in ("rcLines", "cmdqueue"):
+            self._hit("SKP230", node, f"debugger commands queued in .{attr}")
         if attr in IPYTHON_PIPELINE_ATTRS:
             self._hit("SKP307", node, f"the IPython attribute .{attr}")
         if isinstance(node.ctx, (ast.Store, ast.Del)):
@@ -558,7 +576,7 @@ class Analyzer:
         parent = self._parent(node)
         in_call = isinstance(parent, ast.Call) and parent.func is node
         for q in self.qualnames(node):
-            rule = rule_for_qualname(q)
+            rule = rule_for_qualname(q) or _through_a_module(q)
             if rule is not None:
                 self._hit(rule, node, f"{q}()" if in_call else q)
             elif in_call:
@@ -694,6 +712,8 @@ class Analyzer:
                 self._shell_call(node, q[len(SHELL) + 1 :])
             elif q in PICKLE_LOADERS:
                 self._pickle(node)
+            elif q in _DEBUGGERS:
+                self._debugger_commands(node, q)
         if quals & PAYLOAD_SINKS and any(self._decodes(a) for a in self._all_args(node)):
             self._hit(
                 "SKP302", node, f"{_short(sorted(quals & PAYLOAD_SINKS)[0])}() of decoded data"
@@ -703,8 +723,10 @@ class Analyzer:
             attr = func.attr
             if attr in DUNDER_GETATTRS:
                 self._dunder_getattr(node, attr)
-            if attr in ("format", "format_map", "vformat"):
+            if attr in ("format", "format_map", "vformat", "get_field"):
                 self._format_walk(node)
+            if attr in _DEBUGGER_COMMANDS:
+                self._debugger_commands(node, attr)
             if attr == "replace" and any(
                 kw.arg and kw.arg.startswith("co_") for kw in node.keywords
             ):
@@ -883,14 +905,28 @@ class Analyzer:
         """SKP303: '{0.__class__}'.format(x) reads attributes through a format field."""
         func = node.func
         assert isinstance(func, ast.Attribute)
+        if func.attr == "get_field":
+            # Formatter().get_field('0.__globals__', args, kwargs): a bare field name
+            field = self.folder.fold_str(node.args[0]) if node.args else None
+            if field is not None:
+                self._walking_fields(node, [field])
+            return
         fmt = self.folder.fold_str(func.value)
         if fmt is None and node.args:
             fmt = self.folder.fold_str(node.args[0])  # str.format(fmt, ...), Formatter().format
-        if fmt is None:
-            return
-        for field_name in _format_fields(fmt):
+        if fmt is not None:
+            self._walking_fields(node, _format_fields(fmt))
+
+    def _format_method(self, node: ast.Attribute) -> None:
+        """SKP303 for a template's bound format method taken as a value (f = t.format)."""
+        fmt = self.folder.fold_str(node.value)
+        if fmt is not None:
+            self._walking_fields(node, _format_fields(fmt))
+
+    def _walking_fields(self, node: ast.AST, fields: list[str]) -> None:
+        for field_name in fields:
             parts = [p.rstrip("]") for p in _SPLIT_FIELD.split(field_name)[1:]]
-            if any(p in ATTRIBUTE_RULES for p in parts) or (
+            if any(p in ATTRIBUTE_RULES or p.startswith(_SITE_INTERNALS) for p in parts) or (
                 any(_is_dunder(p) for p in parts)
                 # '{0.__class__.__name__}' only ever yields a name: harmless
                 and not (
@@ -900,6 +936,22 @@ class Analyzer:
             ):
                 self._hit("SKP303", node, f"the format field {{{field_name}}}")
                 return
+
+    def _debugger_commands(self, node: ast.Call, attr: str) -> None:
+        """A debugger (pdb, cmd.Cmd) fed its commands by the cell: '!cmd' lines and
+        unknown commands run as Python, which this policy must check like exec()."""
+        if attr == "onecmd":
+            command = self.folder.fold_str(self._arg(node, 0, "line"))
+            if command is None:
+                self._hit("SKP230", node, f".{attr}() of a computed debugger command")
+            elif command.strip():
+                code = command.strip().removeprefix("!")
+                context = f"the debugger command passed to .{attr}()"
+                self._extend(self.nested(code, "python", node, "anchor", context))
+            return
+        # pdb.Pdb(stdin=...) / cmd.Cmd(stdin=...): commands from a stream the cell made
+        if any(kw.arg == "stdin" for kw in node.keywords) or len(node.args) >= 2:
+            self._hit("SKP230", node, "a debugger that reads its commands from the cell")
 
     def _pickle(self, node: ast.Call) -> None:
         data = self.folder.fold(self._arg(node, 0, "data"))
@@ -967,6 +1019,9 @@ class Analyzer:
             code = magics.python_argument(bare, line)
             if code.strip():
                 self._extend(self.nested(code, "cell", node, "arg", f"the statement of {label}"))
+        if bare == "timeit":
+            for setup in magics.timeit_setups(line):
+                self._extend(self.nested(setup, "cell", node, "arg", f"{label}'s -s setup"))
         elif py == "file":
             if body and magics.python_file_target(line):
                 role = "body" if node is self.toplevel_call else "anchor"
@@ -1086,6 +1141,19 @@ def _children(node: ast.AST) -> list[ast.AST]:
         elif isinstance(value, ast.AST):
             out.append(value)
     return out
+
+
+def _through_a_module(qualname: str) -> str | None:
+    """The rule of a dangerous module reached as another module's attribute: pydoc.os.system,
+    site.sys._getframe, _sitebuiltins.sys.modules ... (modules import each other, and each
+    import is an attribute of the importing module)."""
+    parts = qualname.split(".")
+    for i in range(1, len(parts) - 1):
+        if parts[i] in _HOPPED_MODULES:
+            rule = rule_for_qualname(".".join(parts[i:]))
+            if rule is not None:
+                return rule
+    return None
 
 
 def _is_dunder(name: str) -> bool:

@@ -210,3 +210,20 @@ def python_file_target(line: str) -> bool:
     match = _TARGET.search(line.strip().strip("'\""))
     target = match.group(1).strip("'\"") if match else ""
     return target.endswith((".py", ".pyw", ".ipy", ".pth"))
+
+
+def timeit_setups(line: str) -> list[str]:
+    """The setup statements of %timeit/%%timeit (``-s 'import x'``): code that runs too."""
+    import shlex
+
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    setups: list[str] = []
+    for i, token in enumerate(tokens):
+        if token == "-s" and i + 1 < len(tokens):
+            setups.append(tokens[i + 1])
+        elif token.startswith("-s") and len(token) > 2:
+            setups.append(token[2:])
+    return setups

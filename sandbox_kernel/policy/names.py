@@ -65,6 +65,8 @@ MODULE_RULES: dict[str, str] = {
     "imp": "SKP206",
     "zipimport": "SKP206",
     "runpy": "SKP206",
+    # The site objects' module: it holds sys, and help() reaches pydoc's pagers.
+    "_sitebuiltins": "SKP221",
     "_testcapi": "SKP207",
     "_testinternalcapi": "SKP207",
     "_xxsubinterpreters": "SKP207",
@@ -100,6 +102,9 @@ _CONTROL_FUNCS = ["fork", "forkpty", "kill", "killpg", "register_at_fork"]
 CALL_RULES: dict[str, str] = {
     **{f"{m}.{f}": "SKP202" for m in ("os", "posix", "nt") for f in _PROCESS_FUNCS},
     **{f"{m}.{f}": "SKP203" for m in ("os", "posix") for f in _CONTROL_FUNCS},
+    # pydoc's pagers run the command they are given (or $PAGER) in a shell
+    "pydoc.pipepager": "SKP202",
+    "pydoc.tempfilepager": "SKP202",
     "asyncio.create_subprocess_exec": "SKP202",
     "asyncio.create_subprocess_shell": "SKP202",
     "IPython.utils.process.system": "SKP202",
@@ -142,6 +147,10 @@ CALL_RULES: dict[str, str] = {
     # like %run: the file's code runs (checked only at run time, as it is compiled)
     "builtins.execfile": "SKP110",
     "builtins.runfile": "SKP110",
+    # an interpreter inside the cell runs what it is fed, which this policy never sees
+    "code.interact": "SKP230",
+    "code.InteractiveConsole": "SKP230",
+    "code.InteractiveInterpreter": "SKP230",
     "types.CodeType": "SKP233",
     "types.FunctionType": "SKP233",
     "types.LambdaType": "SKP233",

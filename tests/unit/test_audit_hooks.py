@@ -440,3 +440,122 @@ def test_the_environment_stays_out_of_reach_inside_a_writable_directory(tmp_path
     finally:
         for path in probes.values():
             path.unlink(missing_ok=True)
+
+
+# The Python-jail techniques that got a dangerous primitive past the static check
+# (issue 15): each must be stopped at run time too, whatever the static pass saw.
+# The payload walks to object.__subclasses__() (a static-only rule, SKP220): the
+# runtime policy sees it only when it checks the code that is about to run.
+WALK = "print('WALKED', len(().__class__.__base__.__subclasses__()))"
+
+
+def _walk_bytecode(filename: str, source: Path | None = None) -> bytes:
+    """A .pyc of WALK; with ``source``, its header matches that (harmless) source file."""
+    import importlib.util
+    import marshal
+
+    mtime = int(source.stat().st_mtime) if source else 0
+    size = source.stat().st_size if source else 0
+    code = compile(WALK, filename, "exec")
+    return (
+        importlib.util.MAGIC_NUMBER
+        + (0).to_bytes(4, "little")
+        + mtime.to_bytes(4, "little")
+        + size.to_bytes(4, "little")
+        + marshal.dumps(code)
+    )
+
+
+@pytest.mark.parametrize("preset", ["standard", "classroom"])
+def test_jail_techniques_are_stopped_at_run_time(tmp_path: Path, preset: str) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    harmless = workspace / "harm.py"
+    harmless.write_text("x = 1\n")
+    import importlib.util
+
+    cache = Path(importlib.util.cache_from_source(str(harmless)))
+    cache.parent.mkdir()
+    cache.write_bytes(_walk_bytecode(str(harmless), harmless))
+    (workspace / "bare.pyc").write_bytes(_walk_bytecode(str(workspace / "bare.py")))
+    data = run_scenario(
+        tmp_path,
+        preset,
+        f"""
+        import io, pdb, code, timeit, zipfile, zipimport, json, shutil, array
+        sys.path.insert(0, "")
+        WALK = {WALK!r}
+        # a scripted debugger, stopped in the cell's code and in library code
+        for label, target in (("pdb in cell code", lambda: None), ("pdb in a library", json.dumps)):
+            out = io.StringIO()
+            attempt(label, lambda: pdb.Pdb(stdin=io.StringIO("!" + WALK + "\\nc\\n"),
+                                           stdout=out).runcall(target, 1)
+                    if target is json.dumps else
+                    pdb.Pdb(stdin=io.StringIO("!" + WALK + "\\nc\\n"), stdout=out).runcall(target))
+            RESULTS[label + " output"] = out.getvalue()
+        attempt("pdb onecmd", lambda: pdb.Pdb(stdout=io.StringIO()).onecmd("!" + WALK))
+        # interpreters and timeit with a setup string
+        attempt("InteractiveInterpreter", lambda: code.InteractiveInterpreter().runsource(WALK))
+        attempt("InteractiveConsole", lambda: code.InteractiveConsole().push(WALK))
+        attempt("timeit setup", lambda: timeit.Timer("pass", WALK).timeit(1))
+        attempt("timeit stmt", lambda: timeit.repeat(WALK, number=1, repeat=1))
+        # the pydoc pagers run a command
+        attempt("pydoc pipepager", lambda: __import__("pydoc").pipepager("x", "true"))
+        attempt("pydoc tempfilepager", lambda: __import__("pydoc").tempfilepager("x", "true"))
+        # the site objects' internals pointed at the executor's memory
+        license._Printer__filenames = ["/proc/self/mem"]
+        license._Printer__lines = None
+        attempt("license file list", lambda: license._Printer__setup())
+        # a module the cell writes, in source, as bytecode, in a zip, native
+        with open("wmod.py", "w") as fh:
+            fh.write(WALK + "\\n")
+        attempt("write then import", lambda: __import__("wmod"))
+        attempt("pyc beside a harmless source", lambda: __import__("harm"))
+        attempt("bare pyc", lambda: __import__("bare"))
+        with zipfile.ZipFile("z.zip", "w") as z:
+            z.writestr("zsrc.py", WALK + "\\n")
+            z.write("bare.pyc", "zpyc.pyc")
+        sys.path.insert(0, os.path.abspath("z.zip"))
+        attempt("zip source", lambda: __import__("zsrc"))
+        attempt("zip bytecode", lambda: __import__("zpyc"))
+        attempt("zipimporter", lambda: zipimport.zipimporter(os.path.abspath("z.zip")).load_module("zpyc"))
+        shutil.copy(array.__file__, "arraycopy" + os.path.basename(array.__file__)[len("array"):])
+        attempt("extension module", lambda: __import__("arraycopy"))
+        with open("okmod.py", "w") as fh:
+            fh.write("value = 42\\n")
+        attempt("ordinary module", lambda: __import__("okmod").value)
+        RESULTS["pycache"] = sorted(os.listdir("__pycache__"))
+        """,
+        workspace=workspace,
+    )
+    results = data["results"]
+    assert "WALKED" not in data["stdout"]
+    for label in ("pdb in cell code", "pdb in a library"):
+        assert "[SKP220]" in results[label + " output"], results[label + " output"]
+    for label, rule in {
+        "InteractiveInterpreter": "SKP220",
+        "InteractiveConsole": "SKP220",
+        "timeit setup": "SKP220",
+        "timeit stmt": "SKP220",
+        "write then import": "SKP220",
+        "bare pyc": "SKP233",
+        "zip source": "SKP220",
+        "zip bytecode": "SKP233",
+        "zipimporter": "SKP233",
+        "extension module": "SKP201",
+    }.items():
+        assert (results[label]["outcome"], results[label].get("rule")) == ("denied", rule), (
+            label,
+            results[label],
+        )
+    # compiled from its source, not from the bytecode planted beside it
+    assert results["pyc beside a harmless source"] == {"outcome": "ok"}
+    assert results["ordinary module"] == {"outcome": "ok"}
+    # no bytecode cache is written for workspace modules (it would never be read)
+    assert results["pycache"] == [Path(importlib.util.cache_from_source("harm.py")).name]
+    assert ("SKP207", "deny") in {(r["rule"], r["action"]) for r in data["reports"]}
+    pagers = {(r["event"], r["action"]) for r in reports_for(data, "SKP202")}
+    action = "deny" if preset == "classroom" else "warn"
+    assert ("subprocess.Popen", action) in pagers
+    if preset == "classroom":
+        assert results["pydoc pipepager"]["rule"] == "SKP202"

@@ -351,6 +351,76 @@ def test_a_refusal_without_an_allowed_way_says_nothing_instead() -> None:
     assert not any("Instead:" in line for line in traceback)
 
 
+# The Python-jail techniques that got a dangerous primitive past the static check under
+# classroom (issue 15), with variants: each is refused before the cell runs. The runtime
+# side of each is in tests/unit/test_audit_hooks.py::test_jail_techniques_are_stopped_at_run_time.
+JAIL = [
+    # str.format attribute walks: aliased method, pieces, Formatter internals
+    ("f = ('{0.__cl' + 'ass__}').format\nf(1)", "SKP303"),
+    ("t = '{0.__init__.__globals__}'\ng = t.format_map", "SKP303"),
+    ("import string\nstring.Formatter().get_field('0.__init__.__globals__', [x], {})", "SKP303"),
+    ("from string import Formatter\nFormatter().vformat('{0.gi_frame}', [g], {})", "SKP303"),
+    # license/help site objects: their internals and their module
+    ("license._Printer__filenames = ['/proc/self/mem']", "SKP221"),
+    ("license._Printer__setup()", "SKP221"),
+    ("credits._Printer__lines", "SKP221"),
+    ("import _sitebuiltins\n_sitebuiltins.sys", "SKP221"),
+    ("help.__call__.__globals__['sys']", "SKP221"),
+    ("import site\nsite.sys._getframe()", "SKP207"),
+    ("import pydoc\npydoc.os.system('id')", "SKP202"),
+    # scripted pdb
+    ("import pdb, io\npdb.Pdb(stdin=io.StringIO('!import os\\nc\\n')).set_trace()", "SKP230"),
+    ("from pdb import Pdb\nPdb('tab', commands).runcall(f)", "SKP230"),
+    ("import pdb\np = pdb.Pdb()\np.rcLines.append(line)", "SKP230"),
+    ("import pdb\npdb.Pdb().cmdqueue.extend(lines)", "SKP230"),
+    ("import pdb\npdb.Pdb().onecmd('!import ctypes')", "SKP201"),
+    ("import pdb\npdb.Pdb().onecmd(line)", "SKP230"),
+    # the pydoc pager
+    ("import pydoc\npydoc.pipepager('x', 'sh -c id')", "SKP202"),
+    ("from pydoc import tempfilepager\ntempfilepager('x', 'id')", "SKP202"),
+    # code.interact and friends
+    ("import code\ncode.interact(local={})", "SKP230"),
+    ("import code\ncode.InteractiveInterpreter().runsource(src)", "SKP230"),
+    ("from code import InteractiveConsole\nInteractiveConsole().push(line)", "SKP230"),
+    # zipimport
+    ("import zipimport\nzipimport.zipimporter('x.zip').load_module('m')", "SKP206"),
+    ("from zipimport import zipimporter", "SKP206"),
+    # timeit with a setup string, in code and in the magic
+    ("import timeit\ntimeit.timeit('1', setup='import ctypes', number=1)", "SKP201"),
+    ("from timeit import Timer\nTimer('x', 'import ctypes').timeit(1)", "SKP201"),
+    ("%timeit -n1 -r1 -s 'import ctypes' x = 1", "SKP201"),
+    ("%%timeit -s \"import os; os.system('id')\"\nx = 1", "SKP202"),
+]
+
+
+@pytest.mark.parametrize(("source", "rule"), JAIL)
+def test_jail_techniques_are_refused_under_classroom(source: str, rule: str) -> None:
+    verdict = check_cell(source, CLASSROOM)
+    assert rule in verdict.rule_ids, verdict.findings
+    assert not verdict.allowed
+
+
+# Look-alikes of the jail techniques that ordinary notebooks write.
+JAIL_LOOKALIKES = [
+    "'{0.__class__.__name__}: {0}'.format(x)",
+    "f = '{} items'.format\nf(3)",
+    "print(license)",
+    "import pydoc\npydoc.render_doc(len)",
+    "import timeit\ntimeit.timeit('sum(range(10))', number=10)",
+    "import timeit\ntimeit.timeit(lambda: 1, number=10)",
+    "%timeit -n 10 -s 'import math' math.sqrt(2)",
+    "import json\njson.dumps({'a': 1})",
+    "import matplotlib.pyplot as plt\nplt.os.path.join('a', 'b')",
+    "import code",
+]
+
+
+@pytest.mark.parametrize("source", JAIL_LOOKALIKES)
+def test_jail_lookalikes_run_under_classroom(source: str) -> None:
+    assert check_cell(source, CLASSROOM).allowed, check_cell(source, CLASSROOM).findings
+    assert check_cell(source, STANDARD).findings == []
+
+
 # -- presets ------------------------------------------------------------------------------
 
 
