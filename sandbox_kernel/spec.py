@@ -147,6 +147,11 @@ def build_spec(
         ),
         "private_dir": private_dir,
         "policy": policy or {},
+        # What the executor needs to explain errors the sandbox caused (executor/explain.py).
+        "explain": {
+            "memory_limit_set": bool(limits.memory_limit_mb),
+            "allowed_hosts": list(getattr(isolation, "allowed_hosts", []) or []),
+        },
     }
     if cgroup is not None:
         spec["cgroup"] = {

@@ -42,6 +42,7 @@ from ..policy.check import check_code
 from ..policy.names import ATTRIBUTE_RULES, dangerous_global, rule_for_module, rule_for_name
 from ..policy.settings import PolicySettings
 from ..policy.verdict import Finding, allow_hint, describe
+from .explain import private_notice
 
 __all__ = ["SandboxPolicyError", "adopt_process", "install", "installed"]
 
@@ -90,14 +91,21 @@ def adopt_process() -> None:
         _hook.pid = os.getpid()
 
 
-def install(settings: dict[str, Any], report: Report, workspace: str) -> None:
+def install(
+    settings: dict[str, Any],
+    report: Report,
+    workspace: str,
+    notify: Callable[[str], None] | None = None,
+) -> None:
     """Install the audit hook; call it once, before any user code runs.
 
     ``settings`` is ``PolicySettings.to_dict()`` (JSON from the kernel). ``report`` is
     called with ``{"type": "audit", "event", "rule", "action", "detail"}`` for each
     violation (rate-limited); it may be called from any thread, with the hook active,
     so it should only queue or write a frame, never block for long. ``workspace`` is
-    the directory cells may write to. Does nothing when ``runtime_hooks`` is false.
+    the directory cells may write to. ``notify`` gets the one-time notices for the user
+    (the first write to the private /tmp or HOME). Does nothing when ``runtime_hooks``
+    is false.
     """
     global _installed, _hook
     if _installed:
@@ -106,6 +114,7 @@ def install(settings: dict[str, Any], report: Report, workspace: str) -> None:
     if not policy.runtime_hooks:
         return
     hook = _Hook(policy, report, workspace)
+    hook.notify = notify
     hook.warm_up()
     from . import imports
 
@@ -227,6 +236,11 @@ class _Hook:
         self.checked: dict[tuple[bytes, str], list[Finding]] = {}
         self.checked_files: set[str] = set()
         self.reported_error = False
+        self.notify: Callable[[str], None] | None = None
+        # The private directories whose first write gets a notice, home first (a
+        # fallback HOME may live in /tmp); the ones already noticed.
+        self.private = {"home": _real(os.path.expanduser("~")), "tmp": _real(tempfile.gettempdir())}
+        self.noticed: set[str] = set()
 
         home = os.path.expanduser("~")
         self.workspace = _real(workspace) if workspace else ""
@@ -655,6 +669,8 @@ class _Hook:
                 continue  # a file descriptor: opened (and checked) already
             resolved = self._resolve(path, follow)
             if resolved is not None and self._writable(resolved):
+                if self.notify is not None and len(self.noticed) < len(self.private):
+                    self._private_write(resolved)
                 continue
             origin = self._origin("files")
             shown = resolved if resolved is not None else _safe_repr(path)
@@ -663,14 +679,29 @@ class _Hook:
                 if origin == "user":
                     self._report(event, "SKP240", "audit", f"{what}: {shown}")
                 continue
+            outside = f", outside the workspace ({self.workspace})" if self.workspace else ""
             self._act(
                 "SKP240",
                 origin,
                 event,
-                f"{what} {shown}",
+                f"{what} {shown}{outside}",
                 detail=f"{what}: {shown}",
                 family="files",
             )
+
+    def _private_write(self, path: str) -> None:
+        """The first write of the cell to the private /tmp or HOME: a notice, once each."""
+        if self.workspace and (path + os.sep).startswith(self.workspace + os.sep):
+            return
+        for kind, root in self.private.items():
+            if kind in self.noticed or not root or root == os.sep:
+                continue
+            if (path + os.sep).startswith(root + os.sep):
+                if self._origin("files") == "user" and self.notify is not None:
+                    self.noticed.add(kind)
+                    with contextlib.suppress(Exception):
+                        self.notify(private_notice(kind, root))
+                return
 
     def _resolve(self, path: object, follow: bool) -> str | None:
         kind = type(path)

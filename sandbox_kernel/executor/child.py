@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
+from .explain import PREFIX, Explainer, installs_packages
 from .shell import (
     ExecutorShell,
     FrameStream,
@@ -66,6 +67,12 @@ class Executor:
         self.shell = ExecutorShell.instance(outbox=self.outbox, config=_shell_config())
         self.shell.read_input = self.read_input
         self.shell.sandbox_info = info  # type: ignore[attr-defined]
+        facts = info.get("explain") or {}
+        self.shell.explainer = Explainer(facts)
+        self.no_network = not facts.get("allow_network", True) and not facts.get("allowed_hosts")
+        # One-time notices (the first write to the private /tmp or HOME), shown at the
+        # end of the cell that caused them.
+        self.notices: list[str] = []
         _install_comms(self.outbox)
         from .magics import FrontendMagics
 
@@ -209,6 +216,13 @@ class Executor:
         silent = bool(command.get("silent", False))
         store_history = bool(command.get("store_history", not silent))
         restore_input = shell.forward_input(bool(command.get("allow_stdin", False)))
+        code = str(command.get("code", ""))
+        if self.no_network and installs_packages(code):
+            self.stderr.write(
+                f"{PREFIX} The network is off in this sandbox: pip can install only from "
+                "files already here. An administrator can turn it on with "
+                "c.Isolation.allow_network = True.\n"
+            )
         reply: dict[str, Any] = {
             "type": "execute_reply",
             "id": command["id"],
@@ -216,9 +230,7 @@ class Executor:
         }
         try:
             try:
-                result = shell.run_cell(
-                    str(command.get("code", "")), store_history=store_history, silent=silent
-                )
+                result = shell.run_cell(code, store_history=store_history, silent=silent)
                 error = result.error_before_exec or result.error_in_exec
                 failed = not result.success or shell._last_traceback_during_displayhook
             except KeyboardInterrupt as exc:
@@ -228,6 +240,8 @@ class Executor:
         finally:
             with interrupts_deferred():
                 restore_input()
+                while self.notices:
+                    self.stderr.write(self.notices.pop(0) + "\n")
                 self.stdout.flush()
                 self.stderr.flush()
         if self.shell.forked_child:
@@ -480,7 +494,12 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
 
     # Last step before the first cell: from here on, every import, open,
     # subprocess and socket of the cells goes through the policy's hook.
-    audit.install(info.get("policy") or {}, executor.outbox.queue_audit, os.getcwd())
+    audit.install(
+        info.get("policy") or {},
+        executor.outbox.queue_audit,
+        os.getcwd(),
+        notify=executor.notices.append,
+    )
 
     global BOOTSTRAP_MODULES
     BOOTSTRAP_MODULES = frozenset(name.partition(".")[0] for name in sys.modules)

@@ -154,6 +154,12 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
         for path in (home, tmp):
             os.makedirs(path, mode=0o700, exist_ok=True)
+    if not spec["isolation"]["allow_network"] and not (spec.get("explain") or {}).get(
+        "allowed_hosts"
+    ):
+        # No index can answer: pip fails at once instead of retrying five times.
+        os.environ.setdefault("PIP_RETRIES", "0")
+        os.environ.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
     os.environ.update(
         HOME=home,
         TMPDIR=tmp,
@@ -249,10 +255,21 @@ def _start_executor(
         )
         from .child import serve
 
+        iso = spec["isolation"]
         info = {
             "isolation": report.as_dict(),
             "limits": spec["limits"],
             "policy": spec.get("policy") or {},
+            "explain": {
+                **(spec.get("explain") or {}),
+                "level": level,
+                "allow_network": iso["allow_network"],
+                "workspace": iso["workspace"],
+                "workspace_writable": iso["workspace_writable"],
+                "hidden": iso["protected"],
+                "memory_bytes": spec["limits"]["memory_bytes"],
+                "private": [os.environ.get("TMPDIR", "/tmp"), os.environ.get("HOME", "")],
+            },
             "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1),
         }
         serve(relay, info)

@@ -33,6 +33,7 @@ from traitlets import Instance, Type
 
 from ..relay.protocol import STREAM_FRAME_CHARS
 from .channel import Channel
+from .explain import Explainer
 from .tracebacks import without_own_frames
 
 __all__ = ["ExecutorShell", "FrameStream", "jsonable"]
@@ -484,6 +485,8 @@ class ExecutorShell(InteractiveShell):
 
     # Inputs that need a frontend reply (input(), getpass()) read through this.
     read_input: Callable[[str, bool], str] | None = None
+    # Adds the sandbox's note to errors it caused (set by the executor).
+    explainer: Explainer | None = None
 
     def __init__(self, *args: Any, outbox: Outbox, **kwargs: Any) -> None:
         self._pending_outbox = outbox
@@ -586,6 +589,8 @@ class ExecutorShell(InteractiveShell):
         exc_tuple = kwargs.get("exc_tuple", args[0] if args else None)
         value = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
         if isinstance(value, BaseException):
+            if self.explainer is not None:
+                self.explainer.explain(value)
             without_own_frames(value)
             if args:
                 args = ((type(value), value, value.__traceback__), *args[1:])
