@@ -67,6 +67,11 @@ class Executor:
         self.shell = ExecutorShell.instance(outbox=self.outbox, config=_shell_config())
         self.shell.read_input = self.read_input
         self.shell.sandbox_info = info  # type: ignore[attr-defined]
+        # The kernel takes exactly one snapshot announcement after "ready", after each
+        # reply and after a promotion. A snapshot skipped after the last reply (a thread
+        # was running, such as %%script's event loop) is not retried before the next
+        # cell: that announcement was made, and another would be refused as forged.
+        self.announcement_owed = True
         facts = info.get("explain") or {}
         self.shell.explainer = Explainer(facts)
         self.no_network = not facts.get("allow_network", True) and not facts.get("allowed_hosts")
@@ -128,6 +133,8 @@ class Executor:
 
     def _become_executor(self) -> None:
         """In a snapshot that was just promoted: take over from the executor that died."""
+        # The kernel expects the promoted snapshot to announce its own before a cell.
+        self.announcement_owed = True
         token = self.channel.resume()
         self.shell.forked_child = False
         for stream in (self.stdout, self.stderr):
@@ -167,7 +174,7 @@ class Executor:
     def execute(self, command: dict[str, Any]) -> None:
         # Normally the snapshot for this cell was taken when the previous
         # command ended, off the critical path; the first cell takes its own.
-        if self.snapshots.pid is None:
+        if self.snapshots.pid is None and self.announcement_owed:
             if self.snapshots.take():
                 # This is the snapshot, promoted: the cell below killed the
                 # executor, and must not run again. Carry on from before it.
@@ -185,6 +192,7 @@ class Executor:
 
     def _announce_snapshot(self) -> None:
         """Tell the kernel which process holds the state to fall back on (or why none does)."""
+        self.announcement_owed = False
         self.channel.send(
             {
                 "type": "snapshot",

@@ -123,3 +123,14 @@ def test_keyboard_interrupt_shows_only_the_cell(kernels: dict) -> None:
         assert "time.sleep(60)" in text, (name, text)
         assert "sandbox_kernel/" not in text, (name, text)
         assert "_InterruptGate" not in text, (name, text)
+
+
+def test_cells_after_a_background_thread_read_as_under_stock(kernels: dict) -> None:
+    # %%script keeps an event loop thread alive; while it runs no snapshot is taken,
+    # and the cells after it used to print a "dropped a snapshot announcement" notice.
+    for code in ("%%script bash\necho from bash", "print('after')", "1 + 1"):
+        seen = {}
+        for name, (_, kc) in kernels.items():
+            result = execute(kc, code)
+            seen[name] = (result.stdout, result.stderr, result.status)
+        assert seen["sandbox"] == seen["stock"], code
