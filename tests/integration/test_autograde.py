@@ -740,6 +740,28 @@ def square(x):
     return 0"""
 
 
+def nbg_trudy(course: Path) -> str:
+    """Links left in the autograded directory for nbgrader to write (and read) through."""
+    c = str(course)
+    return f"""\
+import os
+C = {c!r}
+for target, name in [(C + '/source/ps1/ps1.ipynb', 'ps1.ipynb'),
+                     (C + '/gradebook.db', 'gradebook-link.db'),
+                     (C + '/source/ps1', '.ipynb_checkpoints')]:
+    try:
+        if os.path.lexists(name) and not os.path.isdir(name):
+            os.unlink(name)
+        os.symlink(target, name)
+        print('MADE', name)
+    except OSError as exc:
+        print('REFUSED', name, exc.errno)
+
+
+def square(x):
+    return x * x"""
+
+
 EQ_CHEAT = (
     "class AlwaysEqual(int):\n    def __eq__(self, other):\n        return True\n\n\n"
     "def square(x):\n    return AlwaysEqual(0)"
@@ -822,6 +844,7 @@ def nbgrader_course(tmp_path_factory: pytest.TempPathFactory) -> NbgCourse:
         },
         "h-eve": {"square": nbg_eve(root), "mean": "mean = None"},
         "h-mallory": {"square": EQ_CHEAT, "mean": "mean = None"},
+        "h-trudy": {"square": nbg_trudy(root), "mean": "mean = None"},
     }
     for student, answers in solutions.items():
         nb = copy.deepcopy(release)
@@ -882,6 +905,12 @@ def test_nbgrader_autograde_in_the_sandbox(nbgrader_course: NbgCourse) -> None:
     assert "FileNotFoundError" in eve_outputs or "PermissionError" in eve_outputs
     assert course.canary not in eve_outputs
     assert "gradebook written" not in eve_outputs
+    # Trudy's links for nbgrader to write the autograded notebook through: none is
+    # left (the source stayed unchanged above), and her answer still earned its points.
+    trudy = course.root / "autograded" / "h-trudy" / "ps1"
+    links = [p.name for p in trudy.iterdir() if p.is_symlink()]
+    assert links == [], links
+    assert course.scores["h-trudy"]["test_square"] == 2
 
 
 @pytest.mark.xfail(
