@@ -182,3 +182,34 @@ def test_teaching_introspection_runs_under_standard(kc: BlockingKernelClient) ->
     assert result.error is None, _seen(result)
     assert "numpy.float64" in result.stdout
     assert "2" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def landlock(module_workspace: Path) -> Iterator[BlockingKernelClient]:
+    """A simulated Docker host (default seccomp profile): the landlock level, where
+    seccomp allows no socket(2) and Landlock is the filesystem boundary."""
+    with running_kernel(
+        module_workspace,
+        kernel_name="sandbox-python-docker",
+        extra_arguments=["--Policy.runtime_hooks=False"],
+    ) as (_, client):
+        level = execute(client, "print(get_ipython().sandbox_info['isolation']['level'])")
+        if level.stdout.strip() != "landlock":
+            pytest.skip(f"needs the landlock level (the simulated host gave {level.stdout!r})")
+        yield client
+
+
+def test_at_the_landlock_level_the_same_errors_explain_themselves(
+    landlock: BlockingKernelClient, module_workspace: Path
+) -> None:
+    for code in (
+        "import socket\nsocket.socket()",
+        "import urllib.request\nurllib.request.urlopen('http://example.com/', timeout=10)",
+    ):
+        seen = _seen(execute(landlock, code))
+        assert "[sandbox] The network is off in this sandbox" in seen, seen
+    seen = _seen(execute(landlock, "open('/usr/sandbox-kernel-test.txt', 'w')"))
+    assert (
+        f"[sandbox] /usr/sandbox-kernel-test.txt is read-only in this sandbox: only the "
+        f"workspace ({module_workspace}) is writable"
+    ) in seen, seen
