@@ -17,6 +17,13 @@ working: their p99 is reported next to the no-bomb value, and the bombs' limits,
 the bombers' survival and the clean-up are checked. Stock kernels get no bombs:
 they would be real fork and memory bombs on the host.
 
+Before the bombs, the CPU share (``Limits.cpu_share``, 1 core in the classroom
+preset) is put to the test: in three equal windows (quiet, spinner, quiet) one
+kernel leaves threads spinning after its cell ends (hashing, which releases the
+GIL, so four threads could take four cores); the others' p99 in the spinner
+window is compared with the difference between the two quiet windows (the
+noise). ``--sandbox-arg=--Limits.cpu_share=0`` runs the same without a share.
+
 Usage::
 
     .venv/bin/python bench/density.py               # full run: 30 + 30 kernels, ~15-20 min
@@ -65,6 +72,7 @@ WARN_FORK = ('--Policy.rules={"SKP203":"warn"}',)  # let os.fork() run (with a w
 EXTRA_ARGS = {SANDBOX: CLASSROOM, NOKILL: (*CLASSROOM, "--Limits.kill_cell_processes=False")}
 FORK_BOMBER, MEMORY_BOMBER, CPU_BOMBER = 0, 1, 2  # kernel indexes that turn into bombs
 BOMBERS = (FORK_BOMBER, MEMORY_BOMBER, CPU_BOMBER)
+SPINNER = 3  # the kernel that leaves threads spinning after its cell (the CPU share)
 
 TRIVIAL = "1+1"
 CELL_TIMEOUT_S = 180.0
@@ -101,6 +109,19 @@ CPU_SPIN = (
     "    pass"
 )
 STATE_CHECK = "len(df)"  # 5000 while the kernel's state survived
+# Four threads that outlive their cell; hashing 1 MiB releases the GIL, so together
+# they could take four cores. The cell itself returns at once.
+THREAD_SPIN = (
+    "import hashlib, threading\n"
+    "spin_stop = threading.Event()\n"
+    "def _spin(buf=b'x' * (1 << 20)):\n"
+    "    while not spin_stop.is_set():\n"
+    "        hashlib.sha256(buf).digest()\n"
+    "for _ in range(4):\n"
+    "    threading.Thread(target=_spin, daemon=True).start()\n"
+)
+THREAD_SPIN_STOP = "spin_stop.set()"
+SPIN_WINDOWS = ("quiet1", "spinner", "quiet2")
 
 
 @dataclass(frozen=True)
@@ -115,10 +136,11 @@ class Durations:
     think_max_s: float
     settle_s: float  # before PSS readings
     spin_wall_s: float | None  # None: the classroom preset's wall_time_limit_s (60 s)
+    share_window_s: float  # each of the quiet, spinner, quiet windows
 
 
-FULL = Durations(40, 0.5, 20.0, 150.0, 75.0, 6.0, 2.0, 20.0, 5.0, None)
-QUICK = Durations(12, 0.5, 5.0, 40.0, 30.0, 4.0, 1.0, 10.0, 3.0, 20.0)
+FULL = Durations(40, 0.5, 20.0, 150.0, 75.0, 6.0, 2.0, 20.0, 5.0, None, 60.0)
+QUICK = Durations(12, 0.5, 5.0, 40.0, 30.0, 4.0, 1.0, 10.0, 3.0, 20.0, 20.0)
 
 
 @dataclass
@@ -162,6 +184,7 @@ class Record:
     bombs: list[dict[str, Any]] = field(default_factory=list)
     containment: dict[str, Any] = field(default_factory=dict)
     cgroups: dict[str, Any] = field(default_factory=dict)  # kernels that got no cgroup of their own
+    spinner: dict[str, Any] = field(default_factory=dict)  # the CPU-share windows
 
 
 @dataclass
@@ -374,7 +397,7 @@ class Density:
     # -- phases ----------------------------------------------------------------------------
 
     def run(self) -> None:
-        roles = [SANDBOX, STOCK]
+        roles = [r for r in (SANDBOX, STOCK) if r in self.args.kinds]
         for role in roles:
             self.state.records[role] = Record()
         if self.args.diagnose:
@@ -462,6 +485,9 @@ class Density:
         time.sleep(dur.settle_s)
         self.memory(slots, rec, "mix")
 
+        if role == SANDBOX and self.args.spinner and n > SPINNER:
+            self.share_windows(slots, rec)
+
         if bombs and n > len(BOMBERS):
             progress(f"  bombs for {dur.bomb_s:g} s")
             window = self.window(slots, rec, "bombs", dur.bomb_s)
@@ -477,6 +503,23 @@ class Density:
             self.contained(slots, rec)
         for slot in slots:
             track(self.state, slot.kernel)
+
+    def share_windows(self, slots: list[Slot], rec: Record) -> None:
+        """Quiet, spinner, quiet: the others' latency while one kernel's threads spin."""
+        spinner = slots[SPINNER]
+        others = [s for s in slots if s.index != SPINNER]
+        for name in SPIN_WINDOWS:
+            progress(f"  CPU share: {name} window for {self.dur.share_window_s:g} s")
+            window = self.window(slots, rec, name, self.dur.share_window_s)
+            before = tree_cpu_s(spinner.kernel.pid)
+            if name == "spinner":
+                self.check_ok(spinner.kernel, self.execute(spinner.kernel, THREAD_SPIN), "spin")
+            self.parallel(others, lambda s, w=window: self.mix(s, rec, w), what=name)
+            used = tree_cpu_s(spinner.kernel.pid) - before
+            if name == "spinner":
+                self.execute(spinner.kernel, THREAD_SPIN_STOP)
+            self.close_window(slots, rec, window)
+            rec.spinner[f"{name}_spinner_cores"] = used / (time.monotonic() - window.start)
 
     def check_cgroups(self, slots: list[Slot], rec: Record) -> None:
         """Whether each sandbox kernel got its own memory and pids cgroup (else: rlimits only)."""
@@ -753,6 +796,17 @@ def summarize(state: State, args: argparse.Namespace) -> dict[str, Any]:
         others = [t for t in rec.trivial if t["kernel"] not in BOMBERS and t["ok"]]
         summ["neighbours_no_bomb"] = lat_stats([t["s"] for t in others if t["window"] == "mix"])
         summ["neighbours_bombs"] = lat_stats([t["s"] for t in others if t["window"] == "bombs"])
+        if rec.spinner:
+            share = {
+                name: lat_stats([t["s"] for t in rec.trivial if t["window"] == name and t["ok"]])
+                for name in SPIN_WINDOWS
+            }
+            q1, sp, q2 = (share[name].get("p99_ms") for name in SPIN_WINDOWS)
+            if q1 is not None and sp is not None and q2 is not None:
+                share["noise_p99_ms"] = abs(q1 - q2)
+                share["spinner_effect_p99_ms"] = sp - (q1 + q2) / 2
+            share["spinner_cores"] = rec.spinner
+            summ["cpu_share_windows"] = share
         if rec.setup_s:
             summ["setup_cell"] = lat_stats(rec.setup_s)
         if rec.start_s:
@@ -880,6 +934,21 @@ def report(summary: dict[str, Any], state: State, meta: dict[str, Any]) -> str:
             f"  {name:<36} {_f(t['value'], '.2f')}x  target {t['target']}x  {verdict}{extra}"
         )
 
+    share = sb.get("cpu_share_windows")
+    if share:
+        lines += ["", f"CPU share (sandbox; kernel {SPINNER} leaves 4 hashing threads spinning):"]
+        for name in SPIN_WINDOWS:
+            w = share.get(name, {})
+            lines.append(
+                f"  {name:<8} others' trivial cells p50 {_f(w.get('p50_ms'), '.1f')}, p99 "
+                f"{_f(w.get('p99_ms'), '.1f')} ms (n={w.get('n', 0)}); the spinner kernel used "
+                f"{share['spinner_cores'].get(f'{name}_spinner_cores', 0):.2f} cores"
+            )
+        lines.append(
+            f"  spinner effect on p99: {_f(share.get('spinner_effect_p99_ms'), '.1f')} ms; "
+            f"noise (quiet1 vs quiet2): {_f(share.get('noise_p99_ms'), '.1f')} ms"
+        )
+
     nb, bb = sb.get("neighbours_no_bomb", {}), sb.get("neighbours_bombs", {})
     if bb.get("n"):
         lines += [
@@ -954,6 +1023,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="8 kernels, short windows")
     parser.add_argument("--start-batch", type=int, default=5, help="kernels starting at once")
     parser.add_argument("--no-bombs", dest="bombs", action="store_false", help="skip the bombs")
+    parser.add_argument(
+        "--no-spinner",
+        dest="spinner",
+        action="store_false",
+        help="skip the CPU-share windows (one kernel's threads spinning)",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=[SANDBOX, STOCK],
+        default=[SANDBOX, STOCK],
+        help="which kinds of kernel to run (default both)",
+    )
     parser.add_argument(
         "--no-diagnose",
         dest="diagnose",

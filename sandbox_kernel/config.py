@@ -324,6 +324,17 @@ class Limits(Configurable):
         (RLIMIT_FSIZE is never above the quota); see SECURITY.md for the margin.""",
     ).tag(config=True)
 
+    cpu_share = Float(
+        0.0,
+        min=0.0,
+        help="""CPU cores the whole executor may use at once (every process and thread it
+        starts, background threads included), for example 1.0 or 0.5; 0 means no share.
+        On a shared machine one notebook's busy loop otherwise slows every other user's
+        kernel; the classroom preset sets 1.0. Enforced with the cgroup cpu controller
+        (cpu.max, or CFS bandwidth on cgroup v1) where the host delegates one; where it
+        does not, %sandbox and the level report say the share is not enforced.""",
+    ).tag(config=True)
+
     cpu_time_limit_s = Float(
         0.0,
         min=0.0,
@@ -583,6 +594,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "max_processes": 128,
             "kill_cell_processes": True,
             "workspace_quota_mb": 1024,
+            "cpu_share": 1.0,
         },
         "Output": {
             "max_cell_output_bytes": 8 * 1024 * 1024,

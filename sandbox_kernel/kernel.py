@@ -300,6 +300,7 @@ class SandboxKernel(Kernel):
                 f"sandbox-kernel-{os.getpid()}",
                 effective_memory_bytes(self.limits),
                 self.limits.max_processes,
+                self.limits.cpu_share,
             )
             if isinstance(created, cgroups.Cgroup):
                 self._cgroup = created

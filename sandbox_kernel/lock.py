@@ -110,6 +110,7 @@ ORDERS: dict[str, Order] = {
     "Limits.max_open_files": _smaller(False),
     "Limits.max_file_size_mb": _smaller(False),
     "Limits.workspace_quota_mb": _smaller(True),
+    "Limits.cpu_share": _smaller(True),
     "Limits.interrupt_grace_s": _smaller(False),
     "Limits.kill_cell_processes": _true_is_stricter,
     "Limits.rollback": _equal,

@@ -98,6 +98,7 @@ def limits_dict(limits: Limits) -> dict[str, Any]:
         else limits.max_file_size_mb,
         "workspace_quota_mb": limits.workspace_quota_mb,
         "interrupt_grace_s": limits.interrupt_grace_s,
+        "cpu_share": limits.cpu_share,
         "rollback": limits.rollback,
         "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB
         or effective_memory_bytes(limits) // 2,
@@ -161,7 +162,29 @@ def build_spec(
         }
     else:
         spec["cgroup_unavailable"] = cgroup_reason or "not used"
+    spec["cpu_share"] = cpu_share_layer(limits.cpu_share, cgroup, cgroup_reason)
     return spec
+
+
+def cpu_share_layer(share: float, cgroup: Cgroup | None, reason: str | None) -> dict[str, Any]:
+    """Whether the CPU share is in force, and why not, for the level report."""
+    if not share:
+        return {
+            "on": False,
+            "detail": "no share set (Limits.cpu_share = 0): cells may use every core",
+        }
+    if cgroup is not None and cgroup.cpu_share:
+        return {
+            "on": True,
+            "detail": f"{share:g} core(s) for the executor and all it starts (cgroup v"
+            f"{cgroup.version} cpu controller)",
+        }
+    why = cgroup.cpu_unavailable if cgroup is not None else (reason or "no cgroup")
+    return {
+        "on": False,
+        "detail": f"Limits.cpu_share = {share:g} is NOT enforced: no cgroup cpu controller "
+        f"({why}); cells may use every core",
+    }
 
 
 def build_environment(isolation: Isolation, limits: Limits) -> dict[str, str]:

@@ -490,6 +490,8 @@ def main() -> None:
         report.layer("cgroup", True, spec["cgroup"]["detail"])
     else:
         report.layer("cgroup", False, spec.get("cgroup_unavailable", "not used"))
+    share = spec.get("cpu_share") or {"on": False, "detail": "not reported"}
+    report.layer("cpu_share", share["on"], share["detail"])
     level = choose_level(spec, report)
     if level is None:
         required = spec["isolation"]["required_isolation"]

@@ -1,10 +1,15 @@
-"""cgroups: a memory and process budget for the whole executor tree, and a clean kill.
+"""cgroups: a memory, process and CPU budget for the whole executor tree, and a clean kill.
 
 The trusted kernel creates one cgroup per executor when the host lets it
 (cgroup v2 with the memory and pids controllers delegated, or the v1 memory
 and pids hierarchies); the launcher joins it before it forks, so every process
 a cell starts is counted and can be killed at once. Where no cgroup can be
 had, the limits fall back to rlimits and the report says so.
+
+The CPU share (``cpu.max`` in v2, CFS bandwidth ``cpu.cfs_quota_us`` in v1) is
+set where the cpu controller is there too; it covers every thread of every
+process in the cgroup, a cell's background threads included. Without it the
+cgroup is still used, and the report says the share is not enforced.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 __all__ = ["Cgroup", "create"]
 
 ROOT = "/sys/fs/cgroup"
+# The CFS bandwidth period: the share is enforced over every 100 ms.
+CPU_PERIOD_US = 100_000
 
 
 def _read(path: str) -> str:
@@ -42,11 +49,19 @@ def _own_path(controller: str | None) -> str | None:
     return None
 
 
+def cpu_quota_us(share: float) -> int:
+    """CPU time per period for ``share`` cores (the kernel refuses less than 1 ms)."""
+    return max(1000, round(share * CPU_PERIOD_US))
+
+
 @dataclass
 class Cgroup:
     version: int
-    dirs: dict[str, str]  # controller ("memory", "pids", or "unified") -> directory
+    dirs: dict[str, str]  # controller ("memory", "pids", "cpu", "cpuacct" or "unified") -> dir
     notes: list[str] = field(default_factory=list)
+    # The CPU share in force (cores), or why there is none.
+    cpu_share: float = 0.0
+    cpu_unavailable: str = ""
 
     @property
     def procs_files(self) -> list[str]:
@@ -93,6 +108,18 @@ class Cgroup:
         path = self._file("memory", "memory.usage_in_bytes", "memory.current")
         with contextlib.suppress(OSError, ValueError):
             return int(_read(path).split()[0])
+        return None
+
+    def cpu_usage_s(self) -> float | None:
+        """CPU time every process of the cgroup has used so far (v2 cpu.stat, v1 cpuacct)."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if self.version == 2:
+                for line in _read(os.path.join(self.dirs["unified"], "cpu.stat")).splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            return int(_read(os.path.join(self.dirs["cpuacct"], "cpuacct.usage"))) / 1e9
         return None
 
     def pids(self) -> list[int]:
@@ -160,7 +187,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _create_v2(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
+def _create_v2(name: str, memory_bytes: int, pids_max: int, cpu_share: float) -> Cgroup | str:
     own = _own_path(None)
     if own is None:
         return "cgroup v2 is not mounted"
@@ -184,10 +211,19 @@ def _create_v2(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
         with contextlib.suppress(OSError):
             os.rmdir(directory)
         return f"cgroup v2: cannot create {directory}: {os.strerror(exc.errno or 0)}"
-    return Cgroup(2, {"unified": directory})
+    group = Cgroup(2, {"unified": directory})
+    if cpu_share and "cpu" not in enabled:
+        group.cpu_unavailable = f"cgroup v2: the cpu controller is not delegated to {base}"
+    elif cpu_share:
+        try:
+            _write(os.path.join(directory, "cpu.max"), f"{cpu_quota_us(cpu_share)} {CPU_PERIOD_US}")
+            group.cpu_share = cpu_share
+        except OSError as exc:
+            group.cpu_unavailable = f"cgroup v2: cannot set cpu.max: {os.strerror(exc.errno or 0)}"
+    return group
 
 
-def _create_v1(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
+def _create_v1(name: str, memory_bytes: int, pids_max: int, cpu_share: float) -> Cgroup | str:
     dirs: dict[str, str] = {}
     try:
         for controller in ("memory", "pids"):
@@ -210,18 +246,57 @@ def _create_v1(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
                 os.rmdir(directory)
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return f"cgroup v1: {reason}"
-    return Cgroup(1, dirs)
+    group = Cgroup(1, dirs)
+    if cpu_share:
+        _add_v1_cpu(group, name, cpu_share)
+    return group
 
 
-def create(name: str, memory_bytes: int, pids_max: int) -> Cgroup | str:
-    """A fresh cgroup with the limits set, or the reason there is none."""
+def _add_v1_cpu(group: Cgroup, name: str, cpu_share: float) -> None:
+    """The v1 cpu hierarchy (CFS bandwidth) and cpuacct (usage), where they are mounted."""
+    made: dict[str, str] = {}
+    try:
+        for controller in ("cpu", "cpuacct"):
+            own = _own_path(controller)
+            mount = os.path.join(ROOT, controller)
+            if own is None or not os.path.isdir(mount):
+                if controller == "cpu":
+                    raise FileNotFoundError("the v1 cpu controller is not mounted")
+                continue
+            parent = os.path.join(mount, own.lstrip("/"))
+            directory = os.path.join(parent, name)
+            # cpu and cpuacct are often one hierarchy (cpu,cpuacct): one directory.
+            same = [d for d in made.values() if os.path.realpath(d) == os.path.realpath(directory)]
+            if not same:
+                _sweep_stale(parent, name)
+                os.mkdir(directory)
+            made[controller] = directory
+        _write(os.path.join(made["cpu"], "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+        _write(os.path.join(made["cpu"], "cpu.cfs_quota_us"), str(cpu_quota_us(cpu_share)))
+    except (OSError, FileNotFoundError) as exc:
+        for directory in dict.fromkeys(made.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        group.cpu_unavailable = f"cgroup v1: {reason}"
+        return
+    group.dirs.update(made)
+    group.cpu_share = cpu_share
+
+
+def create(name: str, memory_bytes: int, pids_max: int, cpu_share: float = 0.0) -> Cgroup | str:
+    """A fresh cgroup with the limits set, or the reason there is none.
+
+    ``cpu_share`` (cores; 0 for none) is set where the cpu controller is available;
+    the returned group says whether it is (``cpu_share``) or why not.
+    """
     v1_memory = os.path.isdir(os.path.join(ROOT, "memory")) and os.path.exists(
         os.path.join(ROOT, "memory", "memory.limit_in_bytes")
     )
     attempts = (_create_v1, _create_v2) if v1_memory else (_create_v2, _create_v1)
     reasons = []
     for attempt in attempts:
-        result = attempt(name, memory_bytes, pids_max)
+        result = attempt(name, memory_bytes, pids_max, cpu_share)
         if isinstance(result, Cgroup):
             return result
         reasons.append(result)

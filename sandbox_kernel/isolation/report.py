@@ -23,6 +23,7 @@ LAYER_ORDER = (
     "landlock",
     "rlimits",
     "cgroup",
+    "cpu_share",
     "environment",
 )
 
