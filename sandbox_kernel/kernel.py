@@ -30,7 +30,7 @@ from .isolation import cgroups, privs
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
 from .policy.rules import RULES
-from .quota import MIB, WorkspaceMeter, sandbox_write_bytes
+from .quota import MIB, MIN_INTERVAL_S, WorkspaceMeter, sandbox_write_bytes
 from .relay.budget import OutputLimits
 from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
@@ -44,6 +44,11 @@ __all__ = ["SandboxKernel"]
 # ``%sandbox`` alone in a cell, after IPython's transformation.
 SANDBOX_MAGIC = re.compile(r"^get_ipython\(\)\.run_line_magic\('sandbox', '([^']*)'\)\s*$")
 COMPLETE_TIMEOUT_S = 10.0
+# Said with every rollback: what a failed cell did to the workspace stays.
+FILES_NOT_RESTORED = (
+    "Files were not restored: what the cell wrote, changed or deleted in the workspace "
+    "stays as it left it."
+)
 COMM_TIMEOUT_S = 30.0
 
 
@@ -392,19 +397,31 @@ class SandboxKernel(Kernel):
         self._quota_watch = asyncio.ensure_future(self._quota_loop(executor))
 
     async def _quota_loop(self, executor: ExecutorProcess) -> None:
+        """Measure the workspace whenever the sandbox has written to disk since last time.
+
+        The sandbox's write counter (``/proc/<pid>/io``, a few small reads) is looked
+        at every MIN_INTERVAL_S; the workspace is measured only when it moved, and
+        not more often than the measurement's own cost allows, so an idle kernel
+        with a large workspace costs nothing.
+        """
         meter = self._workspace_meter
         assert meter is not None
         quota = self.limits.workspace_quota_mb * MIB
         written: int | None = None
+        measured_at = 0.0
         while self._executor is executor and executor.dead_reason is None:
-            await asyncio.sleep(meter.interval())
-            previous = meter.last
-            meter.last = await asyncio.to_thread(meter.measure)
+            await asyncio.sleep(MIN_INTERVAL_S)
             now = sandbox_write_bytes(executor.tree_pids())
             # Unknown (no access to /proc/<pid>/io): the sandbox is taken to have written.
-            wrote = now is None or written is None or now > written
+            if now is not None and now == written:
+                continue
+            if time.monotonic() - measured_at < meter.interval():
+                continue  # measured recently; the writes are seen next time
             written = now
-            if meter.growth > quota and meter.last > previous and wrote:
+            previous = meter.last
+            meter.last = await asyncio.to_thread(meter.measure)
+            measured_at = time.monotonic()
+            if meter.growth > quota and meter.last > previous:
                 await self._over_quota(executor, meter.growth)
 
     async def _over_quota(self, executor: ExecutorProcess, growth: int) -> None:
@@ -559,6 +576,10 @@ class SandboxKernel(Kernel):
         from .spec import limits_dict
 
         limits: dict[str, Any] = limits_dict(self.limits)
+        if self.limits.rollback:
+            limits["rollback"] = (
+                "the state (variables, imports); files in the workspace are not rolled back"
+            )
         meter = self._workspace_meter
         if meter is not None:
             limits["workspace_growth"] = (
@@ -888,7 +909,7 @@ class SandboxKernel(Kernel):
         if self.limits.rollback and await executor.promote():
             state = (
                 "The state was restored to what it was before this cell: variables, imports "
-                "and open files of earlier cells are still there."
+                f"and open files of earlier cells are still there. {FILES_NOT_RESTORED}"
             )
             rolled_back = True
         else:
@@ -930,6 +951,8 @@ class SandboxKernel(Kernel):
             if isinstance(peak, (int, float))
             else None,
             "rolled_back": rolled_back,
+            # The state is rolled back, never the workspace's files (SECURITY.md says why).
+            "files_restored": False if rolled_back else None,
             "snapshot": stats.get("snapshot"),
             "output_bytes": stats.get("output_bytes"),
             "output_dropped_bytes": stats.get("output_dropped_bytes"),
