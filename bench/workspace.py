@@ -63,12 +63,17 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def run_setup(name: str, workspace: Path, log: Any, reps: int) -> dict[str, Any]:
+def run_setup(
+    name: str, workspace: Path, log: Any, reps: int, sandbox_args: tuple[str, ...]
+) -> dict[str, Any]:
     meter = WorkspaceMeter(str(workspace))
     scans = [meter.measure() and meter.scan_s for _ in range(5)]
     out: dict[str, Any] = {"measure_ms": statistics.median(scans) * 1e3}
     progress(f"== {name}: one measurement of the workspace takes {out['measure_ms']:.1f} ms")
-    kernels = {kind: Kernel(kind, spec, workspace, log) for kind, spec in KINDS.items()}
+    kernels = {
+        kind: Kernel(kind, spec, workspace, log, sandbox_args if kind == "sandbox" else ())
+        for kind, spec in KINDS.items()
+    }
     try:
         for kernel in kernels.values():
             kernel.start()
@@ -134,6 +139,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--sandbox-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the sandbox kernel (repeat), e.g. --Limits.workspace_quota_mb=0",
+    )
     args = parser.parse_args()
     stamp, json_path, log_path = result_paths(args.json, "workspace")
     meta = environment(args) | {"started": stamp, "source": source_digest()}
@@ -146,7 +158,7 @@ def main() -> int:
             if name != "empty":
                 progress(f"filling {name}: {FILES} files, {FILES * FILE_BYTES / MIB:.0f} MiB")
                 fill(workspace)
-            results[name] = run_setup(name, workspace, log, args.reps)
+            results[name] = run_setup(name, workspace, log, args.reps, tuple(args.sandbox_arg))
     text = report(results)
     print(text)
     json_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
