@@ -409,6 +409,9 @@ class SandboxKernel(Kernel):
         quota = self.limits.workspace_quota_mb * MIB
         written: int | None = None
         measured_at = 0.0
+        # Measurements in a row that found the workspace growing past the quota while
+        # no cell ran: the first may be the last writes of a cell just stopped.
+        idle_strikes = 0
         while self._executor is executor and executor.dead_reason is None:
             await asyncio.sleep(MIN_INTERVAL_S)
             now = sandbox_write_bytes(executor.tree_pids())
@@ -421,34 +424,58 @@ class SandboxKernel(Kernel):
             previous = meter.last
             meter.last = await asyncio.to_thread(meter.measure)
             measured_at = time.monotonic()
-            if meter.growth > quota and meter.last > previous:
+            if not (meter.growth > quota and meter.last > previous):
+                idle_strikes = 0
+            elif self._running is not None:
+                idle_strikes = 0
                 await self._over_quota(executor, meter.growth)
+            else:
+                idle_strikes += 1
+                await self._over_quota_between_cells(executor, meter.growth, idle_strikes)
 
-    async def _over_quota(self, executor: ExecutorProcess, growth: int) -> None:
-        """The sandbox made the workspace grow past its quota: stop what is writing."""
-        why = (
+    def _quota_reason(self, growth: int) -> str:
+        return (
             f"the workspace grew by {growth / MIB:.0f} MiB during this kernel's life, past its "
             f"quota of {self.limits.workspace_quota_mb} MiB (Limits.workspace_quota_mb); "
             "delete files in it to make room"
         )
-        self.log.warning("workspace_quota_exceeded growth_mib=%d", growth // MIB)
-        if self._running is not None:
-            if self._stop_reason is not None:
-                return
-            self._stop_reason = ("DiskQuotaExceeded", why)
-            # Everything else the cell started stops first: it may be the writer.
+
+    async def _over_quota_between_cells(
+        self, executor: ExecutorProcess, growth: int, strikes: int
+    ) -> None:
+        """No cell runs, yet the sandbox writes past the quota: a process or a thread an
+        earlier cell left. Its processes are ended first; if the writing goes on, it is
+        the executor's own threads, and the executor is stopped."""
+        if strikes == 1:
+            return  # maybe the last writes of a cell that was just stopped
+        why = self._quota_reason(growth)
+        self.log.warning("workspace_quota_exceeded_between_cells growth_mib=%d", growth // MIB)
+        if strikes == 2:
             keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
             executor.end_cell_processes(keep=keep)
-            await self._stop_over_limit()
+            self._pending_notices.append(
+                f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The processes "
+                "earlier cells had started were stopped."
+            )
             return
-        # No cell runs: a background thread or process of an earlier cell is writing.
         await executor.kill()
         if self._executor is executor:
             self._executor = None
         self._pending_notices.append(
-            f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor "
-            "was stopped with what earlier cells had started; variables and imports are gone."
+            f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor's own "
+            "threads went on writing, so it was stopped; variables and imports are gone."
         )
+
+    async def _over_quota(self, executor: ExecutorProcess, growth: int) -> None:
+        """A running cell made the workspace grow past its quota: stop what is writing."""
+        if self._stop_reason is not None:
+            return
+        self.log.warning("workspace_quota_exceeded growth_mib=%d", growth // MIB)
+        self._stop_reason = ("DiskQuotaExceeded", self._quota_reason(growth))
+        # Everything else the cell started stops first: it may be the writer.
+        keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
+        executor.end_cell_processes(keep=keep)
+        await self._stop_over_limit()
 
     async def _workspace_hygiene(self) -> None:
         """Undo what the cell (or a process it left running) put in the workspace; say so."""

@@ -10,6 +10,7 @@ most the quota and the margin SECURITY.md states, the cell fails with
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,8 +88,14 @@ def test_filling_the_workspace_stops_at_the_quota(quota_box: Sandbox) -> None:
     )
     assert "workspace growth" in quota_box.run("%sandbox").stdout
     # Over the quota, a cell that writes more is stopped again; one that frees space runs.
-    again = quota_box.run("open('more.bin', 'wb').write(b'y' * (64 << 20))", timeout=120)
-    assert again.reply["content"]["ename"] in {"DiskQuotaExceeded", "OSError"}, again.outputs
+    more = (
+        "import time\n"
+        "for i in range(64):\n"
+        "    open(f'more-{i}.bin', 'wb').write(b'y' * (1 << 20))\n"
+        "    time.sleep(0.02)\n"
+    )
+    again = quota_box.run(more, timeout=120)
+    assert again.reply["content"]["ename"] == "DiskQuotaExceeded", again.outputs
     freed = quota_box.run("import glob, os\nfor f in glob.glob('*.bin'):\n    os.remove(f)")
     assert freed.status == "ok", freed.outputs
     assert disk_use(ws) <= before + MIB
@@ -106,3 +113,35 @@ def test_one_file_cannot_exceed_the_quota(quota_box: Sandbox) -> None:
     size = (quota_box.workspace / "one.bin").stat().st_size
     assert size <= QUOTA_MB * MIB
     quota_box.run("import os; os.remove('one.bin')")
+
+
+def test_a_background_writer_is_stopped_between_cells(quota_box: Sandbox) -> None:
+    """A thread that writes after its cell ended: no cell runs to be stopped, the executor is."""
+    ws = quota_box.workspace
+    before = disk_use(ws)
+    code = (
+        "import threading, time\n"
+        "def fill():\n"
+        f"    for i in range({FILL_MB}):\n"
+        "        open(f'bg-{i}.bin', 'wb').write(b'w' * (1 << 20))\n"
+        "        time.sleep(0.002)\n"
+        "threading.Thread(target=fill, daemon=True).start()\n"
+    )
+    assert quota_box.run(code).status == "ok"
+    # From outside: wait until the workspace stops growing (it would go on for 4 GiB).
+    last, deadline = -1, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = disk_use(ws)
+        if now == last:
+            break
+        last = now
+    grown = disk_use(ws) - before
+    print(f"{quota_box.level}: a background thread grew the workspace by {grown / MIB:.0f} MiB")
+    assert grown <= (QUOTA_MB + MARGIN_MB) * MIB, f"the workspace grew by {grown / MIB:.0f} MiB"
+    res = quota_box.run("print('next')")
+    assert "next" in res.stdout
+    assert "DiskQuotaExceeded" in res.stderr, res.stderr
+    assert "while no cell was running" in res.stderr, res.stderr
+    assert "Limits.workspace_quota_mb" in res.stderr, res.stderr
+    quota_box.run("import glob, os\nfor f in glob.glob('bg-*.bin'):\n    os.remove(f)")
