@@ -576,7 +576,8 @@ class _Hook:
             return
         # Bytecode the import system (or zipimport) read from a place cells write.
         path = _bytecode_path(sys._getframe(1))
-        if path is not None and self.user_path(path):
+        # the environment's own caches first, by prefix alone (every import reads one)
+        if path is not None and self._classify(path) == "user" and self.user_path(path):
             self._act(
                 "SKP233",
                 "user",
