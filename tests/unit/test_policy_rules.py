@@ -314,6 +314,28 @@ def test_what_introspection_leads_to_stays_refused(source: str, rule: str) -> No
     assert not verdict.allowed
 
 
+# The other rules, reviewed for the same mistake: these reads stay refused under standard
+# because each is more than introspection (why in the comment).
+STILL_REFUSED_READS = [
+    # a sensitive module's namespace read whole hides the names used from the checker;
+    # type's holds the __subclasses__ descriptor
+    ("for k, v in os.__dict__.items():\n    pass", "SKP225"),
+    ("type.__dict__", "SKP225"),
+    # frames reach the executor's own stack (the request token among it)
+    ("inspect.stack()[0]", "SKP207"),
+    ("import sys\nsys.exc_info()[2].tb_frame", "SKP222"),
+    # another function's module namespace: the executor's, for its functions
+    ("get_ipython().run_cell.__globals__", "SKP221"),
+]
+
+
+@pytest.mark.parametrize(("source", "rule"), STILL_REFUSED_READS)
+def test_reads_that_reach_further_than_introspection_stay_refused(source: str, rule: str) -> None:
+    verdict = check_cell(source, STANDARD)
+    assert rule in verdict.rule_ids, verdict.findings
+    assert not verdict.allowed
+
+
 @pytest.mark.parametrize(
     ("source", "instead"),
     [
