@@ -82,6 +82,8 @@ class Explainer:
         self.memory_bytes = int(facts.get("memory_bytes") or 0)
         self.memory_set = bool(facts.get("memory_limit_set", False))
         self.private = tuple(str(p) for p in facts.get("private") or [])
+        # Control files and shadow modules bound read-only in the workspace (hygiene.py).
+        self.fixed = tuple(str(p) for p in facts.get("read_only_inside") or [])
 
     # -- the one entry point ------------------------------------------------------------
 
@@ -142,9 +144,14 @@ class Explainer:
         path = os.path.normpath(path)
         if isinstance(exc, FileNotFoundError):
             return self._hidden(path) if self._is_hidden(path) else None
+        if exc.errno == errno.EPERM and exc.filename2 is not None:
+            # symlink(2), refused by seccomp: exc.filename is the link's target.
+            return self._no_links()
         if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
             if self._under(path, self.hidden):
                 return self._hidden(path)
+            if self._under(path, self.fixed):
+                return self._control(path)
             in_workspace = bool(self.workspace) and self._under(path, (self.workspace,))
             if in_workspace and not self.workspace_writable:
                 return self._read_only(path)
@@ -191,6 +198,23 @@ class Explainer:
         return (
             f"{PREFIX} {path} is read-only in this sandbox: {where}. An administrator can "
             "mount more with c.Isolation.extra_mounts = ['/path:rw']."
+        )
+
+    @staticmethod
+    def _no_links() -> str:
+        return (
+            f"{PREFIX} Symbolic links cannot be made in this sandbox (no setting allows it): "
+            "programs outside it, such as the Jupyter server, a grader or your shell, would "
+            "follow a link left in the workspace. Copy the file instead."
+        )
+
+    @staticmethod
+    def _control(path: str) -> str:
+        return (
+            f"{PREFIX} {path} is read-only in this sandbox: tools outside it run or trust it "
+            "(git, your next kernel, pip, pytest), so the kernel keeps it as it was. An "
+            "administrator names such files in c.Isolation.control_files and "
+            "c.Isolation.shadow_modules."
         )
 
     # -- memory ------------------------------------------------------------------------------

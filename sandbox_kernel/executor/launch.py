@@ -269,6 +269,9 @@ def _start_executor(
                 "hidden": iso["protected"],
                 "memory_bytes": spec["limits"]["memory_bytes"],
                 "private": [os.environ.get("TMPDIR", "/tmp"), os.environ.get("HOME", "")],
+                "read_only_inside": iso.get("read_only_inside", [])
+                if level == "namespaces"
+                else [],
             },
             "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1),
         }

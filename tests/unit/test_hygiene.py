@@ -137,3 +137,23 @@ def test_files_of_another_owner_are_removed(tmp_path: Path) -> None:
     findings = guard.scan()
     assert [(f.path, f.action) for f in findings] == [("theirs.txt", "removed")]
     assert not (ws / "theirs.txt").exists()
+
+
+def test_refusals_in_the_workspace_are_explained_on_the_exception() -> None:
+    from sandbox_kernel.executor.explain import Explainer
+
+    facts = {
+        "level": "namespaces",
+        "workspace": "/home/ann/course",
+        "workspace_writable": True,
+        "private": ["/tmp", "/home/ann"],
+        "read_only_inside": ["/home/ann/course/.git"],
+    }
+    explainer = Explainer(facts)
+    link = PermissionError(1, "Operation not permitted", "/home/ann/.bashrc", None, "nb.ipynb")
+    assert "Symbolic links cannot be made" in (explainer.note(link) or "")
+    rofs = OSError(30, "Read-only file system", "/home/ann/course/.git/config")
+    assert "Isolation.control_files" in (explainer.note(rofs) or "")
+    # An ordinary file of the workspace is writable: nothing to explain.
+    other = PermissionError(13, "Permission denied", "/home/ann/course/data.csv")
+    assert explainer.note(other) is None
