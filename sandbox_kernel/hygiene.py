@@ -108,10 +108,15 @@ class WorkspaceGuard:
     skip: list[str] = field(default_factory=list)
     since_ns: int = 0
     stats: ScanStats = field(default_factory=ScanStats)
+    # Host uids the sandbox's processes may run as (a root kernel's range): their
+    # files are the sandbox's doing. Files of any other foreign uid were made by
+    # someone outside (a server running as root, a colleague): reported, never removed.
+    sandbox_uids: range | None = None
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(self.root)
         self.owner = os.stat(self.root).st_uid
+        self.kernel_uid = os.geteuid()
         self._skip = {os.path.realpath(p) for p in self.skip}
         # One regular expression for all the patterns: this runs for every entry.
         self._guarded_re = _patterns([*self.control, *self.shadow])
@@ -324,8 +329,13 @@ class WorkspaceGuard:
             return self._remove(rel, f"{kind}, which programs outside the sandbox would block on")
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             return self._remove(rel, "a device node")
-        if st.st_uid != self.owner:
-            return self._remove(rel, f"owned by uid {st.st_uid}, not the workspace's owner")
+        if st.st_uid not in (self.owner, self.kernel_uid):
+            what = f"owned by uid {st.st_uid}, not the workspace's owner"
+            if self.sandbox_uids is not None and st.st_uid in self.sandbox_uids:
+                return self._remove(rel, what)
+            if in_guarded and not server_owned:
+                return self._undo_guarded(rel, mode)
+            return Finding(rel, what, "left as is (made outside the sandbox)")
         if mode & (stat.S_ISUID | stat.S_ISGID) and not stat.S_ISDIR(mode):
             return self._clear_set_id(rel, mode)
         if in_guarded and not server_owned:

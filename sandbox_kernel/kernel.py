@@ -27,6 +27,7 @@ from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .hygiene import WorkspaceGuard
 from .identity import home_dir, user_name
 from .isolation import cgroups, privs
+from .isolation.userns import sandbox_uid_range
 from .log import AuditLog
 from .policy import PolicySettings, Verdict, check_cell
 from .policy.rules import RULES
@@ -337,6 +338,7 @@ class SandboxKernel(Kernel):
                     list(self.isolation.control_files),
                     list(self.isolation.shadow_modules),
                     spec["isolation"]["protected"],
+                    sandbox_uids=sandbox_uid_range(self.isolation.sandbox_uid_base),
                 )
         if self._guard is not None:
             spec["isolation"]["read_only_inside"] = self._guard.top_entries(MAX_READ_ONLY_BINDS)
@@ -504,9 +506,9 @@ class SandboxKernel(Kernel):
             shown = "; ".join(f.line() for f in findings[:8])
             more = f" (and {len(findings) - 8} more, in the audit log)" if len(findings) > 8 else ""
             self.publisher.notice(
-                f"[sandbox] the workspace is shared with programs outside the sandbox (the "
-                f"Jupyter server, git, graders, your next kernel), so this was undone: "
-                f"{shown}{more}"
+                "[sandbox] The workspace is shared with programs outside the sandbox (the "
+                "Jupyter server, git, graders, your next kernel); what this cell left there "
+                f"for them: {shown}{more}"
             )
 
     async def _executor_for_cell(self) -> ExecutorProcess | str:

@@ -47,6 +47,15 @@ def _has_cap(cap: int) -> bool:
 CAP_SETUID, CAP_SETGID, CAP_SYS_ADMIN = 7, 6, 21
 
 
+# A root launcher runs each sandbox as uid_base + (its pid modulo this).
+UID_SPREAD = 1_000_000
+
+
+def sandbox_uid_range(uid_base: int) -> range:
+    """The host uids a root kernel's sandboxes may run as."""
+    return range(uid_base, uid_base + UID_SPREAD)
+
+
 def choose_map(workspace: str, uid_base: int) -> IdMap:
     """Pick the mapping for this launcher (called before unshare)."""
     uid, gid = os.geteuid(), os.getegid()
@@ -54,7 +63,7 @@ def choose_map(workspace: str, uid_base: int) -> IdMap:
         st = os.stat(workspace)
         # A distinct host uid per sandbox keeps RLIMIT_NPROC and file ownership
         # of one kernel's cells apart from another's.
-        outer = uid_base + os.getpid() % 1_000_000
+        outer = uid_base + os.getpid() % UID_SPREAD
         return IdMap("range", st.st_uid, st.st_gid, outer, outer)
     return IdMap("self", uid, gid, uid, gid)
 

@@ -125,18 +125,28 @@ def test_what_the_user_changes_between_cells_is_kept(tmp_path: Path) -> None:
     assert (ws / ".git" / "config").read_text() == "[user]\n\tname = me\n"
 
 
-def test_files_of_another_owner_are_removed(tmp_path: Path) -> None:
+def test_files_the_sandbox_made_as_another_uid_are_removed(tmp_path: Path) -> None:
     import pytest
 
     if os.geteuid() != 0:
         pytest.skip("needs root to give a file another owner")
     ws, _ = _project(tmp_path)
-    guard = _guard(ws)
-    (ws / "theirs.txt").write_text("x")
-    os.chown(ws / "theirs.txt", 12345, 12345)
-    findings = guard.scan()
-    assert [(f.path, f.action) for f in findings] == [("theirs.txt", "removed")]
-    assert not (ws / "theirs.txt").exists()
+    guard = WorkspaceGuard(
+        str(ws), list(CONTROL_FILES), list(SHADOW_MODULES), sandbox_uids=range(12345, 12350)
+    )
+    (ws / "sandboxs.txt").write_text("x")
+    os.chown(ws / "sandboxs.txt", 12345, 12345)
+    # Made by someone else outside the sandbox (a server running as another user):
+    # reported, never removed.
+    (ws / "colleagues.txt").write_text("x")
+    os.chown(ws / "colleagues.txt", 23456, 23456)
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings == {
+        "sandboxs.txt": "removed",
+        "colleagues.txt": "left as is (made outside the sandbox)",
+    }
+    assert not (ws / "sandboxs.txt").exists()
+    assert (ws / "colleagues.txt").exists()
 
 
 def test_refusals_in_the_workspace_are_explained_on_the_exception() -> None:
