@@ -77,7 +77,8 @@ SHADOW_MODULES = (
     "conftest.py",
     "sitecustomize.py",
     "usercustomize.py",
-    "*.pth",
+    "site-packages/*.pth",
+    "dist-packages/*.pth",
     "jupyter.py",
     "jupyter_core",
     "jupyter_client",
@@ -150,11 +151,14 @@ class Isolation(Configurable):
     shadow_modules = List(
         Unicode(),
         default_value=list(SHADOW_MODULES),
-        help="""Names (shell patterns, at any depth) of modules that shadow a launcher or
-        a tool for programs started in that directory outside the sandbox: the next
-        ordinary kernel runs ipykernel_launcher.py from its working directory, 'python -m
-        pip' runs pip/, pytest runs conftest.py. Treated like control_files: put back or
-        removed after each cell, and reported. Ordinary .py files stay writable.""",
+        help="""Names (shell patterns, at any depth; a pattern with a slash matches that
+        many trailing path components, as site-packages/*.pth) of modules that shadow a
+        launcher or a tool for programs started in that directory outside the sandbox:
+        the next ordinary kernel runs ipykernel_launcher.py from its working directory,
+        'python -m pip' runs pip/, pytest runs conftest.py, a virtualenv in the project
+        runs its site-packages/*.pth. Treated like control_files: put back or removed
+        after each cell, and reported. Ordinary .py files (and model.pth weights) stay
+        writable.""",
     ).tag(config=True)
 
     allow_network = Bool(

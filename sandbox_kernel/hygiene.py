@@ -119,7 +119,9 @@ class WorkspaceGuard:
         self.kernel_uid = os.geteuid()
         self._skip = {os.path.realpath(p) for p in self.skip}
         # One regular expression for all the patterns: this runs for every entry.
-        self._guarded_re = _patterns([*self.control, *self.shadow])
+        # Compiled once: this runs for every entry of every changed directory.
+        self._guarded = _Matcher([*self.control, *self.shadow])
+        self._shadow = _Matcher(self.shadow)
         # Directory listings by relative path: (ctime, subdirectories, guarded names).
         self._listings: dict[str, tuple[int, list[str], list[str]]] = {}
         # Guarded regular files as they were at the kernel's start: relative path -> (mode, bytes).
@@ -131,11 +133,12 @@ class WorkspaceGuard:
 
     # -- names -------------------------------------------------------------------------
 
-    def guarded(self, name: str) -> bool:
-        return self._guarded_re.match(name) is not None
+    def guarded(self, path: str) -> bool:
+        """Whether ``path`` (relative to the workspace) is a guarded name."""
+        return self._guarded.match(path)
 
-    def _kind(self, name: str) -> str:
-        if _patterns(self.shadow).match(name):
+    def _kind(self, path: str) -> str:
+        if self._shadow.match(path):
             return "a module that shadows a tool or launcher (Isolation.shadow_modules)"
         return "a control file that tools outside the sandbox run (Isolation.control_files)"
 
@@ -246,7 +249,7 @@ class WorkspaceGuard:
                         continue
                     if in_guarded and entry.name in DATA_ENTRIES:
                         continue
-                    top = not in_guarded and self.guarded(entry.name)
+                    top = not in_guarded and self.guarded(path)
                     is_dir = entry.is_dir(follow_symlinks=False)
                     if top:
                         guarded.append(entry.name)
@@ -343,8 +346,8 @@ class WorkspaceGuard:
         return None
 
     def _kind_of(self, rel: str) -> str:
-        top = next((p for p in _prefixes(rel) if self.guarded(os.path.basename(p))), rel)
-        return self._kind(os.path.basename(top))
+        top = next((p for p in _prefixes(rel) if self.guarded(p)), rel)
+        return self._kind(top)
 
     def _undo_guarded(self, rel: str, mode: int) -> Finding | None:
         """A guarded entry made or changed since the last scan: as it was, or gone."""
@@ -454,10 +457,27 @@ class WorkspaceGuard:
         return findings
 
 
-def _patterns(patterns: list[str]) -> re.Pattern[str]:
-    if not patterns:
-        return re.compile(r"(?!)")  # matches nothing
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+class _Matcher:
+    """Shell patterns against a relative path: a pattern without a slash matches the
+    last component ("conftest.py"), one with slashes as many last components
+    ("site-packages/*.pth": a .pth file means nothing elsewhere, and model.pth is
+    PyTorch's usual name for saved weights)."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        by_depth: dict[int, list[str]] = {}
+        for pattern in patterns:
+            by_depth.setdefault(pattern.strip("/").count("/") + 1, []).append(pattern.strip("/"))
+        self.by_depth = {
+            depth: re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in group))
+            for depth, group in by_depth.items()
+        }
+
+    def match(self, path: str) -> bool:
+        parts = path.split("/")
+        for depth, regex in self.by_depth.items():
+            if len(parts) >= depth and regex.match("/".join(parts[-depth:])):
+                return True
+        return False
 
 
 def _prefixes(rel: str) -> list[str]:

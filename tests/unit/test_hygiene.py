@@ -167,3 +167,15 @@ def test_refusals_in_the_workspace_are_explained_on_the_exception() -> None:
     # An ordinary file of the workspace is writable: nothing to explain.
     other = PermissionError(13, "Permission denied", "/home/ann/course/data.csv")
     assert explainer.note(other) is None
+
+
+def test_pth_files_are_guarded_only_in_site_packages(tmp_path: Path) -> None:
+    ws, _ = _project(tmp_path)
+    site = ws / "myenv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    guard = _guard(ws)
+    (ws / "model.pth").write_bytes(b"weights")  # PyTorch's usual name: the user's data
+    (site / "evil.pth").write_text("import os; os.system('evil')\n")
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings == {"myenv/lib/python3.11/site-packages/evil.pth": "removed"}
+    assert (ws / "model.pth").read_bytes() == b"weights"
