@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Finding", "WorkspaceGuard"]
+__all__ = ["Finding", "WorkspaceGuard", "read_only_mounts"]
 
 # Inside a guarded tree (a repository's .git), entries that tools read but never
 # run: large, changed by ordinary git use, and not worth a copy.
@@ -112,6 +112,11 @@ class WorkspaceGuard:
     # files are the sandbox's doing. Files of any other foreign uid were made by
     # someone outside (a server running as root, a colleague): reported, never removed.
     sandbox_uids: range | None = None
+    # Guarded trees bound read-only into the sandbox (namespaces level), relative
+    # paths, as read from the executor's own mountinfo: the sandbox cannot change
+    # them, so a change there is the user's (a rebase in a terminal during a cell)
+    # and becomes the state to keep.
+    bound: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(self.root)
@@ -247,8 +252,8 @@ class WorkspaceGuard:
                     path = f"{rel}/{entry.name}" if rel else entry.name
                     if self._skip and os.path.join(self.root, path) in self._skip:
                         continue
-                    if in_guarded and entry.name in DATA_ENTRIES:
-                        continue
+                    if in_guarded and (entry.name in DATA_ENTRIES or entry.name.endswith(".lock")):
+                        continue  # data, or git's lock files (held while git works)
                     top = not in_guarded and self.guarded(path)
                     is_dir = entry.is_dir(follow_symlinks=False)
                     if top:
@@ -295,6 +300,10 @@ class WorkspaceGuard:
                 seen_guarded.add(rel)
             if any(rel.startswith(r + "/") for r in removed):
                 continue  # inside a tree removed or restored whole just now
+            if self.bound and _under_any(rel, self.bound):
+                if st.st_ctime_ns >= new_since or rel not in self.known:
+                    self._remember(rel, st)
+                continue
             recent = st.st_ctime_ns >= new_since
             if not recent:
                 continue
@@ -309,6 +318,10 @@ class WorkspaceGuard:
         # Guarded files the cell deleted (or replaced by a directory) come back.
         for rel in sorted(set(self.kept) - seen_guarded):
             if _parent_guarded_gone(rel, findings):
+                continue
+            if self.bound and _under_any(rel, self.bound):
+                self.kept.pop(rel, None)  # deleted outside the sandbox: the user's
+                self.known.discard(rel)
                 continue
             findings.append(self._restore(rel, "deleted"))
         self.since_ns = started_ns
@@ -478,6 +491,29 @@ class _Matcher:
             if len(parts) >= depth and regex.match("/".join(parts[-depth:])):
                 return True
         return False
+
+
+def _under_any(rel: str, tops: set[str]) -> bool:
+    return any(rel == t or rel.startswith(t + "/") for t in tops)
+
+
+def read_only_mounts(pid: int | None, paths: list[str]) -> set[str]:
+    """Which of ``paths`` are read-only mount points in process ``pid``'s view."""
+    if pid is None or not paths:
+        return set()
+    wanted = set(paths)
+    found: set[str] = set()
+    try:
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 5:
+                    point = fields[4].replace("\\040", " ")
+                    if point in wanted and "ro" in fields[5].split(","):
+                        found.add(point)
+    except OSError:
+        return set()
+    return found
 
 
 def _prefixes(rel: str) -> list[str]:

@@ -24,7 +24,7 @@ from . import __version__, own_memory
 from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
-from .hygiene import WorkspaceGuard
+from .hygiene import WorkspaceGuard, read_only_mounts
 from .identity import home_dir, user_name
 from .isolation import cgroups, privs
 from .isolation.userns import sandbox_uid_range
@@ -383,6 +383,13 @@ class SandboxKernel(Kernel):
         self._setup_failure = None
         self._executor = executor
         await self._watch_quota(executor, spec["isolation"]["protected"])
+        if self._guard is not None:
+            # Checked in the executor's own view: only a bind really in force makes a
+            # change there someone else's.
+            bound = read_only_mounts(
+                executor.executor_host_pid(), spec["isolation"].get("read_only_inside", [])
+            )
+            self._guard.bound = {os.path.relpath(p, self._guard.root) for p in bound}
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
 

@@ -437,6 +437,10 @@ def test_existing_control_files_are_read_only_during_the_cell(
                     printed += msg["content"]["text"]
             mid_config = (ws / ".git" / "config").read_bytes()
             mid_conftest = (ws / "conftest.py").read_text()
+            if level == "namespaces":
+                # The user's own git, in a terminal, while the cell runs (.git is
+                # read-only only inside the sandbox): kept after the cell.
+                (ws / ".git" / "description").write_text("the user's own\n")
             reply = kc.get_shell_msg(timeout=60)
             while reply["parent_header"].get("msg_id") != msg_id:
                 reply = kc.get_shell_msg(timeout=60)
@@ -444,6 +448,8 @@ def test_existing_control_files_are_read_only_during_the_cell(
                 assert printed.count("REFUSED") == 2, printed
                 assert mid_config == config
                 assert mid_conftest == "# the user's own\n"
+            if level == "namespaces":
+                assert (ws / ".git" / "description").read_text() == "the user's own\n"
             # After the cell, at every level.
             assert (ws / ".git" / "config").read_bytes() == config
             assert (ws / "conftest.py").read_text() == "# the user's own\n"

@@ -179,3 +179,22 @@ def test_pth_files_are_guarded_only_in_site_packages(tmp_path: Path) -> None:
     findings = {f.path: f.action for f in guard.scan()}
     assert findings == {"myenv/lib/python3.11/site-packages/evil.pth": "removed"}
     assert (ws / "model.pth").read_bytes() == b"weights"
+
+
+def test_changes_in_a_tree_bound_read_only_are_the_users(tmp_path: Path) -> None:
+    """At the namespaces level the sandbox cannot write a bound .git: a rebase the user
+    runs in a terminal during a long cell is left alone, and becomes the state kept."""
+    ws, _ = _project(tmp_path)
+    guard = _guard(ws)
+    guard.bound = {".git"}
+    (ws / ".git" / "rebase-merge").mkdir()
+    (ws / ".git" / "rebase-merge" / "git-rebase-todo").write_text("pick abc\n")
+    (ws / ".git" / "config").write_text("[user]\n\tname = me\n")
+    (ws / ".git" / "index.lock").write_text("")
+    assert guard.scan() == []
+    assert (ws / ".git" / "rebase-merge" / "git-rebase-todo").exists()
+    # Not bound any more (the next executor could not bind it): the user's state is kept.
+    guard.bound = set()
+    (ws / ".git" / "config").write_text("[core]\n\tfsmonitor = evil\n")
+    guard.scan()
+    assert (ws / ".git" / "config").read_text() == "[user]\n\tname = me\n"
