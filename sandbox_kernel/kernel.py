@@ -29,6 +29,7 @@ from .identity import home_dir, user_name
 from .isolation import cgroups, privs
 from .isolation.userns import sandbox_uid_range
 from .log import AuditLog
+from .network.kernel_side import KernelNetwork
 from .policy import PolicySettings, Verdict, check_cell
 from .policy.rules import RULES
 from .quota import MIB, MIN_INTERVAL_S, WorkspaceMeter, sandbox_write_bytes
@@ -204,6 +205,7 @@ class SandboxKernel(Kernel):
         # Without a pids cgroup: the sandbox's process count after the previous cell.
         self._tree_size = 0
         self._private_dir: str | None = None
+        self.network: KernelNetwork | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
         self._stdin_idents: dict[str, Any] = {}
@@ -317,6 +319,15 @@ class SandboxKernel(Kernel):
                     return f"cgroup required but unavailable: {created}"
         else:
             cgroup_reason = "disabled by configuration" if self._cgroup is None else None
+        if self.network is None:
+            self.network = KernelNetwork(
+                self.isolation, private_dir=self._private_dir, audit=self._on_network
+            )
+            try:
+                self.network.start()
+            except OSError as exc:
+                self.network.stop()
+                return f"the egress proxy for Isolation.allowed_hosts could not start ({exc})"
         spec = build_spec(
             self.isolation,
             self.limits,
@@ -328,6 +339,8 @@ class SandboxKernel(Kernel):
             policy=self.policy_settings.to_dict(),
             hidden=self._own_socket_paths(),
         )
+        spec["isolation"]["extra_mounts"] += self.network.mounts()
+        spec["network"] = self.network.spec()
         # The executor sends a small stand-in for an output its frame could not carry.
         spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
         if self._guard is None and self.isolation.workspace_writable:
@@ -595,6 +608,7 @@ class SandboxKernel(Kernel):
             else None,
             "last_cell": {k: v for k, v in self._last_cell.items() if v is not None},
             "locked": self.locked_files,
+            "network": self._network_report(),
             "policy": {
                 "preset": self.policy_settings.preset,
                 # Only where the actions differ from the preset's (a lock on the preset
@@ -646,12 +660,36 @@ class SandboxKernel(Kernel):
             return SANDBOX_MAGIC_DOC.rstrip()
         return None
 
+    def _network_report(self) -> dict[str, Any]:
+        network = self.network
+        if self.isolation.allow_network:
+            return {"network": "the host's network (Isolation.allow_network)"}
+        if network is None:
+            return {}
+        level = self._isolation_report.get("level")
+        if not network.enabled:
+            hosts = "none: the network is off (Isolation.allowed_hosts is empty)"
+        elif level != "namespaces":
+            hosts = f"{network.allow.describe()}, but not reachable at the '{level}' level"
+        else:
+            hosts = f"{network.allow.describe()} (through the kernel's egress proxy)"
+        where = network.prefix + ("" if network.persistent else " (until the kernel stops)")
+        return {
+            "allowed hosts": hosts,
+            "package directory": where,
+            "installed with %pip": ", ".join(network.installed()) or "nothing yet",
+        }
+
     def _executor_log(self, level: str, message: str) -> None:
         # The text may come from the cell: one line, control characters escaped,
         # so that it cannot forge a line of the server's log.
         getattr(self.log, level if level in {"debug", "info", "warning", "error"} else "info")(
             "%s", escape_for_log(message)
         )
+
+    def _on_network(self, record: dict[str, Any]) -> None:
+        """A connection through the egress proxy (its thread): host, port, bytes, verdict."""
+        self.audit.record_network(record)
 
     def _on_audit(self, record: dict[str, Any]) -> None:
         """A runtime report: the executor's audit hook, or the seccomp supervisor."""
@@ -752,6 +790,8 @@ class SandboxKernel(Kernel):
         self.publisher.begin_cell(parent)
         while self._pending_notices:
             self.publisher.notice(self._pending_notices.pop(0), parent)
+        if self.network is not None:
+            self.network.begin_cell()
         if allow_stdin:
             self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
         # IPython never stores (or counts) a silent cell, whatever the request says.
@@ -1266,6 +1306,9 @@ class SandboxKernel(Kernel):
         if self._cgroup is not None:
             self._cgroup.destroy()
             self._cgroup = None
+        if self.network is not None:
+            self.network.stop()
+            self.network = None
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None

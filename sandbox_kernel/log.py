@@ -247,6 +247,31 @@ class AuditLog:
         self._write(record)
         return record
 
+    def record_network(self, connection: Mapping[str, Any]) -> dict[str, Any]:
+        """One record per connection through the egress proxy (``reported_by: kernel``).
+
+        Host, port, address, bytes and verdict only: never a path or a query string.
+        """
+        record: dict[str, Any] = {
+            "time": _now(),
+            "kind": "network",
+            "kernel_id": self.kernel_id,
+            "user": self.user,
+            "verdict": str(connection.get("verdict", "")),
+            "method": str(connection.get("method", ""))[:16],
+            "host": str(connection.get("host", ""))[:253],
+            "port": connection.get("port", 0),
+            "address": str(connection.get("address", ""))[:64],
+            "bytes_up": connection.get("bytes_up", 0),
+            "bytes_down": connection.get("bytes_down", 0),
+            "seconds": connection.get("seconds", 0),
+            "detail": str(connection.get("reason", ""))[:MAX_DETAIL],
+            "isolation": self.isolation,
+            "reported_by": "kernel",
+        }
+        self._write(record)
+        return record
+
     def _write(self, record: dict[str, Any]) -> None:
         clean = self.scrubber.value(record)
         line = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -259,7 +284,17 @@ class AuditLog:
         # Policy events are the sandbox doing its job, not problems of the kernel: they go
         # to the kernel log at INFO (the audit log is their record); WARNING and ERROR are
         # kept for what an operator must look at (a lost audit file, a limit unavailable).
-        if clean.get("kind") == "cell":
+        if clean.get("kind") == "network":
+            self.logger.info(
+                "network_connection user=%s verdict=%s host=%s port=%s up=%s down=%s",
+                clean.get("user") or "-",
+                clean["verdict"],
+                clean["host"],
+                clean["port"],
+                clean["bytes_up"],
+                clean["bytes_down"],
+            )
+        elif clean.get("kind") == "cell":
             self.logger.info(
                 "cell_checked user=%s kernel_id=%s cell_sha256=%s verdict=%s rules=%s",
                 clean.get("user") or "-",

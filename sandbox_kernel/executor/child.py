@@ -18,6 +18,7 @@ from typing import Any
 
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
 from .explain import PREFIX, Explainer, installs_packages
+from .packages import pip_magic_installs
 from .shell import (
     ExecutorShell,
     FrameStream,
@@ -85,6 +86,11 @@ class Executor:
         from .runfile import install as install_runfile
 
         install_runfile()
+        from .packages import PackageMagics, add_package_dirs
+
+        # After IPython's own %pip, which this replaces.
+        self.shell.register_magics(PackageMagics)
+        add_package_dirs(info.get("network") or {})
         # As IPython's kernel application does by default.
         self.shell.extension_manager.load_extension("storemagic")  # type: ignore[union-attr]
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -225,7 +231,8 @@ class Executor:
         store_history = bool(command.get("store_history", not silent))
         restore_input = shell.forward_input(bool(command.get("allow_stdin", False)))
         code = str(command.get("code", ""))
-        if self.no_network and installs_packages(code):
+        # %pip says it itself, with the setting that would allow the index (packages.py).
+        if self.no_network and installs_packages(code) and not pip_magic_installs(code):
             self.stderr.write(
                 f"{PREFIX} The network is off in this sandbox: pip can install only from "
                 "files already here. An administrator can turn it on with "

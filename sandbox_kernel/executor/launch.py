@@ -34,6 +34,7 @@ from ..errors import SetupError
 from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
 from ..isolation.report import Report
 from ..levels import ISOLATION_LEVELS, level_rank
+from ..network import forward
 from ..relay.protocol import encode_frame
 from .supervisor import end_with_kernel, supervise
 
@@ -168,6 +169,36 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         MPLCONFIGDIR=tmp + "/.matplotlib",
         IPYTHONDIR=tmp + "/.ipython",
     )
+    _network_environment(level, spec)
+
+
+def _network_environment(level: str, spec: dict[str, Any]) -> None:
+    """Proxy variables, pip's settings and the package directory (from the kernel's spec).
+
+    Set here, in the launcher's environment after it started, so they reach the
+    executor and its children but never the launcher's own interpreter start
+    (PYTHONPATH names a directory cells write).
+    """
+    network = spec.get("network")
+    if not network:
+        return
+    env = dict(network.get("env") or {})
+    if network.get("proxy_socket") and level != "namespaces":
+        # The way to the proxy is a forwarder in the sandbox's own network namespace;
+        # without one, sockets stay closed and %pip says why.
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env.pop(name, None)
+        env["PIP_RETRIES"] = "0"
+        network["off_message"] = (
+            f"Isolation.allowed_hosts ({network.get('allowed')}) needs the 'namespaces' "
+            f"isolation level, and this sandbox runs at '{level}', where cells cannot open "
+            "sockets; packages can be installed into the kernel's environment instead, or "
+            "from wheel files in the workspace (%pip install ./name.whl)"
+        )
+    os.environ.update(env)
+    bin_dir = os.path.join(str(network.get("package_prefix", "")), "bin")
+    if network.get("package_prefix"):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + bin_dir
 
 
 def _landlock_rules(
@@ -256,6 +287,7 @@ def _start_executor(
         from .child import serve
 
         iso = spec["isolation"]
+        network = spec.get("network") or {}
         info = {
             "isolation": report.as_dict(),
             "limits": spec["limits"],
@@ -273,6 +305,7 @@ def _start_executor(
                 if level == "namespaces"
                 else [],
             },
+            "network": {k: v for k, v in network.items() if k not in ("env", "proxy_socket")},
             "setup_ms": round((time.monotonic() - spec["_t0"]) * 1000, 1),
         }
         serve(relay, info)
@@ -386,6 +419,9 @@ def run_namespaces(
         code = EXIT_SETUP_FAILED
         try:
             contain.setup_pid1(spec, plan, trees, report)
+            proxy_socket = (spec.get("network") or {}).get("proxy_socket")
+            # Bound before any cell runs, so no cell can take the port first.
+            listener = forward.listen() if proxy_socket else None
             executor = os.fork()
             if executor == 0:
                 sup.close()
@@ -393,6 +429,8 @@ def run_namespaces(
                 _start_executor(spec, report, "namespaces", relay, notify_w, flt, rules)
             relay.close()
             notify_w.close()
+            if listener is not None:
+                forward.start_forwarder(listener, str(proxy_socket))
             # pid 1 needs no privilege to reap and signal inside its namespace.
             privs.drop_capabilities(have_setpcap=True)
             privs.set_no_new_privs()

@@ -65,7 +65,13 @@ def setup_pid1(
     report.layer("ipcns", True, "own System V IPC and POSIX message queues")
     if not spec["isolation"]["allow_network"]:
         netns.bring_up_loopback()
-        report.layer("netns", True, "own network namespace with only loopback")
+        detail = "own network namespace with only loopback"
+        if (spec.get("network") or {}).get("proxy_socket"):
+            detail += (
+                "; 127.0.0.1:3128 leads to the kernel's egress proxy "
+                f"(allowed: {spec['network'].get('allowed')})"
+            )
+        report.layer("netns", True, detail)
     else:
         report.layer("netns", False, "allow_network is set: the host's network is shared")
     # A cell must not create namespaces of its own, even if seccomp were off:

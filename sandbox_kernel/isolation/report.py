@@ -85,6 +85,10 @@ def render_report(info: dict[str, Any]) -> str:
     if limits:
         lines.append("Limits:")
         lines.extend(f"  {_fmt_limit(k, v)}" for k, v in limits.items())
+    network = info.get("network") or {}
+    if network:
+        lines.append("Network:")
+        lines.extend(f"  {k}: {v}" for k, v in network.items())
     policy = info.get("policy") or {}
     if policy:
         lines.append("Policy:")

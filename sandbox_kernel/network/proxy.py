@@ -61,15 +61,43 @@ HOP_HEADERS = frozenset(
         b"upgrade",
     }
 )
-# AWS/GCP/Azure metadata (IPv4 is link-local anyway) and AWS's IPv6 one (unique-local).
+# What the proxy never connects to, by name. An explicit list rather than "not
+# ipaddress.is_global": that also refuses the documentation and benchmarking ranges,
+# which some sites (these test machines among them) route as their real egress.
+_REFUSED_V4 = [
+    ("0.0.0.0/8", "not a host address"),
+    ("10.0.0.0/8", "a private address"),
+    ("100.64.0.0/10", "a shared (carrier-grade NAT) address"),
+    ("127.0.0.0/8", "a loopback address"),
+    ("169.254.0.0/16", "a link-local address"),
+    ("172.16.0.0/12", "a private address"),
+    ("192.0.0.0/24", "an IETF protocol address"),
+    ("192.168.0.0/16", "a private address"),
+    ("224.0.0.0/4", "a multicast address"),
+    ("240.0.0.0/4", "a reserved address"),
+]
+_REFUSED_V6 = [
+    ("::/127", "not a host address"),  # :: and ::1
+    ("fc00::/7", "a unique-local address"),
+    ("fe80::/10", "a link-local address"),
+    ("fec0::/10", "a site-local address"),
+    ("ff00::/8", "a multicast address"),
+]
+REFUSED_NETWORKS = [(ipaddress.ip_network(n), why) for n, why in _REFUSED_V4 + _REFUSED_V6]
+# AWS/GCP/Azure metadata (IPv4, in the link-local range anyway), AWS's IPv6 one
+# (unique-local anyway) and Alibaba's (shared range anyway): named for the message.
 METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def is_forbidden_address(address: str) -> str | None:
-    """Why the proxy must not connect to ``address``, or None if it is a public one."""
+    """Why the proxy must not connect to ``address``, or None if it may."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -79,20 +107,17 @@ def is_forbidden_address(address: str) -> str | None:
         embedded = ip.ipv4_mapped or ip.sixtofour
         if embedded is None and ip in _NAT64:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is None and int(ip) >> 32 == 0 and int(ip) > 1:
+            embedded = ipaddress.IPv4Address(int(ip))  # IPv4-compatible (deprecated) form
         if embedded is not None:
             return is_forbidden_address(str(embedded))
     if ip in METADATA_ADDRESSES:
         return "the cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if isinstance(ip, ipaddress.IPv6Address) and ip in ipaddress.ip_network("fc00::/7"):
-        return "a unique-local address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved or not ip.is_global:
-        return "not a public address"
+    for network, why in REFUSED_NETWORKS:
+        if ip.version == network.version and ip in network:
+            return why
+    if ip == ipaddress.ip_address("255.255.255.255"):
+        return "the broadcast address"
     return None
 
 

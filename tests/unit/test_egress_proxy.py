@@ -365,6 +365,12 @@ def test_connections_at_once_are_capped(tmp_path: Path, upstream: Listener) -> N
         ("::ffff:127.0.0.1", True),
         ("64:ff9b::a00:1", True),
         ("2002:7f00:1::", True),
+        ("::127.0.0.1", True),
+        ("100.100.100.200", True),
+        ("255.255.255.255", True),
+        # Documentation ranges are not private networks; some sites route them.
+        ("203.0.113.80", False),
+        ("192.0.2.7", False),
     ],
 )
 def test_forbidden_addresses(address: str, forbidden: bool) -> None:

@@ -1,0 +1,312 @@
+"""Network by allow-list, through a real kernel at each level, checked from outside.
+
+The package index of this machine's pip (pypi.org) is reachable from here; the
+package installed is one the test environment does not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox_kernel.network.hosts import AllowList
+from sandbox_kernel.network.proxy import EgressProxy
+from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
+
+# Small, pure Python, not a dependency of anything in the test environment.
+PACKAGE = "termcolor"
+
+
+def _audit_records(path: Path, kind: str = "network") -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r.get("kind") == kind]
+
+
+class SilentListener:
+    """A host TCP listener on loopback that records whether anything ever reached it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.contacts = 0
+        self.received = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.contacts += 1
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    self.received += conn.recv(65536)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[SilentListener]:
+    server = SilentListener()
+    # Positive control: the listener does record a contact from the host.
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"control")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not server.received:
+        time.sleep(0.05)
+    assert server.received == b"control", "the listener records nothing: the check is vacuous"
+    server.contacts, server.received = 0, b""
+    yield server
+    server.close()
+
+
+def _start(
+    level: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    host: Host,
+    allowed: list[str],
+    extra: list[str] = (),  # type: ignore[assignment]
+) -> tuple[Sandbox, Path]:
+    workspace = tmp_path_factory.mktemp(f"net-{level}")
+    workspace.chmod(0o777)
+    audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    args = [
+        *OS_LAYER_ONLY,
+        f"--Isolation.allowed_hosts={json.dumps(allowed)}",
+        f"--Policy.audit_log={audit}",
+        *extra,
+    ]
+    return start_sandbox(level, workspace, host, extra=args), audit
+
+
+@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
+def allowed_box(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    host: Host,
+    listener: SilentListener,
+) -> Iterator[tuple[Sandbox, Path]]:
+    box, audit = _start(
+        request.param, tmp_path_factory, host, ["pypi", f"localhost:{listener.port}"]
+    )
+    try:
+        yield box, audit
+    finally:
+        box.kc.stop_channels()
+        box.km.shutdown_kernel(now=False)
+
+
+def _needs_namespaces(box: Sandbox) -> None:
+    if box.level != "namespaces":
+        pytest.skip("needs the namespaces level: at the landlock level cells open no sockets")
+
+
+def test_pip_install_from_the_allowed_index_imports_at_once(
+    allowed_box: tuple[Sandbox, Path],
+) -> None:
+    box, audit = allowed_box
+    if box.level != "namespaces":
+        result = box.run(f"%pip install {PACKAGE}")
+        assert result.status == "error"
+        assert "needs the 'namespaces' isolation level" in result.text()
+        return
+    result = box.run(f"%pip install --no-cache-dir {PACKAGE}", timeout=180)
+    assert "Successfully installed" in result.text(), result.text()
+    result = box.run(f"import {PACKAGE}; print({PACKAGE}.__file__)")
+    assert result.status == "ok", result.text()
+    location = result.stdout.strip()
+    # In the sandbox's package directory, never in the kernel's environment.
+    assert "/packages/" in location, location
+    assert not Path(location).is_relative_to(Path(__import__("sys").prefix))
+    report = box.run("%sandbox").stdout
+    assert f"installed with %pip: {PACKAGE} " in report, report
+    records = _audit_records(audit)
+    assert any(r["host"] == "pypi.org" and r["verdict"] == "allowed" for r in records)
+    assert all("/simple" not in json.dumps(r) and PACKAGE not in json.dumps(r) for r in records)
+
+
+def test_package_survives_a_rollback(allowed_box: tuple[Sandbox, Path]) -> None:
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    crash = box.run("import os; os.abort()")
+    assert crash.status == "error"
+    result = box.run(f"import {PACKAGE}; print('ok')")
+    assert result.stdout.strip() == "ok", result.text()
+
+
+def test_host_not_on_the_list_is_refused_at_once(allowed_box: tuple[Sandbox, Path]) -> None:
+    box, audit = allowed_box
+    _needs_namespaces(box)
+    result = box.run(
+        "import urllib.request, time\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    urllib.request.urlopen('https://example.com/secret?token=abc', timeout=30)\n"
+        "except OSError as exc:\n"
+        "    print(exc)\n"
+        "print(round(time.monotonic() - t, 3))"
+    )
+    text = result.stdout
+    assert (
+        "network access to example.com is not allowed in this sandbox (allowed: pypi.org, "
+        "files.pythonhosted.org, localhost:"
+    ) in text, text
+    assert "an administrator can add it to Isolation.allowed_hosts" in text
+    records = _audit_records(audit)
+    refused = [r for r in records if r["host"] == "example.com"]
+    assert refused
+    assert refused[-1]["verdict"] == "refused"
+    assert "secret" not in json.dumps(records)
+    assert "token=abc" not in json.dumps(records)
+
+
+def test_allowed_name_resolving_to_loopback_never_reaches_the_host(
+    allowed_box: tuple[Sandbox, Path], listener: SilentListener
+) -> None:
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    result = box.run(
+        "import os, urllib.request\n"
+        "# Through the proxy, not straight to the sandbox's own loopback.\n"
+        "os.environ.pop('NO_PROXY'); os.environ.pop('no_proxy')\n"
+        "for url in ['http://localhost:{p}/x', 'https://localhost:{p}/x']:\n"
+        "    try:\n"
+        "        urllib.request.urlopen(url.format(p={port}), timeout=10)\n"
+        "    except OSError as exc:\n"
+        "        print(exc)\n".replace("{port}", str(listener.port))
+    )
+    assert result.stdout.count("loopback address") == 2, result.text()
+    time.sleep(0.5)
+    assert listener.contacts == 0
+    assert listener.received == b""
+
+
+def test_cell_reaches_no_other_socket_than_the_proxy(
+    allowed_box: tuple[Sandbox, Path],
+    listener: SilentListener,
+    host: Host,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The host's loopback and unix sockets, the outside, another kernel's proxy: unreachable."""
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    # Another kernel's proxy, as a kernel runs it: a world-traversable directory.
+    other_dir = tmp_path_factory.mktemp("other-kernel-proxy")
+    other_dir.chmod(0o711)
+    other_path = str(other_dir / "proxy.sock")
+    contacts: list[dict[str, Any]] = []
+    other = EgressProxy(AllowList(["pypi"]), audit=contacts.append)
+    other.start_in_thread(other_path)
+    try:
+        code = (
+            "import socket\n"
+            f"targets = [('127.0.0.1', {host.tcp_port}), ('127.0.0.1', {listener.port}), ('93.184.215.14', 443),\n"
+            f"           ('1.1.1.1', 53), {other_path!r}, {host.unix_path!r}, '\\0' + {host.abstract_name!r}]\n"
+            "for addr in targets:\n"
+            "    family = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET\n"
+            "    try:\n"
+            "        with socket.socket(family) as s:\n"
+            "            s.settimeout(3); s.connect(addr); s.sendall(b'x')\n"
+            "        print('reached', addr)\n"
+            "    except OSError as exc:\n"
+            "        print('no', addr)\n"
+        )
+        result = box.run(code)
+        assert result.stdout.count("no ") == 7, result.text()
+        time.sleep(0.5)
+        assert not contacts
+        assert listener.contacts == 0
+        for name in ("tcp", "unix", "abstract"):
+            assert not host.listeners[name].hits, name
+    finally:
+        other.stop()
+
+
+def test_proxy_tricks_from_inside_are_refused(
+    allowed_box: tuple[Sandbox, Path], listener: SilentListener
+) -> None:
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    code = (
+        "import socket\n"
+        "def ask(data):\n"
+        "    s = socket.create_connection(('127.0.0.1', 3128), timeout=10)\n"
+        "    s.sendall(data)\n"
+        "    out = b''\n"
+        "    while True:\n"
+        "        chunk = s.recv(65536)\n"
+        "        if not chunk: break\n"
+        "        out += chunk\n"
+        "    return out.split(b'\\r\\n')[0].decode()\n"
+        "P = {port}\n"
+        "print(ask(b'CONNECT 127.0.0.1:%d HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\n\\r\\n' % (P, P)))\n"
+        "print(ask(b'GET http://example.com/ HTTP/1.1\\r\\nHost: example.com\\r\\n\\r\\n'))\n"
+        "print(ask(b'CONNECT pypi.org:443 HTTP/1.1\\r\\nHost: example.com:443\\r\\n\\r\\n'))\n"
+        "print(ask(b'GET /admin HTTP/1.1\\r\\nHost: 127.0.0.1:3128\\r\\n\\r\\n'))\n"
+        "print(ask(b'GET http://localhost:%d/a HTTP/1.1\\r\\nHost: localhost:%d\\r\\n\\r\\n'"
+        " % (P, P)))\n"
+    ).replace("{port}", str(listener.port))
+    lines = box.run(code).stdout.strip().splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("HTTP/1.1 403"), lines[0]  # an IP literal
+    assert lines[1].startswith("HTTP/1.1 403 network access to example.com"), lines[1]
+    assert lines[2].startswith("HTTP/1.1 400"), lines[2]
+    assert "Host header" in lines[2], lines[2]
+    assert lines[3].startswith("HTTP/1.1 400"), lines[3]  # no admin side, no origin requests
+    assert lines[4].startswith("HTTP/1.1 403"), lines[4]
+    assert "loopback" in lines[4], lines[4]
+    time.sleep(0.5)
+    assert listener.contacts == 0
+
+
+@pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
+def offline_box(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> Iterator[tuple[Sandbox, Path]]:
+    box, audit = _start(request.param, tmp_path_factory, host, [])
+    try:
+        yield box, audit
+    finally:
+        box.kc.stop_channels()
+        box.km.shutdown_kernel(now=False)
+
+
+def test_pip_install_with_nothing_allowed_says_the_network_is_off(
+    offline_box: tuple[Sandbox, Path],
+) -> None:
+    box, _ = offline_box
+    result = box.run(f"%pip install {PACKAGE}")
+    assert result.status == "error"
+    error = result.error
+    assert error is not None
+    message = f"{error['ename']}: {error['evalue']}"
+    assert "the network is off in this sandbox (Isolation.allowed_hosts is empty)" in message
+    assert "\n" not in error["evalue"]
+    assert box.run(f"import {PACKAGE}").status == "error"
+    assert "Network:" in box.run("%sandbox").stdout
+
+
+def test_bang_pip_with_nothing_allowed_does_not_retry(offline_box: tuple[Sandbox, Path]) -> None:
+    box, _ = offline_box
+    result = box.run(f"!pip install {PACKAGE}", timeout=60)
+    assert "Retrying" not in result.text(), result.text()
