@@ -20,6 +20,7 @@ import pytest
 from sandbox_kernel.network.hosts import AllowList
 from sandbox_kernel.network.proxy import EgressProxy
 from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
+from tests.security.test_boundaries import test_no_network as _no_network_cell
 
 # Small, pure Python, not a dependency of anything in the test environment.
 PACKAGE = "termcolor"
@@ -152,6 +153,15 @@ def test_package_survives_a_rollback(allowed_box: tuple[Sandbox, Path]) -> None:
     assert crash.status == "error"
     result = box.run(f"import {PACKAGE}; print('ok')")
     assert result.stdout.strip() == "ok", result.text()
+
+
+def test_network_boundary_still_holds_with_hosts_allowed(
+    allowed_box: tuple[Sandbox, Path], host: Host
+) -> None:
+    """The red-team network cell (host TCP/UDP/unix listeners, the kernel's ZMQ port, the
+    internet) with allowed_hosts set: only the proxy is new, nothing else opens."""
+    box, _ = allowed_box
+    _no_network_cell(box, host)
 
 
 def test_host_not_on_the_list_is_refused_at_once(allowed_box: tuple[Sandbox, Path]) -> None:
