@@ -30,6 +30,7 @@ def pip_magic_installs(cell: str) -> bool:
     """Whether the cell runs ``%pip install`` (which explains a missing network itself)."""
     return bool(_PIP_MAGIC.search(cell))
 
+
 # pip options that take a value (so the value is not taken for a requirement).
 _VALUE_OPTIONS = frozenset(
     "-r --requirement -c --constraint -e --editable -t --target --prefix --root -i --index-url "
