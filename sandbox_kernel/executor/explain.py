@@ -143,7 +143,9 @@ class Explainer:
             path = os.path.join(os.getcwd(), path)
         path = os.path.normpath(path)
         if isinstance(exc, FileNotFoundError):
-            return self._hidden(path) if self._is_hidden(path) else None
+            if self._is_hidden(path):
+                return self._hidden(path)
+            return self._private_missing(path)
         if exc.errno == errno.EPERM and exc.filename2 is not None:
             # symlink(2), refused by seccomp: exc.filename is the link's target.
             return self._no_links()
@@ -184,6 +186,19 @@ class Explainer:
             "the Python environment and the system's own files. An administrator can "
             "show more with c.Isolation.extra_mounts."
         )
+
+    def _private_missing(self, path: str) -> str | None:
+        """A file missing from the private /tmp or HOME: the host's copy is not here."""
+        if self.workspace and self._under(path, (self.workspace,)):
+            return None
+        for root in self.private:
+            if root and root != os.sep and self._under(path, (root,)):
+                where = f" ({self.workspace})" if self.workspace else ""
+                return (
+                    f"{PREFIX} {root} is private to this sandbox and starts empty: the host's "
+                    f"files there are not visible. Keep data in the workspace{where}."
+                )
+        return None
 
     def _read_only(self, path: str) -> str:
         if self.workspace_writable and self.workspace:

@@ -68,6 +68,16 @@ def test_a_hidden_path_is_named_hidden(kc: BlockingKernelClient, level: str) -> 
         assert "c.Isolation.extra_mounts" in seen
 
 
+def test_a_file_missing_from_the_private_home_says_it_starts_empty(
+    kc: BlockingKernelClient, module_workspace: Path
+) -> None:
+    result = execute(kc, "import os\nopen(os.path.expanduser('~/data-from-the-host.csv'))")
+    assert result.error is not None
+    seen = _seen(result)
+    assert "is private to this sandbox and starts empty: the host's files there are not" in seen
+    assert f"Keep data in the workspace ({module_workspace})." in seen
+
+
 def test_a_missing_workspace_file_is_just_missing(kc: BlockingKernelClient) -> None:
     result = execute(kc, "open('no-such-file.csv')")
     assert result.error is not None

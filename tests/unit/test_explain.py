@@ -115,6 +115,15 @@ def test_a_hidden_path_is_named_hidden(path: str, level: str) -> None:
         ]
 
 
+def test_a_file_missing_from_the_private_home_or_tmp_says_they_start_empty() -> None:
+    for root, path in (("/home/ann", "/home/ann/data.csv"), ("/tmp", "/tmp/cache/x")):
+        notes = _notes(FileNotFoundError(errno.ENOENT, "No such file", path))
+        assert notes == [
+            f"[sandbox] {root} is private to this sandbox and starts empty: the host's files "
+            "there are not visible. Keep data in the workspace (/home/ann/course)."
+        ]
+
+
 def test_a_missing_file_in_the_workspace_is_just_missing() -> None:
     exc = FileNotFoundError(errno.ENOENT, "No such file", "/home/ann/course/data.csv")
     assert _notes(exc) == []
