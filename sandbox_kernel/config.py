@@ -77,6 +77,7 @@ SHADOW_MODULES = (
     "conftest.py",
     "sitecustomize.py",
     "usercustomize.py",
+    "__pycache__",
     "site-packages/*.pth",
     "dist-packages/*.pth",
     "jupyter.py",

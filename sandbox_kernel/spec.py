@@ -202,5 +202,9 @@ def build_environment(isolation: Isolation, limits: Limits) -> dict[str, str]:
             "MKL_NUM_THREADS": threads,
             "NUMEXPR_MAX_THREADS": threads,
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            # No bytecode caches from the sandbox's interpreters (!python, scripts):
+            # a __pycache__ left in the workspace would run for the user's own next
+            # import of that module, unseen in its source; hygiene.py removes any.
+            "PYTHONDONTWRITEBYTECODE": "1",
         },
     )

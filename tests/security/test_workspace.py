@@ -527,3 +527,58 @@ def api_request_raw(server, path: str) -> bytes:  # type: ignore[no-untyped-def]
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return bytes(response.read())
+
+
+FORGE_PYC = """
+import importlib._bootstrap_external as be, os, sys
+st = os.stat({source!r})
+code = compile("open({marker!r}, 'w').write('ran')\\nVALUE = 1\\n", {source!r}, 'exec')
+os.makedirs(os.path.join(os.path.dirname({source!r}), '__pycache__'), exist_ok=True)
+target = os.path.join(os.path.dirname({source!r}), '__pycache__',
+                      'helper.' + sys.implementation.cache_tag + '.pyc')
+with open(target, 'wb') as f:
+    f.write(be._code_to_timestamp_pyc(code, st.st_mtime, st.st_size))
+print('FORGED', target)
+"""
+
+
+def _import_helper(directory: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [sys.executable, "-c", "import helper"],
+        check=False,
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_a_forged_bytecode_cache_never_runs(box: Sandbox, tmp_path: Path) -> None:
+    """The user's helper.py, unchanged, with a __pycache__ entry forged to match it: the
+    user's next import would run the cell's code and a git diff would show nothing."""
+    # Positive control, planted from outside.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "helper.py").write_text("VALUE = 1\n")
+    control = tmp_path / "control-marker"
+    exec(FORGE_PYC.format(source=str(scratch / "helper.py"), marker=str(control)))
+    _import_helper(scratch)
+    assert control.exists(), "a forged bytecode cache does not run: the check would be vacuous"
+
+    case = box.workspace / f"pyc-{uuid.uuid4().hex[:8]}"
+    case.mkdir()
+    case.chmod(0o777)
+    (case / "helper.py").write_text("VALUE = 1\n")
+    marker = tmp_path / "marker"
+    tmp_path.chmod(0o777)
+    result = box.run(FORGE_PYC.format(source=f"{case.name}/helper.py", marker=str(marker)))
+    assert result.status == "ok", result.text()
+    assert not (case / "__pycache__").exists()
+    _import_helper(case)
+    assert not marker.exists(), "the cell's bytecode ran outside the sandbox"
+    assert "Isolation.shadow_modules" in _all_text(result)

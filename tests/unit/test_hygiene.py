@@ -198,3 +198,17 @@ def test_changes_in_a_tree_bound_read_only_are_the_users(tmp_path: Path) -> None
     (ws / ".git" / "config").write_text("[core]\n\tfsmonitor = evil\n")
     guard.scan()
     assert (ws / ".git" / "config").read_text() == "[user]\n\tname = me\n"
+
+
+def test_a_bytecode_cache_for_the_users_module_is_removed(tmp_path: Path) -> None:
+    """A .pyc whose header matches helper.py runs for the user's next import, unseen in
+    the source (a git diff shows nothing): the sandbox writes none of its own."""
+    ws, _ = _project(tmp_path)
+    (ws / "helper.py").write_text("def f():\n    return 1\n")
+    time.sleep(0.02)
+    guard = _guard(ws)
+    (ws / "__pycache__").mkdir()
+    (ws / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"forged")
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings == {"__pycache__": "removed"}
+    assert (ws / "helper.py").exists()
