@@ -315,6 +315,9 @@ class SandboxKernel(Kernel):
                 cgroup_reason = None
             else:
                 cgroup_reason = created
+                enclosing = cgroups.enclosing_limits().describe()
+                if enclosing:
+                    cgroup_reason = f"{created}; {enclosing}"
                 if self.isolation.cgroups == "required":
                     return f"cgroup required but unavailable: {created}"
         else:

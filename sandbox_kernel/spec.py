@@ -13,7 +13,7 @@ import psutil
 
 from .config import Isolation, Limits
 from .executor.env import scrubbed_environment
-from .isolation import rlimits
+from .isolation import cgroups, rlimits
 from .isolation.cgroups import Cgroup
 
 __all__ = ["build_environment", "build_spec", "effective_memory_bytes", "protected_paths"]
@@ -80,9 +80,19 @@ def protected_paths(home: str) -> list[str]:
 
 
 def effective_memory_bytes(limits: Limits) -> int:
+    """The executor's memory limit: as configured, else half of what this machine has.
+
+    "This machine" is the smaller of the RAM and the enclosing cgroup's limit (a
+    container's --memory): half of a host's RAM inside a 512 MiB container would let
+    a cell bring the container's OOM killer down on the kernel itself.
+    """
+    available = int(psutil.virtual_memory().total)
+    enclosing = cgroups.enclosing_limits().memory_bytes
+    if enclosing is not None:
+        available = min(available, enclosing)
     if limits.memory_limit_mb:
-        return int(limits.memory_limit_mb) * MIB
-    return int(psutil.virtual_memory().total // 2)
+        return min(int(limits.memory_limit_mb) * MIB, available)
+    return available // 2
 
 
 def limits_dict(limits: Limits) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Cgroup", "create"]
+__all__ = ["Cgroup", "EnclosingLimits", "create", "enclosing_limits"]
 
 ROOT = "/sys/fs/cgroup"
 # The CFS bandwidth period: the share is enforced over every 100 ms.
@@ -301,3 +301,71 @@ def create(name: str, memory_bytes: int, pids_max: int, cpu_share: float = 0.0) 
             return result
         reasons.append(result)
     return "; ".join(reasons)
+
+
+# cgroup v1 writes "no limit" as the largest page-aligned value it can hold.
+_V1_UNLIMITED = 1 << 60
+
+
+@dataclass(frozen=True)
+class EnclosingLimits:
+    """Limits the cgroup this kernel already runs in gives (a container's --memory,
+    --pids-limit): they bound the kernel and its executors together."""
+
+    memory_bytes: int | None
+    pids_max: int | None
+    version: int
+
+    def describe(self) -> str:
+        parts = []
+        if self.memory_bytes is not None:
+            parts.append(f"memory {self.memory_bytes >> 20} MiB")
+        if self.pids_max is not None:
+            parts.append(f"{self.pids_max} processes")
+        if not parts:
+            return ""
+        return (
+            f"the enclosing cgroup (v{self.version}, the container's) limits kernel and "
+            f"cells together: {', '.join(parts)}"
+        )
+
+
+def _limit_file(controller: str | None, name: str) -> str | None:
+    """The limit file of this process's own cgroup, wherever the hierarchy is mounted."""
+    base = ROOT if controller is None else os.path.join(ROOT, controller)
+    own = _own_path(controller) or "/"
+    for directory in (os.path.join(base, own.lstrip("/")), base):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _read_limit(path: str | None) -> int | None:
+    if path is None:
+        return None
+    try:
+        text = _read(path).strip()
+    except OSError:
+        return None
+    if not text.isdigit():
+        return None  # "max": no limit
+    value = int(text)
+    return None if value >= _V1_UNLIMITED else value
+
+
+def enclosing_limits() -> EnclosingLimits:
+    """The memory and pids limits of the cgroup this process is in (None: unlimited)."""
+    if os.path.exists(os.path.join(ROOT, "memory", "memory.limit_in_bytes")) or os.path.isdir(
+        os.path.join(ROOT, "pids")
+    ):
+        return EnclosingLimits(
+            _read_limit(_limit_file("memory", "memory.limit_in_bytes")),
+            _read_limit(_limit_file("pids", "pids.max")),
+            1,
+        )
+    return EnclosingLimits(
+        _read_limit(_limit_file(None, "memory.max")),
+        _read_limit(_limit_file(None, "pids.max")),
+        2,
+    )

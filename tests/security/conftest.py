@@ -28,7 +28,14 @@ from jupyter_client.manager import KernelManager
 
 from tests.utils import TIMEOUT, execute, kernel_pid, process_tree
 
-LEVEL_KERNELS = {"namespaces": "sandbox-python", "landlock": "sandbox-python-docker"}
+# On a real host (a container, tests/containers/), the boundary suite runs on the
+# plain kernel only, which must reach exactly this level (a lower one is a failure).
+HOST_LEVEL = os.environ.get("SANDBOX_TEST_HOST_LEVEL", "")
+LEVEL_KERNELS = (
+    {HOST_LEVEL: "sandbox-python"}
+    if HOST_LEVEL
+    else {"namespaces": "sandbox-python", "landlock": "sandbox-python-docker"}
+)
 # The boundary tests prove the OS sandbox on its own: the policy layer stands aside
 # (nothing denied, no audit hooks) so that it cannot hide a hole in the layer below.
 OS_LAYER_ONLY = ["--Policy.preset=permissive", "--Policy.runtime_hooks=False"]
@@ -252,6 +259,8 @@ def start_sandbox(
     if actual != level:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+        if HOST_LEVEL:
+            pytest.fail(f"this host must offer the {level!r} level, the kernel reports {actual!r}")
         pytest.skip(
             f"this host cannot offer the {level!r} level (the kernel reports {actual!r}: "
             f"{reply['content']['sandbox'].get('failure') or reply['content']['banner']})"
@@ -259,7 +268,10 @@ def start_sandbox(
     return Sandbox(level, km, kc, workspace)
 
 
-@pytest.fixture(scope="module", params=[*sorted(LEVEL_KERNELS), *HOST_KERNELS])
+@pytest.fixture(
+    scope="module",
+    params=[*sorted(LEVEL_KERNELS), *([] if HOST_LEVEL else HOST_KERNELS)],
+)
 def sandbox(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
 ) -> Iterator[Sandbox]:
