@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,19 @@ class Config:
     level: str
     limits: tuple[str, ...] = ()
     description: str = ""
+    # Rootless Podman, run by this unprivileged user (the image loaded into its store).
+    podman_user: str = ""
+
+
+# Found by these tests and not fixed yet: at the namespaces level inside a container
+# whose root has no CAP_SYS_ADMIN, the kernel maps the container's uid 0 to itself
+# (cells run as the container's root, without capabilities), and a crashed cell is
+# not rolled back (the tour's segfault cell loses the earlier state).
+NAMESPACES_IN_CONTAINER = pytest.mark.xfail(
+    strict=True,
+    reason="namespaces in a container without CAP_SYS_ADMIN: cells keep the container's "
+    "uid 0, and a crash is not rolled back (tests/containers/README.md)",
+)
 
 
 CONFIGS = {
@@ -70,6 +86,13 @@ CONFIGS = {
         "landlock",
         description="--user 1000:1000 (no passwd entry) --cap-drop ALL "
         "--security-opt no-new-privileges --read-only, tmpfs /tmp",
+    ),
+    "podman-rootless": Config(
+        ("--network", "none"),
+        "namespaces",
+        description="rootless podman run (Debian's podman 4.3, vfs) as the unprivileged "
+        "user sandboxci",
+        podman_user="sandboxci",
     ),
     "docker-limits": Config(
         ("--network", "none", "--pids-limit", "512", "--memory", "2g"),
@@ -113,9 +136,53 @@ def _record(name: str, entry: dict[str, object]) -> None:
     path.write_text(json.dumps(results, indent=2))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_container_configuration(name: str, image: str, tmp_path: Path) -> None:
+def _podman_image(image: str, user: str, tmp_path: Path) -> str:
+    """The image in ``user``'s rootless Podman store (loaded from Docker's if missing)."""
+    if shutil.which("podman") is None:
+        pytest.skip("needs podman (Debian's podman, uidmap)")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        pytest.skip(f"needs the unprivileged user {user} (.ci/run creates it)")
+    local = f"localhost/{image}"
+    if _as_user(user, ["podman", "image", "exists", local]).returncode != 0:
+        archive = tmp_path / "image.tar"
+        subprocess.run(["docker", "save", "-o", str(archive), image], check=True)
+        archive.chmod(0o644)
+        tmp_path.chmod(0o755)
+        loaded = _as_user(user, ["podman", "load", "-i", str(archive)])
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        archive.unlink()
+    return local
+
+
+def _as_user(user: str, command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["su", user, "-c", "cd ~ && " + shlex.join(command)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=NAMESPACES_IN_CONTAINER) if CONFIGS[n].level == "namespaces" else n
+        for n in sorted(CONFIGS)
+    ],
+)
+def test_container_configuration(name: str, image: str) -> None:
     config = CONFIGS[name]
+    # Reachable by a rootless runtime's user too (pytest's own tmp dirs are 0700).
+    tmp_path = Path(tempfile.mkdtemp(prefix=f"sandbox-container-{name}-"))
+    tmp_path.chmod(0o755)
+    if config.podman_user and os.geteuid() != 0:
+        pytest.skip("needs root to run rootless Podman as another user")
+    runtime = ["docker"]
+    if config.podman_user:
+        image = _podman_image(image, config.podman_user, tmp_path)
+        runtime = ["podman"]
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o777)
@@ -132,7 +199,7 @@ def test_container_configuration(name: str, image: str, tmp_path: Path) -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = [
-        "docker",
+        *runtime,
         "run",
         "--rm",
         *config.flags,
@@ -157,7 +224,10 @@ def test_container_configuration(name: str, image: str, tmp_path: Path) -> None:
         *SUITES,
     ]
     start = time.monotonic()
-    run = subprocess.run(command, capture_output=True, text=True, check=False)
+    if config.podman_user:
+        run = _as_user(config.podman_user, command)
+    else:
+        run = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - start
     summary = (re.findall(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", run.stdout, re.M) or [""])[-1]
     report = (out / "sandbox.txt").read_text() if (out / "sandbox.txt").exists() else ""
@@ -174,7 +244,9 @@ def test_container_configuration(name: str, image: str, tmp_path: Path) -> None:
             "sandbox": report,
         },
     )
+    canary_after = canary.read_text()
+    shutil.rmtree(tmp_path, ignore_errors=True)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert reported is not None
     assert reported.group(1) == config.level
-    assert canary.read_text() == "original"
+    assert canary_after == "original"

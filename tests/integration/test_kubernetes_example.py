@@ -103,3 +103,35 @@ def test_the_image_configuration_on_a_restricted_pod(tmp_path: Path, pod_locks: 
     # Only what the student's file tried is an attempt: the default preset gives way silently.
     assert all("SandboxKernelApp.preset" not in json.dumps(r) for r in refused), refused
     assert any(r.get("kind") == "cell" and r.get("verdict") == "denied" for r in records)
+
+
+Z2JH = Path(__file__).parent / "z2jh"
+
+
+def _merged(defaults: dict, values: dict) -> dict:
+    """Helm's merge of user values over the chart's defaults (maps merge, the rest wins)."""
+    out = dict(defaults)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            out[key] = _merged(defaults[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_values_validate_against_the_charts_schema() -> None:
+    """No cluster runs here: check examples/kubernetes/values.yaml as `helm install`
+    would, against the Zero to JupyterHub chart's own values schema (vendored)."""
+    import jsonschema
+
+    schema = yaml.safe_load((Z2JH / "values.schema.yaml").read_text())
+    defaults = yaml.safe_load((Z2JH / "values.yaml").read_text())
+    values = yaml.safe_load((REPO / "examples" / "kubernetes" / "values.yaml").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [
+        f"{list(e.path)}: {e.message}" for e in validator.iter_errors(_merged(defaults, values))
+    ]
+    assert errors == []
+    # The check can fail: a misspelt key in singleuser is refused.
+    broken = _merged(values, {"singleuser": {"uidd": 1000}})
+    assert list(validator.iter_errors(_merged(defaults, broken)))
