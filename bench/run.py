@@ -825,9 +825,12 @@ def source_digest() -> str:
 
 def _git(*argv: str) -> str:
     """Read-only git queries (nothing that changes the repository)."""
-    done = subprocess.run(
-        ["git", *argv], cwd=BENCH_DIR, capture_output=True, text=True, check=False
-    )
+    try:
+        done = subprocess.run(
+            ["git", *argv], cwd=BENCH_DIR, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return ""  # no git (a container built from minimal Debian packages)
     return done.stdout.strip()
 
 
