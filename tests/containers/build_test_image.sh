@@ -32,7 +32,7 @@ container="sandbox-kernel-build-$$"
 docker run --name "$container" --network host "${mounts[@]}" "${envs[@]}" "$base" bash -euc '
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    /opt/venv/bin/pip install --quiet "/src[test]" numpy pandas matplotlib nbconvert 2>&1 \
+    /opt/venv/bin/pip install --quiet "/src[test]" numpy pandas matplotlib nbconvert hatchling 2>&1 \
         | grep -v "^WARNING: Location" || true
     /opt/venv/bin/python -c "import sandbox_kernel, pytest, numpy"
     /opt/venv/bin/pip uninstall --quiet --yes sandbox-kernel
@@ -44,7 +44,10 @@ docker run --name "$container" --network host "${mounts[@]}" "${envs[@]}" "$base
     useradd --uid 1001 --create-home --shell /bin/bash sandboxci
     mkdir -p /opt/venv/etc/jupyter
 ' >&2
+# PIP_NO_BUILD_ISOLATION=0 (pip reads it as "no build isolation"): images built on this
+# one (examples/kubernetes/Dockerfile) install the project offline, with hatchling here.
 docker commit --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV PIP_NO_BUILD_ISOLATION=0' \
     --change 'WORKDIR /src' "$container" "$image" >/dev/null
 docker rm "$container" >/dev/null
 echo "$image"
