@@ -49,6 +49,9 @@ ETC_ENTRIES = (
     "mime.types",
     "alternatives",
     "os-release",
+    # Read by pip (distro, for its user agent), which fails on an unreadable one.
+    "debian_version",
+    "lsb-release",
     "protocols",
     "services",
     "matplotlibrc",

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from sandbox_kernel.network.hosts import AllowList
 from sandbox_kernel.network.proxy import EgressProxy
 from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
 from tests.security.test_boundaries import test_no_network as _no_network_cell
+from tests.utils import kernel_pid
 
 # Small, pure Python, not a dependency of anything in the test environment.
 PACKAGE = "termcolor"
@@ -320,3 +322,69 @@ def test_bang_pip_with_nothing_allowed_does_not_retry(offline_box: tuple[Sandbox
     box, _ = offline_box
     result = box.run(f"!pip install {PACKAGE}", timeout=60)
     assert "Retrying" not in result.text(), result.text()
+
+
+def _tiny_wheel(directory: Path, name: str = "sandboxtinypkg") -> Path:
+    """A one-module wheel, so that this test needs no network at all."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        f"{name}.py": b"VALUE = 42\n",
+        f"{name}-1.0.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()
+        ),
+        f"{name}-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = ""
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(data)}\n"
+    record += f"{name}-1.0.dist-info/RECORD,,\n"
+    files[f"{name}-1.0.dist-info/RECORD"] = record.encode()
+    wheel = directory / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    wheel.chmod(0o644)
+    return wheel
+
+
+@pytest.mark.parametrize("level", sorted(LEVEL_KERNELS))
+def test_package_dir_survives_a_restart_and_stays_off_the_kernels_path(
+    level: str, tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    packages = tmp_path_factory.mktemp("packages")
+    packages.chmod(0o777)
+    box, _ = _start(
+        level,
+        tmp_path_factory,
+        host,
+        [],
+        extra=[f"--Isolation.package_dir={packages}"],
+    )
+    try:
+        wheel = _tiny_wheel(box.workspace)
+        result = box.run(f"%pip install --no-index ./{wheel.name}", timeout=120)
+        assert "Successfully installed sandboxtinypkg-1.0" in result.text(), result.text()
+        assert box.run("import sandboxtinypkg; print(sandboxtinypkg.VALUE)").stdout == "42\n"
+        assert any(packages.rglob("sandboxtinypkg.py")), "not in Isolation.package_dir"
+        box.km.restart_kernel(now=False)
+        box.kc.wait_for_ready(timeout=60)
+        result = box.run("import sandboxtinypkg; print(sandboxtinypkg.__file__)")
+        assert result.stdout.startswith(str(packages)), result.text()
+        assert "installed with %pip: sandboxtinypkg 1.0" in box.run("%sandbox").stdout
+        # The trusted kernel has nothing from there open or mapped, and it is not on its
+        # path (it runs python -I; PYTHONPATH is set for cells only).
+        kernel = psutil.Process(kernel_pid(box.km))
+        mapped = [m.path for m in kernel.memory_maps(grouped=True)]
+        opened = [f.path for f in kernel.open_files()]
+        assert not [p for p in mapped + opened if p.startswith(str(packages))]
+        assert "PYTHONPATH" not in kernel.environ()
+        assert "-I" in kernel.cmdline()
+    finally:
+        box.kc.stop_channels()
+        box.km.shutdown_kernel(now=False)
