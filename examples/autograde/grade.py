@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Grade untrusted notebook submissions with the sandbox kernel; grades never leave the grader.
 
+    python grade.py --course course [--assignment ps1]     # a course laid out as below
     python grade.py --kernel sandbox-grader --tests course/tests/ps1.py \\
         --submissions course/submitted --notebook ps1.ipynb \\
         --work course/work --out course/results/ps1.json \\
         [--data course/data/ps1] [--audit-log course/audit/audit.jsonl]
+
+``--course DIR`` reads the layout of the demo course (``demo/``): the assignment in
+``source/<name>.ipynb``, hidden tests in ``tests/<name>.py``, data in ``data/<name>/``,
+``submitted/<student>/<name>.ipynb``; it writes ``work/``, ``results/<name>.json``,
+``feedback/<name>/`` and has the kernel write its audit log to ``audit/audit.jsonl``.
+Options given explicitly win.
 
 For each ``SUBMISSIONS/<student>/`` the grader:
 
@@ -296,11 +303,38 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def audit_events(log: Path | None, offset: int, cells: list[str]) -> list[dict[str, Any]]:
-    """The audit records of this submission's kernel (matched by the cells we sent)."""
+def _event_detail(record: dict[str, Any], outcome: str | None) -> str:
+    """What happened, in words: the kernel's own detail, or one made from a cell record."""
+    if record.get("detail"):
+        return _short(record["detail"])
+    rules = ", ".join(record.get("rules", []))
+    if record.get("verdict") == "denied":
+        return f"the cell was refused by the policy ({rules or 'no rule named'}) and did not run"
+    resources = record.get("resources") or {}
+    facts = [f"{outcome}"]
+    if resources.get("wall_time_s") is not None:
+        facts.append(f"after {resources['wall_time_s']:g} s")
+    if resources.get("peak_memory_mb") is not None:
+        facts.append(f"peak memory {resources['peak_memory_mb']:g} MiB")
+    if resources.get("rolled_back"):
+        facts.append("state rolled back to before the cell")
+    return _short(", ".join(facts))
+
+
+def audit_events(
+    log: Path | None, offset: int, cells: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The audit records of this submission's kernel (matched by the cells we sent).
+
+    ``cells`` holds (label, source) of every cell sent, so that each event says which
+    cell caused it ("cell 3", "a probe").
+    """
     if log is None or not log.is_file():
         return []
-    hashes = {_sha256(c) for c in cells}
+    labels: dict[str, str] = {}
+    for label, source in cells:
+        labels.setdefault(_sha256(source), label)
+    hashes = set(labels)
     records = []
     with open(log, "rb") as f:
         f.seek(offset)
@@ -312,17 +346,21 @@ def audit_events(log: Path | None, offset: int, cells: list[str]) -> list[dict[s
     for r in records:
         if r.get("kernel_id") not in kernels:
             continue
-        outcome = r.get("resources", {}).get("outcome", "ok") if r.get("kind") == "cell" else None
+        outcome = None
+        if r.get("kind") == "cell":
+            refused = r.get("verdict") == "denied"
+            outcome = r.get("resources", {}).get("outcome", "refused" if refused else "ok")
         if r.get("kind") == "cell" and outcome == "ok" and r.get("verdict") == "allowed":
             continue
         events.append(
             {
                 "kind": r.get("kind"),
+                "cell": labels.get(r.get("cell_sha256", ""), "between cells"),
                 "verdict": r.get("verdict"),
                 "outcome": outcome,
                 "rules": r.get("rules", []),
                 "event": r.get("event"),
-                "detail": _short(r.get("detail", "")),
+                "detail": _event_detail(r, outcome),
             }
         )
     return events
@@ -350,7 +388,7 @@ class Grader:
         }
         started = time.monotonic()
         offset = self.audit_log.stat().st_size if self.audit_log and self.audit_log.is_file() else 0
-        sent: list[str] = []
+        sent: list[tuple[str, str]] = []
         with self._workspace(student) as ws:
             try:
                 outcome.notes += copy_submission(src, ws)
@@ -389,7 +427,7 @@ class Grader:
 
     def _run(
         self, nb: nbformat.NotebookNode, ws: Path, outcome: Outcome, started: float
-    ) -> list[str]:
+    ) -> list[tuple[str, str]]:
         # kernel_name pins the kernel: nbclient reads nb.metadata.kernelspec only when it
         # is empty. The notebook's own choice is overwritten too, so the saved copy says
         # what really ran.
@@ -406,7 +444,7 @@ class Grader:
             resources={"metadata": {"path": str(ws)}},
         )
         deadline = started + self.submission_timeout
-        sent: list[str] = []
+        sent: list[tuple[str, str]] = []
         try:
             with client.setup_kernel():
                 assert client.kc is not None
@@ -427,18 +465,18 @@ class Grader:
                         continue
                     if time.monotonic() > deadline:
                         raise GraderAbort("the submission ran out of grading time")
-                    sent.append(cell.source)
+                    sent.append((f"cell {index + 1}", cell.source))
                     try:
                         client.execute_cell(cell, index)
                     except CellTimeoutError as exc:
-                        raise GraderAbort(f"cell {index} did not finish in time") from exc
+                        raise GraderAbort(f"cell {index + 1} did not finish in time") from exc
                     except DeadKernelError as exc:
                         raise GraderAbort("the kernel died") from exc
                 probe = Probe(client, deadline)
                 try:
                     self._run_tests(probe, outcome)
                 finally:
-                    sent += probe.cells
+                    sent += [("a probe", code) for code in probe.cells]
         except GraderAbort:
             raise
         except (DeadKernelError, RuntimeError, TimeoutError) as exc:
@@ -485,14 +523,55 @@ def write_results(path: Path, outcomes: list[Outcome], meta: dict[str, Any]) -> 
     os.replace(tmp, path)
 
 
+def course_defaults(args: argparse.Namespace) -> None:
+    """Fill the paths a ``--course`` directory implies; options given explicitly win."""
+    course = args.course.resolve()
+    name = args.assignment
+    if name is None:
+        sources = sorted((course / "source").glob("*.ipynb"))
+        if len(sources) != 1:
+            raise SystemExit(
+                f"{course}/source holds {len(sources)} notebooks: name one with --assignment"
+            )
+        name = sources[0].stem
+    implied = {
+        "tests": course / "tests" / f"{name}.py",
+        "submissions": course / "submitted",
+        "notebook": f"{name}.ipynb",
+        "work": course / "work",
+        "out": course / "results" / f"{name}.json",
+        "feedback": course / "feedback" / name,
+        "audit_log": course / "audit" / "audit.jsonl",
+    }
+    if (course / "data" / name).is_dir():
+        implied["data"] = course / "data" / name
+    for key, value in implied.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.audit_log == implied["audit_log"]:
+        # The kernel writes where we read (a lock on Policy.audit_log must name the same file).
+        args.audit_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        args.kernel_arg = [f"--Policy.audit_log={args.audit_log}", *args.kernel_arg]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kernel", required=True, help="kernelspec name of the sandbox kernel")
-    parser.add_argument("--tests", required=True, type=Path, help="the instructor's tests module")
-    parser.add_argument("--submissions", required=True, type=Path, help="one directory per student")
-    parser.add_argument("--notebook", required=True, help="notebook file name in each submission")
-    parser.add_argument("--work", required=True, type=Path, help="where workspaces are created")
-    parser.add_argument("--out", required=True, type=Path, help="results file (JSON)")
+    parser.add_argument(
+        "--course", type=Path, help="a course directory laid out as demo/: fills the paths below"
+    )
+    parser.add_argument(
+        "--assignment", help="with --course: the assignment (default: the one in source/)"
+    )
+    parser.add_argument(
+        "--kernel",
+        default="sandbox-grader",
+        help="kernelspec name of the sandbox kernel (default sandbox-grader)",
+    )
+    parser.add_argument("--tests", type=Path, help="the instructor's tests module")
+    parser.add_argument("--submissions", type=Path, help="one directory per student")
+    parser.add_argument("--notebook", help="notebook file name in each submission")
+    parser.add_argument("--work", type=Path, help="where workspaces are created")
+    parser.add_argument("--out", type=Path, help="results file (JSON)")
     parser.add_argument("--feedback", type=Path, help="save executed notebooks here")
     parser.add_argument("--data", type=Path, help="files copied into every workspace")
     parser.add_argument("--audit-log", type=Path, help="the kernel's audit log, to summarize")
@@ -508,6 +587,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-work", action="store_true")
     args = parser.parse_args(argv)
+    if args.course is not None:
+        course_defaults(args)
+    missing = [
+        f"--{n}" for n in ("tests", "submissions", "notebook", "work", "out") if not vars(args)[n]
+    ]
+    if missing:
+        parser.error(f"{', '.join(missing)} required (or --course DIR)")
 
     set_not_dumpable()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -529,17 +615,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.student:
         students = [s for s in students if s in set(args.student)]
     outcomes = []
-    for student in students:
+    for number, student in enumerate(students, 1):
         if not STUDENT_ID.match(student):
             print(f"skipping {student!r}: not a valid student id", file=sys.stderr)
             continue
+        print(f"[{number}/{len(students)}] {student}: running {args.notebook} ...", flush=True)
         outcome = grader.grade(student, args.submissions / student, args.feedback)
         outcomes.append(outcome)
         print(
-            f"{student:20} {outcome.score:6g} / {outcome.max_score:g}  {outcome.status:10} "
-            f"{outcome.elapsed_s:6.1f} s  level={outcome.sandbox_level}",
+            f"[{number}/{len(students)}] {student:20} {outcome.score:6g} / {outcome.max_score:g}"
+            f"  {outcome.status:10} {outcome.elapsed_s:6.1f} s  level={outcome.sandbox_level}"
+            f"  sandbox events: {len(outcome.events)}",
             flush=True,
         )
+    print(f"results: {args.out}", flush=True)
     write_results(
         args.out,
         outcomes,

@@ -366,7 +366,7 @@ def build_course(base: Path) -> Course:
         "audit",
     ):
         (root / sub).mkdir(parents=True)
-    tests = (EXAMPLE / "tests_ps1.py").read_text()
+    tests = (EXAMPLE / "demo" / "tests" / "ps1.py").read_text()
     (root / "tests" / "ps1.py").write_text(f"{tests}\n# {canaries['tests']}\n")
     (root / "data" / "ps1" / "numbers.txt").write_text("17\n23\n42\n58\n99\n")
     solution = notebook([*CORRECT, f"# {canaries['source']}"])

@@ -1,10 +1,11 @@
 """Hidden tests for problem set 1, run by grade.py in the grader process.
 
-This file never goes into a workspace: keep it in course/tests/ (a hidden path). Each
-``test_*`` function gets ``probe``; ``probe("expr")`` is the value of ``expr`` in the
-student's kernel as plain JSON data, ``probe.error("expr")`` the name of the exception
-it raised. Compare here, never in the probe: ``probe("square(3) == 9")`` would let the
-student's code decide the outcome. Inputs drawn at random in this process cannot be
+This file never goes into a workspace: keep it in course/tests/ (a hidden path), as
+the demo course does (examples/autograde/demo/tests/ps1.py). Each ``test_*`` function
+gets ``probe``; ``probe("expr")`` is the value of ``expr`` in the student's kernel as
+plain JSON data, ``probe.error("expr")`` the name of the exception it raised. Compare
+here, never in the probe: ``probe("square(3) == 9")`` would let the student's code
+decide the outcome. Inputs drawn at random in this process cannot be
 hard-coded in a submission.
 """
 
