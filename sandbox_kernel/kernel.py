@@ -32,7 +32,7 @@ from .log import AuditLog
 from .network.kernel_side import KernelNetwork
 from .policy import PolicySettings, Verdict, check_cell
 from .policy.rules import RULES
-from .quota import MIB, MIN_INTERVAL_S, WorkspaceMeter, sandbox_write_bytes
+from .quota import IDLE_INTERVAL_S, MIB, MIN_INTERVAL_S, WorkspaceMeter, sandbox_write_bytes
 from .relay.budget import OutputLimits
 from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
@@ -425,7 +425,8 @@ class SandboxKernel(Kernel):
         """Measure the workspace whenever the sandbox has written to disk since last time.
 
         The sandbox's write counter (``/proc/<pid>/io``, a few small reads) is looked
-        at every MIN_INTERVAL_S; the workspace is measured only when it moved, and
+        at every MIN_INTERVAL_S while a cell runs (IDLE_INTERVAL_S between cells); the
+        workspace is measured only when it moved, and
         not more often than the measurement's own cost allows, so an idle kernel
         with a large workspace costs nothing.
         """
@@ -438,7 +439,7 @@ class SandboxKernel(Kernel):
         # no cell ran: the first may be the last writes of a cell just stopped.
         idle_strikes = 0
         while self._executor is executor and executor.dead_reason is None:
-            await asyncio.sleep(MIN_INTERVAL_S)
+            await asyncio.sleep(MIN_INTERVAL_S if self._running else IDLE_INTERVAL_S)
             now = sandbox_write_bytes(executor.tree_pids())
             # Unknown (no access to /proc/<pid>/io): the sandbox is taken to have written.
             if now is not None and now == written:
