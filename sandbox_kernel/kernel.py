@@ -213,6 +213,7 @@ class SandboxKernel(Kernel):
         self._workspace_meter: WorkspaceMeter | None = None
         # Links, special files, control files and shadow modules a cell leaves behind.
         self._guard: WorkspaceGuard | None = None
+        self._hygiene_findings = 0
         self._quota_watch: asyncio.Task[None] | None = None
         # Said at the start of the next cell (something happened between cells).
         self._pending_notices: list[str] = []
@@ -509,6 +510,7 @@ class SandboxKernel(Kernel):
         if guard is None:
             return
         findings = await asyncio.to_thread(guard.scan)
+        self._hygiene_findings += len(findings)
         self.log.debug(
             "workspace_scan dirs=%d entries=%d s=%.4f",
             guard.stats.dirs,
@@ -639,6 +641,14 @@ class SandboxKernel(Kernel):
             limits["workspace_growth"] = (
                 f"{meter.growth / MIB:.1f} MiB since the kernel started (measured from outside "
                 f"every {meter.interval():.2g} s)"
+            )
+        guard = self._guard
+        if guard is not None:
+            bound = f"; read-only inside: {', '.join(sorted(guard.bound))}" if guard.bound else ""
+            limits["workspace_hygiene"] = (
+                f"{self._hygiene_findings} entries undone this session (links, special files, "
+                "Isolation.control_files, Isolation.shadow_modules); last check "
+                f"{guard.stats.seconds * 1000:.1f} ms over {guard.stats.dirs} directories{bound}"
             )
         return limits
 
