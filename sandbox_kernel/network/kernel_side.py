@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import Isolation
 from .forward import PROXY_PORT
-from .hosts import AllowList, pip_index_hosts
+from .hosts import AllowList, pip_config_files, pip_index_hosts
 from .proxy import EgressProxy
 
 __all__ = ["PIP_ENV_NAMES", "KernelNetwork", "network_off_message"]
@@ -64,17 +64,6 @@ def network_off_message(allow_network: bool) -> str:
         "environment, or you can put wheel files in the workspace and run "
         "%pip install ./name.whl"
     )
-
-
-def _pip_config_files() -> list[str]:
-    """pip's configuration files that exist here, in pip's own order."""
-    found: list[str] = []
-    with contextlib.suppress(Exception):
-        from pip._internal.configuration import get_configuration_files
-
-        for paths in get_configuration_files().values():
-            found += [p for p in paths if os.path.isfile(p)]
-    return list(dict.fromkeys(os.path.realpath(p) for p in found))
 
 
 def _pip_referenced_files(config_files: list[str]) -> list[str]:
@@ -128,7 +117,7 @@ class KernelNetwork:
             isolation.package_dir or os.path.join(private_dir, "packages")
         )
         self.index_hosts = pip_index_hosts()
-        self.pip_files = _pip_config_files()
+        self.pip_files = pip_config_files()
 
     @property
     def enabled(self) -> bool:

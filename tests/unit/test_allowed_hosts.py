@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from traitlets import TraitError
 
 from sandbox_kernel.config import PRESETS, Isolation
-from sandbox_kernel.network.hosts import AllowList, parse_pattern, pip_index_hosts
+from sandbox_kernel.network.hosts import (
+    AllowList,
+    parse_pattern,
+    pip_config_files,
+    pip_index_hosts,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +95,22 @@ def test_pypi_here_follows_pip_config() -> None:
     assert hosts.allows("pypi.org", 443)
     assert hosts.allows("files.pythonhosted.org", 443)
     assert not hosts.allows("example.com", 443)
+
+
+def test_pip_config_is_read_as_pip_reads_it() -> None:
+    """Our reader (no pip import in the kernel) agrees with pip's own loader here."""
+    from pip._internal.configuration import Configuration, get_configuration_files
+
+    conf = Configuration(isolated=False)
+    conf.load()
+    values = {}
+    for key, value in conf.items():
+        section, _, name = key.partition(".")
+        if section in ("global", "install", ":env:"):
+            values[name] = str(value)
+    assert pip_index_hosts(values) == pip_index_hosts()
+    theirs = [os.path.realpath(p) for ps in get_configuration_files().values() for p in ps]
+    assert set(pip_config_files()) == {p for p in theirs if os.path.isfile(p)}
 
 
 def test_defaults_allow_nothing() -> None:
