@@ -18,12 +18,14 @@ import shutil
 import sysconfig
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Isolation
 from .forward import PROXY_PORT
 from .hosts import AllowList, pip_config_files, pip_index_hosts
-from .proxy import EgressProxy
+
+if TYPE_CHECKING:
+    from .proxy import EgressProxy
 
 __all__ = ["PIP_ENV_NAMES", "KernelNetwork", "network_off_message"]
 
@@ -134,6 +136,10 @@ class KernelNetwork:
         self.socket_dir = tempfile.mkdtemp(prefix="sandbox-proxy-")
         os.chmod(self.socket_dir, 0o711)
         self.socket_path = os.path.join(self.socket_dir, secrets.token_hex(16) + ".sock")
+        # Imported only when hosts are allowed (h11 and the proxy cost a kernel without
+        # network nothing).
+        from .proxy import EgressProxy
+
         self.proxy = EgressProxy(
             self.allow,
             audit=self.audit,
