@@ -58,7 +58,7 @@ PIP_ENV_NAMES = (
 _DIST_INFO = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._]*)-([A-Za-z0-9._+!]+)\.dist-info$")
 
 
-def network_off_message(allow_network: bool) -> str:
+def network_off_message() -> str:
     return (
         "the network is off in this sandbox (Isolation.allowed_hosts is empty), so pip "
         "cannot download; to get packages in, an administrator can allow the index "
@@ -120,6 +120,12 @@ class KernelNetwork:
         )
         self.index_hosts = pip_index_hosts()
         self.pip_files = pip_config_files()
+        # The user's own pip.conf (under HOME, which the sandbox sees empty, often below
+        # a protected ~/.config) goes in as a copy in a directory of the kernel's.
+        home = os.path.realpath(os.path.expanduser("~")) + "/"
+        self.user_pip_files = [p for p in self.pip_files if p.startswith(home)]
+        self.pip_files = [p for p in self.pip_files if not p.startswith(home)]
+        self.conf_dir: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -128,6 +134,13 @@ class KernelNetwork:
     def start(self) -> None:
         for path in site_dirs(self.prefix):
             os.makedirs(path, mode=0o755, exist_ok=True)
+        if self.user_pip_files and self.conf_dir is None:
+            self.conf_dir = tempfile.mkdtemp(prefix="sandbox-pipconf-")
+            os.chmod(self.conf_dir, 0o755)
+            copy = os.path.join(self.conf_dir, "pip.conf")
+            # The highest-precedence one, as PIP_CONFIG_FILE would be read.
+            shutil.copyfile(self.user_pip_files[-1], copy)
+            os.chmod(copy, 0o644)
         if not self.enabled or self.proxy is not None:
             return
         # Its own directory, traversable (a root kernel's cells run as another uid)
@@ -159,6 +172,9 @@ class KernelNetwork:
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.socket_dir = None
+        if self.conf_dir is not None:
+            shutil.rmtree(self.conf_dir, ignore_errors=True)
+            self.conf_dir = None
 
     # -- what the sandbox gets ---------------------------------------------------
 
@@ -167,7 +183,10 @@ class KernelNetwork:
         out = [[self.prefix, "rw"]]
         if self.socket_dir is not None:
             out.append([self.socket_dir, "ro"])
-        for path in [*self.pip_files, *_pip_referenced_files(self.pip_files)]:
+        if self.conf_dir is not None:
+            out.append([self.conf_dir, "ro"])
+        everything = [*self.pip_files, *self.user_pip_files]
+        for path in [*self.pip_files, *_pip_referenced_files(everything)]:
             out.append([path, "ro"])
         return out
 
@@ -179,16 +198,15 @@ class KernelNetwork:
         }
         dirs = site_dirs(self.prefix)
         env.update(PIP_PREFIX=self.prefix, PYTHONPATH=os.pathsep.join(dirs))
-        home_files = [p for p in self.pip_files if p.startswith(os.path.expanduser("~") + "/")]
-        if home_files and "PIP_CONFIG_FILE" not in env:
+        if self.conf_dir is not None and "PIP_CONFIG_FILE" not in env:
             # HOME and XDG_CONFIG_HOME point elsewhere inside: name the user's file.
-            env["PIP_CONFIG_FILE"] = home_files[-1]
+            env["PIP_CONFIG_FILE"] = os.path.join(self.conf_dir, "pip.conf")
         if self.socket_path is not None:
             url = f"http://127.0.0.1:{PROXY_PORT}"
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 env[name] = url
             env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1,::1"
-        else:
+        elif not self.isolation.allow_network:
             # No index is reachable: fail at once rather than after pip's retries.
             env["PIP_RETRIES"] = "0"
         return {
@@ -196,11 +214,15 @@ class KernelNetwork:
             "proxy_port": PROXY_PORT,
             "allowed": self.allow.describe() if self.enabled else "",
             "index_hosts": self.index_hosts,
-            "index_allowed": [h for h in self.index_hosts if self._allows_pattern(h)],
+            "index_allowed": self.index_hosts
+            if self.isolation.allow_network
+            else [h for h in self.index_hosts if self._allows_pattern(h)],
             "package_prefix": self.prefix,
             "site_dirs": dirs,
             "env": env,
-            "off_message": "" if self.enabled else network_off_message(False),
+            "off_message": ""
+            if self.enabled or self.isolation.allow_network
+            else network_off_message(),
         }
 
     def _allows_pattern(self, pattern: str) -> bool:

@@ -148,6 +148,15 @@ def test_pip_install_from_the_allowed_index_imports_at_once(
     assert all("/simple" not in json.dumps(r) and PACKAGE not in json.dumps(r) for r in records)
 
 
+def test_bang_pip_install_goes_to_the_package_dir(allowed_box: tuple[Sandbox, Path]) -> None:
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    result = box.run("!pip install --no-cache-dir tabulate", timeout=180)
+    assert "Successfully installed tabulate" in result.text(), result.text()
+    result = box.run("import tabulate; print(tabulate.__file__)")
+    assert "/packages/" in result.stdout, result.text()
+
+
 def test_package_survives_a_rollback(allowed_box: tuple[Sandbox, Path]) -> None:
     box, _ = allowed_box
     _needs_namespaces(box)
