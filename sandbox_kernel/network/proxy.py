@@ -367,10 +367,11 @@ class EgressProxy:
             if request.method == b"CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
-                conn.verdict = "allowed"
                 trailing, _ = server.trailing_data
-                if trailing:
-                    await self._send(upstream_w, bytes(trailing), conn, up=True)
+                first = await self._check_tls_name(reader, bytes(trailing), conn)
+                conn.verdict = "allowed"
+                if first:
+                    await self._send(upstream_w, first, conn, up=True)
                 await self._pipe(reader, writer, upstream_r, upstream_w, conn)
             else:
                 conn.verdict = "allowed"
@@ -380,6 +381,41 @@ class EgressProxy:
             upstream_w.close()
             with contextlib.suppress(Exception):
                 await upstream_w.wait_closed()
+
+    async def _check_tls_name(
+        self, reader: asyncio.StreamReader, data: bytes, conn: _Connection
+    ) -> bytes:
+        """Read the tunnel's first TLS record; its server name must be the CONNECT host.
+
+        Shared front ends (CDNs) route a TLS connection by the name in its ClientHello,
+        so an allowed host on a shared address would otherwise lead to every other site
+        there. A tunnel that does not start with TLS goes on unchecked (it reaches the
+        checked address, and plain HTTP through it carries no name the front end trusts
+        more than the Host header). Returns the bytes read, to be sent on.
+        """
+        try:
+            while len(data) < 5 or (data[0] == 0x16 and len(data) < 5 + _record_length(data)):
+                more = await asyncio.wait_for(reader.read(CHUNK), CONNECT_TIMEOUT_S)
+                if not more:
+                    break
+                data += more
+                if len(data) > 5 + 16384 + CHUNK:
+                    break
+        except TimeoutError:
+            return data  # the client went quiet: nothing to check, nothing sent yet
+        if not data or data[0] != 0x16:
+            return data
+        try:
+            name = client_hello_server_name(data)
+        except ValueError as exc:
+            conn.reason = f"unreadable TLS ClientHello in the tunnel to {conn.host}: {exc}"
+            raise Refused(400, conn.reason) from None
+        if name is not None and name != conn.host:
+            conn.reason = (
+                f"the tunnel to {conn.host} asked TLS for another server ({name[:100]}); refused"
+            )
+            raise ConnectionAbortedError(conn.reason)
+        return data
 
     async def _check_allowed(self, conn: _Connection) -> None:
         if not self.allow.allows(conn.host, conn.port):
@@ -527,6 +563,52 @@ class EgressProxy:
             for task in (up, down):
                 task.cancel()
             await asyncio.gather(up, down, return_exceptions=True)
+
+
+def _record_length(data: bytes) -> int:
+    return int.from_bytes(data[3:5], "big")
+
+
+def client_hello_server_name(data: bytes) -> str | None:
+    """The server name (SNI) in the TLS ClientHello that ``data`` starts with, canonical.
+
+    None when the hello names none; ValueError when it is not a complete ClientHello in
+    its first record (clients send it in one).
+    """
+    if len(data) < 5 or data[0] != 0x16:
+        raise ValueError("not a TLS handshake record")
+    record = data[5 : 5 + _record_length(data)]
+    if len(record) < _record_length(data) or len(record) < 4 or record[0] != 0x01:
+        raise ValueError("not a complete ClientHello")
+    body = record[4 : 4 + int.from_bytes(record[1:4], "big")]
+    if len(body) < int.from_bytes(record[1:4], "big"):
+        raise ValueError("the ClientHello spans records")
+    pos = 2 + 32  # version, random
+    pos += 1 + body[pos]  # session id
+    pos += 2 + int.from_bytes(body[pos : pos + 2], "big")  # cipher suites
+    pos += 1 + body[pos]  # compression methods
+    if pos >= len(body):
+        return None  # no extensions
+    end = pos + 2 + int.from_bytes(body[pos : pos + 2], "big")
+    pos += 2
+    if end > len(body):
+        raise ValueError("truncated extensions")
+    while pos + 4 <= end:
+        kind = int.from_bytes(body[pos : pos + 2], "big")
+        size = int.from_bytes(body[pos + 2 : pos + 4], "big")
+        ext = body[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        if kind != 0:
+            continue
+        # server_name_list: a list length, then (type 0 = host_name, length, name)
+        if len(ext) < 5 or ext[2] != 0:
+            raise ValueError("malformed server_name")
+        name = ext[5 : 5 + int.from_bytes(ext[3:5], "big")]
+        try:
+            return canonical_host(name.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise ValueError("malformed server name") from None
+    return None
 
 
 def _authority(value: bytes, *, default_port: int | None) -> tuple[str, int]:

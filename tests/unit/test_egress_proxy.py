@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from sandbox_kernel.network.hosts import AllowList
-from sandbox_kernel.network.proxy import EgressProxy, is_forbidden_address
+from sandbox_kernel.network.proxy import (
+    EgressProxy,
+    client_hello_server_name,
+    is_forbidden_address,
+)
 
 PUBLIC = "127.0.0.2"  # stands in for a public address in these tests
 
@@ -389,3 +393,38 @@ def test_stop_ends_open_tunnels(tmp_path: Path, upstream: Listener) -> None:
     sock.settimeout(5)
     with sock:
         assert sock.recv(100) == b""
+
+
+def _client_hello(server_name: str) -> bytes:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_client_hello_server_name_is_read() -> None:
+    assert client_hello_server_name(_client_hello("PyPI.org")) == "pypi.org"
+    with pytest.raises(ValueError, match="ClientHello"):
+        client_hello_server_name(_client_hello("pypi.org")[:40])
+
+
+def test_tls_for_another_server_through_an_allowed_tunnel_is_refused(
+    tmp_path: Path, upstream: Listener
+) -> None:
+    """A shared front end routes TLS by its server name: it must be the CONNECT host."""
+    for p in make(tmp_path, [f"allowed.test:{upstream.port}"]):
+        target = f"allowed.test:{upstream.port}".encode()
+        head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n"
+        p.exchange(head + _client_hello("evil.example"))
+        (record,) = p.wait_records(1)
+        assert record["verdict"] == "refused"
+        assert "evil.example" in record["reason"]
+        assert upstream.received == b""
+        p.exchange(head + _client_hello("allowed.test"))
+        records = p.wait_records(2)
+        assert records[1]["verdict"] == "allowed"
+        assert upstream.received.startswith(b"\x16\x03")
