@@ -10,9 +10,6 @@ PYTEST_ARGS ?=
 TOUR_DIR ?= build
 # Extra arguments for jupyter lab, e.g. LAB_ARGS="--no-browser --port=8899".
 LAB_ARGS ?=
-# The kernels' ZMQ sockets are files in the user's private runtime directory rather
-# than loopback TCP ports every local user can reach (ipykernel warns about the latter).
-KERNEL_TRANSPORT := --KernelManager.transport=ipc
 
 .PHONY: tour lab test install install-test bench compat lint
 
@@ -34,7 +31,7 @@ tour: install
 	mkdir -p $(TOUR_DIR)
 	cp notebooks/tour.ipynb $(TOUR_DIR)/tour.ipynb
 	cd $(TOUR_DIR) && $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.kernel_name=sandbox-python $(KERNEL_TRANSPORT) tour.ipynb
+		--ExecutePreprocessor.kernel_name=sandbox-python tour.ipynb
 	$(BIN)/jupyter nbconvert --to markdown $(TOUR_DIR)/tour.ipynb --output-dir $(TOUR_DIR) >/dev/null 2>&1
 	@echo "The tour ran in the sandbox: $(TOUR_DIR)/tour.ipynb (and $(TOUR_DIR)/tour.md)."
 	@echo "Next: make lab (JupyterLab with the sandboxed kernel, opened on $(TOUR_DIR)/)."
@@ -44,7 +41,7 @@ lab: install
 	mkdir -p $(TOUR_DIR)
 	test -e $(TOUR_DIR)/tour.ipynb || cp notebooks/tour.ipynb $(TOUR_DIR)/tour.ipynb
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(TOUR_DIR) \
-		--MultiKernelManager.default_kernel_name=sandbox-python $(KERNEL_TRANSPORT) $(LAB_ARGS)
+		--MultiKernelManager.default_kernel_name=sandbox-python $(LAB_ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
