@@ -477,8 +477,10 @@ class Output(Configurable):
         Unicode(),
         default_value=list(WIDGET_TARGETS),
         help="""Comm targets a cell may open in the frontend. ipywidgets' targets by
-        default; a comm to any other target is refused with a notice (the frontend code
-        behind a target acts on what the cell sends, in the notebook page).""",
+        default; a comm to any other target is refused (the frontend code behind a
+        target acts on what the cell sends, in the notebook page). The refusal is
+        recorded in the audit log and counted in %sandbox's last cell, not printed in
+        the cell: a frontend with no handler for a target ignores it silently too.""",
     ).tag(config=True)
 
     widget_modules = List(

@@ -187,6 +187,7 @@ class SandboxKernel(Kernel):
                 library_bytes=self.output.isolated_library_bytes,
             ),
             on_cap=self._mute_executor,
+            on_comm_refused=self._comm_refused,
         )
         self.workspace = os.path.realpath(self.isolation.workspace or os.getcwd())
         self._execution_count = 1
@@ -705,6 +706,20 @@ class SandboxKernel(Kernel):
         """A connection through the egress proxy (its thread): host, port, bytes, verdict."""
         self.audit.record_network(record)
 
+    def _comm_refused(self, target: str) -> None:
+        """A comm to a target not in Output.comm_targets: audited, not printed in the cell."""
+        self.audit.record_violation(
+            {
+                "event": "comm_refused",
+                "rule": "Output.comm_targets",
+                "action": "deny",
+                "detail": f"comm_open to the frontend target {target[:200]!r} was not relayed",
+            },
+            source=self._cell_code if self._running else None,
+            reported_by="kernel",
+        )
+        self.log.info("comm_refused target=%s", escape_for_log(target[:200]))
+
     def _on_audit(self, record: dict[str, Any]) -> None:
         """A runtime report: the executor's audit hook, or the seccomp supervisor."""
         self.audit.record_violation(
@@ -1046,6 +1061,8 @@ class SandboxKernel(Kernel):
             "snapshot": stats.get("snapshot"),
             "output_bytes": stats.get("output_bytes"),
             "output_dropped_bytes": stats.get("output_dropped_bytes"),
+            # Comms to targets outside Output.comm_targets (each in the audit log).
+            "comms_refused": stats.get("comms_refused") or None,
         }
         self.audit.record_cell(
             self._cell_code,

@@ -40,8 +40,9 @@ LOG_RECORDS_PER_CELL = 100
 LOG_BYTES_PER_CELL = 64 * 1024
 AUDIT_RECORDS_PER_CELL = 100
 AUDIT_BYTES_PER_CELL = 128 * 1024
-# Kinds of record only the supervisor (seccomp) and the kernel (admin locks) make.
-TRUSTED_AUDIT_EVENTS = frozenset({"seccomp", "lock", "workspace"})
+# Kinds of record only the supervisor (seccomp) and the kernel (admin locks, the
+# workspace scan, the output gate's refused comms) make.
+TRUSTED_AUDIT_EVENTS = frozenset({"seccomp", "lock", "workspace", "comm_refused"})
 TRUSTED_AUDIT_RULES = frozenset({"SECCOMP", "LOCK", "WORKSPACE"})
 # The frame that answers each command; anything else carrying its id is forged.
 REPLY_TYPES = {"execute": "execute_reply", "complete": "complete_reply", "inspect": "inspect_reply"}

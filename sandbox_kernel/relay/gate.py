@@ -43,6 +43,9 @@ Inside a bundle, by MIME type:
   (``Output.active_content``);
 - ``application/javascript`` (and the other script types): isolated or dropped;
 - ``text/latex`` with MathJax commands that make links or load code: dropped;
+- ``text/x-rst`` (for nbconvert and Sphinx: no Jupyter frontend renders it, the page
+  shows the bundle's other types): relayed unchanged while it would stay inert even if
+  a frontend extension rendered it (relay/html.py ``is_passive_rst``), else dropped;
 - types rendered by frontend extensions (Vega, plotly's JSON ...): relayed only when
   listed in ``Output.renderer_mime_types``, since their renderer runs in the page;
   any other type is dropped with a notice naming that setting.
@@ -56,7 +59,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import frame
-from .html import has_active_latex, is_passive_html, is_passive_markdown, neutralize_latex
+from .html import (
+    has_active_latex,
+    is_passive_html,
+    is_passive_markdown,
+    is_passive_rst,
+    neutralize_latex,
+)
 from .html import sanitize_html as clean_html
 from .widgets import (
     CORE_WIDGET_MODULES,
@@ -84,6 +93,10 @@ PASSIVE_MIME_TYPES = frozenset(
     }
 )
 CHECKED_MIME_TYPES = frozenset({"text/html", "text/markdown", "text/latex"})
+# Text that no Jupyter frontend renders (the page shows the bundle's text/plain): kept in
+# the output, as in the saved notebook under stock ipykernel, while its check says it
+# would stay inert under a renderer an extension might add.
+INERT_TEXT_MIME_TYPES = {"text/x-rst": is_passive_rst}
 SCRIPT_MIME_TYPES = frozenset(
     {
         "application/javascript",
@@ -140,6 +153,8 @@ class OutputGate:
     settings: GateSettings
     libraries: frame.LibraryMemory = field(init=False)
     _comms: dict[str, _Comm] = field(default_factory=dict, init=False)
+    # Comm targets refused since the last take_refused_comms(): the caller audits them.
+    _refused_targets: list[str] = field(default_factory=list, init=False)
     _cell_markup: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +188,14 @@ class OutputGate:
             elif mime in CHECKED_MIME_TYPES:
                 if isinstance(value, str):
                     clean[mime] = value
+            elif mime in INERT_TEXT_MIME_TYPES:
+                if isinstance(value, str) and INERT_TEXT_MIME_TYPES[mime](value):
+                    clean[mime] = value
+                else:
+                    notes.append(
+                        f"a {mime} output was not shown: it holds markup, links or directives "
+                        "that a frontend extension could render as active content"
+                    )
             elif mime not in QUIET_CODE_MIME_TYPES:
                 notes.append(
                     f"a {mime} output was not shown: its renderer would run in the notebook "
@@ -322,12 +345,12 @@ class OutputGate:
         target = message.get("target_name", "")
         comm = self._comms[comm_id] = _Comm(target)
         if target not in self.settings.comm_targets:
+            # No note in the cell's output: a frontend without a handler for the target
+            # ignores the comm under stock ipykernel too (it only logs to the browser's
+            # console). The refusal is audited and counted (take_refused_comms).
             comm.refused = True
-            return None, [
-                f"a comm to the frontend target {target!r} was refused: the frontend code "
-                "behind it would act on what the cell sends, in the notebook page "
-                "(an administrator can allow it with Output.comm_targets)"
-            ]
+            self._refused_targets.append(str(target))
+            return None, []
         data = message.get("data") or {}
         if target != WIDGET_TARGET:
             return message, []
@@ -339,6 +362,11 @@ class OutputGate:
             comm.refused = True
             return None, notes
         return {**message, "data": {**data, "state": clean}}, notes
+
+    def take_refused_comms(self) -> list[str]:
+        """The targets of comms refused since the last call (each refused comm_open once)."""
+        taken, self._refused_targets = self._refused_targets, []
+        return taken
 
     def _control_states(
         self, message: dict[str, Any], data: dict[str, Any]

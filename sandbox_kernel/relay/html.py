@@ -30,6 +30,7 @@ __all__ = [
     "has_active_latex",
     "is_passive_html",
     "is_passive_markdown",
+    "is_passive_rst",
     "neutralize_latex",
     "sanitize_html",
 ]
@@ -196,6 +197,40 @@ def is_passive_markdown(text: str) -> bool:
         if not _safe_url(html.unescape(inline or reference)):
             return False
     return True
+
+
+# reStructuredText (for nbconvert and Sphinx; no Jupyter frontend renders it): the
+# directives that make admonitions, code, math and images, nothing that passes markup
+# through (raw, meta, include ...).
+PASSIVE_RST_DIRECTIVES = frozenset(
+    """admonition attention caution danger error hint important note tip warning seealso
+    versionadded versionchanged deprecated code code-block sourcecode math image figure
+    rubric topic epigraph highlights pull-quote""".split()
+)
+_RST_DIRECTIVE = re.compile(r"^[ \t]*\.\.[ \t]+([^\s:]+)[ \t]*::", re.M)
+# Hyperlink targets (".. _name: url", "__ url") and substitution definitions.
+_RST_TARGET = re.compile(r"^[ \t]*(?:\.\.[ \t]+(?:_|\|)|__[ \t])", re.M)
+# A scheme followed by something: where a renderer could see a URL ("note::" and
+# "Result: 5" are not).
+_RST_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?=[^\s:])")
+_RST_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
+
+
+def is_passive_rst(text: str) -> bool:
+    """reStructuredText that would stay inert if a frontend extension rendered it.
+
+    Conservative: allow-listed directives only, no '<' (embedded URIs, raw markup), no
+    hyperlink targets or substitutions, every ``scheme:`` an http(s)/mailto one and
+    no active math. Anything else is not passive (the gate then drops it: a false
+    refusal costs only the text/x-rst copy of an output the frontend shows as text).
+    """
+    if "<" in text or has_active_latex(text) or _RST_TARGET.search(text):
+        return False
+    if any(name.lower() not in PASSIVE_RST_DIRECTIVES for name in _RST_DIRECTIVE.findall(text)):
+        return False
+    # As the URL parser reads it: tabs and carriage returns vanish inside a scheme.
+    flat = re.sub(r"[\t\r\x00-\x08\x0b\x0c\x0e-\x1f]", "", text)
+    return all(s.lower() in _RST_LINK_SCHEMES for s in _RST_URL_SCHEME.findall(flat))
 
 
 def sanitize_html(markup: str) -> str:

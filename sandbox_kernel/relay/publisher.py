@@ -63,11 +63,15 @@ class Publisher:
         gate: GateSettings,
         *,
         on_cap: Callable[[], None] | None = None,
+        on_comm_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.limits = limits
         self.gate = OutputGate(gate)
         self.on_cap = on_cap
+        # Called with the target of each comm the gate refused (the kernel audits it).
+        self.on_comm_refused = on_comm_refused
+        self.comms_refused = 0
         self.parents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.current: dict[str, Any] = {}
         self.budget = CellBudget(limits)
@@ -105,6 +109,7 @@ class Publisher:
         self.budget = CellBudget(self.limits)
         self.notices = NoticeBudget()
         self._held_updates.clear()
+        self.comms_refused = 0
         self.gate.begin_cell()
 
     def end_cell(self) -> dict[str, Any]:
@@ -132,7 +137,11 @@ class Publisher:
                 f"{budget.dropped_bytes / MIB:.1f} MiB, of this cell were not shown "
                 "(see the notices above for the limits)."
             )
-        return {"output_bytes": budget.sent_bytes, "output_dropped_bytes": budget.dropped_bytes}
+        return {
+            "output_bytes": budget.sent_bytes,
+            "output_dropped_bytes": budget.dropped_bytes,
+            "comms_refused": self.comms_refused,
+        }
 
     # -- publishing ------------------------------------------------------------------
 
@@ -166,6 +175,10 @@ class Publisher:
         elif kind in COMM:
             gated, notes = self.gate.comm(kind, message)
             self.notes(notes, self.parent_for(message))
+            for target in self.gate.take_refused_comms():
+                self.comms_refused += 1
+                if self.on_comm_refused is not None:
+                    self.on_comm_refused(target)
             if gated is None:
                 return
             message = gated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -103,13 +104,34 @@ def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
     assert reply["content"]["comms"] == {comm_id: {"target_name": "echo"}}
 
 
-def test_a_comm_to_another_target_is_refused_with_a_notice(kc: BlockingKernelClient) -> None:
-    res = execute(kc, "from comm import create_comm\nc = create_comm(target_name='bin')")
-    assert not res.of_type("comm_open"), "a comm to an unknown frontend target was opened"
-    assert "comm to the frontend target 'bin' was refused" in res.stderr
-    assert "Output.comm_targets" in res.stderr
-    res = execute(kc, "c.send({'x': 1})")
-    assert not res.of_type("comm_msg")
+def test_a_comm_to_another_target_is_refused_audited_and_counted(tmp_path: Path) -> None:
+    """Refused without a word in the cell (as a frontend with no handler for the target
+    ignores it under stock ipykernel: nbclient's Other_Comms notebook), but recorded in
+    the audit log and counted in the reply's sandbox metadata (%sandbox's last cell)."""
+    audit = tmp_path / "audit.jsonl"
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    with running_kernel(workspace, extra_arguments=[f"--Policy.audit_log={audit}"]) as (_, kc):
+        res = execute(kc, "from comm import create_comm\nc = create_comm(target_name='bin')")
+        assert not res.of_type("comm_open"), "a comm to an unknown frontend target was opened"
+        assert res.stderr == ""
+        assert res.stdout == ""
+        assert res.reply["metadata"]["sandbox"]["comms_refused"] == 1
+        res = execute(kc, "c.send({'x': 1}); c.close()")
+        assert not res.of_type("comm_msg")
+        assert not res.of_type("comm_close")
+        assert res.stderr == ""
+        assert not res.reply["metadata"]["sandbox"].get("comms_refused")
+    [record] = [
+        r
+        for r in map(json.loads, audit.read_text().splitlines())
+        if r.get("event") == "comm_refused"
+    ]
+    assert record["reported_by"] == "kernel"
+    assert record["rules"] == ["Output.comm_targets"]
+    assert record["verdict"] == "denied"
+    assert "'bin'" in record["detail"]
+    assert record["cell_sha256"]
 
 
 def test_binary_buffers_travel_both_ways(module_workspace: Path) -> None:

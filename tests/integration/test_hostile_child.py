@@ -825,6 +825,8 @@ def test_audit_frames_cannot_forge_seccomp_or_lock_records(
         " 'action': 'deny', 'detail': 'FORGED ' + _MARK}))\n"
         "_send_raw(_frame({'type': 'audit', 'event': 'lock', 'rule': 'LOCK',"
         " 'action': 'deny', 'detail': 'FORGED ' + _MARK}))\n"
+        "_send_raw(_frame({'type': 'audit', 'event': 'comm_refused', 'rule': 'X',"
+        " 'action': 'deny', 'detail': 'FORGED ' + _MARK}))\n"
         "_send_raw(_frame({'type': 'audit', 'event': 'open', 'rule': 'SKP240',"
         " 'action': 'deny', 'detail': 'reported ' + _MARK}))"
     )
@@ -834,7 +836,9 @@ def test_audit_frames_cannot_forge_seccomp_or_lock_records(
     records = [r for r in read_audit(audit_path) if MARK in r.get("detail", "")]
     # The supervisor's and the kernel's own kinds never come from the relay...
     assert not [r for r in records if {"SECCOMP", "LOCK"} & set(r.get("rules", []))], records
-    assert not [r for r in records if r.get("event") in {"seccomp", "lock"}], records
+    assert not [r for r in records if r.get("event") in {"seccomp", "lock", "comm_refused"}], (
+        records
+    )
     # ...and what the relay reports is marked as the cell's word.
     [reported] = [r for r in records if "reported" in r["detail"]]
     assert reported["reported_by"] == "cell"

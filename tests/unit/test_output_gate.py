@@ -12,7 +12,12 @@ import pytest
 
 from sandbox_kernel.relay import frame
 from sandbox_kernel.relay.gate import REMOVED, GateSettings, OutputGate
-from sandbox_kernel.relay.html import is_passive_html, is_passive_markdown, sanitize_html
+from sandbox_kernel.relay.html import (
+    is_passive_html,
+    is_passive_markdown,
+    is_passive_rst,
+    sanitize_html,
+)
 from sandbox_kernel.relay.widgets import CORE_WIDGET_MODULES, WIDGET_TARGETS
 
 HOSTILE_HTML = "<img src=x onerror=\"fetch('/api/kernels',{method:'POST'})\">"
@@ -320,13 +325,16 @@ def widget_open(comm_id: str, model: str, module: str, **state: Any) -> dict[str
 def test_comm_to_an_unlisted_target_is_refused_with_its_messages() -> None:
     g = gate()
     message = {"comm_id": "c1", "target_name": "evil", "data": {"html": HOSTILE_HTML}}
-    out, notes = g.comm("comm_open", message)
-    assert out is None
-    assert "Output.comm_targets" in notes[0]
+    # Refused without a note in the cell (a frontend with no handler is silent too), but
+    # handed to the caller to audit and count, once per comm.
+    assert g.comm("comm_open", message) == (None, [])
+    assert g.take_refused_comms() == ["evil"]
     assert g.comm("comm_msg", {"comm_id": "c1", "data": {}}) == (None, [])
     assert g.comm("comm_close", {"comm_id": "c1", "data": {}}) == (None, [])
+    assert g.take_refused_comms() == []
     allowed = gate(comm_targets=frozenset({"evil"}))
     assert allowed.comm("comm_open", message) == (message, [])
+    assert allowed.take_refused_comms() == []
 
 
 def test_a_widget_from_an_unlisted_module_is_refused() -> None:
@@ -566,3 +574,58 @@ def test_the_autograders_answers_pass_by_default() -> None:
     data, notes = OutputGate(settings).bundle({mime: "nonce{}", "text/plain": "t"})
     assert data[mime] == "nonce{}"
     assert notes == []
+
+
+# -- text/x-rst ---------------------------------------------------------------------
+
+# nbconvert's rst_output test notebook: a note admonition (the page shows text/html).
+NOTE_RST = ".. note::\n\n    Testing testing"
+ACTIVE_RST = [
+    ".. raw:: html\n\n    <img src=x onerror=alert(1)>",
+    ".. raw:: html\n\n    &lt;img src=x onerror=alert(1)&gt;",
+    ".. RAW:: html\n\n    x",
+    ".. meta::\n   :http-equiv=refresh: 0; url=javascript:alert(1)",
+    ".. include:: /etc/passwd",
+    "`click <javascript:alert(1)>`_",
+    "`click`_\n\n.. _click: javascript:alert(1)",
+    "__ javascript:alert(1)",
+    ".. |x| image:: javascript:alert(1)",
+    ".. image:: data:text/html,<script>alert(1)</script>",
+    "see javascript:alert(1)",
+    "see java\tscript:alert(1)",
+    "see JavaScript:alert(1)",
+    "see vbscript:msgbox",
+    ":raw-html:`<b>x</b>`",
+    ".. math:: \\href{javascript:alert(1)}{x}",
+    "<b>x</b>",
+]
+PASSIVE_RST = [
+    NOTE_RST,
+    ".. warning::\n   Careful: 3 items.",
+    "Result: 5\n\nSee https://example.org/a?b=c and mailto:a@example.org",
+    "Title\n=====\n\n* one\n* two\n\n.. code-block:: python\n\n   x = 1",
+]
+
+
+@pytest.mark.parametrize("text", PASSIVE_RST)
+def test_passive_rst_is_relayed_unchanged(text: str) -> None:
+    data = {"text/plain": "<Note>", "text/x-rst": text}
+    assert is_passive_rst(text)
+    assert gate().bundle(data) == (data, [])
+    assert gate("sanitize").bundle(data) == (data, [])
+
+
+@pytest.mark.parametrize("text", ACTIVE_RST)
+@pytest.mark.parametrize("mode", ["isolate", "sanitize", "drop"])
+def test_rst_that_a_renderer_could_make_active_is_dropped(text: str, mode: str) -> None:
+    assert not is_passive_rst(text)
+    out, notes = gate(mode).bundle({"text/plain": "<Note>", "text/x-rst": text})
+    assert out == {"text/plain": "<Note>"}
+    assert len(notes) == 1
+    assert "text/x-rst" in notes[0]
+
+
+def test_rst_beside_active_html_keeps_the_html_isolated() -> None:
+    out, _ = gate().bundle({"text/html": HOSTILE_HTML, "text/x-rst": NOTE_RST})
+    assert out["text/x-rst"] == NOTE_RST
+    assert_isolated(out["text/html"], HOSTILE_HTML)
