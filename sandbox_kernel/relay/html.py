@@ -41,9 +41,9 @@ __all__ = [
 PASSIVE_TAGS = frozenset(
     """a abbr address article aside b bdi bdo big blockquote br caption center cite code col
     colgroup dd del details dfn div dl dt em figcaption figure font footer h1 h2 h3 h4 h5 h6
-    header hr i img ins kbd li main mark nav ol p pre q rp rt ruby s samp section small span
-    strike strong style sub summary sup table tbody td tfoot th thead time tr tt u ul var
-    wbr""".split()
+    header hr i img ins kbd li main mark meter nav ol p pre progress q rp rt ruby s samp
+    section small span strike strong style sub summary sup table tbody td tfoot th thead time
+    tr tt u ul var wbr""".split()
 )
 _EVERYWHERE = {"class", "id", "title", "lang", "dir", "align", "valign", "style", "width", "height"}
 PASSIVE_ATTRIBUTES: dict[str, set[str]] = {
@@ -63,6 +63,9 @@ PASSIVE_ATTRIBUTES: dict[str, set[str]] = {
     "details": {"open"},
     "font": {"color", "face", "size"},
     "time": {"datetime"},
+    # IPython.display.ProgressBar draws a <progress>: a bar, no URL, no script.
+    "progress": {"max", "value"},
+    "meter": {"min", "max", "low", "high", "optimum", "value"},
     "q": {"cite"},
     "blockquote": {"cite"},
     "del": {"cite", "datetime"},

@@ -97,6 +97,31 @@ def test_passive_html_is_unchanged_in_every_mode(mode: str) -> None:
     assert notes == []
 
 
+@pytest.mark.parametrize("mode", ["isolate", "sanitize", "drop"])
+def test_ipythons_progress_bar_is_passive(mode: str) -> None:
+    from IPython.display import ProgressBar
+
+    bar = ProgressBar(10)
+    bar._progress = 3  # the setter prints the bar (a display update)
+    markup = bar._repr_html_()
+    assert markup.startswith("<progress")
+    for passive in (markup, '<meter min="0" max="3" low="1" high="2" value="2"></meter>'):
+        assert gate(mode).bundle({"text/html": passive}) == ({"text/html": passive}, [])
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<progress max="3" onmouseover="alert(1)"></progress>',
+        '<meter value="1" style="x" formaction="javascript:alert(1)"></meter>',
+        "<progress><script>alert(1)</script></progress>",
+    ],
+)
+def test_progress_and_meter_with_anything_more_are_active(markup: str) -> None:
+    assert not is_passive_html(markup)
+    assert_isolated(gate().bundle({"text/html": markup})[0]["text/html"], markup)
+
+
 def test_active_html_is_isolated_in_a_sandboxed_frame() -> None:
     data, notes = gate().bundle({"text/html": HOSTILE_HTML, "text/plain": "t"})
     assert notes == []
