@@ -341,7 +341,9 @@ def _enter_workspace(workspace: str) -> None:
             f"directory {workspace}",
             err,
             fix=f"give its owner read and search permission (chmod u+rx '{workspace}'), "
-            "or start the kernel from a directory its user can read",
+            "or start the kernel from a directory its user can read; where a root kernel's "
+            "notebook directory cannot be id-mapped (overlayfs in a nested container), "
+            "--Isolation.level=landlock runs the cells as the kernel's own user",
         )
 
 
