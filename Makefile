@@ -8,6 +8,9 @@ BIN := $(abspath $(VENV))/bin
 PYTEST_ARGS ?=
 # Where the tour runs and JupyterLab opens (the notebooks' workspace).
 TOUR_DIR ?= build
+# The tour's kernel encrypts its loopback ZMQ traffic with CurveZMQ keys jupyter_client
+# provisions (the kernelspec declares support); ipykernel warns about plain TCP otherwise.
+KERNEL_ENCRYPTION := --KernelManager.transport_encryption=auto
 # Extra arguments for jupyter lab, e.g. LAB_ARGS="--no-browser --port=8899".
 LAB_ARGS ?=
 
@@ -31,7 +34,7 @@ tour: install
 	mkdir -p $(TOUR_DIR)
 	cp notebooks/tour.ipynb $(TOUR_DIR)/tour.ipynb
 	cd $(TOUR_DIR) && $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.kernel_name=sandbox-python tour.ipynb
+		--ExecutePreprocessor.kernel_name=sandbox-python $(KERNEL_ENCRYPTION) tour.ipynb
 	$(BIN)/jupyter nbconvert --to markdown $(TOUR_DIR)/tour.ipynb --output-dir $(TOUR_DIR) >/dev/null 2>&1
 	@echo "The tour ran in the sandbox: $(TOUR_DIR)/tour.ipynb (and $(TOUR_DIR)/tour.md)."
 	@echo "Next: make lab (JupyterLab with the sandboxed kernel, opened on $(TOUR_DIR)/)."
