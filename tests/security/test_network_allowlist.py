@@ -157,6 +157,25 @@ def test_bang_pip_install_goes_to_the_package_dir(allowed_box: tuple[Sandbox, Pa
     assert "/packages/" in result.stdout, result.text()
 
 
+def test_curl_and_git_use_the_proxy(allowed_box: tuple[Sandbox, Path]) -> None:
+    """Programs other than Python's honour the proxy variables too."""
+    import shutil
+
+    box, _ = allowed_box
+    _needs_namespaces(box)
+    if not shutil.which("curl") or not shutil.which("git"):
+        pytest.skip("needs curl and git on the host")
+    result = box.run(
+        "!curl -sS -o /dev/null -w 'code=%{http_code}\\n' https://pypi.org/simple/ 2>&1\n"
+        "!curl -sS -o /dev/null https://example.com/ 2>&1\n"
+        "!git ls-remote https://example.com/repo.git 2>&1 | head -3",
+        timeout=120,
+    )
+    text = result.text()
+    assert "code=200" in text, text
+    assert text.count("403") >= 2, text  # curl and git both report the proxy's refusal
+
+
 def test_package_survives_a_rollback(allowed_box: tuple[Sandbox, Path]) -> None:
     box, _ = allowed_box
     _needs_namespaces(box)
