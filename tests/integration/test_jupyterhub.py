@@ -352,8 +352,20 @@ def hub() -> Iterator[Hub]:
 
         log = base / "hub.log"
         with open(log, "wb") as out_f:
+            # The students' servers run the hub's interpreter: where it lives under a
+            # 0700 home (pyenv under /root), the hub gets a view in which the way to it is
+            # open (tests/security/restricted_host.py), instead of relying on a chmod.
             proc = subprocess.Popen(
-                [str(BIN / "jupyterhub"), "-f", str(config)],
+                [
+                    sys.executable,
+                    "-I",
+                    str(REPO / "tests" / "security" / "restricted_host.py"),
+                    "reachable",
+                    "--",
+                    str(BIN / "jupyterhub"),
+                    "-f",
+                    str(config),
+                ],
                 env=env,
                 cwd=state,
                 stdout=out_f,

@@ -28,6 +28,8 @@ Profiles:
   be mounted in them (the kernel refuses to reveal what runc masked).
 * ``no-landlock``: ``docker`` plus a kernel without Landlock (the Landlock
   calls answer ENOSYS, as on Linux < 5.13). Only the ``none`` level remains.
+* ``reachable``: nothing restricted; only the view below, so that processes this
+  command starts as other users (a hub's single-user servers) can run the interpreter.
 * ``no-passwd``: only the uid, as OpenShift and many restricted pods run a
   container: an arbitrary uid (``NO_PASSWD_UID``, gid 0) that has no passwd
   entry, and ``HOME=/`` as Docker sets it for such a uid. Nothing else is
@@ -95,7 +97,7 @@ READONLY_PATHS = (
     "/proc/sysrq-trigger",
     "/sys/fs/cgroup",
 )
-PROFILES = ("docker", "k8s-restricted", "k8s-unconfined", "no-landlock", "no-passwd")
+PROFILES = ("docker", "k8s-restricted", "k8s-unconfined", "no-landlock", "no-passwd", "reachable")
 # An OpenShift-style uid (from a namespace's range), with no passwd entry.
 NO_PASSWD_UID = 1000770000
 
@@ -201,18 +203,24 @@ def _open_the_way(targets: list[str]) -> None:
             os.close(fd)
 
 
-def _run_as(uid: int, gid: int, command: list[str]) -> list[str]:
-    """Switch to an unprivileged uid; the kernel's connection file goes along as a copy."""
-    command = list(command)
+def _open_the_way_for(command: list[str]) -> None:
+    """The command, the interpreter (also behind a script's shebang), cwd and this checkout."""
     executable = command[0]
     _open_the_way(
         [
             executable,
             os.path.realpath(executable),
+            os.path.realpath(sys.executable),
             os.getcwd(),
             os.path.dirname(os.path.dirname(os.path.abspath(libc.__file__))),
         ]
     )
+
+
+def _run_as(uid: int, gid: int, command: list[str]) -> list[str]:
+    """Switch to an unprivileged uid; the kernel's connection file goes along as a copy."""
+    command = list(command)
+    _open_the_way_for(command)
     if "-f" in command:
         index = command.index("-f") + 1
         fd, copy = tempfile.mkstemp(prefix="pod-connection-", suffix=".json")
@@ -234,6 +242,12 @@ def _run_as_pod_user(command: list[str]) -> list[str]:
 def install(profile: str, command: list[str]) -> list[str]:
     if profile not in PROFILES:
         raise SystemExit(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    if profile == "reachable":
+        if libc.capget_effective() >> CAP_SYS_ADMIN & 1:
+            libc.unshare(libc.CLONE_NEWNS)
+            libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+            _open_the_way_for(command)
+        return command
     if profile == "no-passwd":
         if os.geteuid() != 0:
             raise SystemExit("restricted_host: the no-passwd profile needs root to switch uid")
