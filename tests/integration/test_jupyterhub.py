@@ -558,9 +558,10 @@ def test_a_student_cannot_read_another_students_files(kernels: dict[str, Student
 def test_locks_hold_against_the_students_own_config(hub: Hub, kernels: dict[str, Student]) -> None:
     a, b = kernels["a"], kernels["b"]
     text = a.cell("%sandbox").text
-    assert f"Limits.wall_time_limit_s = {A_WALL_S}" in text, text
-    assert "Policy.preset = 'classroom'" in text
-    assert b.cell("%sandbox").text.count(f"Limits.wall_time_limit_s = {B_WALL_S}") == 1
+    # One line per lock file (name=value, as the file says it).
+    assert f"Limits.wall_time_limit_s={A_WALL_S!r}" in text, text
+    assert "Policy.preset='classroom'" in text
+    assert b.cell("%sandbox").text.count(f"Limits.wall_time_limit_s={B_WALL_S!r}") == 1
     # A's ~/.jupyter asked for no time limit and the permissive policy: neither holds.
     start = time.monotonic()
     cell = a.cell("import time\ntime.sleep(60)")

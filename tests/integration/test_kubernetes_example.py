@@ -90,7 +90,7 @@ def test_the_image_configuration_on_a_restricted_pod(tmp_path: Path, pod_locks: 
         report = execute(kc, "%sandbox").stdout
         assert "Sandbox level: landlock" in report
         assert "course staff" in report
-        assert "Limits.wall_time_limit_s = 60" in report
+        assert "Limits.wall_time_limit_s=60" in report
         res = execute(kc, "!echo shell", stop_on_error=False)
         assert res.reply["content"]["ename"] == "SandboxPolicyError"
         assert "SKP101" in strip_ansi("".join(res.reply["content"]["traceback"]))
