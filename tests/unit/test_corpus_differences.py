@@ -108,3 +108,14 @@ def test_flots_javascript_is_isolated_with_its_target_div() -> None:
     assert "application/javascript" not in out
     assert 'sandbox="allow-scripts"' in out["text/html"]
     assert "7f2c1e40-plot" in out["text/html"]
+
+
+def test_mathml_is_a_type_the_gate_does_not_relay() -> None:
+    """Custom_Display_Logic 47 and 50: MathML beside LaTeX; the LaTeX is what shows."""
+    mathml = '<math xmlns="http://www.w3.org/1998/Math/MathML"><mi>N</mi></math>'
+    bundle = {"application/mathml+xml": mathml, "text/latex": "$N$", "text/plain": "<G>"}
+    out, notes = standard_gate().bundle(bundle)
+    assert out == {"text/latex": "$N$", "text/plain": "<G>"}
+    assert len(notes) == 1
+    assert "Output.renderer_mime_types" in notes[0]
+    assert not is_passive_html(mathml)
