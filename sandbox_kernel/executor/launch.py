@@ -31,7 +31,17 @@ from typing import Any
 
 from .. import own_memory
 from ..errors import SetupError
-from ..isolation import contain, landlock, libc, mountns, privs, probe, seccomp, userns
+from ..isolation import (
+    accounts,
+    contain,
+    landlock,
+    libc,
+    mountns,
+    privs,
+    probe,
+    seccomp,
+    userns,
+)
 from ..isolation.report import Report
 from ..levels import ISOLATION_LEVELS, level_rank
 from ..network import forward
@@ -137,6 +147,13 @@ def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
     return flt
 
 
+def _sandbox_home(plan: mountns.MountPlan) -> str:
+    """HOME at the namespaces level: its real path (a private tmpfs), else in /tmp."""
+    if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts):
+        return plan.home
+    return plan.tmp + "/home"
+
+
 def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPlan) -> None:
     """HOME, TMPDIR and caches point into the sandbox's private space.
 
@@ -145,16 +162,14 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
     /tmp, which is private too and never the workspace.
     """
     if level == "namespaces":
-        home = (
-            plan.home
-            if any(m.kind == "tmpfs" and m.path == plan.home for m in plan.mounts)
-            else plan.tmp + "/home"
-        )
-        tmp = plan.tmp
+        home, tmp = _sandbox_home(plan), plan.tmp
     else:
         home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
         for path in (home, tmp):
             os.makedirs(path, mode=0o700, exist_ok=True)
+    if level in ("namespaces", "landlock"):
+        # Only what the sandbox shows: a dangling entry would name a host path.
+        os.environ["PATH"] = mountns.visible_command_path(os.environ.get("PATH", ""), plan)
     if not spec["isolation"]["allow_network"] and not (spec.get("explain") or {}).get(
         "allowed_hosts"
     ):
@@ -170,6 +185,17 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         IPYTHONDIR=tmp + "/.ipython",
     )
     _network_environment(level, spec)
+
+
+def _sandbox_accounts(plan: mountns.MountPlan, idmap: userns.IdMap, kernel_uid: int) -> None:
+    """The sandbox's /etc/passwd and /etc/group (accounts.py), before the trees are captured.
+
+    USER and LOGNAME follow, so that ``getpass.getuser()`` and ``pwd`` agree even
+    where a root kernel runs its cells as the workspace's owner.
+    """
+    name = accounts.account_name(idmap.inner_uid, kernel_uid)
+    plan.synthesize(accounts.etc_files(idmap.inner_uid, idmap.inner_gid, name, _sandbox_home(plan)))
+    os.environ.update(USER=name, LOGNAME=name)
 
 
 def _network_environment(level: str, spec: dict[str, Any]) -> None:
@@ -376,6 +402,8 @@ def run_namespaces(
         iso["protected"],
         read_only_inside=iso.get("read_only_inside", []),
     )
+    # Still the kernel's own uid here: the ids change after unshare.
+    _sandbox_accounts(plan, idmap, os.geteuid())
     flt = _seccomp_filter(spec, "namespaces", report)
     trees: dict[Any, int] = {}
     helper = None

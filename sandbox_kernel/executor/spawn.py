@@ -18,6 +18,13 @@ from dataclasses import dataclass
 __all__ = ["Launcher", "prelaunch", "spawn", "take_prelaunched"]
 
 
+# Set from the spec by the launcher before any cell runs, so the exec'd environment
+# never needs them; they are left out of it because /proc/self/environ shows a
+# process its environment as exec'd, and the executor is forked from the launcher:
+# the host's PATH, user name and home would stay readable there.
+SPEC_ONLY_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL"})
+
+
 @dataclass
 class Launcher:
     proc: subprocess.Popen[bytes]
@@ -50,7 +57,7 @@ def spawn(env: dict[str, str], cwd: str) -> Launcher:
             argv,
             pass_fds=(relay_child.fileno(), sup_child.fileno(), spec_read),
             close_fds=True,
-            env=env,
+            env={k: v for k, v in env.items() if k not in SPEC_ONLY_NAMES},
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

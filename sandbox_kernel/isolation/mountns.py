@@ -29,7 +29,15 @@ from dataclasses import dataclass, field
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["Mount", "MountPlan", "assemble_root", "capture_trees", "inside", "plan_mounts"]
+__all__ = [
+    "Mount",
+    "MountPlan",
+    "assemble_root",
+    "capture_trees",
+    "inside",
+    "plan_mounts",
+    "visible_command_path",
+]
 
 # Single files and directories from /etc that programs need; never all of /etc.
 ETC_ENTRIES = (
@@ -99,6 +107,14 @@ class MountPlan:
     # The private temporary directory: /tmp, unless the workspace is /tmp itself
     # (a notebook kept in /tmp), where cells' temporary files must not land.
     tmp: str = "/tmp"
+    # Files the launcher writes into the sandbox's root instead of binding the
+    # host's (accounts.py: /etc/passwd and /etc/group), by path.
+    files: dict[str, str] = field(default_factory=dict)
+
+    def synthesize(self, files: dict[str, str]) -> None:
+        """Show ``files`` with the given contents inside, in place of any bind of them."""
+        self.files.update(files)
+        self.mounts = [m for m in self.mounts if m.path not in files]
 
     def read_only_sources(self) -> list[str]:
         return [m.path for m in self.mounts if m.kind == "bind" and not m.writable]
@@ -193,6 +209,29 @@ def _command_dirs(home: str, protected: list[str]) -> list[str]:
         ):
             dirs.append(root)
     return dirs
+
+
+def visible_command_path(value: str, plan: MountPlan) -> str:
+    """PATH with only the directories the sandbox shows, each as it is seen inside.
+
+    A directory that is not mounted (``~/.local/bin`` under a protected path, a
+    relative entry) would only name a host path that is absent inside; one whose
+    real path is mounted elsewhere (``_command_dirs`` binds the real path) is
+    listed by that path. Masked and hidden entries are dropped.
+    """
+    shown = [m.path for m in plan.mounts if m.kind == "bind"] + list(plan.symlinks)
+    masked = plan.masked()
+    kept: list[str] = []
+    for entry in value.split(os.pathsep):
+        if not entry.startswith("/") or not os.path.isdir(entry):
+            continue
+        real = os.path.realpath(entry)
+        if _covered(real, masked) or _covered(entry, masked) or not _covered(real, shown):
+            continue
+        visible = entry if _covered(entry, shown) else real
+        if visible not in kept:
+            kept.append(visible)
+    return os.pathsep.join(kept)
 
 
 def _covered(path: str, dirs: list[str]) -> bool:
@@ -373,6 +412,14 @@ def _make_target(path: str, is_file: bool) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
+def _write_file(target: str, text: str) -> None:
+    """A file of the sandbox's root tmpfs (read-only once ``finish_read_only`` ran)."""
+    _mkdirs(os.path.dirname(target))
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def _tmpfs(target: str, size_mb: int, mode: str, flags: int) -> None:
     libc.mount("tmpfs", target, "tmpfs", flags, f"size={size_mb}m,mode={mode}")
 
@@ -423,6 +470,11 @@ def assemble_root(
     for fd in trees.values():
         with contextlib.suppress(OSError):
             os.close(fd)
+    for path, text in plan.files.items():
+        try:
+            _write_file(root + path, text)
+        except OSError as exc:
+            raise SetupError("mountns", f"cannot write the sandbox's {path}", exc.errno) from None
     proc_note = mount_proc(root + "/proc")
     if proc_note:
         notes.append(proc_note)
