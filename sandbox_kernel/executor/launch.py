@@ -167,9 +167,6 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         home, tmp = spec["private_dir"] + "/home", spec["private_dir"] + "/tmp"
         for path in (home, tmp):
             os.makedirs(path, mode=0o700, exist_ok=True)
-    if level in ("namespaces", "landlock"):
-        # Only what the sandbox shows: a dangling entry would name a host path.
-        os.environ["PATH"] = mountns.visible_command_path(os.environ.get("PATH", ""), plan)
     if not spec["isolation"]["allow_network"] and not (spec.get("explain") or {}).get(
         "allowed_hosts"
     ):
@@ -185,6 +182,16 @@ def _sandbox_environment(level: str, spec: dict[str, Any], plan: mountns.MountPl
         IPYTHONDIR=tmp + "/.ipython",
     )
     _network_environment(level, spec)
+
+
+def _sandbox_path(plan: mountns.MountPlan) -> None:
+    """PATH with only what the sandbox shows: a dangling entry would name a host path.
+
+    Called right after the plan, while the launcher still has the kernel's ids:
+    a root launcher can no longer see into 0700 directories (/root/.pyenv) once
+    it has taken the sandbox's.
+    """
+    os.environ["PATH"] = mountns.visible_command_path(os.environ.get("PATH", ""), plan)
 
 
 def _sandbox_accounts(plan: mountns.MountPlan, idmap: userns.IdMap, kernel_uid: int) -> None:
@@ -403,6 +410,7 @@ def run_namespaces(
         read_only_inside=iso.get("read_only_inside", []),
     )
     # Still the kernel's own uid here: the ids change after unshare.
+    _sandbox_path(plan)
     _sandbox_accounts(plan, idmap, os.geteuid())
     flt = _seccomp_filter(spec, "namespaces", report)
     trees: dict[Any, int] = {}
@@ -498,6 +506,8 @@ def run_flat(
         iso["home"],
         iso["protected"],
     )
+    if level == "landlock":
+        _sandbox_path(plan)
     flt = _seccomp_filter(spec, level, report)
     rules = _landlock_rules(spec, level, plan, report) if level == "landlock" else None
     if level == "none":

@@ -85,9 +85,14 @@ def surveyed(
     local_bin.mkdir(parents=True, exist_ok=True)
     workspace = tmp_path_factory.mktemp(f"host-view-{request.param}")
     workspace.chmod(0o777)
-    # The interpreter's bin directory too: it is mounted, and must stay.
+    # The interpreter's bin directory too: it is mounted, and must stay; so must a
+    # tool directory behind a 0700 directory (pyenv under /root), which is mounted.
     interpreter_bin = os.path.dirname(sys.executable)
-    env = {"PATH": os.pathsep.join([str(local_bin), interpreter_bin, os.environ["PATH"]])}
+    env = {
+        "PATH": os.pathsep.join(
+            [str(local_bin), interpreter_bin, str(_private_bin(host)), os.environ["PATH"]]
+        )
+    }
     box = start_sandbox(request.param, workspace, host, env=env)
     try:
         result = box.run(SURVEY)
@@ -96,6 +101,13 @@ def surveyed(
     finally:
         box.kc.stop_channels()
         box.km.shutdown_kernel(now=False)
+
+
+def _private_bin(host: Host) -> Path:
+    private = host.root / "private-0700"
+    (private / "bin").mkdir(parents=True, exist_ok=True)
+    private.chmod(0o700)
+    return private / "bin"
 
 
 def _names(text: str) -> set[str]:
@@ -140,5 +152,8 @@ def test_path_names_no_host_directory_the_sandbox_does_not_show(
     assert local_bin not in text
     if box.level == "namespaces":
         assert seen["dangling"] == []
-    # The interpreter's own bin directory stays (pip, jupyter's scripts).
-    assert os.path.dirname(sys.executable) in seen["environ"]["PATH"].split(os.pathsep)
+    # The interpreter's own bin directory stays (pip, jupyter's scripts), and so does
+    # a mounted one the sandbox's ids could not have looked into on the host.
+    inside_path = seen["environ"]["PATH"].split(os.pathsep)
+    assert os.path.dirname(sys.executable) in inside_path
+    assert str(_private_bin(host)) in inside_path
