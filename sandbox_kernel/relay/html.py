@@ -210,9 +210,10 @@ PASSIVE_RST_DIRECTIVES = frozenset(
     versionadded versionchanged deprecated code code-block sourcecode math image figure
     rubric topic epigraph highlights pull-quote""".split()
 )
-_RST_DIRECTIVE = re.compile(r"^[ \t]*\.\.[ \t]+([^\s:]+)[ \t]*::", re.M)
+# Found anywhere, not only at the start of a line: inside a table cell too (a superset).
+_RST_DIRECTIVE = re.compile(r"\.\.[ \t]+([^\s:]+)[ \t]*::")
 # Hyperlink targets (".. _name: url", "__ url") and substitution definitions.
-_RST_TARGET = re.compile(r"^[ \t]*(?:\.\.[ \t]+(?:_|\|)|__[ \t])", re.M)
+_RST_TARGET = re.compile(r"\.\.[ \t]+(?:_|\|)|^[ \t]*__[ \t]", re.M)
 # A scheme followed by something: where a renderer could see a URL ("note::" and
 # "Result: 5" are not).
 _RST_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?=[^\s:])")

@@ -623,6 +623,8 @@ ACTIVE_RST = [
     ":raw-html:`<b>x</b>`",
     ".. math:: \\href{javascript:alert(1)}{x}",
     "<b>x</b>",
+    "+--------------------+\n| .. meta::          |\n|    :refresh: 0    |\n+--------------------+",
+    "| .. |x| replace:: y |",
 ]
 PASSIVE_RST = [
     NOTE_RST,
