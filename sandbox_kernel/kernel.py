@@ -24,7 +24,7 @@ from . import __version__, own_memory
 from .config import Isolation, Limits, Output, Policy, level_rank
 from .errors import ExecutorDied
 from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
-from .hygiene import WorkspaceGuard, read_only_mounts
+from .hygiene import Finding, WorkspaceGuard, read_only_mounts
 from .identity import home_dir, user_name
 from .isolation import cgroups, privs
 from .isolation.userns import sandbox_uid_range
@@ -32,7 +32,14 @@ from .log import AuditLog
 from .network.kernel_side import KernelNetwork
 from .policy import PolicySettings, Verdict, check_cell
 from .policy.rules import RULES
-from .quota import IDLE_INTERVAL_S, MIB, MIN_INTERVAL_S, WorkspaceMeter, sandbox_write_bytes
+from .quota import (
+    IDLE_INTERVAL_S,
+    MIB,
+    MIN_INTERVAL_S,
+    WorkspaceMeter,
+    sandbox_cpu_ns,
+    sandbox_write_bytes,
+)
 from .relay.budget import OutputLimits
 from .relay.gate import GateSettings
 from .relay.protocol import frame_limit
@@ -216,6 +223,11 @@ class SandboxKernel(Kernel):
         self._guard: WorkspaceGuard | None = None
         self._hygiene_findings = 0
         self._quota_watch: asyncio.Task[None] | None = None
+        # One scan of the workspace at a time: the cell's start and end, and the scans
+        # between cells when the sandbox writes while no cell runs.
+        self._guard_lock = asyncio.Lock()
+        # From a cell's start until its own scan has run: writes then are the cell's.
+        self._cell_scanning = False
         # Said at the start of the next cell (something happened between cells).
         self._pending_notices: list[str] = []
         # Not dumpable: a sandboxed process of the same uid (landlock level)
@@ -412,10 +424,14 @@ class SandboxKernel(Kernel):
         return executor
 
     async def _watch_quota(self, executor: ExecutorProcess, protected: list[str]) -> None:
-        """Measure the workspace for this executor's life (the baseline is the kernel's start)."""
-        if not self.limits.workspace_quota_mb or not self.isolation.workspace_writable:
+        """Watch the sandbox's writes for this executor's life: the workspace quota (the
+        baseline is the kernel's start), and the workspace's hygiene between cells."""
+        if not self.isolation.workspace_writable:
             return
-        if self._workspace_meter is None:
+        quota_on = bool(self.limits.workspace_quota_mb)
+        if not quota_on and self._guard is None:
+            return
+        if quota_on and self._workspace_meter is None:
             self._workspace_meter = await asyncio.to_thread(
                 WorkspaceMeter, self.workspace, protected
             )
@@ -433,16 +449,31 @@ class SandboxKernel(Kernel):
         with a large workspace costs nothing.
         """
         meter = self._workspace_meter
-        assert meter is not None
         quota = self.limits.workspace_quota_mb * MIB
         written: int | None = None
+        # The write count the last hygiene scan between cells (or the last cell) covered.
+        scanned: int | None = None
         measured_at = 0.0
         # Measurements in a row that found the workspace growing past the quota while
         # no cell ran: the first may be the last writes of a cell just stopped.
         idle_strikes = 0
         while self._executor is executor and executor.dead_reason is None:
             await asyncio.sleep(MIN_INTERVAL_S if self._running else IDLE_INTERVAL_S)
-            now = sandbox_write_bytes(executor.tree_pids())
+            pids = executor.tree_pids()
+            now = sandbox_write_bytes(pids)
+            # Without the write counter, any CPU the sandbox used is taken as a sign it
+            # may have written (a scan of an unchanged workspace costs about 1 ms).
+            activity = now if now is not None else sandbox_cpu_ns(pids)
+            if self._running is not None or self._cell_scanning:
+                scanned = activity  # what a cell writes, the scan at its end examines
+            elif activity is not None and activity != scanned:
+                # No cell runs, yet the sandbox wrote: a thread or a process an earlier
+                # cell left. What it left for trusted programs is undone now, not taken
+                # as the user's own at the next cell's start (git would meet it first).
+                scanned = activity
+                await self._hygiene_between_cells()
+            if meter is None:
+                continue
             # Unknown (no access to /proc/<pid>/io): the sandbox is taken to have written.
             if now is not None and now == written:
                 continue
@@ -505,12 +536,27 @@ class SandboxKernel(Kernel):
         executor.end_cell_processes(keep=keep)
         await self._stop_over_limit()
 
+    async def _hygiene_between_cells(self) -> None:
+        """Undo what the sandbox put in the workspace while no cell ran; say so at the next cell."""
+        guard = self._guard
+        if guard is None or self._cell_scanning or self._guard_lock.locked():
+            return  # a cell's own scan is under way: it examines the same entries
+        async with self._guard_lock:
+            findings = await asyncio.to_thread(guard.scan)
+        self._report_hygiene(findings, between_cells=True)
+
     async def _workspace_hygiene(self) -> None:
         """Undo what the cell (or a process it left running) put in the workspace; say so."""
         guard = self._guard
         if guard is None:
             return
-        findings = await asyncio.to_thread(guard.scan)
+        async with self._guard_lock:
+            findings = await asyncio.to_thread(guard.scan)
+        self._report_hygiene(findings, between_cells=False)
+
+    def _report_hygiene(self, findings: list[Finding], *, between_cells: bool) -> None:
+        guard = self._guard
+        assert guard is not None
         self._hygiene_findings += len(findings)
         self.log.debug(
             "workspace_scan dirs=%d entries=%d s=%.4f",
@@ -526,17 +572,28 @@ class SandboxKernel(Kernel):
                     "action": finding.action,
                     "detail": finding.line(),
                 },
-                source=self._cell_code,
+                source=None if between_cells else self._cell_code,
                 reported_by="kernel",
             )
-        if findings:
-            shown = "; ".join(f.line() for f in findings[:8])
-            more = f" (and {len(findings) - 8} more, in the audit log)" if len(findings) > 8 else ""
-            self.publisher.notice(
-                "[sandbox] The workspace is shared with programs outside the sandbox (the "
-                "Jupyter server, git, graders, your next kernel); what this cell left there "
-                f"for them: {shown}{more}"
+        if not findings:
+            return
+        shown = "; ".join(f.line() for f in findings[:8])
+        more = f" (and {len(findings) - 8} more, in the audit log)" if len(findings) > 8 else ""
+        shared = (
+            "[sandbox] The workspace is shared with programs outside the sandbox (the "
+            "Jupyter server, git, graders, your next kernel); "
+        )
+        if between_cells:
+            # No cell to show it in: the next cell's output says it. A change of the
+            # user's own made at the same moment is undone with it, hence the last words.
+            self.log.info("workspace_undone_between_cells entries=%d", len(findings))
+            self._pending_notices.append(
+                f"{shared}while no cell was running, a thread or process an earlier cell "
+                f"started left there for them: {shown}{more}. If you changed one of these "
+                "yourself at that moment, make the change again."
             )
+        else:
+            self.publisher.notice(f"{shared}what this cell left there for them: {shown}{more}")
 
     async def _executor_for_cell(self) -> ExecutorProcess | str:
         executor = self._executor
@@ -707,7 +764,8 @@ class SandboxKernel(Kernel):
         self.audit.record_network(record)
 
     def _comm_refused(self, target: str) -> None:
-        """A comm to a target not in Output.comm_targets: audited, not printed in the cell."""
+        """A comm to a target outside Output.comm_targets: audited and logged (the gate
+        notes it in the cell)."""
         self.audit.record_violation(
             {
                 "event": "comm_refused",
@@ -880,7 +938,9 @@ class SandboxKernel(Kernel):
                 reply_count,
             )
         if self._guard is not None:
-            await asyncio.to_thread(self._guard.begin_cell)
+            self._cell_scanning = True
+            async with self._guard_lock:
+                await asyncio.to_thread(self._guard.begin_cell)
         self._running = msg_id
         self._stop_reason = None
         # Counters as they stood after the previous cell (read once per cell, after it).
@@ -911,12 +971,18 @@ class SandboxKernel(Kernel):
                     reap_after=self.limits.kill_cell_processes,
                 )
             )
+        except BaseException:
+            self._cell_scanning = False
+            raise
         finally:
             self._running = None
             for watcher in watchers:
                 watcher.cancel()
         # Before the reply: nothing outside may meet what the cell left in the workspace.
-        await self._workspace_hygiene()
+        try:
+            await self._workspace_hygiene()
+        finally:
+            self._cell_scanning = False
         outcome.stats.update(self.publisher.end_cell())
         if outcome.reply is None:
             return await self._recover(executor, outcome, reply_count, oom_before)

@@ -94,6 +94,34 @@ class QuotaCheck:
     sandbox_wrote: bool
 
 
+def sandbox_cpu_ns(pids: list[int]) -> int | None:
+    """CPU time the given processes' threads have run, in ns; None if unknown.
+
+    The sign of life between cells where the write counter cannot be read
+    (``/proc/<pid>/io`` needs ptrace access, which a container without
+    CAP_SYS_PTRACE lacks for a non-dumpable sandbox); ``schedstat`` is readable to
+    all and counts in nanoseconds, so even a thread that only writes a small file
+    moves it.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, IndexError):
+                return None
+    return total
+
+
 def sandbox_write_bytes(pids: list[int]) -> int | None:
     """Bytes the given processes (and the children they reaped) dirtied on disk; None if unknown."""
     total = 0

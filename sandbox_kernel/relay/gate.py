@@ -345,12 +345,17 @@ class OutputGate:
         target = message.get("target_name", "")
         comm = self._comms[comm_id] = _Comm(target)
         if target not in self.settings.comm_targets:
-            # No note in the cell's output: a frontend without a handler for the target
-            # ignores the comm under stock ipykernel too (it only logs to the browser's
-            # console). The refusal is audited and counted (take_refused_comms).
+            # A visible note (issue 9: a refusal is never silent), besides the audit
+            # record and the count (take_refused_comms). Under stock a frontend without
+            # a handler ignores such a comm, so the note is one of the corpus's listed
+            # differences (tests/conformance/corpus_differences.py).
             comm.refused = True
             self._refused_targets.append(str(target))
-            return None, []
+            return None, [
+                f"a comm to the frontend target {target!r} was refused: the frontend code "
+                "behind it would act on what the cell sends, in the notebook page "
+                "(an administrator can allow it with Output.comm_targets)"
+            ]
         data = message.get("data") or {}
         if target != WIDGET_TARGET:
             return message, []

@@ -110,6 +110,15 @@ EXPECTED: dict[tuple[str, int], Expected] = {
     ("wwtp__15-Preview-of-Data-Science-Tools.ipynb", 37): Expected(
         frozenset({"text/html", "application/javascript"}), "security", _NBAGG
     ),
+    ("nbclient__Other_Comms.ipynb", 1): Expected(
+        frozenset({"output-count(0->1)", "stderr"}),
+        "security",
+        "create_comm() to a frontend target nobody handles: under stock the frontend "
+        "ignores it silently; the gate refuses every comm_open to a target outside "
+        "Output.comm_targets (the frontend code behind a target would act on what the "
+        "cell sends, in the notebook page) and says so in one stderr line, so that a "
+        "refusal is never silent (issue 9); it is also audited and counted",
+    ),
     ("ipython__Cell_Magics.ipynb", 2): Expected(
         frozenset({"text/plain"}),
         "truthful",

@@ -105,16 +105,16 @@ def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
 
 
 def test_a_comm_to_another_target_is_refused_audited_and_counted(tmp_path: Path) -> None:
-    """Refused without a word in the cell (as a frontend with no handler for the target
-    ignores it under stock ipykernel: nbclient's Other_Comms notebook), but recorded in
-    the audit log and counted in the reply's sandbox metadata (%sandbox's last cell)."""
+    """Refused with one note in the cell (issue 9: a refusal is visible), recorded in the
+    audit log and counted in the reply's sandbox metadata (%sandbox's last cell)."""
     audit = tmp_path / "audit.jsonl"
     workspace = tmp_path / "ws"
     workspace.mkdir()
     with running_kernel(workspace, extra_arguments=[f"--Policy.audit_log={audit}"]) as (_, kc):
         res = execute(kc, "from comm import create_comm\nc = create_comm(target_name='bin')")
         assert not res.of_type("comm_open"), "a comm to an unknown frontend target was opened"
-        assert res.stderr == ""
+        assert "comm to the frontend target 'bin' was refused" in res.stderr
+        assert "Output.comm_targets" in res.stderr
         assert res.stdout == ""
         assert res.reply["metadata"]["sandbox"]["comms_refused"] == 1
         res = execute(kc, "c.send({'x': 1}); c.close()")

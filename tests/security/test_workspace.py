@@ -582,3 +582,59 @@ def test_a_forged_bytecode_cache_never_runs(box: Sandbox, tmp_path: Path) -> Non
     _import_helper(case)
     assert not marker.exists(), "the cell's bytecode ran outside the sandbox"
     assert "Isolation.shadow_modules" in _all_text(result)
+
+
+# -- between cells ------------------------------------------------------------------------------
+
+LATE_PLANT = """
+import os, threading, time
+os.makedirs({dir!r}, exist_ok=True)
+def plant():
+    time.sleep(1.0)
+    with open(os.path.join({dir!r}, 'conftest.py'), 'w') as f:
+        f.write({code!r})
+    with open(os.path.join({dir!r}, 'done.txt'), 'w') as f:
+        f.write('planted')
+threading.Thread(target=plant, daemon=True).start()
+print('started')
+"""
+
+
+def test_a_thread_that_plants_between_cells_is_undone_before_the_next_cell(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    """A cell leaves a thread that writes conftest.py a second after the cell ended. The
+    user runs pytest in a terminal before any next cell: it must not run the cell's code."""
+    import subprocess
+    import sys
+    import time
+
+    name = f"late-{uuid.uuid4().hex[:8]}"
+    late = box.workspace / name
+    marker = tmp_path / "conftest-ran"
+    tmp_path.chmod(0o777)
+    code = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+    result = box.run(LATE_PLANT.format(dir=name, code=code))
+    assert result.status == "ok", result.text()
+    assert "started" in result.stdout, result.text()
+    # Checked from outside, while no cell runs: the thread wrote, then its plant went.
+    deadline = time.monotonic() + 30
+    while not (late / "done.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (late / "done.txt").exists(), "the cell's thread never wrote"
+    while (late / "conftest.py").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (late / "conftest.py").exists(), "conftest.py planted between cells stayed"
+    (late / "test_x.py").write_text("def test_x():\n    pass\n")
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(late)],
+        cwd=late,
+        capture_output=True,
+        timeout=120,
+        check=False,  # the test itself may pass or fail: only the marker matters
+    )
+    assert not marker.exists(), "pytest ran the conftest.py a thread planted between cells"
+    # The next cell says what happened while no cell ran.
+    text = _all_text(box.run("print('next')"))
+    assert "while no cell was running" in text, text
+    assert "conftest.py" in text, text

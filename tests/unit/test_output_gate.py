@@ -350,9 +350,13 @@ def widget_open(comm_id: str, model: str, module: str, **state: Any) -> dict[str
 def test_comm_to_an_unlisted_target_is_refused_with_its_messages() -> None:
     g = gate()
     message = {"comm_id": "c1", "target_name": "evil", "data": {"html": HOSTILE_HTML}}
-    # Refused without a note in the cell (a frontend with no handler is silent too), but
-    # handed to the caller to audit and count, once per comm.
-    assert g.comm("comm_open", message) == (None, [])
+    # Refused with a note in the cell, and handed to the caller to audit and count,
+    # once per comm.
+    out, notes = g.comm("comm_open", message)
+    assert out is None
+    assert len(notes) == 1
+    assert "'evil' was refused" in notes[0]
+    assert "Output.comm_targets" in notes[0]
     assert g.take_refused_comms() == ["evil"]
     assert g.comm("comm_msg", {"comm_id": "c1", "data": {}}) == (None, [])
     assert g.comm("comm_close", {"comm_id": "c1", "data": {}}) == (None, [])
