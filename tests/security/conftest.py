@@ -228,6 +228,11 @@ class Sandbox:
         """Every process of the sandbox, seen from the host (not the kernel itself)."""
         return [p.pid for p in process_tree(kernel_pid(self.km))[1:]]
 
+    def close(self) -> None:
+        """Stop the client and shut the kernel down the way a frontend does."""
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=False)
+
 
 def start_sandbox(
     level: str,
@@ -295,5 +300,4 @@ def sandbox(
     try:
         yield box
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()

@@ -396,8 +396,7 @@ def test_workspace_in_home_keeps_secrets_and_config_out_of_reach(
             assert result.stdout.count("denied") == 6, result.stdout
             assert (home / "project" / "result.txt").read_text() == "ok"
         finally:
-            box.kc.stop_channels()
-            box.km.shutdown_kernel(now=False)
+            box.close()
 
 
 def test_a_workspace_inside_the_kernels_code_stays_read_only(host: Host) -> None:
@@ -425,5 +424,4 @@ def test_a_workspace_inside_the_kernels_code_stays_read_only(host: Host) -> None
             finally:
                 if probe.exists():  # (a read-only filesystem refuses even a missing unlink)
                     probe.unlink()
-                box.kc.stop_channels()
-                box.km.shutdown_kernel(now=False)
+                box.close()

@@ -99,8 +99,7 @@ def surveyed(
         assert result.status == "ok", result.text()
         yield box, json.loads(result.stdout), result.stdout
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()
 
 
 def _private_bin(host: Host) -> Path:

@@ -115,8 +115,7 @@ def allowed_box(
     try:
         yield box, audit
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()
 
 
 def _needs_namespaces(box: Sandbox) -> None:
@@ -327,8 +326,7 @@ def offline_box(
     try:
         yield box, audit
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()
 
 
 def test_pip_install_with_nothing_allowed_says_the_network_is_off(
@@ -420,5 +418,4 @@ def test_package_dir_survives_a_restart_and_stays_off_the_kernels_path(
         assert not [p for p in mapped + opened if p.startswith(str(packages))]
         assert "PYTHONPATH" not in environ
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()

@@ -32,8 +32,7 @@ def box(
     try:
         yield sandbox
     finally:
-        sandbox.kc.stop_channels()
-        sandbox.km.shutdown_kernel(now=False)
+        sandbox.close()
 
 
 def _all_text(result) -> str:
@@ -184,8 +183,7 @@ def test_path_binds_respect_the_protected_paths(
                 # Not even there: the mount namespace shows no ~/.local at all.
                 assert "LISTED False" in result.stdout, result.stdout
         finally:
-            sandbox.kc.stop_channels()
-            sandbox.km.shutdown_kernel(now=False)
+            sandbox.close()
 
 
 # -- files that trusted programs run later -------------------------------------------------
@@ -302,7 +300,8 @@ def test_planted_control_files_and_shadow_modules_never_run(
 
 # -- trusted writers after a hostile cell ----------------------------------------------------
 
-WRITER_TRAPS = """
+# Each attempt says whether the sandbox let it through (MADE) or refused it (REFUSED errno).
+ATTEMPT_OS = """
 import os
 def attempt(what, fn):
     try:
@@ -310,6 +309,11 @@ def attempt(what, fn):
         print('MADE', what)
     except OSError as e:
         print('REFUSED', what, e.errno)
+"""
+
+WRITER_TRAPS = (
+    ATTEMPT_OS
+    + """
 os.makedirs('.ipynb_checkpoints', exist_ok=True)
 # The next checkpoint of nb.ipynb would be copied into ~/.bashrc.
 attempt('checkpoint-file', lambda: os.symlink({bashrc!r}, '.ipynb_checkpoints/nb-checkpoint.ipynb'))
@@ -323,6 +327,7 @@ attempt('nbconvert-ipynb', lambda: os.symlink({bashrc!r}, 'nb.nbconvert.ipynb'))
 attempt('nbconvert-html', lambda: os.symlink({canary!r}, 'nb.html'))
 attempt('hardlink-bashrc', lambda: os.link({bashrc!r}, 'nb2.ipynb'))
 """
+)
 
 
 def test_jupyter_server_and_nbconvert_write_nothing_outside_after_a_hostile_cell(
@@ -343,8 +348,7 @@ def box_without_seccomp(
     try:
         yield sandbox
     finally:
-        sandbox.kc.stop_channels()
-        sandbox.km.shutdown_kernel(now=False)
+        sandbox.close()
 
 
 def test_each_layer_holds_without_seccomp(box_without_seccomp: Sandbox, host: Host) -> None:
@@ -454,25 +458,20 @@ def test_existing_control_files_are_read_only_during_the_cell(
             assert (ws / ".git" / "config").read_bytes() == config
             assert (ws / "conftest.py").read_text() == "# the user's own\n"
         finally:
-            sandbox.kc.stop_channels()
-            sandbox.km.shutdown_kernel(now=False)
+            sandbox.close()
 
 
 # -- a real Jupyter server ---------------------------------------------------------------------
 
-SERVER_TRAPS = """
-import os
-def attempt(what, fn):
-    try:
-        fn()
-        print('MADE', what)
-    except OSError as e:
-        print('REFUSED', what, e.errno)
+SERVER_TRAPS = (
+    ATTEMPT_OS
+    + """
 attempt('download', lambda: os.symlink({secret!r}, 'data.csv'))
 os.makedirs('.ipynb_checkpoints', exist_ok=True)
 attempt('checkpoint', lambda: os.symlink({bashrc!r}, '.ipynb_checkpoints/nb-checkpoint.ipynb'))
 attempt('notebook', lambda: os.symlink({bashrc!r}, 'nb.ipynb'))
 """
+)
 
 
 def test_a_real_jupyter_server_saves_checkpoints_and_serves_downloads_inside(
@@ -500,8 +499,7 @@ def test_a_real_jupyter_server_saves_checkpoints_and_serves_downloads_inside(
                 result = sandbox.run(code)
                 assert result.status == "ok", result.text()
             finally:
-                sandbox.kc.stop_channels()
-                sandbox.km.shutdown_kernel(now=False)
+                sandbox.close()
             nb = nbformat.v4.new_notebook()
             nb.cells.append(nbformat.v4.new_code_cell("print('shaped to run as shell code')"))
             model = {"type": "notebook", "format": "json", "content": nb}

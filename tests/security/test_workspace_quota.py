@@ -57,8 +57,7 @@ def quota_box(
     try:
         yield box
     finally:
-        box.kc.stop_channels()
-        box.km.shutdown_kernel(now=False)
+        box.close()
 
 
 def test_filling_the_workspace_stops_at_the_quota(quota_box: Sandbox) -> None:

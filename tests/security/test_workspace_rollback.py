@@ -32,8 +32,7 @@ def box(
     try:
         yield sandbox
     finally:
-        sandbox.kc.stop_channels()
-        sandbox.km.shutdown_kernel(now=False)
+        sandbox.close()
 
 
 def test_a_rollback_says_the_files_were_not_restored(box: Sandbox) -> None:
