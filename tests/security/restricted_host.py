@@ -164,14 +164,28 @@ def _runtime_default_seccomp(no_landlock: bool) -> None:
 
 
 POD_USER = "nobody"
+# A uid/gid that owns nothing and is in no group: only the others' bits apply.
+ANY_OTHER_USER = -1
 
 
-def _traversable(path: str) -> bool:
-    return bool(os.stat(path).st_mode & 0o001)
+def _traversable(path: str, uid: int, gid: int) -> bool:
+    """Whether ``uid``/``gid`` (no supplementary groups) may search ``path``.
+
+    The kernel's order, not just the ``o+x`` bit: the owner's bits apply to the
+    owner, the group's bits to a member, the others' bits to everyone else. A
+    directory left at 0701 root:root by an earlier ``chmod o+x`` is closed to a
+    gid-0 pod user (no-passwd runs as gid 0), although others may pass.
+    """
+    st = os.stat(path)
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == gid:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
 
 
-def _open_the_way(targets: list[str]) -> None:
-    """Cover each directory other users cannot traverse on the way to ``targets``.
+def _open_the_way(targets: list[str], uid: int, gid: int) -> None:
+    """Cover each directory ``uid``/``gid`` cannot traverse on the way to ``targets``.
 
     Runs in a private mount namespace, with CAP_SYS_ADMIN. Shallowest first: a
     deeper directory is handled inside the view its parent's tmpfs was given.
@@ -181,7 +195,7 @@ def _open_the_way(targets: list[str]) -> None:
         parts = os.path.abspath(target).strip("/").split("/")
         for depth in range(len(parts)):
             directory = "/" + "/".join(parts[:depth])
-            if not _traversable(directory):
+            if not _traversable(directory, uid, gid):
                 blocked.setdefault(directory, set()).add(parts[depth])
     for directory in sorted(blocked, key=lambda d: d.count("/") if d != "/" else 0):
         trees = {
@@ -203,7 +217,7 @@ def _open_the_way(targets: list[str]) -> None:
             os.close(fd)
 
 
-def _open_the_way_for(command: list[str]) -> None:
+def _open_the_way_for(command: list[str], uid: int, gid: int) -> None:
     """The command, the interpreter (also behind a script's shebang), cwd and this checkout."""
     executable = command[0]
     _open_the_way(
@@ -213,14 +227,16 @@ def _open_the_way_for(command: list[str]) -> None:
             os.path.realpath(sys.executable),
             os.getcwd(),
             os.path.dirname(os.path.dirname(os.path.abspath(libc.__file__))),
-        ]
+        ],
+        uid,
+        gid,
     )
 
 
 def _run_as(uid: int, gid: int, command: list[str]) -> list[str]:
     """Switch to an unprivileged uid; the kernel's connection file goes along as a copy."""
     command = list(command)
-    _open_the_way_for(command)
+    _open_the_way_for(command, uid, gid)
     if "-f" in command:
         index = command.index("-f") + 1
         fd, copy = tempfile.mkstemp(prefix="pod-connection-", suffix=".json")
@@ -246,7 +262,8 @@ def install(profile: str, command: list[str]) -> list[str]:
         if libc.capget_effective() >> CAP_SYS_ADMIN & 1:
             libc.unshare(libc.CLONE_NEWNS)
             libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
-            _open_the_way_for(command)
+            # Users not known here (a hub's): neither owner nor group, the others' bits.
+            _open_the_way_for(command, ANY_OTHER_USER, ANY_OTHER_USER)
         return command
     if profile == "no-passwd":
         if os.geteuid() != 0:
