@@ -115,8 +115,8 @@ IMPORT_PROBES = (
     ("python -I -c pass", ["-I"], "pass"),
     ("import ipykernel.kernelapp (stock kernel)", ["-I"], "import ipykernel.kernelapp"),
     ("import sandbox_kernel.app (trusted kernel)", ["-I"], "import sandbox_kernel.app"),
-    ("import ...executor.launch (launcher)", ["-P", "-s"], "import sandbox_kernel.executor.launch"),
-    ("import ...executor.child (executor)", ["-P", "-s"], "import sandbox_kernel.executor.child"),
+    ("import ...launcher.launch (launcher)", ["-P", "-s"], "import sandbox_kernel.launcher.launch"),
+    ("import ...child.child (executor)", ["-P", "-s"], "import sandbox_kernel.child.child"),
 )
 
 

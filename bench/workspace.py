@@ -1,6 +1,6 @@
 """What a workspace's size costs per cell (the quota's measurement): empty and large workspace.
 
-The kernel measures the workspace from outside (``sandbox_kernel/quota.py``)
+The kernel measures the workspace from outside (``sandbox_kernel/kernel/quota.py``)
 whenever the sandbox has written to disk, so its cost grows with the number of
 files in the workspace. Two workspaces: empty, and 10,000 files of 100 KiB
 (about 1 GB) in 100 directories. In each, ``sandbox-python`` (default
@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 from run import MIB, Kernel, bench_session, environment, progress, result_paths, source_digest
 
-from sandbox_kernel.quota import WorkspaceMeter
+from sandbox_kernel.kernel.quota import WorkspaceMeter
 
 KINDS = {"sandbox": "sandbox-python", "stock": "python3"}
 TRIVIAL = "1+1"

@@ -1,4 +1,4 @@
-"""What the workspace scan (sandbox_kernel/hygiene.py) costs per cell.
+"""What the workspace scan (sandbox_kernel/kernel/hygiene.py) costs per cell.
 
 Two parts:
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sandbox_kernel.config import CONTROL_FILES, SHADOW_MODULES
-from sandbox_kernel.hygiene import WorkspaceGuard
+from sandbox_kernel.kernel.hygiene import WorkspaceGuard
 
 
 def make_project(root: Path, files: int) -> None:

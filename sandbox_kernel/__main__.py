@@ -34,7 +34,7 @@ def main() -> None:
         return
     # Start the first sandbox launcher now, so that its interpreter start-up
     # overlaps this process's imports (ipykernel, IPython, zmq) on another core.
-    from .executor.spawn import prelaunch
+    from .kernel.spawn import prelaunch
 
     prelaunch()
     from .app import main as app_main

@@ -24,7 +24,7 @@ from traitlets.config import Application
 from . import __version__
 from .cli import command_line_help, version_line
 from .config import PRESETS, Isolation, Limits, Output, Policy
-from .kernel import SandboxKernel
+from .kernel.handlers import SandboxKernel
 from .lock import Attempt, Locks, load_locks, stricter
 
 __all__ = ["SandboxKernelApp", "main"]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .executor.env import is_secret_name
+from .kernel.env import is_secret_name
 from .policy.verdict import Verdict
 
 __all__ = ["REDACTED", "AuditLog", "Scrubber", "cell_sha256"]

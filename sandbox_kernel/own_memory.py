@@ -1,7 +1,7 @@
 """The trusted kernel's own memory limit (RLIMIT_DATA), and how much of it is left.
 
 The executor's frames are decoded in this process, which sits outside the
-sandbox's memory cgroup. Bounded parsing (``relay/protocol.py``) keeps each
+sandbox's memory cgroup. Bounded parsing (``relay/reader.py``) keeps each
 frame's cost proportional to its size; this limit is the backstop behind it:
 past it an allocation fails with ``MemoryError`` (which the frame reader turns
 into a rejected frame) instead of the host swapping. RLIMIT_DATA counts the

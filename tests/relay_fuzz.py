@@ -31,11 +31,12 @@ from jupyter_client.session import Session
 
 from sandbox_kernel.config import Output
 from sandbox_kernel.errors import RelayError
-from sandbox_kernel.executor.runner import ExecutorProcess
+from sandbox_kernel.kernel.runner import ExecutorProcess
 from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
+from sandbox_kernel.relay.framing import HEADER, encode_frame, frame_limit
 from sandbox_kernel.relay.gate import GateSettings
-from sandbox_kernel.relay.protocol import HEADER, MAX_VALUES, encode_frame, frame_limit
 from sandbox_kernel.relay.publisher import Publisher
+from sandbox_kernel.relay.reader import MAX_VALUES
 
 # Small caps, so that the budgets are reached within a stream.
 LIMITS = OutputLimits(

@@ -3,7 +3,7 @@
 The trusted kernel calls ``check_cell`` before a cell is sent to the executor; a
 ``Verdict`` that is not ``allowed`` is rendered with ``Verdict.as_error()`` and the
 cell does not run. The same rule ids are enforced at run time by the executor's audit
-hooks (``sandbox_kernel.executor.audit``).
+hooks (``sandbox_kernel.child.audit``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from .budget import CellBudget, NoticeBudget, OutputLimits
 from .gate import GateSettings, OutputGate
 
 if TYPE_CHECKING:
-    from ..kernel import SandboxKernel
+    from ..kernel.handlers import SandboxKernel
 
 __all__ = ["Publisher"]
 

@@ -29,7 +29,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from sandbox_kernel.relay.protocol import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
+from sandbox_kernel.relay.framing import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
 from tests.utils import KERNEL_NAME, running_kernel
 
 FRAME_DEADLINE_S = 1.0
@@ -980,7 +980,7 @@ def test_modules_planted_in_the_workspace_never_run_at_start(
     with running_kernel(workspace, extra_arguments=HOSTILE_ARGUMENTS) as (_, kc):
         names = run_cell(
             kc,
-            "import json\nfrom sandbox_kernel.executor import child\n"
+            "import json\nfrom sandbox_kernel.child import child\n"
             "print(json.dumps(sorted(child.BOOTSTRAP_MODULES)))",
         )
     assert names.status == "ok", names.reply["content"]

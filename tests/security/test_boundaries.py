@@ -240,7 +240,7 @@ def test_executor_has_no_privileges(sandbox: Sandbox) -> None:
         except FileNotFoundError:
             continue
         name = status["Name"].strip()
-        if b"sandbox_kernel.executor.launch" not in cmdline:
+        if b"sandbox_kernel.launcher.launch" not in cmdline:
             continue
         if int(status["PPid"]) == sandbox.km.provisioner.process.pid:  # type: ignore[union-attr]
             continue  # the launcher: outside the sandbox by design

@@ -16,7 +16,7 @@ import pytest
 
 PRELUDE = """
 import json, os, sys
-from sandbox_kernel.executor import audit
+from sandbox_kernel.child import audit
 
 REPORTS = []
 RESULTS = {}
@@ -388,7 +388,7 @@ def test_denial_inside_ipython_cell_names_the_rule(tmp_path: Path, preset: str) 
 def test_error_is_a_permission_error_that_pickles() -> None:
     import pickle
 
-    from sandbox_kernel.executor.audit import SandboxPolicyError
+    from sandbox_kernel.child.audit import SandboxPolicyError
 
     error = SandboxPolicyError("SKP201", "[SKP201] import ctypes (native code): ...")
     assert isinstance(error, PermissionError)

@@ -45,7 +45,7 @@ def test_the_cpu_share_becomes_a_cfs_quota() -> None:
 
 def test_the_report_says_when_the_share_is_not_enforced() -> None:
     from sandbox_kernel.isolation.cgroups import Cgroup
-    from sandbox_kernel.spec import cpu_share_layer
+    from sandbox_kernel.kernel.spec import cpu_share_layer
 
     without = cpu_share_layer(1.0, None, "cgroup v2 is not mounted")
     assert without["on"] is False

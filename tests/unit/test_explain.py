@@ -1,4 +1,4 @@
-"""The note the sandbox adds to errors it caused (executor/explain.py), exception by
+"""The note the sandbox adds to errors it caused (child/explain.py), exception by
 exception: what it says, the setting it names, and the errors it leaves alone."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sandbox_kernel.executor.explain import Explainer, installs_packages, private_notice
+from sandbox_kernel.child.explain import Explainer, installs_packages, private_notice
 
 FACTS: dict[str, Any] = {
     "level": "landlock",

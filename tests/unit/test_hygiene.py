@@ -1,4 +1,4 @@
-"""The trusted side's workspace scan (sandbox_kernel/hygiene.py), without a sandbox.
+"""The trusted side's workspace scan (sandbox_kernel/kernel/hygiene.py), without a sandbox.
 
 The test process plays the cell: it plants entries between two scans, and the
 scan must undo exactly what a trusted program outside could trip on.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from sandbox_kernel.config import CONTROL_FILES, SHADOW_MODULES
-from sandbox_kernel.hygiene import WorkspaceGuard
+from sandbox_kernel.kernel.hygiene import WorkspaceGuard
 
 
 def _guard(ws: Path) -> WorkspaceGuard:
@@ -150,7 +150,7 @@ def test_files_the_sandbox_made_as_another_uid_are_removed(tmp_path: Path) -> No
 
 
 def test_refusals_in_the_workspace_are_explained_on_the_exception() -> None:
-    from sandbox_kernel.executor.explain import Explainer
+    from sandbox_kernel.child.explain import Explainer
 
     facts = {
         "level": "namespaces",

@@ -1,6 +1,6 @@
 """The trusted side's parser of executor bytes: bad input gets a clear error and loses nothing.
 
-``sandbox_kernel.relay.protocol`` is the only code that reads bytes from the
+``sandbox_kernel.relay.reader`` is the only code that reads bytes from the
 sandboxed executor. These tests feed it well-formed frames (which must come back
 unchanged however the bytes are chunked), malformed frames (each must become one
 :class:`FrameRejected` in its place, with its neighbours intact), and framing
@@ -29,17 +29,15 @@ from hypothesis import strategies as st
 from jupyter_client.session import json_packer
 
 from sandbox_kernel.errors import ExecutorDied, RelayError
-from sandbox_kernel.executor.runner import ExecutorProcess
-from sandbox_kernel.relay import protocol
-from sandbox_kernel.relay.protocol import (
+from sandbox_kernel.kernel.runner import ExecutorProcess
+from sandbox_kernel.relay import framing, reader
+from sandbox_kernel.relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
+from sandbox_kernel.relay.reader import (
     CHILD_MESSAGE_TYPES,
-    DEFAULT_MAX_FRAME_BYTES,
-    HEADER,
     MAX_DEPTH,
     FrameReader,
     FrameRejected,
     decode_payload,
-    encode_frame,
     validate_child_message,
 )
 from tests import relay_fuzz
@@ -422,12 +420,12 @@ def test_depth_limit_inside_a_real_message() -> None:
 
 
 def test_too_many_values_are_rejected_before_decoding() -> None:
-    body = b"[" + b",".join([b"0"] * protocol.MAX_VALUES) + b"]"
+    body = b"[" + b",".join([b"0"] * reader.MAX_VALUES) + b"]"
     with pytest.raises(FrameRejected, match="JSON values"):
         decode_payload(body)
     # One fewer is fine.
-    assert len(decode_payload(b"[" + b",".join([b"0"] * (protocol.MAX_VALUES - 1)) + b"]")) == (
-        protocol.MAX_VALUES - 1
+    assert len(decode_payload(b"[" + b",".join([b"0"] * (reader.MAX_VALUES - 1)) + b"]")) == (
+        reader.MAX_VALUES - 1
     )
 
 
@@ -435,13 +433,13 @@ def test_separators_inside_strings_are_not_values() -> None:
     # A CSV file printed whole: millions of commas, one string.
     text = "a,b:[c{" * 400_000
     frame = encode_frame(stream(text))
-    assert protocol.count_values(frame[HEADER.size :]) < 10
+    assert reader.count_values(frame[HEADER.size :]) < 10
     assert only(FrameReader().feed(frame)) == stream(text)
 
 
 def test_escaped_quotes_do_not_fool_the_string_count() -> None:
     body = json.dumps(stream('",' * 1_100_000 + "\\")).encode()
-    assert protocol.count_values(body) < 10
+    assert reader.count_values(body) < 10
     assert decode_payload(body)["text"].startswith('",')
 
 
@@ -485,7 +483,7 @@ def test_the_value_cost_bound_holds_for_the_worst_documents(name: str) -> None:
     finally:
         tracemalloc.stop()
     del value
-    assert peak <= protocol.decoding_cost(cut), (name, peak, protocol.decoding_cost(cut))
+    assert peak <= reader.decoding_cost(cut), (name, peak, reader.decoding_cost(cut))
 
 
 def test_a_frame_that_would_cross_the_memory_limit_is_refused_with_the_setting() -> None:
@@ -500,11 +498,11 @@ def test_a_frame_that_would_cross_the_memory_limit_is_refused_with_the_setting()
 
 
 def test_the_frame_limit_follows_the_message_cap() -> None:
-    assert protocol.frame_limit(protocol.DEFAULT_MAX_MESSAGE_BYTES) == DEFAULT_MAX_FRAME_BYTES
+    assert framing.frame_limit(framing.DEFAULT_MAX_MESSAGE_BYTES) == DEFAULT_MAX_FRAME_BYTES
     # A whole message of base64 buffers fits; so does the largest stream chunk.
-    assert protocol.frame_limit(9 * 1024 * 1024) > 12 * 1024 * 1024
-    longest_chunk = encode_frame(stream("\x00" * protocol.STREAM_FRAME_CHARS))
-    assert len(longest_chunk) <= protocol.frame_limit(1024)
+    assert framing.frame_limit(9 * 1024 * 1024) > 12 * 1024 * 1024
+    longest_chunk = encode_frame(stream("\x00" * framing.STREAM_FRAME_CHARS))
+    assert len(longest_chunk) <= framing.frame_limit(1024)
 
 
 def test_huge_integer_is_rejected_quickly_and_cleanly() -> None:
@@ -1090,7 +1088,7 @@ async def test_a_reply_without_the_requests_token_is_forged(reader_loop: Loop) -
 
 
 def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> None:
-    from sandbox_kernel.executor.channel import Channel
+    from sandbox_kernel.child.channel import Channel
 
     ours, theirs = socket.socketpair()
     try:

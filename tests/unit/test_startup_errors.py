@@ -12,10 +12,10 @@ import pytest
 
 from sandbox_kernel import identity
 from sandbox_kernel.errors import SetupError
-from sandbox_kernel.executor import launch
 from sandbox_kernel.isolation import mountns
 from sandbox_kernel.isolation.report import Report
-from sandbox_kernel.relay.protocol import FrameReader
+from sandbox_kernel.launcher import launch
+from sandbox_kernel.relay.reader import FrameReader
 
 
 def _no_passwd_entry(uid: int) -> pwd.struct_passwd:

@@ -8,7 +8,7 @@
 # check: host_untouched
 import pathlib
 
-from sandbox_kernel.executor import audit
+from sandbox_kernel.child import audit
 
 payload = {shell_payload}
 module = 'helper_' + {token}

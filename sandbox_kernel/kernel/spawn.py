@@ -49,7 +49,7 @@ def spawn(env: dict[str, str], cwd: str) -> Launcher:
         "-s",
         "-Xfrozen_modules=off",
         "-m",
-        "sandbox_kernel.executor.launch",
+        "sandbox_kernel.launcher.launch",
         str(spec_read),
     ]
     try:

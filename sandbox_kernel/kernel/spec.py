@@ -11,10 +11,10 @@ from typing import Any
 
 import psutil
 
-from .config import Isolation, Limits
-from .executor.env import scrubbed_environment
-from .isolation import cgroups, rlimits
-from .isolation.cgroups import Cgroup
+from ..config import Isolation, Limits
+from ..isolation import cgroups, rlimits
+from ..isolation.cgroups import Cgroup
+from .env import scrubbed_environment
 
 __all__ = ["build_environment", "build_spec", "effective_memory_bytes", "protected_paths"]
 
@@ -158,7 +158,7 @@ def build_spec(
         ),
         "private_dir": private_dir,
         "policy": policy or {},
-        # What the executor needs to explain errors the sandbox caused (executor/explain.py).
+        # What the executor needs to explain errors the sandbox caused (child/explain.py).
         "explain": {
             "memory_limit_set": bool(limits.memory_limit_mb),
             "allowed_hosts": list(getattr(isolation, "allowed_hosts", []) or []),

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..relay.protocol import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
+from ..relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
 
 # Bound at import, like the encoder: cells share this interpreter and may rebind json.loads.
 _decode = json.JSONDecoder().decode

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ExecutorDied, RelayError
-from ..relay.protocol import FrameReader, FrameRejected, encode_frame
+from ..relay.framing import encode_frame
+from ..relay.reader import FrameReader, FrameRejected
 from ..relay.reports import Quota
 from .spawn import spawn, take_prelaunched
 

@@ -20,18 +20,23 @@ import psutil
 import zmq
 from ipykernel.kernelbase import Kernel
 
-from . import __version__, own_memory
-from .config import Isolation, Limits, Output, Policy, level_rank
-from .errors import ExecutorDied
-from .executor.runner import CellOutcome, ExecuteRequest, ExecutorProcess
+from .. import __version__, own_memory
+from ..config import Isolation, Limits, Output, Policy, level_rank
+from ..errors import ExecutorDied
+from ..identity import home_dir, user_name
+from ..isolation import cgroups, privs
+from ..isolation.userns import sandbox_uid_range
+from ..log import AuditLog
+from ..network.kernel_side import KernelNetwork
+from ..policy import PolicySettings, Verdict, check_cell
+from ..policy.rules import RULES
+from ..relay.budget import OutputLimits
+from ..relay.framing import frame_limit
+from ..relay.gate import GateSettings
+from ..relay.publisher import Publisher
+from ..relay.reports import escape_for_log
+from ..sandbox_magic import SANDBOX_MAGIC_DOC, SUBCOMMANDS, rules_table
 from .hygiene import Finding, WorkspaceGuard, read_only_mounts
-from .identity import home_dir, user_name
-from .isolation import cgroups, privs
-from .isolation.userns import sandbox_uid_range
-from .log import AuditLog
-from .network.kernel_side import KernelNetwork
-from .policy import PolicySettings, Verdict, check_cell
-from .policy.rules import RULES
 from .quota import (
     IDLE_INTERVAL_S,
     MIB,
@@ -40,12 +45,7 @@ from .quota import (
     sandbox_cpu_ns,
     sandbox_write_bytes,
 )
-from .relay.budget import OutputLimits
-from .relay.gate import GateSettings
-from .relay.protocol import frame_limit
-from .relay.publisher import Publisher
-from .relay.reports import escape_for_log
-from .sandbox_magic import SANDBOX_MAGIC_DOC, SUBCOMMANDS, rules_table
+from .runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .spec import build_environment, build_spec, effective_memory_bytes
 
 __all__ = ["SandboxKernel"]
@@ -659,7 +659,7 @@ class SandboxKernel(Kernel):
         }
 
     def sandbox_report(self) -> str:
-        from .isolation.report import render_report
+        from ..isolation.report import render_report
 
         if self._setup_failure:
             return f"Sandbox level: NOT RUNNING\n  {self._setup_failure}"

@@ -1,6 +1,6 @@
 """The launcher: exec'd by the trusted kernel, it builds the sandbox and starts the executor.
 
-Run as ``python -P -s -m sandbox_kernel.executor.launch SPEC_FD``, with a
+Run as ``python -P -s -m sandbox_kernel.launcher.launch SPEC_FD``, with a
 scrubbed environment and only three descriptors (relay, supervisor, spec).
 It is a fresh interpreter, single-threaded, holding none of the kernel's
 secrets, which is what makes ``unshare(CLONE_NEWUSER)`` possible (it fails
@@ -45,7 +45,7 @@ from ..isolation import (
 from ..isolation.report import Report
 from ..levels import ISOLATION_LEVELS, level_rank
 from ..network import forward
-from ..relay.protocol import encode_frame
+from ..relay.framing import encode_frame
 from .supervisor import end_with_kernel, supervise
 
 __all__ = ["main"]
@@ -317,7 +317,7 @@ def _start_executor(
         report.layer(
             "environment", True, "allow-listed variables only; no tokens, no connection file"
         )
-        from .child import serve
+        from ..child.child import serve
 
         iso = spec["isolation"]
         network = spec.get("network") or {}

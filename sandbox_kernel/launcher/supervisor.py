@@ -22,7 +22,7 @@ import struct
 import time
 from typing import Any
 
-from ..relay.protocol import HEADER, encode_frame
+from ..relay.framing import HEADER, encode_frame
 
 __all__ = ["kill_descendants", "supervise"]
 
@@ -322,7 +322,7 @@ class _Supervisor:
         if self.snapshot is None or pid != self.snapshot[0] or _parent_of(pid) != os.getpid():
             self._refuse(f"promote refused: {pid!r} is not the snapshot")
             return
-        from .snapshot import PROMOTE_SIGNAL
+        from ..child.snapshot import PROMOTE_SIGNAL
 
         snapshot, pidfd = self.snapshot
         self.snapshot = None

@@ -153,7 +153,7 @@ def _std(*names: str) -> frozenset[str]:
     return frozenset(out)
 
 
-# execfile/runfile run a file for their caller (executor/runfile.py).
+# execfile/runfile run a file for their caller (child/runfile.py).
 _RUNFILE = os.path.join(os.path.dirname(os.path.abspath(_THIS_FILE)), "runfile.py")
 _IMPORT_MACHINERY = _std(
     "importlib/__init__.py", "importlib/_bootstrap.py", "importlib/_bootstrap_external.py"

@@ -1,8 +1,7 @@
-"""Framing between the trusted kernel and the executor, and the one parser of child bytes.
+"""The one parser of child bytes, imported only by the trusted side.
 
-A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
-holding one object with a ``"type"`` key. Both directions use the same framing;
-only the trusted side's reader (:class:`FrameReader`) treats its input as hostile:
+Frames are laid out as :mod:`sandbox_kernel.relay.framing` says (the part both
+sides share). Only the trusted side's reader (:class:`FrameReader`) treats its input as hostile:
 it checks the length before allocating, decodes strictly, bounds nesting depth,
 and validates every message against the schema of its type. Anything that does
 not pass becomes a :class:`~sandbox_kernel.errors.RelayError`, never an exception
@@ -19,47 +18,24 @@ import base64
 import binascii
 import json
 import re
-import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RelayError
+from .framing import DEFAULT_MAX_FRAME_BYTES, HEADER
 
 __all__ = [
     "CHILD_MESSAGE_TYPES",
-    "DEFAULT_MAX_FRAME_BYTES",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "HEADER",
     "MAX_DEPTH",
     "MAX_VALUES",
-    "STREAM_FRAME_CHARS",
     "FrameReader",
     "FrameRejected",
     "count_values",
     "decode_payload",
     "decoding_cost",
-    "encode_frame",
-    "frame_limit",
     "validate_child_message",
 ]
 
-HEADER = struct.Struct(">I")
-# What frames need: a stream chunk is at most STREAM_FRAME_CHARS characters (the
-# executor splits longer text), and one output is at most Output.max_message_bytes
-# once serialised; comm buffers travel as base64 (4/3 of their size). A frame that
-# could not be relayed anyway is not worth reading: frame_limit() is the one place
-# that turns the message cap into the frame limit, for both sides.
-STREAM_FRAME_CHARS = 1024 * 1024
-DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-FRAME_ENVELOPE_BYTES = 1024 * 1024
-
-
-def frame_limit(max_message_bytes: int) -> int:
-    """The largest frame the trusted side reads, for a given per-message output cap."""
-    return max(max_message_bytes * 4 // 3, 6 * STREAM_FRAME_CHARS) + FRAME_ENVELOPE_BYTES
-
-
-DEFAULT_MAX_FRAME_BYTES = frame_limit(DEFAULT_MAX_MESSAGE_BYTES)
 # Deep enough for any widget state or plotly figure seen in practice; shallow
 # enough that validation and re-serialisation never approach the C stack.
 MAX_DEPTH = 64
@@ -71,21 +47,6 @@ LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
 class FrameRejected(RelayError):
     """One frame was invalid but the framing is intact: skip it and keep reading."""
-
-
-# Bound once, at import: in the executor this module shares the interpreter with the
-# cells, and a cell that rebinds json.dumps would otherwise garble every frame after it.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-
-def encode_frame(message: Mapping[str, Any]) -> bytes:
-    """Serialise one message into a length-prefixed frame."""
-    body = _encode(message)
-    # A lone surrogate (printable from Python) can only occur inside a JSON
-    # string, where "\\udXXX" is the JSON escape for it: backslashreplace keeps
-    # the frame valid UTF-8 and decodes back to the same str.
-    data = body.encode("utf-8", "backslashreplace")
-    return HEADER.pack(len(data)) + data
 
 
 # JSON values (scalars, strings, containers and object keys) one frame may hold.

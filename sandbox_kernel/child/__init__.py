@@ -1,0 +1,4 @@
+"""BESIDE USER CODE, in the sandbox: the executor's IPython shell, output capture,
+the frame channel, audit hooks and snapshots. Everything here shares the interpreter
+with the cells, so nothing here is trusted; it never imports ``kernel/`` or the
+relay's reader (an import-linter contract in pyproject.toml)."""
