@@ -64,3 +64,4 @@ lint: install-test
 	$(BIN)/ruff check sandbox_kernel tests bench examples notebooks
 	$(BIN)/ruff format --check sandbox_kernel tests bench examples notebooks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache

@@ -1,0 +1,57 @@
+"""The trust zones' import contracts (pyproject.toml, [tool.importlinter]) hold.
+
+The contracts say which zone may import which (ARCHITECTURE.md): the trusted kernel
+never imports code that runs in the sandbox, the launcher and the executor never
+import the kernel or the relay's reader, the isolation mechanisms know nothing of
+Jupyter, the policy is pure. Running them here makes `make test` (CI) enforce them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(*config: str) -> subprocess.CompletedProcess[str]:
+    # --no-cache: nothing is written into the checkout (CI's second run is unprivileged).
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo", *config],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_trust_zones_import_contracts_are_kept() -> None:
+    result = lint_imports()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout, result.stdout
+    # Every contract in pyproject.toml was checked (none silently dropped).
+    assert result.stdout.count(" KEPT") == 4, result.stdout
+
+
+def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
+    # Positive control: a contract the code does break (the launcher does import the
+    # executor's code, inside a function, to become the executor) is reported, with
+    # the import line, so the kept contracts above are not kept because the tool sees
+    # nothing.
+    config = tmp_path / "contracts.toml"
+    config.write_text(
+        "[tool.importlinter]\n"
+        'root_package = "sandbox_kernel"\n'
+        "[[tool.importlinter.contracts]]\n"
+        'name = "control"\n'
+        'type = "forbidden"\n'
+        'source_modules = ["sandbox_kernel.launcher"]\n'
+        'forbidden_modules = ["sandbox_kernel.child"]\n'
+    )
+    result = lint_imports(str(config))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "control BROKEN" in result.stdout, result.stdout
+    assert "sandbox_kernel.launcher.launch -> sandbox_kernel.child.child" in result.stdout
