@@ -73,6 +73,25 @@ class FakeKernel:
     iopub_socket: RecordingSocket = field(default_factory=RecordingSocket)
     ident: str = "fuzz"
 
+    def send(
+        self,
+        kind: str,
+        content: dict[str, Any] | bytes,
+        parent: dict[str, Any],
+        buffers: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """As the kernel signs and sends the publisher's messages on IOPub."""
+        self.session.send(
+            self.iopub_socket,
+            kind,
+            content,
+            parent,
+            ident=f"kernel.{self.ident}.{kind}".encode(),
+            buffers=buffers,
+            metadata=metadata,
+        )
+
 
 def gate_settings() -> GateSettings:
     output = Output()
@@ -236,7 +255,9 @@ class Harness:
 
     def __init__(self) -> None:
         self.kernel = FakeKernel()
-        self.publisher = Publisher(self.kernel, LIMITS, gate_settings())  # type: ignore[arg-type]
+        self.publisher = Publisher(
+            self.kernel.send, LIMITS, gate_settings(), pack=self.kernel.session.pack
+        )
         # Counted, not kept: a long run must not grow by what it records.
         self.logs = 0
         self.audits = 0

@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 import psutil
-import zmq
 from ipykernel.kernelbase import Kernel
+from jupyter_client.session import json_packer
 
 from .. import __version__, own_memory
 from ..config import Isolation, Limits, Output, Policy, level_rank
@@ -47,6 +47,7 @@ from .quota import (
 )
 from .runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .spec import build_environment, build_spec, effective_memory_bytes
+from .stdin import RelaySink, Stdin
 
 __all__ = ["SandboxKernel"]
 
@@ -177,7 +178,7 @@ class SandboxKernel(Kernel):
             max_bytes=self.policy.audit_log_max_mb * 1024 * 1024,
         )
         self.publisher = Publisher(
-            self,
+            self._send_iopub,
             OutputLimits(
                 max_message_bytes=self.output.max_message_bytes,
                 max_cell_bytes=self.output.max_cell_output_bytes,
@@ -193,8 +194,15 @@ class SandboxKernel(Kernel):
                 drop_frontend_payloads=self.output.drop_frontend_payloads,
                 library_bytes=self.output.isolated_library_bytes,
             ),
+            pack=self.session.pack if self.session is not None else json_packer,
             on_cap=self._mute_executor,
             on_comm_refused=self._comm_refused,
+        )
+        self.stdin = Stdin(
+            self.session,
+            self.stdin_socket,
+            lambda msg_id: self.publisher.parents.get(msg_id) or self.publisher.current,
+            self.log,
         )
         self.workspace = os.path.realpath(self.isolation.workspace or os.getcwd())
         self._execution_count = 1
@@ -216,7 +224,6 @@ class SandboxKernel(Kernel):
         self.network: KernelNetwork | None = None
         self._cgroup: cgroups.Cgroup | None = None
         self._isolation_report: dict[str, Any] = {}
-        self._stdin_idents: dict[str, Any] = {}
         # The workspace quota: its size when the kernel started, measured from outside.
         self._workspace_meter: WorkspaceMeter | None = None
         # Links, special files, control files and shadow modules a cell leaves behind.
@@ -374,7 +381,7 @@ class SandboxKernel(Kernel):
             spec["isolation"]["read_only_inside"] = self._guard.top_entries(MAX_READ_ONLY_BINDS)
         executor = ExecutorProcess(
             spec,
-            sink=self,
+            sink=RelaySink(self.publisher, self.stdin.request_input),
             env=build_environment(self.isolation, self.limits),
             cwd=self.workspace,
             max_frame_bytes=frame_limit(self.output.max_message_bytes),
@@ -806,58 +813,29 @@ class SandboxKernel(Kernel):
                     key="warning",
                 )
 
-    # -- OutputSink ------------------------------------------------------------------
+    # -- IOPub -----------------------------------------------------------------------
 
-    def publish(self, message: dict[str, Any]) -> None:
-        self.publisher.publish(message)
-
-    async def request_input(self, prompt: str, password: bool, parent_msg_id: str) -> str:
-        """Ask the frontend on the stdin channel, without blocking the event loop."""
-        parent = self.publisher.parents.get(parent_msg_id) or self.publisher.current
-        # The frontend's routing identity, captured when its request came in:
-        # this runs in a task of the relay reader, outside that request's context.
-        ident = self._stdin_idents.get(parent.get("header", {}).get("msg_id", ""), b"")
-        assert self.session is not None
-        # Answers to earlier requests that nobody waits for any more.
-        while self.stdin_socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self.stdin_socket.recv_multipart(zmq.NOBLOCK)
+    def _send_iopub(
+        self,
+        kind: str,
+        content: dict[str, Any] | bytes,
+        parent: dict[str, Any],
+        buffers: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Sign and send one message on IOPub (the publisher's ``send``)."""
+        if self.session is None:
+            return
         self.session.send(
-            self.stdin_socket,
-            "input_request",
-            {"prompt": prompt, "password": password},
+            self.iopub_socket,
+            kind,
+            # Session.serialize passes packed content through as it is.
+            content,  # type: ignore[arg-type]
             parent,
-            ident=ident,
+            ident=f"kernel.{self.ident}.{kind}".encode(),
+            buffers=buffers,
+            metadata=metadata,
         )
-        while True:
-            frames = await self._stdin_message()
-            try:
-                _, parts = self.session.feed_identities(frames, copy=True)
-                reply = self.session.deserialize(parts, content=True, copy=True)
-            except Exception:
-                self.log.warning("invalid input_reply", exc_info=True)
-                continue
-            value = reply.get("content", {}).get("value", "")
-            return value if isinstance(value, str) else str(value)
-
-    async def _stdin_message(self) -> list[bytes]:
-        """The next message on the stdin socket, waited for on its descriptor (no polling)."""
-        sock = self.stdin_socket
-        loop = asyncio.get_running_loop()
-        readable = asyncio.Event()
-        fd = sock.getsockopt(zmq.FD)
-        loop.add_reader(fd, readable.set)
-        try:
-            while True:
-                # ZMQ's descriptor signals edges, not levels: look at the socket's own
-                # state after each wake-up, and before every wait.
-                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    return list(sock.recv_multipart(zmq.NOBLOCK))
-                readable.clear()
-                if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    continue
-                await readable.wait()
-        finally:
-            loop.remove_reader(fd)
 
     # -- execute ---------------------------------------------------------------------
 
@@ -880,7 +858,7 @@ class SandboxKernel(Kernel):
         if self.network is not None:
             self.network.begin_cell()
         if allow_stdin:
-            self._stdin_idents = {msg_id: self._get_shell_context_var(self._shell_parent_ident)}
+            self.stdin.allow(msg_id, self._get_shell_context_var(self._shell_parent_ident))
         # IPython never stores (or counts) a silent cell, whatever the request says.
         store_history = store_history and not silent
         count = self._execution_count

@@ -12,17 +12,28 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jupyter_client.session import json_packer
 
 from .budget import CellBudget, NoticeBudget, OutputLimits
 from .gate import GateSettings, OutputGate
 
-if TYPE_CHECKING:
-    from ..kernel.handlers import SandboxKernel
+__all__ = ["Publisher", "SendMessage"]
 
-__all__ = ["Publisher"]
+
+class SendMessage(Protocol):
+    """Sign and send one message on IOPub (the kernel's session and socket)."""
+
+    def __call__(
+        self,
+        kind: str,
+        content: dict[str, Any] | bytes,
+        parent: dict[str, Any],
+        buffers: list[Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None: ...
+
 
 IOPUB_TYPES = frozenset(
     {
@@ -58,14 +69,18 @@ class Publisher:
 
     def __init__(
         self,
-        kernel: SandboxKernel,
+        send: SendMessage,
         limits: OutputLimits,
         gate: GateSettings,
         *,
+        pack: Callable[[Any], bytes] = json_packer,
         on_cap: Callable[[], None] | None = None,
         on_comm_refused: Callable[[str], None] | None = None,
     ) -> None:
-        self.kernel = kernel
+        # The kernel signs and sends; the publisher decides what, under which parent.
+        self._send = send
+        # How the session serialises content (measured before it is sent as it is).
+        self._serialise = pack
         self.limits = limits
         self.gate = OutputGate(gate)
         self.on_cap = on_cap
@@ -200,7 +215,7 @@ class Publisher:
             # As ipykernel sends them: a comm's metadata (the widget protocol version)
             # belongs in the message's metadata, not in its content.
             metadata = content.pop("metadata", None)
-        pack = self._packer()
+        pack = self._serialise
         packed_content = pack(content)
         size = len(packed_content) + len(pack(metadata or {}))
         buffers = list(message.get("buffers") or [])
@@ -209,10 +224,6 @@ class Publisher:
         return _Packed(
             kind, packed_content, self.parent_for(message), buffers, metadata, size, comm
         )
-
-    def _packer(self) -> Callable[[Any], bytes]:
-        session = self.kernel.session
-        return session.pack if session is not None else json_packer
 
     def _dropped(self, reason: str, kind: str, size: int, parent: dict[str, Any]) -> None:
         if (
@@ -271,19 +282,7 @@ class Publisher:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Sign and send on IOPub; ``content`` may be serialised already (as measured)."""
-        kernel = self.kernel
-        if kernel.session is None:
-            return
-        kernel.session.send(
-            kernel.iopub_socket,
-            kind,
-            # Session.serialize passes packed content through as it is.
-            content,  # type: ignore[arg-type]
-            parent,
-            ident=f"kernel.{kernel.ident}.{kind}".encode(),
-            buffers=buffers,
-            metadata=metadata,
-        )
+        self._send(kind, content, parent, buffers, metadata)
 
     def notes(self, notes: list[str], parent: dict[str, Any] | None = None) -> None:
         """The output gate's notes on what it changed (a few per cell, then a count)."""
@@ -302,7 +301,7 @@ class Publisher:
         """
         if key is not None and not self.notices.admit(key):
             return
-        packed = self._packer()({"name": "stderr", "text": text.rstrip("\n") + "\n"})
+        packed = self._serialise({"name": "stderr", "text": text.rstrip("\n") + "\n"})
         # The kernel's own notices (no key) are few per cell and always shown.
         if not self.budget.charge(len(packed), essential=key is None):
             if key is not None:
