@@ -1,0 +1,473 @@
+"""The sandbox's lifecycle, on the trusted side: start, restart, stop.
+
+One :class:`Sandbox` per kernel holds what outlives a single executor (the private
+directory, the cgroup, the egress proxy, the workspace's guard and meter) and the
+executor in force. It starts the executor (spec, environment, launcher) and checks
+the level it reports, replaces it when it dies, and watches the workspace while it
+lives: the quota, and what the sandbox leaves there for programs outside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import own_memory
+from ..config import Isolation, Limits, Output, level_rank
+from ..errors import ExecutorDied
+from ..identity import home_dir
+from ..isolation import cgroups
+from ..isolation.userns import sandbox_uid_range
+from ..log import AuditLog
+from ..network.kernel_side import KernelNetwork
+from ..policy import PolicySettings
+from ..relay.framing import frame_limit
+from ..relay.publisher import Publisher
+from .hygiene import Finding, WorkspaceGuard, read_only_mounts
+from .quota import (
+    IDLE_INTERVAL_S,
+    MIB,
+    MIN_INTERVAL_S,
+    WorkspaceMeter,
+    sandbox_cpu_ns,
+    sandbox_write_bytes,
+)
+from .runner import ExecutorProcess
+from .spec import build_environment, build_spec, effective_memory_bytes
+from .stdin import RelaySink, Stdin
+
+if TYPE_CHECKING:
+    from .cellrun import CellRun
+
+__all__ = ["Sandbox"]
+
+# Control files and shadow modules bound read-only at the namespaces level; past
+# this many (a tree with a checkpoint directory in each of hundreds of folders)
+# the rest are guarded by the scan alone.
+MAX_READ_ONLY_BINDS = 64
+
+
+class Sandbox:
+    """The executor in force and what outlives it, for one kernel."""
+
+    def __init__(
+        self,
+        *,
+        isolation: Isolation,
+        limits: Limits,
+        output: Output,
+        policy: PolicySettings,
+        workspace: str,
+        publisher: Publisher,
+        stdin: Stdin,
+        audit: AuditLog,
+        log: logging.Logger | logging.LoggerAdapter[Any],
+        hidden: Callable[[], list[str]],
+        on_log: Callable[[str, str], None],
+        on_audit: Callable[[dict[str, Any]], None],
+        on_network: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.isolation = isolation
+        self.limits = limits
+        self.output = output
+        self.policy = policy
+        self.workspace = workspace
+        self.publisher = publisher
+        self.stdin = stdin
+        self.audit = audit
+        self.log = log
+        # Paths no cell may reach (the kernel's own ipc sockets), asked at each start.
+        self.hidden = hidden
+        self.on_log = on_log
+        self.on_audit = on_audit
+        self.on_network = on_network
+
+        self.executor: ExecutorProcess | None = None
+        self.starting: asyncio.Future[ExecutorProcess | str] | None = None
+        self.setup_failure: str | None = None
+        # What the launcher reported it set up (level, layers): the banner, %sandbox.
+        self.report: dict[str, Any] = {}
+        self.private_dir: str | None = None
+        self.network: KernelNetwork | None = None
+        self.cgroup: cgroups.Cgroup | None = None
+        # The running cell, if any (set by CellRun while it runs).
+        self.cell: CellRun | None = None
+        # The last cell's figures: reply metadata, %sandbox.
+        self.last_cell: dict[str, Any] = {}
+        # (OOM kills, process-limit hits) of the cgroup, as of the last cell's end.
+        self.cgroup_counts = (0, 0)
+        # Without a pids cgroup: the sandbox's process count after the previous cell.
+        self.tree_size = 0
+        # Said at the start of the next cell (something happened between cells).
+        self.pending_notices: list[str] = []
+        # The workspace quota: its size when the kernel started, measured from outside.
+        self.meter: WorkspaceMeter | None = None
+        # Links, special files, control files and shadow modules a cell leaves behind.
+        self.guard: WorkspaceGuard | None = None
+        self.hygiene_findings = 0
+        self._quota_watch: asyncio.Task[None] | None = None
+        # One scan of the workspace at a time: the cell's start and end, and the scans
+        # between cells when the sandbox writes while no cell runs.
+        self.guard_lock = asyncio.Lock()
+        # From a cell's start until its own scan has run: writes then are the cell's.
+        self.cell_scanning = False
+
+    @property
+    def level(self) -> str:
+        return str(self.report.get("level", ""))
+
+    # -- start, restart, stop ----------------------------------------------------------
+
+    def begin_start(self) -> asyncio.Future[ExecutorProcess | str]:
+        if self.starting is None or self.starting.done():
+            self.starting = asyncio.ensure_future(self._start())
+        return self.starting
+
+    async def wait_started(self) -> None:
+        """Wait (bounded) for a start under way: a failure is reported as such."""
+        if self.starting is not None and not self.starting.done():
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.starting), self.limits.startup_timeout_s)
+
+    async def for_cell(self) -> ExecutorProcess | str:
+        """The executor to run a cell in (started if need be), or why there is none."""
+        executor = self.executor
+        if executor is not None and executor.alive:
+            return executor
+        if executor is not None:
+            # It died between cells (a background thread crashed it, say).
+            self.publisher.notice(
+                f"[sandbox] the executor stopped after the previous cell ({executor.dead_reason}); "
+                "a new one was started and earlier state is gone."
+            )
+        self.executor = None
+        return await self.begin_start()
+
+    async def restart(self, executor: ExecutorProcess) -> None:
+        """Kill ``executor`` and start a new one (its state is gone)."""
+        await executor.kill()
+        self.executor = None
+        self.begin_start()
+
+    async def _start(self) -> ExecutorProcess | str:
+        """Start an executor; return it, or the reason there is none."""
+        if self.private_dir is None:
+            self.private_dir = tempfile.mkdtemp(prefix="sandbox-kernel-")
+        if self.cgroup is None and self.isolation.cgroups != "disabled":
+            created = cgroups.create(
+                f"sandbox-kernel-{os.getpid()}",
+                effective_memory_bytes(self.limits),
+                self.limits.max_processes,
+                self.limits.cpu_share,
+            )
+            if isinstance(created, cgroups.Cgroup):
+                self.cgroup = created
+                cgroup_reason = None
+            else:
+                cgroup_reason = created
+                enclosing = cgroups.enclosing_limits().describe()
+                if enclosing:
+                    cgroup_reason = f"{created}; {enclosing}"
+                if self.isolation.cgroups == "required":
+                    return f"cgroup required but unavailable: {created}"
+        else:
+            cgroup_reason = "disabled by configuration" if self.cgroup is None else None
+        if self.network is None:
+            self.network = KernelNetwork(
+                self.isolation, private_dir=self.private_dir, audit=self.on_network
+            )
+            try:
+                self.network.start()
+            except OSError as exc:
+                self.network.stop()
+                return f"the egress proxy for Isolation.allowed_hosts could not start ({exc})"
+        spec = build_spec(
+            self.isolation,
+            self.limits,
+            workspace=self.workspace,
+            home=home_dir(),
+            private_dir=self.private_dir,
+            cgroup=self.cgroup,
+            cgroup_reason=cgroup_reason,
+            policy=self.policy.to_dict(),
+            hidden=self.hidden(),
+        )
+        spec["isolation"]["extra_mounts"] += self.network.mounts()
+        spec["network"] = self.network.spec()
+        # The executor sends a small stand-in for an output its frame could not carry.
+        spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
+        if self.guard is None and self.isolation.workspace_writable:
+            with contextlib.suppress(OSError):  # an unreachable workspace fails below
+                self.guard = await asyncio.to_thread(
+                    WorkspaceGuard,
+                    self.workspace,
+                    list(self.isolation.control_files),
+                    list(self.isolation.shadow_modules),
+                    spec["isolation"]["protected"],
+                    sandbox_uids=sandbox_uid_range(self.isolation.sandbox_uid_base),
+                )
+        if self.guard is not None:
+            spec["isolation"]["read_only_inside"] = self.guard.top_entries(MAX_READ_ONLY_BINDS)
+        executor = ExecutorProcess(
+            spec,
+            sink=RelaySink(self.publisher, self.stdin.request_input),
+            env=build_environment(self.isolation, self.limits),
+            cwd=self.workspace,
+            max_frame_bytes=frame_limit(self.output.max_message_bytes),
+            frame_deadline_s=self.output.frame_deadline_s,
+            on_log=self.on_log,
+            on_audit=self.on_audit,
+            headroom=own_memory.headroom,
+        )
+        try:
+            ready = await executor.start(self.limits.startup_timeout_s)
+        except ExecutorDied as exc:
+            reason = executor.setup_failure or str(exc)
+            self.log.error("executor_start_failed reason=%s", reason)
+            self.setup_failure = reason
+            return reason
+        except OSError as exc:
+            # The launcher could not even be started (the workspace is not reachable
+            # for this user, the interpreter is gone ...): say so, and keep serving.
+            where = f"{exc.filename}: " if exc.filename else ""
+            reason = f"the executor could not be started ({where}{exc.strerror or exc})"
+            self.log.error("executor_start_failed reason=%s", reason)
+            await executor.kill()
+            self.setup_failure = reason
+            return reason
+        report = ready.get("isolation", {})
+        level = report.get("level", "none")
+        if level_rank(level) < level_rank(self.isolation.required_isolation):
+            # The launcher enforces this too; a report below the bar means the
+            # executor cannot be trusted to have done so.
+            await executor.kill()
+            required = self.isolation.required_isolation
+            return (
+                f"the executor reported isolation level {level!r}, below the required {required!r}"
+            )
+        self.report = report
+        self.setup_failure = None
+        self.executor = executor
+        await self._watch_quota(executor, spec["isolation"]["protected"])
+        if self.guard is not None:
+            # Checked in the executor's own view: only a bind really in force makes a
+            # change there someone else's.
+            bound = read_only_mounts(
+                executor.executor_host_pid(), spec["isolation"].get("read_only_inside", [])
+            )
+            self.guard.bound = {os.path.relpath(p, self.guard.root) for p in bound}
+        self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
+        return executor
+
+    async def stop(self) -> None:
+        """End everything: the executor, the cgroup, the proxy, the private directory."""
+        if self.starting is not None and not self.starting.done():
+            self.starting.cancel()
+        if self._quota_watch is not None:
+            self._quota_watch.cancel()
+            self._quota_watch = None
+        if self.executor is not None:
+            await self.executor.kill()
+            self.executor = None
+        if self.cgroup is not None:
+            self.cgroup.destroy()
+            self.cgroup = None
+        if self.network is not None:
+            self.network.stop()
+            self.network = None
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+            self.private_dir = None
+
+    # -- the workspace, watched while the executor lives ----------------------------------
+
+    async def _watch_quota(self, executor: ExecutorProcess, protected: list[str]) -> None:
+        """Watch the sandbox's writes for this executor's life: the workspace quota (the
+        baseline is the kernel's start), and the workspace's hygiene between cells."""
+        if not self.isolation.workspace_writable:
+            return
+        quota_on = bool(self.limits.workspace_quota_mb)
+        if not quota_on and self.guard is None:
+            return
+        if quota_on and self.meter is None:
+            self.meter = await asyncio.to_thread(WorkspaceMeter, self.workspace, protected)
+        if self._quota_watch is not None:
+            self._quota_watch.cancel()
+        self._quota_watch = asyncio.ensure_future(self._quota_loop(executor))
+
+    def _cell_running(self) -> bool:
+        return self.cell is not None and self.cell.running
+
+    async def _quota_loop(self, executor: ExecutorProcess) -> None:
+        """Measure the workspace whenever the sandbox has written to disk since last time.
+
+        The sandbox's write counter (``/proc/<pid>/io``, a few small reads) is looked
+        at every MIN_INTERVAL_S while a cell runs (IDLE_INTERVAL_S between cells); the
+        workspace is measured only when it moved, and
+        not more often than the measurement's own cost allows, so an idle kernel
+        with a large workspace costs nothing.
+        """
+        meter = self.meter
+        quota = self.limits.workspace_quota_mb * MIB
+        written: int | None = None
+        # The write count the last hygiene scan between cells (or the last cell) covered.
+        scanned: int | None = None
+        measured_at = 0.0
+        # Measurements in a row that found the workspace growing past the quota while
+        # no cell ran: the first may be the last writes of a cell just stopped.
+        idle_strikes = 0
+        while self.executor is executor and executor.dead_reason is None:
+            await asyncio.sleep(MIN_INTERVAL_S if self._cell_running() else IDLE_INTERVAL_S)
+            pids = executor.tree_pids()
+            now = sandbox_write_bytes(pids)
+            # Without the write counter, any CPU the sandbox used is taken as a sign it
+            # may have written (a scan of an unchanged workspace costs about 1 ms).
+            activity = now if now is not None else sandbox_cpu_ns(pids)
+            if self._cell_running() or self.cell_scanning:
+                scanned = activity  # what a cell writes, the scan at its end examines
+            elif activity is not None and activity != scanned:
+                # No cell runs, yet the sandbox wrote: a thread or a process an earlier
+                # cell left. What it left for trusted programs is undone now, not taken
+                # as the user's own at the next cell's start (git would meet it first).
+                scanned = activity
+                await self._hygiene_between_cells()
+            if meter is None:
+                continue
+            # Unknown (no access to /proc/<pid>/io): the sandbox is taken to have written.
+            if now is not None and now == written:
+                continue
+            if time.monotonic() - measured_at < meter.interval():
+                continue  # measured recently; the writes are seen next time
+            written = now
+            previous = meter.last
+            meter.last = await asyncio.to_thread(meter.measure)
+            measured_at = time.monotonic()
+            if not (meter.growth > quota and meter.last > previous):
+                idle_strikes = 0
+            elif self._cell_running():
+                idle_strikes = 0
+                await self._over_quota(executor, meter.growth)
+            else:
+                idle_strikes += 1
+                await self._over_quota_between_cells(executor, meter.growth, idle_strikes)
+
+    def _quota_reason(self, growth: int) -> str:
+        return (
+            f"the workspace grew by {growth / MIB:.0f} MiB during this kernel's life, past its "
+            f"quota of {self.limits.workspace_quota_mb} MiB (Limits.workspace_quota_mb); "
+            "delete files in it to make room"
+        )
+
+    async def _over_quota_between_cells(
+        self, executor: ExecutorProcess, growth: int, strikes: int
+    ) -> None:
+        """No cell runs, yet the sandbox writes past the quota: a process or a thread an
+        earlier cell left. Its processes are ended first; if the writing goes on, it is
+        the executor's own threads, and the executor is stopped."""
+        if strikes == 1:
+            return  # maybe the last writes of a cell that was just stopped
+        why = self._quota_reason(growth)
+        self.log.warning("workspace_quota_exceeded_between_cells growth_mib=%d", growth // MIB)
+        if strikes == 2:
+            keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
+            executor.end_cell_processes(keep=keep)
+            self.pending_notices.append(
+                f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The processes "
+                "earlier cells had started were stopped."
+            )
+            return
+        await executor.kill()
+        if self.executor is executor:
+            self.executor = None
+        self.pending_notices.append(
+            f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor's own "
+            "threads went on writing, so it was stopped; variables and imports are gone."
+        )
+
+    async def _over_quota(self, executor: ExecutorProcess, growth: int) -> None:
+        """A running cell made the workspace grow past its quota: stop what is writing."""
+        cell = self.cell
+        if cell is None or cell.stop_reason is not None:
+            return
+        self.log.warning("workspace_quota_exceeded growth_mib=%d", growth // MIB)
+        cell.stop_reason = ("DiskQuotaExceeded", self._quota_reason(growth))
+        # Everything else the cell started stops first: it may be the writer.
+        keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
+        executor.end_cell_processes(keep=keep)
+        await cell.stop_over_limit()
+
+    async def begin_cell_scan(self) -> None:
+        """A cell starts: what is in the workspace now is the user's own."""
+        if self.guard is not None:
+            self.cell_scanning = True
+            async with self.guard_lock:
+                await asyncio.to_thread(self.guard.begin_cell)
+
+    async def _hygiene_between_cells(self) -> None:
+        """Undo what the sandbox put in the workspace while no cell ran; say so at the next cell."""
+        guard = self.guard
+        if guard is None or self.cell_scanning or self.guard_lock.locked():
+            return  # a cell's own scan is under way: it examines the same entries
+        async with self.guard_lock:
+            findings = await asyncio.to_thread(guard.scan)
+        self._report_hygiene(findings, source=None)
+
+    async def workspace_hygiene(self, source: str) -> None:
+        """Undo what the cell (or a process it left running) put in the workspace; say so."""
+        guard = self.guard
+        if guard is None:
+            return
+        async with self.guard_lock:
+            findings = await asyncio.to_thread(guard.scan)
+        self._report_hygiene(findings, source=source)
+
+    def _report_hygiene(self, findings: list[Finding], *, source: str | None) -> None:
+        """Audit what was undone; tell the user in this cell, or (``source`` None: no
+        cell ran) at the start of the next one."""
+        between_cells = source is None
+        guard = self.guard
+        assert guard is not None
+        self.hygiene_findings += len(findings)
+        self.log.debug(
+            "workspace_scan dirs=%d entries=%d s=%.4f",
+            guard.stats.dirs,
+            guard.stats.entries_examined,
+            guard.stats.seconds,
+        )
+        for finding in findings:
+            self.audit.record_violation(
+                {
+                    "event": "workspace",
+                    "rule": "WORKSPACE",
+                    "action": finding.action,
+                    "detail": finding.line(),
+                },
+                source=source,
+                reported_by="kernel",
+            )
+        if not findings:
+            return
+        shown = "; ".join(f.line() for f in findings[:8])
+        more = f" (and {len(findings) - 8} more, in the audit log)" if len(findings) > 8 else ""
+        shared = (
+            "[sandbox] The workspace is shared with programs outside the sandbox (the "
+            "Jupyter server, git, graders, your next kernel); "
+        )
+        if between_cells:
+            # No cell to show it in: the next cell's output says it. A change of the
+            # user's own made at the same moment is undone with it, hence the last words.
+            self.log.info("workspace_undone_between_cells entries=%d", len(findings))
+            self.pending_notices.append(
+                f"{shared}while no cell was running, a thread or process an earlier cell "
+                f"started left there for them: {shown}{more}. If you changed one of these "
+                "yourself at that moment, make the change again."
+            )
+        else:
+            self.publisher.notice(f"{shared}what this cell left there for them: {shown}{more}")
