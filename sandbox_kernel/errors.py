@@ -6,8 +6,16 @@ import errno
 import os
 
 __all__ = [
+    "CellInterrupted",
+    "CellStopped",
+    "CellTimeout",
+    "CpuLimitExceeded",
+    "DiskLimitExceeded",
+    "DiskQuotaExceeded",
     "ExecutorDied",
-    "IsolationUnavailable",
+    "FileSizeLimitExceeded",
+    "MemoryLimitExceeded",
+    "ProcessLimitExceeded",
     "RelayError",
     "SandboxError",
     "SetupError",
@@ -48,14 +56,59 @@ class SetupError(SandboxError):
         super().__init__(f"{mechanism}: {reason}")
 
 
-class IsolationUnavailable(SandboxError):
-    """The host cannot give the isolation level the configuration requires."""
-
-
 class ExecutorDied(SandboxError):
     """The executor process ended while the kernel was waiting on it."""
 
-    def __init__(self, message: str, *, signal: int | None = None, exit_code: int | None = None):
+    def __init__(self, message: str, *, signal: int | None = None):
         super().__init__(message)
         self.signal = signal
-        self.exit_code = exit_code
+
+
+# -- how a cell was stopped -----------------------------------------------------------
+# The kernel stops a cell over a limit, or finds it ended without a reply. The user
+# sees the class's name as the error's ename ("CellTimeout: The cell did not finish:
+# it ran longer than ..."); the message is the reason, worded to follow "because".
+
+
+class CellStopped(SandboxError):
+    """Why the kernel stopped a cell (or why it ended without a reply)."""
+
+    @property
+    def ename(self) -> str:
+        return type(self).__name__
+
+    @property
+    def why(self) -> str:
+        return str(self)
+
+
+class CellTimeout(CellStopped):
+    """The cell ran past Limits.wall_time_limit_s."""
+
+
+class CpuLimitExceeded(CellStopped):
+    """The cell used more CPU time than Limits.cpu_time_limit_s."""
+
+
+class CellInterrupted(CellStopped):
+    """The cell did not stop within Limits.interrupt_grace_s of an interrupt."""
+
+
+class DiskQuotaExceeded(CellStopped):
+    """The workspace grew past Limits.workspace_quota_mb."""
+
+
+class MemoryLimitExceeded(CellStopped):
+    """The sandbox's memory cgroup killed the executor."""
+
+
+class ProcessLimitExceeded(CellStopped):
+    """The cell reached Limits.max_processes (reported; the cell is not stopped)."""
+
+
+class FileSizeLimitExceeded(CellStopped):
+    """A write failed with EFBIG: Limits.max_file_size_mb (reported; named in a notice)."""
+
+
+class DiskLimitExceeded(CellStopped):
+    """A write failed with ENOSPC in the private /tmp or home (reported; named in a notice)."""

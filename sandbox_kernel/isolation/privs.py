@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 from ..errors import SetupError
 from . import libc
@@ -81,7 +80,3 @@ def set_not_dumpable() -> None:
 
 def have_capability(cap: int) -> bool:
     return bool(_effective_caps() >> cap & 1)
-
-
-def current_uid_gid() -> tuple[int, int]:
-    return os.getuid(), os.getgid()

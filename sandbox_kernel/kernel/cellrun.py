@@ -19,6 +19,17 @@ from typing import Any
 import psutil
 
 from ..config import Isolation, Limits
+from ..errors import (
+    CellInterrupted,
+    CellStopped,
+    CellTimeout,
+    CpuLimitExceeded,
+    DiskLimitExceeded,
+    ExecutorDied,
+    FileSizeLimitExceeded,
+    MemoryLimitExceeded,
+    ProcessLimitExceeded,
+)
 from ..log import AuditLog
 from ..policy import Verdict
 from ..relay.publisher import Publisher
@@ -84,18 +95,18 @@ def _disk_limit_note(reply: dict[str, Any], limits: Limits, isolation: Isolation
         quota = limits.workspace_quota_mb
         if quota and quota < limits.max_file_size_mb:
             return (
-                f"[sandbox] FileSizeLimitExceeded: a file may not grow beyond {quota} MiB, "
-                "the workspace's quota (Limits.workspace_quota_mb; Limits.max_file_size_mb "
-                f"is {limits.max_file_size_mb} MiB)."
+                f"[sandbox] {FileSizeLimitExceeded.__name__}: a file may not grow beyond "
+                f"{quota} MiB, the workspace's quota (Limits.workspace_quota_mb; "
+                f"Limits.max_file_size_mb is {limits.max_file_size_mb} MiB)."
             )
         return (
-            "[sandbox] FileSizeLimitExceeded: a file may not grow beyond "
+            f"[sandbox] {FileSizeLimitExceeded.__name__}: a file may not grow beyond "
             f"{limits.max_file_size_mb} MiB (Limits.max_file_size_mb)."
         )
     if evalue.startswith("[Errno 28]"):
         return (
-            "[sandbox] DiskLimitExceeded: the sandbox's private /tmp and home hold at most "
-            f"{isolation.tmp_size_mb} MiB each (Isolation.tmp_size_mb); the workspace is "
+            f"[sandbox] {DiskLimitExceeded.__name__}: the sandbox's private /tmp and home hold "
+            f"at most {isolation.tmp_size_mb} MiB each (Isolation.tmp_size_mb); the workspace is "
             "limited by its own disk."
         )
     return None
@@ -126,8 +137,8 @@ class CellRun:
         self.log = log
         # From the request going out until the executor answered (or died).
         self.running = False
-        # Set when the kernel itself stops the cell: (ename, why).
-        self.stop_reason: tuple[str, str] | None = None
+        # Set when the kernel itself stops the cell.
+        self.stop_reason: CellStopped | None = None
 
     async def run(self, reply_count: int) -> dict[str, Any]:
         """Run the cell under its limits; return the execute_reply's content."""
@@ -176,9 +187,8 @@ class CellRun:
             await asyncio.sleep(0.25)
             used = executor.executor_cpu_s()
             if used is not None and used - start > limit and self.stop_reason is None:
-                self.stop_reason = (
-                    "CpuLimitExceeded",
-                    f"it used more than {limit:g} s of CPU time (Limits.cpu_time_limit_s)",
+                self.stop_reason = CpuLimitExceeded(
+                    f"it used more than {limit:g} s of CPU time (Limits.cpu_time_limit_s)"
                 )
                 await self.stop_over_limit()
                 return
@@ -186,9 +196,8 @@ class CellRun:
     async def _deadline(self, limit: float) -> None:
         await asyncio.sleep(limit)
         if self.running and self.stop_reason is None:
-            self.stop_reason = (
-                "CellTimeout",
-                f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)",
+            self.stop_reason = CellTimeout(
+                f"it ran longer than the limit of {limit:g} s (Limits.wall_time_limit_s)"
             )
             await self.stop_over_limit()
 
@@ -200,7 +209,7 @@ class CellRun:
         if executor.snapshot_pid is not None and self.limits.rollback:
             # Its partial effects on the state must not survive a limit: kill,
             # and the snapshot from before the cell takes over.
-            executor.kill_executor(self.stop_reason[1])
+            executor.kill_executor(self.stop_reason.why)
         else:
             await self.interrupt()
 
@@ -217,18 +226,16 @@ class CellRun:
             if not self.running:
                 return
         if self.stop_reason is None:
-            self.stop_reason = (
-                "CellInterrupted",
+            self.stop_reason = CellInterrupted(
                 f"it did not stop within {grace:g} s of the interrupt (a C extension loop or a "
-                "cell that ignores SIGINT), so the executor was killed",
+                "cell that ignores SIGINT), so the executor was killed"
             )
-        elif self.stop_reason[0] == "CellTimeout":
-            self.stop_reason = (
-                "CellTimeout",
-                self.stop_reason[1] + ", and did not stop when interrupted",
+        elif isinstance(self.stop_reason, CellTimeout):
+            self.stop_reason = CellTimeout(
+                self.stop_reason.why + ", and did not stop when interrupted"
             )
         self.log.warning("interrupt_kill cell=%s grace_s=%s", self.request.parent, grace)
-        executor.kill_executor(self.stop_reason[1])
+        executor.kill_executor(self.stop_reason.why)
 
     # -- outcome -----------------------------------------------------------------------
 
@@ -259,12 +266,12 @@ class CellRun:
             )
         if self.stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
-            ename, why = self.stop_reason
+            ename, why = self.stop_reason.ename, self.stop_reason.why
             self.publisher.notice(f"[sandbox] {ename}: the cell was interrupted because {why}.")
             outcome.reply.update(ename=ename, evalue=f"The cell was interrupted because {why}.")
             self.record(outcome, ename)
         elif limit_hit:
-            self.record(outcome, "ProcessLimitExceeded")
+            self.record(outcome, ProcessLimitExceeded.__name__)
         else:
             self.record(outcome, "ok" if outcome.reply["status"] == "ok" else "error")
         if limit_hit:
@@ -278,7 +285,7 @@ class CellRun:
                 else "; on this host it is RLIMIT_NPROC, which counts every process of your user"
             )
             self.publisher.notice(
-                "[sandbox] ProcessLimitExceeded: this cell reached the limit of "
+                f"[sandbox] {ProcessLimitExceeded.__name__}: this cell reached the limit of "
                 f"{limits.max_processes} processes and threads (Limits.max_processes{how}); "
                 "the processes it started were stopped."
             )
@@ -315,16 +322,16 @@ class CellRun:
         sandbox, executor = self.sandbox, self.executor
         cgroup = sandbox.cgroup
         if self.stop_reason is not None:
-            ename, why = self.stop_reason
+            ename, why = self.stop_reason.ename, self.stop_reason.why
         elif cgroup is not None and cgroup.oom_kills() > oom_before:
             sandbox.cgroup_counts = (cgroup.oom_kills(), sandbox.cgroup_counts[1])
             limit = effective_memory_bytes(self.limits) >> 20
             ename, why = (
-                "MemoryLimitExceeded",
+                MemoryLimitExceeded.__name__,
                 f"it used more than the memory limit of {limit} MiB, so the executor was killed",
             )
         else:
-            ename, why = "ExecutorDied", outcome.failure or "the executor stopped"
+            ename, why = ExecutorDied.__name__, outcome.failure or "the executor stopped"
         if cgroup is not None:
             # Limit hits of this cell are this cell's (promotion ends its processes),
             # not the next one's.

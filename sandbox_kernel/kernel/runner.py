@@ -80,7 +80,6 @@ class CellOutcome:
     # Set when the cell did not end with a reply: the executor died, was killed
     # after an interrupt, or broke the protocol. Words for the user.
     failure: str | None = None
-    failure_kind: str | None = None
     wall_time_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -470,7 +469,6 @@ class ExecutorProcess:
             )
         except ExecutorDied as exc:
             outcome.failure = str(exc)
-            outcome.failure_kind = "died"
         finally:
             self._stdin_allowed = False
             self._summarise_reports()

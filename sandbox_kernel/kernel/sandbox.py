@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import own_memory
 from ..config import Isolation, Limits, Output, level_rank
-from ..errors import ExecutorDied
+from ..errors import DiskQuotaExceeded, ExecutorDied
 from ..identity import home_dir
 from ..isolation import cgroups
 from ..isolation.userns import sandbox_uid_range
@@ -379,7 +379,8 @@ class Sandbox:
             keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
             executor.end_cell_processes(keep=keep)
             self.pending_notices.append(
-                f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The processes "
+                f"[sandbox] {DiskQuotaExceeded.__name__}: while no cell was running, {why}. "
+                "The processes "
                 "earlier cells had started were stopped."
             )
             return
@@ -387,7 +388,8 @@ class Sandbox:
         if self.executor is executor:
             self.executor = None
         self.pending_notices.append(
-            f"[sandbox] DiskQuotaExceeded: while no cell was running, {why}. The executor's own "
+            f"[sandbox] {DiskQuotaExceeded.__name__}: while no cell was running, {why}. "
+            "The executor's own "
             "threads went on writing, so it was stopped; variables and imports are gone."
         )
 
@@ -397,7 +399,7 @@ class Sandbox:
         if cell is None or cell.stop_reason is not None:
             return
         self.log.warning("workspace_quota_exceeded growth_mib=%d", growth // MIB)
-        cell.stop_reason = ("DiskQuotaExceeded", self._quota_reason(growth))
+        cell.stop_reason = DiskQuotaExceeded(self._quota_reason(growth))
         # Everything else the cell started stops first: it may be the writer.
         keep = [executor.snapshot_pid] if executor.snapshot_pid is not None else []
         executor.end_cell_processes(keep=keep)
