@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .levels import ISOLATION_LEVELS
+from .policy.rules import ACTIONS
+
 __all__ = ["LOCKS_ENV", "LOCKS_FILE", "Attempt", "Locks", "load_locks", "stricter"]
 
 LOCKS_FILE = "sandbox_kernel_locks.json"
@@ -74,7 +77,8 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-POLICY_ACTIONS = ["deny", "warn", "audit", "off"]
+# Strictest first, as the policy orders them.
+POLICY_ACTIONS = list(ACTIONS)
 
 
 def _rules_stricter(a: Any, b: Any) -> bool:
@@ -85,8 +89,8 @@ def _rules_stricter(a: Any, b: Any) -> bool:
 
 # For each lockable setting: how to tell stricter from looser.
 ORDERS: dict[str, Order] = {
-    "Isolation.required_isolation": _rank(["namespaces", "landlock", "none"]),
-    "Isolation.level": _rank(["namespaces", "landlock", "none", "auto"]),
+    "Isolation.required_isolation": _rank(list(ISOLATION_LEVELS)),
+    "Isolation.level": _rank([*ISOLATION_LEVELS, "auto"]),
     "Isolation.workspace": _equal,
     "Isolation.workspace_writable": _false_is_stricter,
     "Isolation.extra_mounts": _subset,

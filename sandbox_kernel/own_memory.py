@@ -17,8 +17,6 @@ import resource
 
 __all__ = ["data_bytes", "headroom", "limit_own_memory", "release_inherited_limit"]
 
-MIB = 1024 * 1024
-
 
 def data_bytes() -> int | None:
     """This process's data size as RLIMIT_DATA counts it (VmData), or None."""

@@ -25,10 +25,11 @@ import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..units import MIB
+
 __all__ = ["PREFIX", "Explainer", "installs_packages", "private_notice"]
 
 PREFIX = "[sandbox]"
-MIB = 1024 * 1024
 _MAX_CHAIN = 50
 _NETWORK_ERRNOS = frozenset(
     {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..units import MIB
+
 __all__ = ["LAYER_ORDER", "Report", "render_report"]
 
 # Display order for the banner and %sandbox.
@@ -48,9 +50,6 @@ class Report:
             "notes": list(self.notes),
             "unavailable": dict(self.unavailable),
         }
-
-
-MIB = 1024 * 1024
 
 
 def _fmt_limit(name: str, value: Any) -> str:

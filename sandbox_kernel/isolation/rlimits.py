@@ -6,10 +6,9 @@ import resource
 from typing import Any
 
 from ..errors import SetupError
+from ..units import MIB
 
 __all__ = ["apply", "plan"]
-
-MIB = 1024 * 1024
 
 
 def plan(limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool) -> dict[str, int]:

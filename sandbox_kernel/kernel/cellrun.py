@@ -33,6 +33,7 @@ from ..errors import (
 from ..log import AuditLog
 from ..policy import Verdict
 from ..relay.publisher import Publisher
+from ..units import MIB
 from .runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .sandbox import Sandbox
 from .spec import effective_memory_bytes
@@ -372,7 +373,7 @@ class CellRun:
             "outcome": result,
             "wall_time_s": round(outcome.wall_time_s, 4),
             "cpu_time_s": stats.get("cpu_s"),
-            "peak_memory_mb": round(peak / (1 << 20), 1)
+            "peak_memory_mb": round(peak / MIB, 1)
             if isinstance(peak, (int, float))
             else None,
             "rolled_back": rolled_back,

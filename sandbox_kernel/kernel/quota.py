@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 __all__ = ["QuotaCheck", "WorkspaceMeter", "sandbox_write_bytes"]
 
-MIB = 1024 * 1024
 # The shortest time between two measurements, and the share of one core a
 # measurement may take (a large workspace is measured less often).
 MIN_INTERVAL_S = 0.1

@@ -16,7 +16,7 @@ from ..log import AuditLog
 from ..policy import PolicySettings
 from ..policy.rules import RULES
 from ..sandbox_magic import SANDBOX_MAGIC_DOC, rules_table
-from .quota import MIB
+from ..units import MIB
 from .sandbox import Sandbox
 
 __all__ = ["banner", "magic_argument", "magic_text", "sandbox_report"]

@@ -30,10 +30,10 @@ from ..network.kernel_side import KernelNetwork
 from ..policy import PolicySettings
 from ..relay.framing import frame_limit
 from ..relay.publisher import Publisher
+from ..units import MIB
 from .hygiene import Finding, WorkspaceGuard, read_only_mounts
 from .quota import (
     IDLE_INTERVAL_S,
-    MIB,
     MIN_INTERVAL_S,
     WorkspaceMeter,
     sandbox_cpu_ns,

@@ -14,11 +14,11 @@ import psutil
 from ..config import Isolation, Limits
 from ..isolation import cgroups, rlimits
 from ..isolation.cgroups import Cgroup
+from ..units import MIB
 from .env import scrubbed_environment
 
 __all__ = ["build_environment", "build_spec", "effective_memory_bytes", "protected_paths"]
 
-MIB = 1024 * 1024
 # Below HOME: credentials (reading them is the leak) and configuration or code
 # that something outside the sandbox runs (writing them is the escape).
 HOME_PROTECTED = (

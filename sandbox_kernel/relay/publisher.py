@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from jupyter_client.session import json_packer
 
+from ..units import MIB
 from .budget import CellBudget, NoticeBudget, OutputLimits
 from .gate import GateSettings, OutputGate
 
@@ -50,7 +51,6 @@ IOPUB_TYPES = frozenset(
 )
 BUNDLE_TYPES = frozenset({"display_data", "update_display_data", "execute_result"})
 REMEMBERED_PARENTS = 256
-MIB = 1 << 20
 
 
 # What the summary line at a cell's end says about notices that were not shown.

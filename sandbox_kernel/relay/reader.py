@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RelayError
+from ..units import MIB
 from .framing import DEFAULT_MAX_FRAME_BYTES, HEADER
 
 __all__ = [
@@ -88,7 +89,6 @@ def count_values(data: bytes) -> int:
 VALUE_COST_BYTES = 160
 BYTE_COST = 9
 HEADROOM_CHECK_BYTES = 1024 * 1024
-MIB = 1024 * 1024
 
 
 def decoding_cost(data: bytes) -> int:
