@@ -12,11 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def lint_imports(*config: str) -> subprocess.CompletedProcess[str]:
+    if not LINT_IMPORTS.exists():
+        pytest.fail(f"{LINT_IMPORTS} is missing: install the test extras (make install-test)")
     # --no-cache: nothing is written into the checkout (CI's second run is unprivileged).
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", *config],
