@@ -373,9 +373,7 @@ class CellRun:
             "outcome": result,
             "wall_time_s": round(outcome.wall_time_s, 4),
             "cpu_time_s": stats.get("cpu_s"),
-            "peak_memory_mb": round(peak / MIB, 1)
-            if isinstance(peak, (int, float))
-            else None,
+            "peak_memory_mb": round(peak / MIB, 1) if isinstance(peak, (int, float)) else None,
             "rolled_back": rolled_back,
             # The state is rolled back, never the workspace's files (SECURITY.md says why).
             "files_restored": False if rolled_back else None,
