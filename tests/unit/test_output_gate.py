@@ -1,4 +1,7 @@
-"""The output gate, one test (at least) per message field in its table (relay/gate.py)."""
+"""The output gate, one test (at least) per message field in its table (relay/gate.py).
+
+stream, error and clear_output do not pass through the gate (they are relayed as they are):
+tests/unit/test_publisher.py checks that the publisher sends them unchanged."""
 
 from __future__ import annotations
 
@@ -364,6 +367,23 @@ def test_comm_to_an_unlisted_target_is_refused_with_its_messages() -> None:
     allowed = gate(comm_targets=frozenset({"evil"}))
     assert allowed.comm("comm_open", message) == (message, [])
     assert allowed.take_refused_comms() == []
+
+
+def test_comm_messages_on_a_comm_never_opened_are_dropped() -> None:
+    """A comm_msg names its comm: one the gate never saw open has passed no check."""
+    g = gate()
+    assert g.comm("comm_msg", {"comm_id": "ghost", "data": {"html": HOSTILE_HTML}}) == (None, [])
+
+
+def test_comm_close_of_an_allowed_comm_is_relayed_as_it_is() -> None:
+    """The table: comm_close has no content to gate; the frontend must learn of it."""
+    g = gate(comm_targets=frozenset({"echo"}))
+    opened = {"comm_id": "c2", "target_name": "echo", "data": {}}
+    assert g.comm("comm_open", opened) == (opened, [])
+    close = {"comm_id": "c2", "data": {}}
+    assert g.comm("comm_close", close) == (close, [])
+    # Closed: later messages on it have no comm to belong to.
+    assert g.comm("comm_msg", {"comm_id": "c2", "data": {}}) == (None, [])
 
 
 def test_a_widget_from_an_unlisted_module_is_refused() -> None:
