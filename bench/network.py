@@ -14,6 +14,8 @@ Usage::
 
     .venv/bin/python bench/network.py            # 3 rounds of each, 256 MiB tunnelled
     .venv/bin/python bench/network.py --rounds 1 --mib 64
+    # the landlock level (the supervisor's dialer instead of the forwarder)
+    .venv/bin/python bench/network.py --kernel sandbox-python-docker
 """
 
 from __future__ import annotations
@@ -65,10 +67,13 @@ def host_install(prefix: str) -> float:
     return time.perf_counter() - t0
 
 
+KERNEL = "sandbox-python"
+
+
 def sandbox_installs(rounds: int, workspace: str) -> tuple[list[float], list[float], int]:
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="sandbox-python")
+    km = KernelManager(kernel_name=KERNEL)
     km.start_kernel(cwd=workspace, extra_arguments=['--Isolation.allowed_hosts=["pypi"]'])
     kc = km.client()
     kc.start_channels()
@@ -126,7 +131,7 @@ def offline_pip_error(workspace: str) -> None:
     """How long ``%pip install`` takes to say the network is off (nothing allowed)."""
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="sandbox-python")
+    km = KernelManager(kernel_name=KERNEL)
     km.start_kernel(cwd=workspace)
     kc = km.client()
     kc.start_channels()
@@ -204,10 +209,17 @@ def proxy_cpu_per_mib(mib: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    global KERNEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mib", type=int, default=256)
+    parser.add_argument(
+        "--kernel",
+        default=KERNEL,
+        help="kernelspec (sandbox-python-docker: the landlock level on a Docker-like host)",
+    )
     args = parser.parse_args()
+    KERNEL = args.kernel
     import tests.conftest as conf  # registers this checkout's kernelspec
 
     conf.pytest_configure(None)  # type: ignore[arg-type]
@@ -220,6 +232,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "kernel": KERNEL,
                 "package": PACKAGE,
                 "sandbox_s": [round(t, 2) for t in sandbox],
                 "host_s": [round(t, 2) for t in host],

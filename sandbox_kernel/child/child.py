@@ -86,7 +86,9 @@ class Executor:
         from .runfile import install as install_runfile
 
         install_runfile()
-        from .packages import PackageMagics, add_package_dirs
+        from .packages import PackageMagics, add_package_dirs, install_proxy_shim
+
+        install_proxy_shim()
 
         # After IPython's own %pip, which this replaces.
         self.shell.register_magics(PackageMagics)

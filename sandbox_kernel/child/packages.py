@@ -12,6 +12,8 @@ fails at once with the reason instead of after pip's retries.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import re
 import shlex
 import site
@@ -21,7 +23,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
-__all__ = ["PackageMagics", "add_package_dirs", "pip_magic_installs"]
+__all__ = ["PackageMagics", "add_package_dirs", "install_proxy_shim", "pip_magic_installs"]
 
 _PIP_MAGIC = re.compile(r"^[ \t]*%pip[ \t]+(?:install|download)\b", re.MULTILINE)
 
@@ -45,6 +47,24 @@ def add_package_dirs(network: dict[str, Any]) -> None:
     for path in network.get("site_dirs") or []:
         if isinstance(path, str) and path not in sys.path:
             site.addsitedir(path)
+
+
+def install_proxy_shim() -> bool:
+    """In the executor itself, what ``sitecustomize`` does in the sandbox's other interpreters.
+
+    Only where the launcher set up the dialer (``landlock`` and ``none`` levels with
+    hosts allowed); elsewhere it finds no descriptor and does nothing.
+    """
+    path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "sandbox_site", "sitecustomize.py"
+    )
+    spec = importlib.util.spec_from_file_location("sandbox_kernel_proxy_site", path)
+    if spec is None or spec.loader is None:
+        return False
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return bool(module.install())
 
 
 class NetworkUnavailable(UsageError):

@@ -44,13 +44,17 @@ from ..isolation import (
 )
 from ..isolation.report import Report
 from ..levels import ISOLATION_LEVELS, level_rank
-from ..network import forward
+from ..network import dialer, forward
 from ..relay.framing import encode_frame
 from .supervisor import end_with_kernel, supervise
 
 __all__ = ["main"]
 
 EXIT_SETUP_FAILED = 70
+# The shim that carries Python's connections to the proxy over the dialer (landlock, none).
+SANDBOX_SITE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "child", "sandbox_site"
+)
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -217,16 +221,12 @@ def _network_environment(level: str, spec: dict[str, Any]) -> None:
         return
     env = dict(network.get("env") or {})
     if network.get("proxy_socket") and level != "namespaces":
-        # The way to the proxy is a forwarder in the sandbox's own network namespace;
-        # without one, sockets stay closed and %pip says why.
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            env.pop(name, None)
-        env["PIP_RETRIES"] = "0"
-        network["off_message"] = (
-            f"Isolation.allowed_hosts ({network.get('allowed')}) needs the 'namespaces' "
-            f"isolation level, and this sandbox runs at '{level}', where cells cannot open "
-            "sockets; packages can be installed into the kernel's environment instead, or "
-            "from wheel files in the workspace (%pip install ./name.whl)"
+        # No network namespace: cells open no socket, and the proxy is reached through
+        # the supervisor's dialer (network/dialer.py), which the shim on PYTHONPATH
+        # makes Python's clients use. The descriptor's number is set at the fork.
+        env[dialer.ADDRESS_ENV] = f"127.0.0.1:{network.get('proxy_port')}"
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (SANDBOX_SITE, env.get("PYTHONPATH", "")) if p
         )
     os.environ.update(env)
     bin_dir = os.path.join(str(network.get("package_prefix", "")), "bin")
@@ -299,6 +299,7 @@ def _start_executor(
     notify_w: socket.socket,
     flt: Any,
     rules: landlock.LandlockRules | None,
+    keep_fds: frozenset[int] = frozenset(),
 ) -> None:
     """Runs in the executor process: confine, then serve. Never returns."""
     code = 0
@@ -307,7 +308,7 @@ def _start_executor(
             spec,
             report,
             level=level,
-            keep_fds={relay.fileno(), notify_w.fileno()},
+            keep_fds={relay.fileno(), notify_w.fileno(), *keep_fds},
             seccomp_filter=flt,
             landlock_rules=rules,
         )
@@ -515,6 +516,19 @@ def run_flat(
     _sandbox_environment(level, spec, plan)
     for name in ("userns", "pidns", "mountns", "netns"):
         report.layer(name, False, report.unavailable.get("namespaces", "not used at this level"))
+    proxy_socket = (spec.get("network") or {}).get("proxy_socket")
+    dial_sup, dial_cells = dialer.pair() if proxy_socket else (None, None)
+    if dial_cells is not None:
+        # Inherited by every process of the sandbox (the shim keeps it across
+        # subprocess and pty spawns); the supervisor's end is not.
+        os.set_inheritable(dial_cells.fileno(), True)
+        os.environ[dialer.FD_ENV] = str(dial_cells.fileno())
+        report.notes.append(
+            "the network is the host's, so cells open no socket at all (seccomp); "
+            "Python's HTTP clients (pip, requests, urllib) reach the egress proxy over a "
+            "connection the supervisor hands them, other programs (curl, git) cannot "
+            f"reach it at this level (allowed: {spec['network'].get('allowed')})"
+        )
     notify_r, notify_w = socket.socketpair()
     executor = os.fork()
     if executor == 0:
@@ -524,9 +538,15 @@ def run_flat(
         os.setpgid(0, 0)
         sup.close()
         notify_r.close()
-        _start_executor(spec, report, level, relay, notify_w, flt, rules)
+        if dial_sup is not None:
+            dial_sup.close()
+        keep = frozenset([dial_cells.fileno()]) if dial_cells is not None else frozenset()
+        _start_executor(spec, report, level, relay, notify_w, flt, rules, keep)
     relay.close()
     notify_w.close()
+    if dial_sup is not None and dial_cells is not None:
+        dial_cells.close()
+        dialer.start_dialer(dial_sup, str(proxy_socket))
     # Without a pid namespace nothing ends the cells' daemons (setsid, double fork)
     # with us; they are ours as subreaper, so when the kernel dies, even by SIGKILL,
     # the supervisor is told with a signal it can catch and ends them first.
@@ -534,7 +554,20 @@ def run_flat(
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != spec["kernel_pid"]:
         end_with_kernel(signal.SIGTERM, None)
-    return supervise(sup, executor, _receive_notify_fd(notify_r))
+    return supervise(
+        sup,
+        executor,
+        _receive_notify_fd(notify_r),
+        socket_hint=SOCKET_HINT if proxy_socket else None,
+    )
+
+
+# Appended to a blocked socket(2) report where hosts are allowed but only Python reaches them.
+SOCKET_HINT = (
+    "; at this isolation level the allowed hosts are reached only by Python's HTTP "
+    "clients (pip, requests, urllib), through the proxy in HTTP_PROXY, not by curl, git "
+    "or other programs"
+)
 
 
 def main() -> None:

@@ -126,9 +126,10 @@ class _SeccompListener:
     RESP = struct.Struct("=QqiI")  # id, val, error, flags
     REPORTS_PER_CALL = 20
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, socket_hint: str | None = None) -> None:
         self.fd = fd
         self.seen: dict[str, int] = {}
+        self.socket_hint = socket_hint
 
     def handle(self, send: Any) -> None:
         import fcntl
@@ -145,6 +146,8 @@ class _SeccompListener:
         with contextlib.suppress(OSError):
             fcntl.ioctl(self.fd, self.SEND, resp, True)
         call, why = describe_call(nr, list(args))
+        if self.socket_hint and call.startswith("socket("):
+            why += self.socket_hint
         count = self.seen.get(call, 0) + 1
         self.seen[call] = count
         # A loop retrying the same call must not flood the kernel's log.
@@ -194,13 +197,19 @@ def _start_time(pid: int) -> int | None:
 
 
 class _Supervisor:
-    def __init__(self, sock: socket.socket, executor_pid: int, notify_fd: int | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        executor_pid: int,
+        notify_fd: int | None,
+        socket_hint: str | None = None,
+    ) -> None:
         self.sock = sock
         self.commands = _Commands(sock)
         self.executor: int | None = executor_pid
         self.executor_started = _start_time(executor_pid) or 0
         self.pidfd: int | None = os.pidfd_open(executor_pid)
-        self.listener = _SeccompListener(notify_fd) if notify_fd is not None else None
+        self.listener = _SeccompListener(notify_fd, socket_hint) if notify_fd is not None else None
         self.notify_fd = notify_fd
         # The snapshot the kernel accepted (the first announced after a reply),
         # held by a pidfd so that promotion reaches that very process.
@@ -367,14 +376,20 @@ class _Supervisor:
                     self.handle(command)
 
 
-def supervise(sock: socket.socket, executor_pid: int, notify_fd: int | None = None) -> int:
+def supervise(
+    sock: socket.socket,
+    executor_pid: int,
+    notify_fd: int | None = None,
+    *,
+    socket_hint: str | None = None,
+) -> int:
     """Serve until the kernel hangs up; return an exit status.
 
     When the executor ends, its exit is reported and the supervisor waits: the
     kernel either promotes the cell's snapshot (which then is the executor)
     or hangs up, which ends every process of the sandbox.
     """
-    return _Supervisor(sock, executor_pid, notify_fd).run()
+    return _Supervisor(sock, executor_pid, notify_fd, socket_hint).run()
 
 
 def _report_exit(send: Any, pid: int, status: int) -> None:

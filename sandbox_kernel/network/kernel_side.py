@@ -68,8 +68,30 @@ def network_off_message() -> str:
     )
 
 
+# pip settings naming local files, and those naming local directories or file:// URLs
+# (a site's wheelhouse, a local index).
+_PIP_FILE_KEYS = ("constraint", "cert", "client-cert", "requirement")
+_PIP_LOCATION_KEYS = ("find-links", "index-url", "extra-index-url")
+
+
+def _local_path(value: str, *, directories: bool) -> str | None:
+    if directories and value.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        value = unquote(urlsplit(value).path)
+    if not value.startswith("/"):
+        return None
+    if os.path.isfile(value) or (directories and os.path.isdir(value)):
+        return os.path.realpath(value)
+    return None
+
+
 def _pip_referenced_files(config_files: list[str]) -> list[str]:
-    """Files pip's configuration names (a constraints file, a CA bundle): visible too."""
+    """Files and directories pip's configuration names (a CA bundle, a wheelhouse): visible too.
+
+    At the namespaces level most are in view anyway; at the landlock level nothing
+    outside the code and the workspace is readable unless it is listed here.
+    """
     import configparser
 
     out: list[str] = []
@@ -78,15 +100,21 @@ def _pip_referenced_files(config_files: list[str]) -> list[str]:
         with contextlib.suppress(Exception):
             parser.read(path)
         for section in parser.sections():
-            for key in ("constraint", "cert", "client-cert", "requirement"):
+            for key in (*_PIP_FILE_KEYS, *_PIP_LOCATION_KEYS):
                 for value in (parser.get(section, key, fallback="") or "").split():
-                    if value.startswith("/") and os.path.isfile(value):
-                        out.append(os.path.realpath(value))
-    for name in ("PIP_CONSTRAINT", "PIP_CERT"):
+                    local = _local_path(value, directories=key in _PIP_LOCATION_KEYS)
+                    if local is not None:
+                        out.append(local)
+    for name in ("PIP_CONSTRAINT", "PIP_CERT", "PIP_FIND_LINKS", "PIP_INDEX_URL"):
         for value in os.environ.get(name, "").split():
-            if value.startswith("/") and os.path.isfile(value):
-                out.append(os.path.realpath(value))
-    return out
+            local = _local_path(value, directories=name in ("PIP_FIND_LINKS", "PIP_INDEX_URL"))
+            if local is not None:
+                out.append(local)
+    for value in os.environ.get("PIP_EXTRA_INDEX_URL", "").split():
+        local = _local_path(value, directories=True)
+        if local is not None:
+            out.append(local)
+    return list(dict.fromkeys(out))
 
 
 def _has_credentials(value: str) -> bool:

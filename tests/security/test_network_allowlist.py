@@ -120,18 +120,16 @@ def allowed_box(
 
 def _needs_namespaces(box: Sandbox) -> None:
     if box.level != "namespaces":
-        pytest.skip("needs the namespaces level: at the landlock level cells open no sockets")
+        pytest.skip(
+            "needs the namespaces level: at the landlock level only Python's clients reach "
+            "the proxy (test_curl_at_the_landlock_level_is_refused_and_says_why)"
+        )
 
 
 def test_pip_install_from_the_allowed_index_imports_at_once(
     allowed_box: tuple[Sandbox, Path],
 ) -> None:
     box, audit = allowed_box
-    if box.level != "namespaces":
-        result = box.run(f"%pip install {PACKAGE}")
-        assert result.status == "error"
-        assert "needs the 'namespaces' isolation level" in result.text()
-        return
     result = box.run(f"%pip install --no-cache-dir {PACKAGE}", timeout=180)
     assert "Successfully installed" in result.text(), result.text()
     result = box.run(f"import {PACKAGE}; print({PACKAGE}.__file__)")
@@ -149,7 +147,6 @@ def test_pip_install_from_the_allowed_index_imports_at_once(
 
 def test_bang_pip_install_goes_to_the_package_dir(allowed_box: tuple[Sandbox, Path]) -> None:
     box, _ = allowed_box
-    _needs_namespaces(box)
     result = box.run("!pip install --no-cache-dir tabulate", timeout=180)
     assert "Successfully installed tabulate" in result.text(), result.text()
     result = box.run("import tabulate; print(tabulate.__file__)")
@@ -175,9 +172,110 @@ def test_curl_and_git_use_the_proxy(allowed_box: tuple[Sandbox, Path]) -> None:
     assert text.count("403") >= 2, text  # curl and git both report the proxy's refusal
 
 
+def _needs_landlock(box: Sandbox) -> None:
+    if box.level == "namespaces":
+        pytest.skip("the landlock level's way to the proxy (the supervisor's dialer)")
+
+
+def test_curl_at_the_landlock_level_is_refused_and_says_why(
+    allowed_box: tuple[Sandbox, Path],
+) -> None:
+    """Without a network namespace only Python's clients reach the proxy: curl opens a TCP
+    socket to the proxy address, which seccomp refuses, and the report says so."""
+    import shutil
+
+    box, audit = allowed_box
+    _needs_landlock(box)
+    if not shutil.which("curl"):
+        pytest.skip("needs curl on the host")
+    before = len(_audit_records(audit))
+    result = box.run("!curl -sS -o /dev/null -w 'code=%{http_code}\\n' https://pypi.org/simple/")
+    text = result.text()
+    assert "code=200" not in text, text
+    assert "blocked socket(AF_INET" in text, text
+    assert "reached only by Python's HTTP clients" in text, text
+    assert "not by curl, git or other programs" in text, text
+    assert len(_audit_records(audit)) == before  # the proxy saw nothing
+
+
+def test_a_cell_that_bypasses_the_shim_gets_only_its_own_proxy(
+    allowed_box: tuple[Sandbox, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The shim is convenience: undone, the cell still has no socket of its own, and the
+    dialer's descriptor, used by hand, leads to this kernel's proxy and nowhere else."""
+    box, audit = allowed_box
+    _needs_landlock(box)
+    other_dir = tmp_path_factory.mktemp("other-kernel-proxy")
+    other_dir.chmod(0o711)
+    other_path = str(other_dir / "proxy.sock")
+    contacts: list[dict[str, Any]] = []
+    # Another kernel's proxy that would let example.com through.
+    other = EgressProxy(AllowList(["example.com"]), audit=contacts.append)
+    other.start_in_thread(other_path)
+    try:
+        code = (
+            "import os, socket\n"
+            "for family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):\n"
+            "    try:\n"
+            "        socket.socket(family, socket.SOCK_STREAM).close()\n"
+            "        print('opened', family.name)\n"
+            "    except OSError as exc:\n"
+            "        print('refused', family.name, exc.errno)\n"
+            "fd = int(os.environ['SANDBOX_PROXY_FD'])\n"
+            "dialer = socket.socket(fileno=os.dup(fd))\n"
+            "dialer.settimeout(30)\n"
+            # A request carrying a path to another socket: the dialer reads none of it.
+            f"dialer.send({other_path.encode()!r})\n"
+            "msg, fds, _, _ = socket.recv_fds(dialer, 256, 4)\n"
+            "print('answer', msg[:1], len(fds))\n"
+            "s = socket.socket(fileno=fds[0])\n"
+            "s.settimeout(30)\n"
+            "s.sendall(b'CONNECT example.com:443 HTTP/1.1\\r\\nHost: example.com:443\\r\\n\\r\\n')\n"
+            "print(s.recv(65536).split(b'\\r\\n')[0].decode())\n"
+        )
+        lines = box.run(code).stdout.strip().splitlines()
+        assert lines[:3] == [
+            "refused AF_INET 1",
+            "refused AF_INET6 1",
+            "refused AF_UNIX 1",
+        ], lines
+        assert lines[3] == "answer b'y' 1", lines
+        assert lines[4].startswith("HTTP/1.1 403 network access to example.com"), lines
+        time.sleep(0.5)
+        assert not contacts, contacts  # the other kernel's proxy never saw a connection
+        assert [r for r in _audit_records(audit) if r["host"] == "example.com"]
+    finally:
+        other.stop()
+
+
+def test_subprocesses_reach_the_proxy_and_isolated_pythons_reach_nothing(
+    allowed_box: tuple[Sandbox, Path],
+) -> None:
+    """A cell's own subprocess inherits the way to the proxy; ``python -I`` (no shim) is
+    refused its socket outright, which shows the shim is not what holds the line."""
+    box, _ = allowed_box
+    _needs_landlock(box)
+    probe = (
+        "import urllib.request\n"
+        "try:\n"
+        "    urllib.request.urlopen('https://example.com/', timeout=30)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = box.run(
+        "import subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {probe!r}])\n"
+        f"subprocess.run([sys.executable, '-I', '-c', {probe!r}])\n"
+    )
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.text()
+    assert "network access to example.com is not allowed in this sandbox" in lines[0], lines
+    assert "not allowed" not in lines[1], lines
+    assert "Operation not permitted" in lines[1] or "PermissionError" in lines[1], lines
+
+
 def test_package_survives_a_rollback(allowed_box: tuple[Sandbox, Path]) -> None:
     box, _ = allowed_box
-    _needs_namespaces(box)
     crash = box.run("import os; os.abort()")
     assert crash.status == "error"
     result = box.run(f"import {PACKAGE}; print('ok')")
@@ -195,7 +293,6 @@ def test_network_boundary_still_holds_with_hosts_allowed(
 
 def test_host_not_on_the_list_is_refused_at_once(allowed_box: tuple[Sandbox, Path]) -> None:
     box, audit = allowed_box
-    _needs_namespaces(box)
     result = box.run(
         "import urllib.request, time\n"
         "t = time.monotonic()\n"
@@ -223,7 +320,6 @@ def test_allowed_name_resolving_to_loopback_never_reaches_the_host(
     allowed_box: tuple[Sandbox, Path], listener: SilentListener
 ) -> None:
     box, _ = allowed_box
-    _needs_namespaces(box)
     result = box.run(
         "import os, urllib.request\n"
         "# Through the proxy, not straight to the sandbox's own loopback.\n"
@@ -248,7 +344,6 @@ def test_cell_reaches_no_other_socket_than_the_proxy(
 ) -> None:
     """The host's loopback and unix sockets, the outside, another kernel's proxy: unreachable."""
     box, _ = allowed_box
-    _needs_namespaces(box)
     # Another kernel's proxy, as a kernel runs it: a world-traversable directory.
     other_dir = tmp_path_factory.mktemp("other-kernel-proxy")
     other_dir.chmod(0o711)
@@ -285,7 +380,6 @@ def test_proxy_tricks_from_inside_are_refused(
     allowed_box: tuple[Sandbox, Path], listener: SilentListener
 ) -> None:
     box, _ = allowed_box
-    _needs_namespaces(box)
     code = (
         "import socket\n"
         "def ask(data):\n"

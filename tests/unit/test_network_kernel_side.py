@@ -81,3 +81,30 @@ def test_allow_network_overrides_the_list(home: Path, tmp_path: Path) -> None:
         assert spec["index_allowed"] == spec["index_hosts"]
     finally:
         net.stop()
+
+
+def test_local_index_and_wheelhouse_of_pips_config_are_made_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the landlock level nothing outside the code and workspace is readable unless listed."""
+    from sandbox_kernel.network.kernel_side import _pip_referenced_files
+
+    wheels, index = tmp_path / "wheels", tmp_path / "local index"
+    wheels.mkdir()
+    index.mkdir()
+    conf = tmp_path / "pip.conf"
+    conf.write_text(
+        f"[global]\nfind-links = {wheels}\n"
+        f"extra-index-url = file://{str(index).replace(' ', '%20')} https://x.example/simple "
+        f"file://{tmp_path}/missing\ncert = {conf}\n"
+    )
+    for name in (
+        "PIP_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_CERT",
+        "PIP_CONSTRAINT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    found = _pip_referenced_files([str(conf)])
+    assert sorted(found) == sorted([str(wheels), str(index), str(conf)])
