@@ -155,7 +155,11 @@ def _network_report(isolation: Isolation, sandbox: Sandbox) -> dict[str, Any]:
     if not network.enabled:
         hosts = "none: the network is off (Isolation.allowed_hosts is empty)"
     elif level != "namespaces":
-        hosts = f"{network.allow.describe()}, but not reachable at the '{level}' level"
+        # The supervisor's dialer (network/dialer.py): no socket of the cells' own.
+        hosts = (
+            f"{network.allow.describe()} (through the kernel's egress proxy, for Python's "
+            f"HTTP clients only at the '{level}' level: not curl or git)"
+        )
     else:
         hosts = f"{network.allow.describe()} (through the kernel's egress proxy)"
     where = network.prefix + ("" if network.persistent else " (until the kernel stops)")

@@ -140,6 +140,8 @@ def test_pip_install_from_the_allowed_index_imports_at_once(
     assert not Path(location).is_relative_to(Path(__import__("sys").prefix))
     report = box.run("%sandbox").stdout
     assert f"installed with %pip: {PACKAGE} " in report, report
+    assert "files.pythonhosted.org, localhost:" in report, report
+    assert "(through the kernel's egress proxy" in report, report
     records = _audit_records(audit)
     assert any(r["host"] == "pypi.org" and r["verdict"] == "allowed" for r in records)
     assert all("/simple" not in json.dumps(r) and PACKAGE not in json.dumps(r) for r in records)

@@ -206,3 +206,52 @@ def test_a_shadowed_sitecustomize_still_runs(
         PYTHONPATH=f"{SITE}{os.pathsep}{tmp_path}",
     )
     assert out.split() == ["True", "sitecustomize"]
+
+
+def test_why_af_unix_stays_refused_landlock_does_not_govern_socket_files(tmp_path: Path) -> None:
+    """The measurement behind the design (SECURITY.md, "landlock level").
+
+    A process under the launcher's kind of Landlock ruleset, with no rule at all for
+    a directory, cannot list it but still connects to a socket file in it: Landlock up
+    to ABI 7 has no right for connect(2) on pathname unix sockets (its ABI 6 scope
+    covers abstract ones). So seccomp must keep refusing AF_UNIX sockets. If this fails,
+    the running kernel governs them now, and the design can be revisited.
+    """
+    from sandbox_kernel.isolation import landlock, privs
+
+    abi = landlock.abi_version()
+    if abi < 1:
+        pytest.skip("needs Landlock in the running kernel")
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(hidden / "host.sock"))
+    server.listen(1)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        result = b"?"
+        try:
+            privs.set_no_new_privs()  # as the launcher does: unprivileged Landlock needs it
+            landlock.restrict(landlock.LandlockRules(read_paths=["/usr", "/proc"]))
+            try:
+                os.listdir(hidden)
+                listed = b"L"
+            except PermissionError:
+                listed = b"-"
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(hidden / "host.sock"))
+                    result = listed + b"C"
+                except OSError:
+                    result = listed + b"-"
+        finally:
+            os.write(w, result)
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    outcome = os.read(r, 8)
+    os.close(r)
+    server.close()
+    assert outcome[:1] == b"-", "control: Landlock did not restrict the directory at all"
+    assert outcome == b"-C", outcome
