@@ -53,8 +53,12 @@ def install_proxy_shim() -> bool:
     """In the executor itself, what ``sitecustomize`` does in the sandbox's other interpreters.
 
     Only where the launcher set up the dialer (``landlock`` and ``none`` levels with
-    hosts allowed); elsewhere it finds no descriptor and does nothing.
+    hosts allowed); elsewhere it is not even loaded.
     """
+    # The name the launcher sets with the dialer (network/dialer.py FD_ENV; not imported:
+    # the executor needs nothing else of the launcher's side).
+    if not os.environ.get("SANDBOX_PROXY_FD"):
+        return False
     path = os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "sandbox_site", "sitecustomize.py"
     )

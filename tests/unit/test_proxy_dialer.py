@@ -255,3 +255,20 @@ def test_why_af_unix_stays_refused_landlock_does_not_govern_socket_files(tmp_pat
     server.close()
     assert outcome[:1] == b"-", "control: Landlock did not restrict the directory at all"
     assert outcome == b"-C", outcome
+
+
+def test_the_launcher_the_shim_and_the_executor_agree_on_the_names() -> None:
+    """Three places name the variables (the shim and the executor import nothing of the
+    launcher's side): a rename in one would silently turn the landlock path off."""
+    import importlib.util
+    import inspect
+
+    from sandbox_kernel.child import packages
+
+    spec = importlib.util.spec_from_file_location("shim_names", SITE / "sitecustomize.py")
+    assert spec is not None
+    assert spec.loader is not None
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    assert (shim.FD_ENV, shim.ADDRESS_ENV) == (dialer.FD_ENV, dialer.ADDRESS_ENV)
+    assert f'"{dialer.FD_ENV}"' in inspect.getsource(packages.install_proxy_shim)
