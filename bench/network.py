@@ -208,6 +208,48 @@ def proxy_cpu_per_mib(mib: int) -> tuple[float, float]:
     return (cpu1 - cpu0) * 1000 / mib, mib / (t1 - t0)
 
 
+def dialer_round_trip_ms(n: int = 300) -> tuple[float, float]:
+    """(median ms per connection over the landlock level's dialer, the same by direct connect).
+
+    The dialer (network/dialer.py) as the supervisor runs it, in a thread here, towards a
+    unix listener that accepts and closes; the control connects to that listener itself.
+    """
+    from sandbox_kernel.network import dialer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "proxy.sock")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen(128)
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                conn.close()
+
+        threading.Thread(target=accept, daemon=True).start()
+        sup, cells = dialer.pair()
+        dialer.start_dialer(sup, path)
+        via: list[float] = []
+        direct: list[float] = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cells.send(b"c")
+            _, fds, _, _ = socket.recv_fds(cells, 16, 1)
+            via.append(time.perf_counter() - t0)
+            os.close(fds[0])
+            t0 = time.perf_counter()
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            direct.append(time.perf_counter() - t0)
+        cells.close()
+        server.close()
+    return statistics.median(via) * 1000, statistics.median(direct) * 1000
+
+
 def main() -> None:
     global KERNEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -223,6 +265,8 @@ def main() -> None:
     import tests.conftest as conf  # registers this checkout's kernelspec
 
     conf.pytest_configure(None)  # type: ignore[arg-type]
+    via, direct = dialer_round_trip_ms()
+    print(f"landlock dialer: {via:.3f} ms per connection (a direct unix connect: {direct:.3f} ms)")
     cpu_per_mib, rate = proxy_cpu_per_mib(args.mib)
     print(f"proxy tunnel: {cpu_per_mib:.2f} ms CPU per MiB in the proxy thread, {rate:.0f} MiB/s")
     with tempfile.TemporaryDirectory() as ws:
