@@ -272,3 +272,67 @@ def test_the_launcher_the_shim_and_the_executor_agree_on_the_names() -> None:
     spec.loader.exec_module(shim)
     assert (shim.FD_ENV, shim.ADDRESS_ENV) == (dialer.FD_ENV, dialer.ADDRESS_ENV)
     assert f'"{dialer.FD_ENV}"' in inspect.getsource(packages.install_proxy_shim)
+
+
+def test_asyncio_connections_to_the_proxy_address_are_carried(
+    served: tuple[EchoServer, socket.socket],
+) -> None:
+    server, cells = served
+    out = _python(
+        "import asyncio\n"
+        "async def main():\n"
+        "    r, w = await asyncio.open_connection('127.0.0.1', 3128)\n"
+        "    w.write(b'hi\\n'); await w.drain()\n"
+        "    print((await r.readline()).decode().strip())\n"
+        "    w.close()\n"
+        "asyncio.run(main())\n",
+        cells,
+    )
+    assert out.split() == ["proxy:hi"]
+    assert server.accepted == 1
+
+
+def test_clients_meet_the_real_proxy_through_the_dialer(tmp_path: Path) -> None:
+    """urllib, requests, httpx (sync and async) with HTTPS_PROXY set, as in a cell: each
+    gets the proxy's refusal for a host not on the list, so each reached the proxy."""
+    from sandbox_kernel.network.hosts import AllowList
+    from sandbox_kernel.network.proxy import EgressProxy
+
+    records: list[dict[str, object]] = []
+    proxy = EgressProxy(AllowList(["pypi"]), audit=records.append)
+    path = str(tmp_path / "proxy.sock")
+    proxy.start_in_thread(path)
+    sup, cells = dialer.pair()
+    dialer.start_dialer(sup, path)
+    url = "https://example.com/"
+    code = (
+        "import asyncio, urllib.request, requests, httpx\n"
+        "def show(name, fn):\n"
+        "    try:\n"
+        "        fn()\n"
+        "        print(name, 'REACHED')\n"
+        "    except Exception as exc:\n"
+        "        print(name, 'refused' if 'not allowed in this sandbox' in repr(exc)\n"
+        "              or '403' in repr(exc) else repr(exc))\n"
+        f"show('urllib', lambda: urllib.request.urlopen({url!r}, timeout=20))\n"
+        f"show('requests', lambda: requests.get({url!r}, timeout=20))\n"
+        f"show('httpx', lambda: httpx.get({url!r}, timeout=20))\n"
+        "async def get():\n"
+        "    async with httpx.AsyncClient(timeout=20) as client:\n"
+        f"        await client.get({url!r})\n"
+        "show('httpx-async', lambda: asyncio.run(get()))\n"
+    )
+    proxy_url = "http://127.0.0.1:3128"
+    try:
+        out = _python(code, cells, HTTPS_PROXY=proxy_url, https_proxy=proxy_url)
+    finally:
+        cells.close()
+        proxy.stop()
+    assert out.splitlines() == [
+        "urllib refused",
+        "requests refused",
+        "httpx refused",
+        "httpx-async refused",
+    ], out
+    refused = [r for r in records if r["host"] == "example.com"]
+    assert len(refused) == 4, records

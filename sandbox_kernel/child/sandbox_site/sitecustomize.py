@@ -13,8 +13,9 @@ What it changes, in every Python process of the sandbox (this directory is on
 
 * a connection to the proxy address (``SANDBOX_PROXY_ADDRESS``, the one in
   ``HTTP_PROXY``/``HTTPS_PROXY``) made by ``socket.create_connection`` (urllib,
-  http.client, httpx) or urllib3's (requests, pip's vendored copy) is a stream
-  from the dialer; TCP-level socket options on it are ignored;
+  http.client, httpx), urllib3's (requests, pip's vendored copy) or asyncio's
+  ``create_connection`` (``asyncio.open_connection``, httpx's async client) is a
+  stream from the dialer; TCP-level socket options on it are ignored;
 * subprocesses keep the dialer's descriptor: ``subprocess.Popen`` and
   ``ptyprocess`` (IPython's ``!cmd``) close inherited descriptors by default.
 
@@ -47,6 +48,7 @@ DIAL_TIMEOUT_S = 30.0
 # Modules whose create_connection is replaced when (and if) they are imported.
 URLLIB3_CONNECTION = ("urllib3.util.connection", "pip._vendor.urllib3.util.connection")
 PTYPROCESS = "ptyprocess.ptyprocess"
+ASYNCIO = "asyncio.base_events"
 
 _state: dict[str, Any] = {}
 
@@ -161,6 +163,36 @@ def _patch_urllib3(module: ModuleType) -> None:
     module.create_connection = create_connection  # type: ignore[attr-defined]
 
 
+def _patch_asyncio(module: ModuleType) -> None:
+    """asyncio's create_connection(host, port) to the proxy address: over the dialer too.
+
+    What asyncio.open_connection and anyio (httpx's async client) use. Clients that
+    make their own socket first (aiohttp's happy eyeballs) are not carried.
+    """
+    cls = getattr(module, "BaseEventLoop", None)
+    original = getattr(cls, "create_connection", None)
+    if cls is None or original is None or getattr(original, "_sandbox_proxy", False):
+        return
+
+    async def create_connection(
+        self: Any, protocol_factory: Any, host: Any = None, port: Any = None, **kwargs: Any
+    ) -> Any:
+        if kwargs.get("sock") is not None or not is_proxy_address((host, port)):
+            return await original(self, protocol_factory, host, port, **kwargs)
+        sock = await self.run_in_executor(None, _state["dialer"].connect)
+        sock.setblocking(False)
+        ssl = kwargs.get("ssl")
+        keep = ("ssl", "ssl_handshake_timeout", "ssl_shutdown_timeout", "server_hostname")
+        given = {k: v for k, v in kwargs.items() if k in keep and v is not None}
+        if ssl and "server_hostname" not in given:
+            given["server_hostname"] = host
+        return await original(self, protocol_factory, sock=sock, **given)
+
+    create_connection._sandbox_proxy = True  # type: ignore[attr-defined]
+    create_connection.__wrapped__ = original  # type: ignore[attr-defined]
+    cls.create_connection = create_connection
+
+
 def _patch_ptyprocess(module: ModuleType) -> None:
     cls = getattr(module, "PtyProcess", None)
     spawn = getattr(cls, "spawn", None)
@@ -196,6 +228,7 @@ def _patch_subprocess() -> None:
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     **dict.fromkeys(URLLIB3_CONNECTION, _patch_urllib3),
     PTYPROCESS: _patch_ptyprocess,
+    ASYNCIO: _patch_asyncio,
 }
 
 
