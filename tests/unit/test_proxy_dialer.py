@@ -298,6 +298,8 @@ def test_clients_meet_the_real_proxy_through_the_dialer(tmp_path: Path) -> None:
     from sandbox_kernel.network.hosts import AllowList
     from sandbox_kernel.network.proxy import EgressProxy
 
+    pytest.importorskip("requests")
+    pytest.importorskip("httpx")
     records: list[dict[str, object]] = []
     proxy = EgressProxy(AllowList(["pypi"]), audit=records.append)
     path = str(tmp_path / "proxy.sock")
