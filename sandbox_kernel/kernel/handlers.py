@@ -244,6 +244,8 @@ class SandboxKernel(Kernel):
             "sandbox": {
                 "level": self.sandbox.report.get("level"),
                 "failure": self.sandbox.setup_failure,
+                # Why each stronger level is not in force here (the probe's words).
+                "unavailable": dict(self.sandbox.report.get("unavailable") or {}),
             },
         }
 

@@ -20,6 +20,7 @@ starts no executor and says why (fail closed).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -97,7 +98,7 @@ def choose_level(spec: dict[str, Any], report: Report) -> str | None:
             report.unavailable[iso["level"]] = f"weaker than required_isolation={required}"
     for level in candidates:
         if level == "namespaces":
-            reason = probe.probe_namespaces()
+            reason = probe.probe_namespaces() or _idmap_refused(iso)
         elif level == "landlock":
             _, reason = probe.probe_landlock()
         else:
@@ -106,6 +107,39 @@ def choose_level(spec: dict[str, Any], report: Report) -> str | None:
             return level
         report.unavailable[level] = reason
     return None
+
+
+def _idmap_refused(iso: dict[str, Any]) -> str | None:
+    """Why a root kernel cannot use the namespaces level for this workspace, if it cannot.
+
+    A root kernel's cells run as an unprivileged host uid (userns.choose_map, range
+    mode) and reach the notebook directory, and the other writable shares, as their
+    owner through an id-mapped mount. Where the filesystem refuses one (overlayfs:
+    a container's own root filesystem), the cells could neither enter a 0700
+    directory nor write a file there; the level is not available rather than
+    half-working. At level auto the next one (landlock, cells as the kernel's own
+    user) runs the notebook; a level required explicitly fails closed with this text.
+    """
+    workspace = iso["workspace"]
+    idmap = userns.choose_map(workspace, iso["sandbox_uid_base"])
+    if idmap.mode != "range":
+        return None
+    shares = [workspace, *(path for path, mode in iso["extra_mounts"] if mode == "rw")]
+    refused = probe.probe_idmap([p for p in shares if os.path.exists(p)], idmap.outer_uid)
+    if refused is None:
+        return None
+    path, err = refused
+    fstype = probe.filesystem_type(path)
+    what = "the notebook directory" if path == workspace else "the writable extra mount"
+    return (
+        f"a root kernel's cells run as an unprivileged host uid and reach {what} {path} "
+        f"as its owner through an id-mapped mount, which its filesystem ({fstype}) refuses "
+        f"({errno.errorcode.get(err, str(err))}). To fix: keep the notebooks on a filesystem "
+        "that supports id-mapped mounts (ext4, xfs, btrfs, tmpfs; in a container, a volume "
+        "or bind mount rather than the container's own overlay filesystem), or run the "
+        "kernel as an unprivileged user; --Isolation.level=landlock runs the cells as the "
+        "kernel's own user"
+    )
 
 
 def _seccomp_filter(spec: dict[str, Any], level: str, report: Report) -> Any:
@@ -375,9 +409,7 @@ def _enter_workspace(workspace: str) -> None:
             f"directory {workspace}",
             err,
             fix=f"give its owner read and search permission (chmod u+rx '{workspace}'), "
-            "or start the kernel from a directory its user can read; where a root kernel's "
-            "notebook directory cannot be id-mapped (overlayfs in a nested container), "
-            "--Isolation.level=landlock runs the cells as the kernel's own user",
+            "or start the kernel from a directory its user can read",
         )
 
 

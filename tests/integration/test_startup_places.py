@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -234,7 +235,35 @@ def _level(kc: Any) -> tuple[str | None, str | None]:
     return sandbox["level"], sandbox.get("failure")
 
 
+# Filesystems seen to refuse id-mapped mounts (`stat -f -c %T` names): a container's
+# own root filesystem. The kernel's probe does not decide what these tests expect.
+IDMAP_REFUSED = {"overlayfs"}
+
+
+def _filesystem_type(path: Path) -> str:
+    found = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=False
+    )
+    return found.stdout.strip() or "unknown"
+
+
+def _idmap_refused(path: Path) -> str | None:
+    """Why a root kernel cannot run at the namespaces level with this workspace, if so."""
+    fstype = _filesystem_type(path)
+    if fstype not in IDMAP_REFUSED:
+        return None
+    return (
+        f"the namespaces level of a root kernel needs id-mapped mounts on the notebook "
+        f"directory's filesystem, which {fstype} ({path}) refuses; there the kernel runs "
+        "at landlock (test_root_kernel_falls_back_where_the_workspace_cannot_be_id_mapped)"
+    )
+
+
 def _check_place(place: Place, kernel_name: str, level: str) -> None:
+    if level == "namespaces" and ROOT and kernel_name == LEVEL_KERNELS["namespaces"]:
+        reason = _idmap_refused(place.cwd)
+        if reason:
+            pytest.skip(reason)
     with _started(place, kernel_name) as (_, kc):
         result = execute(kc, PROBE.format(paths=[str(s) for s in place.secrets]))
         assert result.status == "ok", result.text()
@@ -278,6 +307,99 @@ def test_unreadable_notebook_dir_says_what_to_do(tmp_path: Path) -> None:
         assert str(workspace) in text
         assert f"chmod u+rx '{workspace}'" in text
     assert "exited with status" not in result.error["evalue"]
+
+
+@contextlib.contextmanager
+def _workspace_refusing_idmap(tmp_path: Path) -> Iterator[Path]:
+    """A root-owned 0700 notebook directory on a filesystem that refuses id-mapped mounts.
+
+    Where pytest's own directory is on one (a container's overlay root), that; else an
+    overlayfs mounted for the test, outside /tmp so that no other test's /tmp
+    workspace gets it as a submount while it is there.
+    """
+    if _idmap_refused(tmp_path):
+        yield _private_dir(tmp_path, "ws")
+        return
+    layers = tmp_path / "layers"
+    for name in ("lower", "upper", "work"):
+        (layers / name).mkdir(parents=True)
+    merged = Path(tempfile.mkdtemp(prefix="sandbox-overlay-", dir="/var/tmp"))
+    options = f"lowerdir={layers / 'lower'},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+    mounted = subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        merged.rmdir()
+        pytest.skip(f"needs to mount an overlayfs (root with CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        workspace = merged / "ws"
+        workspace.mkdir(mode=0o700)
+        yield workspace
+    finally:
+        subprocess.run(["umount", str(merged)], check=False)
+        merged.rmdir()
+
+
+def test_root_kernel_falls_back_where_the_workspace_cannot_be_id_mapped(tmp_path: Path) -> None:
+    """overlayfs refuses the id-mapped mount a root kernel's cells need to use their
+    notebook directory at the namespaces level (they run as an unprivileged host uid).
+    At level auto the kernel runs at landlock and says why; a required namespaces level
+    fails closed, naming the mechanism, the path and the fix. Checked from outside: the
+    file the cell wrote is on disk, owned by the directory's owner."""
+    if not ROOT:
+        pytest.skip("needs root: only a root kernel's cells run as another host uid")
+    if _level_offered("namespaces", tmp_path) != "namespaces":
+        pytest.skip("needs the namespaces level on this host (user namespaces)")
+    with _workspace_refusing_idmap(tmp_path) as workspace:
+        with _started(Place(workspace), "sandbox-python") as (_, kc):
+            wrote = execute(kc, "open('out.txt', 'w').write('written')")
+            kc.kernel_info()
+            info = kc.get_shell_msg(timeout=TIMEOUT)
+            while info["msg_type"] != "kernel_info_reply":
+                info = kc.get_shell_msg(timeout=TIMEOUT)
+            magic = execute(kc, "%sandbox")
+        assert wrote.status == "ok", wrote.text()
+        out = workspace / "out.txt"
+        assert out.read_text() == "written"
+        assert (out.stat().st_uid, out.stat().st_gid) == (0, 0)
+        sandbox = info["content"]["sandbox"]
+        assert sandbox["level"] == "landlock"
+        why = sandbox["unavailable"]["namespaces"]
+        for words in ("id-mapped mount", str(workspace), "(overlay)"):
+            assert words in why
+        assert "Sandbox level: landlock" in magic.stdout
+        assert why in " ".join(magic.stdout.split())
+        args = ["--Isolation.level=namespaces"]
+        with running_kernel(workspace, extra_arguments=args) as (_, kc):
+            refused = execute(kc, "open('second.txt', 'w').write('x')")
+            magic = execute(kc, "%sandbox")
+        assert not (workspace / "second.txt").exists()
+        assert refused.error is not None
+        assert refused.error["ename"] == "SandboxUnavailable"
+        for text in (refused.error["evalue"], magic.stdout):
+            flat = " ".join(text.split())
+            for words in ("id-mapped mount", str(workspace), "To fix:", "level=landlock"):
+                assert words in flat
+        assert "exited with status" not in refused.error["evalue"]
+
+
+def _level_offered(level: str, tmp_path: Path) -> str | None:
+    """The level a root kernel reaches in a directory that takes id-mapped mounts
+    (the positive control: this host offers the namespaces level at all)."""
+    control = tmp_path / "control"
+    control.mkdir()
+    if _idmap_refused(control):
+        # pytest's directory is on the overlay: /dev/shm is a tmpfs, which takes them.
+        control = Path(tempfile.mkdtemp(prefix="sandbox-control-", dir="/dev/shm"))
+    try:
+        with running_kernel(control) as (_, kc):
+            return _level(kc)[0]
+    finally:
+        if control.parent != tmp_path:
+            shutil.rmtree(control, ignore_errors=True)
 
 
 if sys.platform != "linux":  # pragma: no cover

@@ -266,9 +266,11 @@ def start_sandbox(
         km.shutdown_kernel(now=True)
         if HOST_LEVEL:
             pytest.fail(f"this host must offer the {level!r} level, the kernel reports {actual!r}")
+        sandbox = reply["content"]["sandbox"]
+        why = (sandbox.get("unavailable") or {}).get(level) or sandbox.get("failure")
         pytest.skip(
             f"this host cannot offer the {level!r} level (the kernel reports {actual!r}: "
-            f"{reply['content']['sandbox'].get('failure') or reply['content']['banner']})"
+            f"{why or reply['content']['banner']})"
         )
     return Sandbox(level, km, kc, workspace)
 
