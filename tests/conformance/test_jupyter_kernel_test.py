@@ -9,7 +9,7 @@ import unittest
 import jupyter_kernel_test
 from jupyter_client.manager import start_new_kernel
 
-from tests.utils import KERNEL_NAME
+from tests.utils import KERNEL_NAME, execute_until_idle
 
 
 class SandboxKernelTests(jupyter_kernel_test.KernelTests):
@@ -96,17 +96,9 @@ class SandboxKernelTests(jupyter_kernel_test.KernelTests):
         reply = self.kc.get_shell_msg(timeout=30)
         jupyter_kernel_test.validate_message(reply, "execute_reply", msg_id)
         assert reply["content"]["status"] == "ok"
-        output = []
-        while True:
-            msg = self.kc.get_iopub_msg(timeout=10)
-            if msg["msg_type"] == "stream":
-                output.append(msg["content"]["text"])
-            if (
-                msg["msg_type"] == "status"
-                and msg["content"]["execution_state"] == "idle"
-                and msg["parent_header"].get("msg_id") == msg_id
-            ):
-                break
+        # Streams of any parent: nothing else may have printed.
+        run = execute_until_idle(self.kc, msg_id=msg_id, reply=False, timeout=30)
+        output = [m["content"]["text"] for m in run.iopub if m["msg_type"] == "stream"]
         assert "".join(output) == "hi sandbox\n"
 
     def test_getpass(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from tests.utils import TIMEOUT, execute, running_kernel
+from tests.utils import execute, kernel_info, running_kernel
 
 LEVEL = os.environ["SANDBOX_TEST_HOST_LEVEL"]
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -24,10 +24,7 @@ REPO = Path(__file__).resolve().parent.parent.parent
 def test_the_level_in_force_is_reported(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     with running_kernel(tmp_path) as (_, kc):
-        kc.kernel_info()
-        reply = kc.get_shell_msg(timeout=TIMEOUT)
-        while reply["msg_type"] != "kernel_info_reply":
-            reply = kc.get_shell_msg(timeout=TIMEOUT)
+        reply = kernel_info(kc)
         sandbox = reply["content"]["sandbox"]
         assert sandbox["level"] == LEVEL, sandbox
         report = execute(kc, "%sandbox").stdout

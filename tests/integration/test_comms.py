@@ -8,18 +8,7 @@ from pathlib import Path
 
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from tests.utils import execute, running_kernel
-
-
-def _drain_idle(kc: BlockingKernelClient, msg_id: str) -> list[dict]:
-    out = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=30)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        out.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return out
+from tests.utils import execute, execute_until_idle, running_kernel
 
 
 def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKernelClient) -> None:
@@ -51,7 +40,7 @@ def test_widget_comm_open_reaches_frontend_and_updates_come_back(kc: BlockingKer
         },
     )
     kc.shell_channel.send(msg)
-    _drain_idle(kc, msg["header"]["msg_id"])
+    execute_until_idle(kc, msg_id=msg["header"]["msg_id"], reply=False)
     res = execute(kc, "slider.value")
     assert res.of_type("execute_result")[0]["data"]["text/plain"] == "7"
 
@@ -73,7 +62,7 @@ def test_widget_callback_output_goes_to_the_comm_message(kc: BlockingKernelClien
         },
     )
     kc.shell_channel.send(msg)
-    messages = _drain_idle(kc, msg["header"]["msg_id"])
+    messages = execute_until_idle(kc, msg_id=msg["header"]["msg_id"], reply=False).own()
     streams = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
     assert "changed to 5\n" in "".join(streams)
 
@@ -92,10 +81,10 @@ def test_frontend_opened_comm_and_comm_info(kc: BlockingKernelClient) -> None:
         "comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {"hello": 1}}
     )
     kc.shell_channel.send(msg)
-    _drain_idle(kc, msg["header"]["msg_id"])
+    execute_until_idle(kc, msg_id=msg["header"]["msg_id"], reply=False)
     msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {"n": 2}})
     kc.shell_channel.send(msg)
-    _drain_idle(kc, msg["header"]["msg_id"])
+    execute_until_idle(kc, msg_id=msg["header"]["msg_id"], reply=False)
     res = execute(kc, "received")
     assert res.of_type("execute_result")[0]["data"]["text/plain"] == "[{'hello': 1}, {'n': 2}]"
 
@@ -155,6 +144,6 @@ def _binary_buffers_travel_both_ways(kc: BlockingKernelClient) -> None:
     comm_id = sent["comm_id"]
     msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {}})
     kc.session.send(kc.shell_channel.socket, msg, buffers=[b"\xffback"])
-    _drain_idle(kc, msg["header"]["msg_id"])
+    execute_until_idle(kc, msg_id=msg["header"]["msg_id"], reply=False)
     res = execute(kc, "got")
     assert res.of_type("execute_result")[0]["data"]["text/plain"] == "[[b'\\xffback']]"

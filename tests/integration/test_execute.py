@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import uuid
+from pathlib import Path
 
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from tests.utils import execute, strip_ansi
+from tests.utils import execute, execute_until_idle, strip_ansi
 
 
 def test_state_persists_and_counts_like_ipython(kc: BlockingKernelClient) -> None:
@@ -34,17 +35,10 @@ def test_error_carries_ipython_traceback(kc: BlockingKernelClient) -> None:
 
 def test_silent_publishes_nothing_and_does_not_count(kc: BlockingKernelClient) -> None:
     before = execute(kc, "1").reply["content"]["execution_count"]
-    msg_id = kc.execute("print('quiet'); 5", silent=True)
+    run = execute_until_idle(kc, "print('quiet'); 5", silent=True, reply=False)
     reply = kc.get_shell_msg(timeout=30)
-    assert reply["parent_header"]["msg_id"] == msg_id
-    seen = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=10)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        seen.append(msg["msg_type"])
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
+    assert reply["parent_header"]["msg_id"] == run.msg_id
+    seen = [m["msg_type"] for m in run.own()]
     # Stream output still flows for silent cells (as in ipykernel); no
     # execute_input, no execute_result.
     assert "execute_input" not in seen
@@ -91,23 +85,36 @@ def test_stop_on_error_false_keeps_going(kc: BlockingKernelClient) -> None:
     assert statuses[queued] == "ok"
 
 
-def test_stdout_is_streamed_while_the_cell_runs(kc: BlockingKernelClient) -> None:
-    msg_id = kc.execute("import time\nprint('early', flush=True)\ntime.sleep(2)\nprint('late')")
-    started = time.monotonic()
-    first_stream_at = None
-    while True:
-        msg = kc.get_iopub_msg(timeout=30)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream" and first_stream_at is None:
-            first_stream_at = time.monotonic() - started
-            assert msg["content"]["text"].startswith("early")
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            finished_at = time.monotonic() - started
-            break
-    assert first_stream_at is not None
-    assert finished_at - first_stream_at > 1.5, "output arrived only when the cell ended"
-    kc.get_shell_msg(timeout=10)
+def test_stdout_is_streamed_while_the_cell_runs(
+    kc: BlockingKernelClient, module_workspace: Path
+) -> None:
+    # The cell prints, then waits for a file that the test writes only once that print
+    # has reached it: output held back until the cell ends would leave the cell waiting
+    # until it gives up and says so. No clock is read.
+    go = module_workspace / f"go-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import os, time\n"
+        "print('early', flush=True)\n"
+        "deadline = time.monotonic() + 30\n"
+        f"while not os.path.exists({go.name!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        f"print('late' if os.path.exists({go.name!r}) else 'gave up waiting')"
+    )
+    streams: list[str] = []
+
+    def on_message(msg: dict) -> None:
+        if msg["msg_type"] == "stream" and msg["parent_header"].get("msg_id") == msg_id:
+            streams.append(msg["content"]["text"])
+            if streams[0].startswith("early"):
+                go.touch()
+
+    msg_id = kc.execute(code)
+    run = execute_until_idle(kc, msg_id=msg_id, on_message=on_message)
+    assert streams, "no stream reached the frontend"
+    assert streams[0].startswith("early"), streams
+    assert "".join(streams) == "early\nlate\n", "output arrived only when the cell ended"
+    assert run.reply is not None
+    assert run.reply["content"]["status"] == "ok"
 
 
 def test_payloads_reach_the_frontend(kc: BlockingKernelClient) -> None:

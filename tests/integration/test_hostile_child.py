@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from sandbox_kernel.relay.framing import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
-from tests.utils import KERNEL_NAME, running_kernel
+from tests.utils import KERNEL_NAME, execute_until_idle, running_kernel
 
 FRAME_DEADLINE_S = 1.0
 CELL_TIMEOUT_S = 30.0
@@ -103,10 +102,6 @@ def _request_id():
 '''
 
 
-class CellHung(AssertionError):
-    """The kernel did not finish a cell within the bound."""
-
-
 @dataclass
 class Cell:
     msg_id: str
@@ -145,39 +140,9 @@ class Cell:
 
 def run_cell(kc: BlockingKernelClient, code: str, timeout: float = CELL_TIMEOUT_S) -> Cell:
     """Execute ``code``; collect every IOPub message until its idle status, then its reply."""
-    started = time.monotonic()
-    deadline = started + timeout
-    msg_id = kc.execute(code, allow_stdin=False)
-    iopub: list[dict[str, Any]] = []
-
-    def remaining(what: str) -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            seen = [(m["msg_type"], m["content"].get("execution_state")) for m in iopub]
-            raise CellHung(f"no {what} within {timeout:g} s; IOPub so far: {seen}")
-        return left
-
-    while True:
-        try:
-            msg = kc.get_iopub_msg(timeout=remaining("idle status"))
-        except queue.Empty:
-            remaining("idle status")
-            continue
-        iopub.append(msg)
-        if (
-            msg["msg_type"] == "status"
-            and msg["parent_header"].get("msg_id") == msg_id
-            and msg["content"]["execution_state"] == "idle"
-        ):
-            break
-    while True:
-        try:
-            reply = kc.get_shell_msg(timeout=remaining("execute_reply"))
-        except queue.Empty:
-            remaining("execute_reply")
-            continue
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return Cell(msg_id, reply, iopub, time.monotonic() - started)
+    run = execute_until_idle(kc, code, timeout=timeout, allow_stdin=False)
+    assert run.reply is not None
+    return Cell(run.msg_id, run.reply, run.iopub, run.elapsed)
 
 
 @dataclass

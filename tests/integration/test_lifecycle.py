@@ -12,7 +12,15 @@ import psutil
 import pytest
 from jupyter_client.manager import KernelManager
 
-from tests.utils import KERNEL_NAME, execute, kernel_pid, process_tree, running_kernel, wait_gone
+from tests.utils import (
+    KERNEL_NAME,
+    execute,
+    kernel_info,
+    kernel_pid,
+    process_tree,
+    running_kernel,
+    wait_gone,
+)
 
 # Two ways a cell leaves a process behind: a classic double-forked, setsid
 # daemon, and a subprocess in a new session. Both carry a marker in argv so
@@ -40,8 +48,7 @@ def _marked(marker: str) -> list[int]:
 
 def test_banner_reports_the_sandbox(workspace: Path) -> None:
     with running_kernel(workspace) as (_, kc):
-        kc.kernel_info()
-        reply = kc.get_shell_msg(timeout=30)
+        reply = kernel_info(kc)
         banner = reply["content"]["banner"]
         assert "Sandbox level:" in banner
         level = reply["content"]["sandbox"]["level"]
@@ -54,7 +61,10 @@ def test_shutdown_leaves_no_process(workspace: Path) -> None:
     marker = f"marker-{uuid.uuid4().hex}"
     with running_kernel(workspace) as (km, kc):
         execute(kc, DAEMON.format(marker=marker))
-        time.sleep(0.5)
+        # A daemon's exec may come a moment after the cell ends: wait for it, not a guess.
+        deadline = time.monotonic() + 30
+        while len(_marked(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(_marked(marker)) == 2, "the cell's daemons did not start"
         tree = [p.pid for p in process_tree(kernel_pid(km))]
         assert len(tree) >= 3

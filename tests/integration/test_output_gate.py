@@ -11,7 +11,7 @@ from pathlib import Path
 from jupyter_client.blocking.client import BlockingKernelClient
 
 from sandbox_kernel.relay.frame import FRAME_MARKER
-from tests.utils import execute, running_kernel
+from tests.utils import execute, reply_to, running_kernel
 
 HOSTILE = "<img src=x onerror=\"fetch('/api/kernels',{method:'POST'})\">"
 
@@ -68,9 +68,7 @@ def test_update_display_data_is_gated(kc: BlockingKernelClient) -> None:
 def test_user_expressions_are_gated(kc: BlockingKernelClient) -> None:
     execute(kc, f"from IPython.display import HTML\nhostile = HTML({HOSTILE!r})")
     msg_id = kc.execute("1", user_expressions={"h": "hostile"})
-    reply = kc.get_shell_msg(timeout=60)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = kc.get_shell_msg(timeout=60)
+    reply = reply_to(kc, msg_id)
     result = reply["content"]["user_expressions"]["h"]
     assert result["status"] == "ok"
     assert is_frame(result["data"]["text/html"])

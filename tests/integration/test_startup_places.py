@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.utils import TIMEOUT, execute, running_kernel
+from tests.utils import execute, kernel_info, running_kernel
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -227,10 +227,7 @@ def _started(place: Place, kernel_name: str) -> Iterator[Any]:
 
 
 def _level(kc: Any) -> tuple[str | None, str | None]:
-    kc.kernel_info()
-    reply = kc.get_shell_msg(timeout=TIMEOUT)
-    while reply["msg_type"] != "kernel_info_reply":
-        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    reply = kernel_info(kc)
     sandbox = reply["content"]["sandbox"]
     return sandbox["level"], sandbox.get("failure")
 
@@ -356,10 +353,7 @@ def test_root_kernel_falls_back_where_the_workspace_cannot_be_id_mapped(tmp_path
     with _workspace_refusing_idmap(tmp_path) as workspace:
         with _started(Place(workspace), "sandbox-python") as (_, kc):
             wrote = execute(kc, "open('out.txt', 'w').write('written')")
-            kc.kernel_info()
-            info = kc.get_shell_msg(timeout=TIMEOUT)
-            while info["msg_type"] != "kernel_info_reply":
-                info = kc.get_shell_msg(timeout=TIMEOUT)
+            info = kernel_info(kc)
             magic = execute(kc, "%sandbox")
         assert wrote.status == "ok", wrote.text()
         out = workspace / "out.txt"

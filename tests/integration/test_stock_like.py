@@ -7,7 +7,6 @@ builtins. Each check runs the same cell under the sandbox and under stock ipyker
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from tests.utils import execute, running_kernel, strip_ansi
+from tests.utils import execute, reply_to, running_kernel, strip_ansi, wait_for_output
 
 STOCK = "python3"
 ADDRESS = re.compile(r"0x[0-9a-f]+")
@@ -111,12 +110,15 @@ def test_a_runtime_refusal_shows_no_frame_of_the_sandbox(
 
 def test_keyboard_interrupt_shows_only_the_cell(kernels: dict) -> None:
     for name, (km, kc) in kernels.items():
-        msg_id = kc.execute("import time\ntime.sleep(60)", stop_on_error=False)
-        time.sleep(1.5)
+        msg_id = kc.execute(
+            # One expression: the interrupt cannot land between two statements, in the
+            # shell's own frames, after the marker.
+            "import time\nprint('@@running', flush=True) or time.sleep(60)",
+            stop_on_error=False,
+        )
+        wait_for_output(kc, msg_id, "@@running")
         km.interrupt_kernel()
-        reply = kc.get_shell_msg(timeout=60)
-        while reply["parent_header"]["msg_id"] != msg_id:
-            reply = kc.get_shell_msg(timeout=60)
+        reply = reply_to(kc, msg_id)
         content = reply["content"]
         assert content["ename"] == "KeyboardInterrupt", name
         text = _frames(content["traceback"])

@@ -26,7 +26,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from tests.utils import TIMEOUT, execute, kernel_pid, process_tree
+from tests.utils import TIMEOUT, execute, kernel_info, kernel_pid, process_tree
 
 # On a real host (a container, tests/containers/), the boundary suite runs on the
 # plain kernel only, which must reach exactly this level (a lower one is a failure).
@@ -251,10 +251,7 @@ def start_sandbox(
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=TIMEOUT)
-    kc.kernel_info()
-    reply = kc.get_shell_msg(timeout=TIMEOUT)
-    while reply["msg_type"] != "kernel_info_reply":
-        reply = kc.get_shell_msg(timeout=TIMEOUT)
+    reply = kernel_info(kc)
     actual = reply["content"]["sandbox"]["level"]
     if actual is None:
         failure = reply["content"]["sandbox"].get("failure")

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import queue
 import re
 import shlex
 import site
@@ -45,7 +44,7 @@ from tests.security.conftest import (
     start_sandbox,
     world_writable_canary,
 )
-from tests.utils import kernel_pid, strip_ansi
+from tests.utils import execute_until_idle, kernel_pid, strip_ansi
 
 CORPUS = Path(__file__).parent / "corpus"
 CATEGORIES = ("fs_escape", "net", "proc", "kernel_channel", "policy_bypass")
@@ -209,24 +208,9 @@ class Box:
         kc = self.sandbox.kc
         msg_id = kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
         self.sent.add(msg_id)
-        deadline = time.monotonic() + timeout
-        iopub: list[dict[str, Any]] = []
-        while True:
-            try:
-                msg = kc.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"no idle status within {timeout} s for {code[:60]!r}") from None
-            iopub.append(msg)
-            if (
-                msg["msg_type"] == "status"
-                and msg["parent_header"].get("msg_id") == msg_id
-                and msg["content"]["execution_state"] == "idle"
-            ):
-                break
-        while True:
-            reply = kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return Outcome(msg_id, code, reply, iopub, time.time())
+        run = execute_until_idle(kc, msg_id=msg_id, timeout=timeout)
+        assert run.reply is not None
+        return Outcome(run.msg_id, code, run.reply, run.iopub, time.time())
 
     def serving(self) -> Outcome:
         return self.run("print('serving', 6 * 7)", timeout=CELL_TIMEOUT)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
-from tests.utils import Result
+from tests.utils import Result, reply_to
 
 
 @pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
@@ -445,9 +445,7 @@ def test_existing_control_files_are_read_only_during_the_cell(
                 # The user's own git, in a terminal, while the cell runs (.git is
                 # read-only only inside the sandbox): kept after the cell.
                 (ws / ".git" / "description").write_text("the user's own\n")
-            reply = kc.get_shell_msg(timeout=60)
-            while reply["parent_header"].get("msg_id") != msg_id:
-                reply = kc.get_shell_msg(timeout=60)
+            reply_to(kc, msg_id)
             if level == "namespaces":
                 assert printed.count("REFUSED") == 2, printed
                 assert mid_config == config

@@ -187,21 +187,9 @@ def _cell(lines: int) -> str:
     return "\n".join(out[:lines])
 
 
-def _best_of_three(source: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        check_cell(source, STANDARD)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def test_cost_grows_linearly() -> None:
-    small, large = _cell(2_000), _cell(8_000)
-    assert check_cell(large, STANDARD).allowed
-    ratio = _best_of_three(large) / _best_of_three(small)
-    # 4x the lines: linear is about 4x; quadratic would be 16x
-    assert ratio < 8, ratio
+def test_a_large_ordinary_cell_is_allowed() -> None:
+    # How its cost grows with its length is measured in bench/responsiveness.py (growth).
+    assert check_cell(_cell(8_000), STANDARD).allowed
 
 
 def test_checker_failure_fails_closed(
