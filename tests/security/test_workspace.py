@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.security.conftest import LEVEL_KERNELS, OS_LAYER_ONLY, Host, Sandbox, start_sandbox
-from tests.utils import Result, reply_to
+from tests.utils import Result, reply_to, wait_for_output
 
 
 @pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
@@ -411,7 +411,6 @@ def test_existing_control_files_are_read_only_during_the_cell(
     and shadow modules are read-only binds; at the landlock level (no way to carve
     them out of the workspace's grant) they are put back at the cell's end."""
     import subprocess
-    import time
 
     for level in sorted(LEVEL_KERNELS):
         ws = tmp_path_factory.mktemp(f"ro-{level}")
@@ -422,29 +421,35 @@ def test_existing_control_files_are_read_only_during_the_cell(
         sandbox = start_sandbox(level, ws, host)
         try:
             kc = sandbox.kc
+            # The cell holds on until the test has looked (no guessed sleep): it waits
+            # for a file the test writes after its mid-cell checks.
+            go = f"go-{uuid.uuid4().hex[:8]}"
             msg_id = kc.execute(
-                "import time\n"
+                "import os, time\n"
                 "for path in ('.git/config', 'conftest.py'):\n"
                 "    try:\n"
                 "        open(path, 'a').write('\\n[core]\\n\\tfsmonitor = evil\\n')\n"
                 "        print('WROTE', path, flush=True)\n"
                 "    except OSError as e:\n"
                 "        print('REFUSED', path, e.errno, flush=True)\n"
-                "time.sleep(3)\n"
+                "print('@@tried', flush=True)\n"
+                "deadline = time.monotonic() + 60\n"
+                f"while not os.path.exists({go!r}) and time.monotonic() < deadline:\n"
+                "    time.sleep(0.05)\n"
             )
             # Mid-cell, from outside: what a poller would read now.
-            printed = ""
-            deadline = time.monotonic() + 60
-            while printed.count("\n") < 2 and time.monotonic() < deadline:
-                msg = kc.get_iopub_msg(timeout=60)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                    printed += msg["content"]["text"]
+            printed = "".join(
+                m["content"]["text"]
+                for m in wait_for_output(kc, msg_id, "@@tried")
+                if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream"
+            )
             mid_config = (ws / ".git" / "config").read_bytes()
             mid_conftest = (ws / "conftest.py").read_text()
             if level == "namespaces":
                 # The user's own git, in a terminal, while the cell runs (.git is
                 # read-only only inside the sandbox): kept after the cell.
                 (ws / ".git" / "description").write_text("the user's own\n")
+            (ws / go).touch()
             reply_to(kc, msg_id)
             if level == "namespaces":
                 assert printed.count("REFUSED") == 2, printed
