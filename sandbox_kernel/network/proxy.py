@@ -368,11 +368,19 @@ class EgressProxy:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
                 trailing, _ = server.trailing_data
-                first = await self._check_tls_name(reader, bytes(trailing), conn)
-                conn.verdict = "allowed"
-                if first:
-                    await self._send(upstream_w, first, conn, up=True)
-                await self._pipe(reader, writer, upstream_r, upstream_w, conn)
+                # The server's side flows at once (protocols where it greets first);
+                # the client's first bytes wait for the check, however late they come.
+                down = asyncio.ensure_future(self._copy(upstream_r, writer, conn, up=False))
+                try:
+                    first = await self._check_tls_name(reader, bytes(trailing), conn)
+                    conn.verdict = "allowed"
+                    if first:
+                        await self._send(upstream_w, first, conn, up=True)
+                except BaseException:
+                    down.cancel()
+                    await asyncio.gather(down, return_exceptions=True)
+                    raise
+                await self._pipe(reader, writer, upstream_r, upstream_w, conn, down=down)
             else:
                 conn.verdict = "allowed"
                 await self._forward_one(request, headers, server, reader, upstream_w, conn)
@@ -392,17 +400,18 @@ class EgressProxy:
         there. A tunnel that does not start with TLS goes on unchecked (it reaches the
         checked address, and plain HTTP through it carries no name the front end trusts
         more than the Host header). Returns the bytes read, to be sent on.
+
+        No time limit: a client that stays quiet and then sends its ClientHello is
+        checked all the same (a timeout that let the tunnel go on unchecked was a way
+        around the check); the server's side is not held back meanwhile.
         """
-        try:
-            while len(data) < 5 or (data[0] == 0x16 and len(data) < 5 + _record_length(data)):
-                more = await asyncio.wait_for(reader.read(CHUNK), CONNECT_TIMEOUT_S)
-                if not more:
-                    break
-                data += more
-                if len(data) > 5 + 16384 + CHUNK:
-                    break
-        except TimeoutError:
-            return data  # the client went quiet: nothing to check, nothing sent yet
+        while len(data) < 5 or (data[0] == 0x16 and len(data) < 5 + _record_length(data)):
+            more = await reader.read(CHUNK)
+            if not more:
+                break
+            data += more
+            if len(data) > 5 + 16384 + CHUNK:
+                break
         if not data or data[0] != 0x16:
             return data
         try:
@@ -547,9 +556,12 @@ class EgressProxy:
         upstream_r: asyncio.StreamReader,
         upstream_w: asyncio.StreamWriter,
         conn: _Connection,
+        *,
+        down: asyncio.Future[None] | None = None,
     ) -> None:
         up = asyncio.ensure_future(self._copy(reader, upstream_w, conn, up=True))
-        down = asyncio.ensure_future(self._copy(upstream_r, writer, conn, up=False))
+        if down is None:
+            down = asyncio.ensure_future(self._copy(upstream_r, writer, conn, up=False))
         try:
             done, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_EXCEPTION)
             if len(done) < 2 and not any(t.exception() for t in done):

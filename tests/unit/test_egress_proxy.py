@@ -428,3 +428,71 @@ def test_tls_for_another_server_through_an_allowed_tunnel_is_refused(
         records = p.wait_records(2)
         assert records[1]["verdict"] == "allowed"
         assert upstream.received.startswith(b"\x16\x03")
+
+
+def test_a_client_that_waits_before_its_client_hello_is_still_checked(
+    tmp_path: Path, upstream: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staying quiet after CONNECT must not skip the server-name check: the first bytes
+    the client sends, however late, are what is checked."""
+    from sandbox_kernel.network import proxy as proxy_module
+
+    # Short, so that waiting past it takes no time here (it is 15 s by default).
+    monkeypatch.setattr(proxy_module, "CONNECT_TIMEOUT_S", 0.2)
+    for p in make(tmp_path, [f"allowed.test:{upstream.port}"]):
+        target = f"allowed.test:{upstream.port}".encode()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(p.path)
+            sock.sendall(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            threading.Event().wait(0.6)  # past the timeout above
+            sock.sendall(_client_hello("evil.example"))
+            with contextlib.suppress(OSError):
+                while sock.recv(65536):
+                    pass
+        (record,) = p.wait_records(1)
+        assert record["verdict"] == "refused", record
+        assert "evil.example" in record["reason"]
+        assert upstream.received == b""
+
+
+def test_a_server_that_speaks_first_is_heard_before_the_client_sends(tmp_path: Path) -> None:
+    """Protocols where the server greets first (SSH, SMTP) are not held back by the
+    client-side check; the client's own first bytes are still checked when they come."""
+    banner = b"SSH-2.0-stand-in\r\n"
+    server = socket.socket()
+    server.bind((PUBLIC, 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    received = bytearray()
+
+    def greet() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(banner)
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                received.extend(conn.recv(100))
+
+    threading.Thread(target=greet, daemon=True).start()
+    try:
+        for p in make(tmp_path, [f"allowed.test:{port}"]):
+            target = f"allowed.test:{port}".encode()
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)  # well below the proxy's 15 s first-record wait
+                sock.connect(p.path)
+                sock.sendall(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+                data = b""
+                while banner not in data:
+                    chunk = sock.recv(4096)
+                    assert chunk, data
+                    data += chunk
+                sock.sendall(b"SSH-2.0-client\r\n")
+                for _ in range(200):
+                    if received:
+                        break
+                    threading.Event().wait(0.01)
+            assert bytes(received) == b"SSH-2.0-client\r\n"
+    finally:
+        server.close()
