@@ -345,3 +345,26 @@ def test_clients_meet_the_real_proxy_through_the_dialer(tmp_path: Path) -> None:
     ], out
     refused = [r for r in records if r["host"] == "example.com"]
     assert len(refused) == 4, records
+
+
+def test_a_closed_dialer_does_not_break_subprocesses(
+    served: tuple[EchoServer, socket.socket],
+) -> None:
+    """A cell that closes the dialer's descriptor (or reuses its number for a file) can
+    still start programs; the file does not leak to them."""
+    _, cells = served
+    fd = cells.fileno()
+    out = _python(
+        "import os, subprocess, sys\n"
+        f"os.close({fd})\n"
+        "print(subprocess.run([sys.executable, '-c', 'print(1)'], capture_output=True,"
+        " text=True).stdout.strip())\n"
+        "f = open(os.devnull)\n"
+        f"os.dup2(f.fileno(), {fd})  # a file under the dialer's number, inheritable\n"
+        f'code = \'import os\\ntry:\\n    os.fstat({fd}); print("leaked")\\n'
+        'except OSError:\\n    print("closed")\'\n'
+        "print(subprocess.run([sys.executable, '-c', code], capture_output=True,"
+        " text=True).stdout.strip())\n",
+        cells,
+    )
+    assert out.split() == ["1", "closed"]

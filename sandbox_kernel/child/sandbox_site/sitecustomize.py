@@ -35,6 +35,7 @@ import importlib.machinery
 import importlib.util
 import os
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -193,6 +194,21 @@ def _patch_asyncio(module: ModuleType) -> None:
     cls.create_connection = create_connection
 
 
+def _keep_dialer(pass_fds: Any) -> tuple[int, ...]:
+    """``pass_fds`` with the dialer's descriptor, if it is still the dialer's.
+
+    A cell may have closed it (a closed descriptor in pass_fds makes every spawn fail
+    with EBADF) or reused its number for a file (which must not leak to the child).
+    """
+    fds = tuple(pass_fds or ())
+    try:
+        if stat.S_ISSOCK(os.fstat(_state["fd"]).st_mode):
+            return (*fds, _state["fd"])
+    except OSError:
+        pass
+    return fds
+
+
 def _patch_ptyprocess(module: ModuleType) -> None:
     cls = getattr(module, "PtyProcess", None)
     spawn = getattr(cls, "spawn", None)
@@ -201,7 +217,7 @@ def _patch_ptyprocess(module: ModuleType) -> None:
     original = spawn.__func__
 
     def spawn_keeping_dialer(klass: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds") or ()), _state["fd"])
+        kwargs["pass_fds"] = _keep_dialer(kwargs.get("pass_fds"))
         return original(klass, *args, **kwargs)
 
     spawn_keeping_dialer._sandbox_proxy = True  # type: ignore[attr-defined]
@@ -218,7 +234,7 @@ def _patch_subprocess() -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         # pass_fds given positionally (the 17th argument) is left alone.
         if len(args) < 17 and kwargs.get("close_fds", True):
-            kwargs["pass_fds"] = (*tuple(kwargs.get("pass_fds") or ()), _state["fd"])
+            kwargs["pass_fds"] = _keep_dialer(kwargs.get("pass_fds"))
         init(self, *args, **kwargs)
 
     __init__._sandbox_proxy = True  # type: ignore[attr-defined]
