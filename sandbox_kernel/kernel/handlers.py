@@ -24,7 +24,8 @@ from ..errors import ExecutorDied
 from ..identity import user_name
 from ..isolation import privs
 from ..log import AuditLog
-from ..policy import PolicySettings, Verdict, check_cell
+from ..policy import PolicySettings, Verdict
+from ..policy.check import CellChecker
 from ..relay.budget import OutputLimits
 from ..relay.gate import GateSettings
 from ..relay.publisher import Publisher
@@ -79,6 +80,8 @@ class SandboxKernel(Kernel):
         self.output = Output(parent=self)
         self.policy = Policy(parent=self)
         self.policy_settings = PolicySettings.from_configurable(self.policy)
+        # A cell run again is not parsed and walked again (verdicts by source digest).
+        self.checker = CellChecker(self.policy_settings)
         self.audit = AuditLog(
             _audit_log_path(self.policy.audit_log),
             logger=self.log,
@@ -368,7 +371,7 @@ class SandboxKernel(Kernel):
         argument = report.magic_argument(code)
         if argument is not None:
             return await self._sandbox_magic(argument, silent, parent, reply_count)
-        verdict = check_cell(code, self.policy_settings)
+        verdict = self.checker.check(code)
         if not verdict.allowed:
             return self._refused(code, verdict, parent, reply_count)
         warning = verdict.as_warning()

@@ -10,9 +10,11 @@ commands) is checked in turn, to a bounded depth.
 from __future__ import annotations
 
 import ast
+import hashlib
 import keyword
 import logging
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +32,7 @@ from .names import BUILTIN_NAMES
 from .settings import PolicySettings
 from .verdict import Finding, Hit, Verdict
 
-__all__ = ["MAX_NESTING", "check_cell", "check_code"]
+__all__ = ["MAX_NESTING", "CellChecker", "check_cell", "check_code"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +64,36 @@ def check_cell(source: str, settings: PolicySettings) -> Verdict:
     if hits is None:
         return Verdict(findings=[], allowed=True, syntax_error=True)
     return Verdict.of(_findings(hits, settings))
+
+
+class CellChecker:
+    """``check_cell`` with the verdicts of recent cells remembered, by a digest of the source.
+
+    A verdict depends only on the source and the settings, which are fixed for the
+    checker's life, so a cell run again (the same cell re-run, a loop of cells in a
+    test or grader) is not parsed and walked again. The key is a cryptographic
+    digest, not ``hash()``: with a known hash seed, a harmless cell's verdict could
+    otherwise be reused for a colliding one.
+    """
+
+    def __init__(self, settings: PolicySettings, size: int = 256) -> None:
+        self.settings = settings
+        self.size = size
+        self._verdicts: OrderedDict[bytes, Verdict] = OrderedDict()
+
+    def check(self, source: str) -> Verdict:
+        if not isinstance(source, str):
+            return check_cell(source, self.settings)
+        key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        verdict = self._verdicts.get(key)
+        if verdict is not None:
+            self._verdicts.move_to_end(key)
+            return verdict
+        verdict = check_cell(source, self.settings)
+        self._verdicts[key] = verdict
+        if len(self._verdicts) > self.size:
+            self._verdicts.popitem(last=False)
+        return verdict
 
 
 def check_code(
