@@ -108,6 +108,35 @@ def describe_exit(code: int | None, sig: int | None) -> str:
     return f"exited with status {code}" if code is not None else "ended"
 
 
+async def _exited(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to ``timeout`` for the launcher to exit; True when it has (and is reaped).
+
+    Woken by a pidfd the moment it exits (shutdown and restart wait for this; a 10 ms
+    poll added 5 ms on average), polling only where pidfds are unavailable.
+    """
+    if proc.poll() is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:
+        pidfd = -1
+    if pidfd < 0:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        return proc.poll() is not None
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+    loop.add_reader(pidfd, gone.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gone.wait(), timeout)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.poll() is not None
+
+
 class ExecutorProcess:
     """One executor: its processes, its relay, and the requests in flight."""
 
@@ -245,20 +274,12 @@ class ExecutorProcess:
             with contextlib.suppress(OSError):
                 self.supervisor.shutdown(socket.SHUT_RDWR)
         proc = self.proc
-        if proc is not None:
-            for _ in range(100):
-                if proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.01)
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                for _ in range(200):
-                    if proc.poll() is not None:
-                        break
-                    await asyncio.sleep(0.005)
+        if proc is not None and not await _exited(proc, 1.0):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await _exited(proc, 1.0)
         self._fail_pending(ExecutorDied(self.dead_reason or "the executor stopped"))
         for task in self._tasks:
             if task is not asyncio.current_task():
