@@ -137,6 +137,8 @@ def _patch_kernel(trace_path: str) -> None:
         CellChecker.check = lambda self, source: check_cell(source, self.settings)  # type: ignore[method-assign]
     _wrap(handlers.SandboxKernel, "do_execute")
     _wrap(handlers.SandboxKernel, "finish_metadata")
+    _wrap(handlers.SandboxKernel, "interrupt_request")
+    _wrap(runner.ExecutorProcess, "interrupt", "executor.interrupt")
     _wrap(CellChecker, "check", "policy.check_cell")
     _wrap(sandbox.Sandbox, "begin_cell_scan", "_begin_cell_scan")
     _wrap(sandbox.Sandbox, "workspace_hygiene", "_workspace_hygiene")
