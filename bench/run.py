@@ -66,6 +66,7 @@ WARM_METRICS = ("trivial", "stdout", "png", "plotly", "interrupt")
 TRIVIAL_PER_REP = 20
 CELL_TIMEOUT_S = 180.0
 START_TIMEOUT_S = 90.0
+SHUTDOWN_TIMEOUT_S = 20.0
 SETTLE_S = 0.5
 MIB = 1024 * 1024
 
@@ -404,8 +405,11 @@ class Kernel:
             self.client.shutdown()
             poller = select.poll()
             poller.register(pidfd, select.POLLIN)
-            if not poller.poll(START_TIMEOUT_S * 1000):
-                raise TimeoutError(f"{self.name}: still running after shutdown_request")
+            if not poller.poll(SHUTDOWN_TIMEOUT_S * 1000):
+                raise TimeoutError(
+                    f"{self.name}: still running {SHUTDOWN_TIMEOUT_S:g} s after "
+                    f"shutdown_request; its tree: {tree_states(proc.pid)}"
+                )
             elapsed = time.perf_counter() - t0
         finally:
             os.close(pidfd)
@@ -456,6 +460,20 @@ def tree_memory(pid: int) -> TreeMemory:
         except psutil.AccessDenied:
             total.denied += 1
     return total
+
+
+def tree_states(pid: int) -> list[tuple[int, str, str]]:
+    """(pid, name, status) of a process and its descendants, for a report."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    states = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            states.append((proc.pid, proc.name(), proc.status()))
+    return states
 
 
 def _boot_start_s(pid: int) -> float:
@@ -546,10 +564,18 @@ class Bench:
                     self.cold_round(kernel, memory)
                     if "shutdown" in self.selected:
                         time.sleep(SETTLE_S)
-                        self.results.add("shutdown_s", kernel.role, kernel.timed_shutdown())
+                        self.timed_shutdown(kernel)
                 finally:
                     kernel.shutdown()
             progress(f"  round {rep + 1}/{self.args.reps}")
+
+    def timed_shutdown(self, kernel: Kernel) -> None:
+        """A kernel that does not exit is a finding (a failed check), not the end of the run."""
+        try:
+            self.results.add("shutdown_s", kernel.role, kernel.timed_shutdown())
+            self.results.check("shutdown_s", kernel.role, True)
+        except TimeoutError as exc:
+            self.results.check("shutdown_s", kernel.role, False, str(exc))
 
     def cold_round(self, kernel: Kernel, memory: bool) -> None:
         res, role = self.results, kernel.role
