@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import threading
@@ -78,6 +79,8 @@ class Channel:
         # The kernel reads no longer frame (a broken protocol, which costs the
         # executor); an output too large for it travels as a small stand-in.
         self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES
+        # Commands a reader thread took off the socket (once start_reader ran).
+        self._commands: queue.SimpleQueue[dict[str, Any] | Exception | None] | None = None
 
     def send(self, message: dict[str, Any], *, stamp: bool = True) -> None:
         if self.closed:
@@ -113,6 +116,8 @@ class Channel:
         """
         self._send_lock = threading.Lock()
         self.closed = True
+        # The reader thread, if any, did not come along.
+        self._commands = None
 
     def resume(self) -> str:
         """In a promoted snapshot: find the kernel's resume frame and reopen the relay.
@@ -151,8 +156,44 @@ class Channel:
         del self._buffer[:n]
         return data
 
+    def start_reader(
+        self, take: Callable[[dict[str, Any]], bool], mark: Callable[[threading.Thread], None]
+    ) -> None:
+        """From now on a thread reads the commands: those ``take`` accepts (the debugger's)
+        are handled at once, even while a cell runs or is paused; recv() gets the rest.
+        ``mark`` prepares the thread before it starts (the debugger must never pause it)."""
+        if self._commands is not None:
+            return
+        self._commands = queue.SimpleQueue()
+
+        def read() -> None:
+            assert self._commands is not None
+            while True:
+                try:
+                    command = self._recv_frame()
+                except Exception as exc:
+                    self._commands.put(exc)
+                    return
+                if command is not None and take(command):
+                    continue
+                self._commands.put(command)
+                if command is None:
+                    return
+
+        thread = threading.Thread(target=read, name="sandbox-relay-reader", daemon=True)
+        mark(thread)
+        thread.start()
+
     def recv(self) -> dict[str, Any] | None:
         """Next command from the trusted kernel, or None when it has gone away."""
+        if self._commands is None:
+            return self._recv_frame()
+        command = self._commands.get()
+        if isinstance(command, Exception):
+            raise command
+        return command
+
+    def _recv_frame(self) -> dict[str, Any] | None:
         header = self._read_exact(HEADER.size)
         if header is None:
             return None

@@ -104,7 +104,9 @@ class Executor:
             "comm_close": self.comm,
             "info": self.update_info,
             "reap": self.reap,
+            "debug": self.debug,
         }
+        self.debugger: Any = None
 
     # -- the loop --------------------------------------------------------------
 
@@ -396,6 +398,52 @@ class Executor:
                 time.sleep(0.002)
         self.channel.send({"type": "done", "id": command["id"], "token": command.get("token", "")})
         self.refresh_snapshot()
+
+    def debug(self, command: dict[str, Any]) -> None:
+        """The first debug request (every later one goes to the debugger's own thread)."""
+        if self.debugger is None:
+            try:
+                import runpy
+
+                import IPython
+
+                from .debugger import SandboxDebugger, mark_daemon
+
+                package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+                # Left out of stack traces and stepping, as ipykernel leaves its own
+                # modules out: the executor's code (its frames hold the request's
+                # token), IPython's cell machinery, and the interpreter's start.
+                hidden = [
+                    package + os.sep + "**",
+                    os.path.dirname(os.path.abspath(IPython.__file__)) + os.sep + "**",
+                    os.path.abspath(runpy.__file__),
+                ]
+                debugger = SandboxDebugger(
+                    lambda frame: self.channel.send(frame, stamp=False), hidden
+                )
+                # pydevd's threads run for the executor's life: a fork would copy
+                # its state half-way (the snapshot taken before stays).
+                self.snapshots.blocked = "the debugger is running (forking then is unsafe)"
+                # A paused cell holds the main thread: from now on a thread reads the relay.
+                self.channel.start_reader(debugger.route, mark_daemon)
+            except Exception as exc:
+                self.channel.send(
+                    {
+                        "type": "debug_reply",
+                        "id": command.get("id"),
+                        "token": command.get("token", ""),
+                        "content": {
+                            "type": "response",
+                            "request_seq": 0,
+                            "success": False,
+                            "command": "initialize",
+                            "message": f"the debugger could not start: {exc}",
+                        },
+                    }
+                )
+                return
+            self.debugger = debugger
+        self.debugger.route(command)
 
     def update_info(self, command: dict[str, Any]) -> None:
         self.info.update(command.get("info") or {})

@@ -458,7 +458,15 @@ class CellCompiler(CachingCompiler):
     tools that recognise ipykernel's cell files keep working.
     """
 
+    # Set once the debugger runs: cells are then named by ipykernel's Murmur2 hash,
+    # by which the frontend finds the file of a cell it set breakpoints in.
+    debugging = False
+
     def get_code_name(self, raw_code: str, transformed_code: str, number: int) -> str:
+        if CellCompiler.debugging:
+            from .cellnames import cell_file_name
+
+            return cell_file_name(raw_code)
         import tempfile
         import zlib
 

@@ -47,6 +47,8 @@ class Snapshots:
         self.own_threads = own_threads
         self.pid: int | None = None
         self.skipped: str | None = None
+        # Why forking is unsafe for the rest of the executor's life (the debugger's threads).
+        self.blocked: str | None = None
         # The supervisor started the executor; a promoted snapshot is its child too.
         self.supervisor_pid = os.getppid()
         # Dropped snapshots, killed but not yet collected: waiting for one that
@@ -57,6 +59,8 @@ class Snapshots:
         """Why no snapshot can be taken for this cell, or None."""
         if not self.enabled:
             return "rollback is turned off"
+        if self.blocked is not None:
+            return self.blocked
         extra = threading.active_count() - 1 - self.own_threads
         if extra > 0:
             return (

@@ -88,6 +88,8 @@ def render_report(info: dict[str, Any]) -> str:
     if network:
         lines.append("Network:")
         lines.extend(f"  {k}: {v}" for k, v in network.items())
+    if info.get("debugger"):
+        lines.append(f"Debugger: {info['debugger']}")
     policy = info.get("policy") or {}
     if policy:
         lines.append("Policy:")

@@ -33,6 +33,7 @@ from ..relay.reports import escape_for_log
 from ..sandbox_magic import SUBCOMMANDS
 from . import report
 from .cellrun import CellRun, error_reply
+from .debug import DebugRelay
 from .runner import ExecuteRequest
 from .sandbox import Sandbox
 from .stdin import Stdin
@@ -132,6 +133,14 @@ class SandboxKernel(Kernel):
             on_log=self._executor_log,
             on_audit=self._on_audit,
             on_network=self._on_network,
+            on_debug_event=self._debug_event,
+        )
+        self.debugger = DebugRelay(
+            self.sandbox,
+            self.policy_settings,
+            self.audit,
+            lambda: self.publisher.gate,
+            lambda content, parent: self._send_iopub("debug_event", content, parent),
         )
         self._execution_count = 1
         self._history: list[tuple[int, int, str]] = []
@@ -241,9 +250,10 @@ class SandboxKernel(Kernel):
             "language_info": self.language_info,
             "banner": self.banner,
             "help_links": self.help_links,
-            # No debugger (user code never runs here) and no subshells (one
-            # executor runs one cell at a time).
-            "supported_features": [],
+            # The debugger runs in the executor, where its port stays inside the
+            # sandbox (debug.py); no subshells (one executor, one cell at a time).
+            "supported_features": [] if self.debugger.unavailable() else ["debugger"],
+            "debugger": self.debugger.unavailable() is None,
             "sandbox": {
                 "level": self.sandbox.report.get("level"),
                 "failure": self.sandbox.setup_failure,
@@ -251,6 +261,18 @@ class SandboxKernel(Kernel):
                 "unavailable": dict(self.sandbox.report.get("unavailable") or {}),
             },
         }
+
+    async def do_debug_request(self, content: dict[str, Any]) -> dict[str, Any]:
+        """A debug_request arrives on the control thread: the main loop, which owns the
+        relay, checks and relays it (debug.py)."""
+        future = asyncio.run_coroutine_threadsafe(
+            self.debugger.request(content, self.get_parent("control")),
+            self.io_loop.asyncio_loop,  # type: ignore[attr-defined]
+        )
+        return await asyncio.wrap_future(future)
+
+    def _debug_event(self, content: dict[str, Any]) -> None:
+        self.debugger.event(content)
 
     def sandbox_report(self) -> str:
         return report.sandbox_report(

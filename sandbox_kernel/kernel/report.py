@@ -17,6 +17,7 @@ from ..policy import PolicySettings
 from ..policy.rules import RULES
 from ..sandbox_magic import SANDBOX_MAGIC_DOC, rules_table
 from ..units import MIB
+from .debug import debugger_unavailable
 from .sandbox import Sandbox
 
 __all__ = ["banner", "magic_argument", "magic_text", "sandbox_report"]
@@ -96,6 +97,9 @@ def sandbox_report(
         "last_cell": {k: v for k, v in sandbox.last_cell.items() if v is not None},
         "locked": locked_files,
         "network": _network_report(sandbox.isolation, sandbox),
+        "debugger": "available (debugpy in the executor, on the sandbox's own loopback)"
+        if debugger_unavailable(sandbox.report) is None
+        else f"not available: {debugger_unavailable(sandbox.report)}",
         "policy": {
             "preset": policy.preset,
             # Only where the actions differ from the preset's (a lock on the preset

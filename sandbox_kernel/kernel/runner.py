@@ -46,7 +46,12 @@ AUDIT_BYTES_PER_CELL = 128 * 1024
 TRUSTED_AUDIT_EVENTS = frozenset({"seccomp", "lock", "workspace", "comm_refused"})
 TRUSTED_AUDIT_RULES = frozenset({"SECCOMP", "LOCK", "WORKSPACE"})
 # The frame that answers each command; anything else carrying its id is forged.
-REPLY_TYPES = {"execute": "execute_reply", "complete": "complete_reply", "inspect": "inspect_reply"}
+REPLY_TYPES = {
+    "execute": "execute_reply",
+    "complete": "complete_reply",
+    "inspect": "inspect_reply",
+    "debug": "debug_reply",
+}
 STDERR_LOG_LIMIT = 64 * 1024
 
 
@@ -678,7 +683,7 @@ class ExecutorProcess:
                 # will promote no other.
                 self.send_supervisor({"op": "snapshot", "pid": self.snapshot_pid})
             return
-        if kind in {"execute_reply", "complete_reply", "inspect_reply", "done"}:
+        if kind in {"execute_reply", "complete_reply", "inspect_reply", "done", "debug_reply"}:
             request_id = message["id"]
             future = self._pending.get(request_id)
             if future is None:

@@ -80,6 +80,7 @@ class Sandbox:
         on_log: Callable[[str, str], None],
         on_audit: Callable[[dict[str, Any]], None],
         on_network: Callable[[dict[str, Any]], None],
+        on_debug_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.isolation = isolation
         self.limits = limits
@@ -95,6 +96,7 @@ class Sandbox:
         self.on_log = on_log
         self.on_audit = on_audit
         self.on_network = on_network
+        self.on_debug_event = on_debug_event
 
         self.executor: ExecutorProcess | None = None
         self.starting: asyncio.Future[ExecutorProcess | str] | None = None
@@ -224,7 +226,7 @@ class Sandbox:
             spec["isolation"]["read_only_inside"] = self.guard.top_entries(MAX_READ_ONLY_BINDS)
         executor = ExecutorProcess(
             spec,
-            sink=RelaySink(self.publisher, self.stdin.request_input),
+            sink=RelaySink(self.publisher, self.stdin.request_input, self.on_debug_event),
             env=build_environment(self.isolation, self.limits),
             cwd=self.workspace,
             max_frame_bytes=frame_limit(self.output.max_message_bytes),

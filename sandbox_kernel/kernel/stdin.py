@@ -100,9 +100,19 @@ class RelaySink:
         self,
         publisher: Publisher,
         request_input: Callable[[str, bool, str], Coroutine[Any, Any, str]],
+        debug_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        self.publish = publisher.publish
+        self._publish = publisher.publish
         self._request_input = request_input
+        # The executor's debugger's events (kernel/debug.py), not outputs.
+        self._debug_event = debug_event
+
+    def publish(self, message: dict[str, Any]) -> None:
+        if message["type"] == "debug_event":
+            if self._debug_event is not None:
+                self._debug_event(message["content"])
+            return
+        self._publish(message)
 
     async def request_input(self, prompt: str, password: bool, parent: str) -> str:
         return await self._request_input(prompt, password, parent)

@@ -571,6 +571,28 @@ def _v_audit(msg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _debug_content(msg: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A DAP message from the executor's debugger: an object of the given DAP type.
+    It goes to the frontend as it is (its size and depth bounded like every frame);
+    the kernel gates the one part a frontend renders (richInspectVariables' data)."""
+    content = _dict(msg, "content")
+    assert isinstance(content, dict)
+    if content.get("type") != kind:
+        raise FrameRejected(f"{msg.get('type')} content is not a DAP {kind}")
+    name = content.get("event" if kind == "event" else "command")
+    if not isinstance(name, str) or not 0 < len(name) <= 100:
+        raise FrameRejected(f"{msg.get('type')} content has no {kind} name")
+    return content
+
+
+def _v_debug_reply(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": _int(msg, "id"), "content": _debug_content(msg, "response")}
+
+
+def _v_debug_event(msg: Mapping[str, Any]) -> dict[str, Any]:
+    return {"content": _debug_content(msg, "event")}
+
+
 _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "ready": _v_ready,
     "stream": _v_stream,
@@ -594,11 +616,15 @@ _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "setup_failed": _v_setup_failed,
     "audit": _v_audit,
     "oversized": _v_oversized,
+    "debug_reply": _v_debug_reply,
+    "debug_event": _v_debug_event,
 }
 
 CHILD_MESSAGE_TYPES = frozenset(_VALIDATORS)
 # Frames that answer a request: they carry the request's id and its secret token.
-REPLY_FRAME_TYPES = frozenset({"execute_reply", "complete_reply", "inspect_reply", "done"})
+REPLY_FRAME_TYPES = frozenset(
+    {"execute_reply", "complete_reply", "inspect_reply", "done", "debug_reply"}
+)
 
 
 def validate_child_message(value: Any) -> dict[str, Any]:
