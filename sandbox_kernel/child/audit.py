@@ -11,7 +11,14 @@ workspace, code compiled at run time), not when a library does it on its own beh
 (numpy importing ctypes, IPython running ``%%bash``, matplotlib writing its font cache).
 The origin is the innermost Python frame that is not part of the standard-library
 module implementing the operation (``subprocess.py`` for ``subprocess.Popen``, the
-import machinery for ``import``). Library-originated events are at most recorded.
+import machinery for ``import``), nor of a module that acts for its caller: one that
+calls what it is handed (``logging.config`` factories, ``multiprocessing`` targets,
+``contextlib`` callbacks), a standard-library client that connects where it is told
+(``urllib.request``, ``http.client``), an IPython magic the cell runs (for file
+writes: ``%%writefile``). Library-originated events are at most recorded.
+Only the innermost deciding frame counts, not any frame on the stack: a cell that
+imports matplotlib or runs ``%pip`` or ``%%bash`` has its frame far down the stack of
+the library's own work (``fc-list``, pip's process), which stays the library's.
 
 Honest limit: audit hooks are a second layer, not a boundary. Native code (ctypes,
 cffi, C extensions) can skip them entirely, which is why ctypes and cffi are denied
@@ -159,6 +166,33 @@ _IMPORT_MACHINERY = _std(
     "importlib/__init__.py", "importlib/_bootstrap.py", "importlib/_bootstrap_external.py"
 )
 _THREADS = _std("threading.py", "concurrent/futures/thread.py")
+# Standard-library modules that call what their caller hands them, or act where it
+# points them: their frames stand for the caller, so the caller decides who did it (a
+# cell that passes os.system as a logging factory, a multiprocessing target or an
+# ExitStack callback did it; a library that does the same did it itself).
+_CALLERS = _std("logging/config.py", "contextlib.py", "sched.py")
+# multiprocessing forks (and runs the target) for whoever started the process or pool.
+_MULTIPROCESSING = _std(
+    "multiprocessing/process.py",
+    "multiprocessing/context.py",
+    "multiprocessing/popen_fork.py",
+    "multiprocessing/popen_forkserver.py",
+    "multiprocessing/popen_spawn_posix.py",
+    "multiprocessing/pool.py",
+    "multiprocessing/util.py",
+    "concurrent/futures/process.py",
+)
+# The standard library's clients connect to the address their caller gives them.
+_CLIENTS = _std(
+    "urllib/request.py",
+    "http/client.py",
+    "ftplib.py",
+    "smtplib.py",
+    "poplib.py",
+    "imaplib.py",
+    "xmlrpc/client.py",
+    "ssl.py",
+)
 # Per family of events: the modules whose frames stand for their caller.
 _TRANSPARENT: dict[str, frozenset[str]] = {
     "import": _IMPORT_MACHINERY | _THREADS,
@@ -177,6 +211,8 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
         "cmd.py",
     ),
     "process": _THREADS
+    | _CALLERS
+    | _MULTIPROCESSING
     | _std(
         "subprocess.py",
         "os.py",
@@ -188,9 +224,9 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
         "asyncio/unix_events.py",
         "asyncio/base_events.py",
     ),
-    "control": _THREADS | _std("os.py", "pty.py", "signal.py"),
+    "control": _THREADS | _CALLERS | _MULTIPROCESSING | _std("os.py", "pty.py", "signal.py"),
     "native": _THREADS | _std("ctypes/__init__.py", "ctypes/util.py", "ctypes/_endian.py"),
-    "network": _THREADS | _std("socket.py"),
+    "network": _THREADS | _CALLERS | _CLIENTS | _std("socket.py"),
     "frames": _THREADS | _std("inspect.py"),
     "files": _THREADS
     | _std(
@@ -216,6 +252,12 @@ _USER_PROXIES = {"compile": ("IPython/utils/text.py",)}
 # cell's `open` is IPython's _modified_open, which only checks its argument.
 _TRANSPARENT_FUNCTIONS = frozenset({"_modified_open"})
 _TRANSPARENT_FUNCTION_FILE = os.path.join("IPython", "core", "interactiveshell.py")
+# A magic the cell runs writes the files the cell names (%%writefile, %save, %logstart,
+# %history -f): for file writes, IPython's magics and the calls that run them stand for
+# the cell. Only for files: %%bash, ! and %pip start programs for IPython itself.
+_MAGIC_RUNNERS = frozenset({"run_cell_magic", "run_line_magic"})
+_MAGICS_DIR = os.sep + os.path.join("IPython", "core", "magics", "")
+_MAGIC_FUNCTIONS = _TRANSPARENT_FUNCTIONS | _MAGIC_RUNNERS
 # Debuggers run the commands they are fed (by the cell, or typed by the user) as code,
 # wherever they stopped, library code included.
 _DEBUGGER_FILES = _std("bdb.py", "cmd.py")
@@ -431,12 +473,15 @@ class _Hook:
         """ "user", "library", or "own" (sandbox_kernel itself): see the module docstring."""
         transparent = _TRANSPARENT[family]
         proxies = _USER_PROXIES.get(family, ())
+        functions = _MAGIC_FUNCTIONS if family == "files" else _TRANSPARENT_FUNCTIONS
+        magics = family == "files"
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             filename = frame.f_code.co_filename
-            if frame.f_code.co_name in _TRANSPARENT_FUNCTIONS and filename.endswith(
-                _TRANSPARENT_FUNCTION_FILE
-            ):
+            if frame.f_code.co_name in functions and filename.endswith(_TRANSPARENT_FUNCTION_FILE):
+                frame = frame.f_back
+                continue
+            if magics and _MAGICS_DIR in filename and filename.startswith(self.library):
                 frame = frame.f_back
                 continue
             if filename != _THIS_FILE and filename not in transparent:

@@ -4,8 +4,5 @@
 # barrier: mount namespace (read-only bind) / landlock
 # marker: Overwriting
 # check: canary_unchanged
-# xfail-on: BUG: %%writefile writes outside the allowed directories without SKP240: the audit
-#   hook classifies IPython's open() as a library acting on its own, so the classroom policy
-#   only records it
 %%writefile {prefix_canary}
 pwned by %%writefile

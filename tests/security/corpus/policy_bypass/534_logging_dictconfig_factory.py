@@ -5,8 +5,6 @@
 #   (marker)
 # marker: REACHED pb534
 # check: host_untouched
-# xfail-on: BUG: logging.config resolves 'os.system' and calls it from a library frame, which
-#   the audit hook only records: the classroom policy (SKP202 deny) runs the command
 import logging.config
 
 handler = {'()': 'os.system', 'command': {shell_payload}}
