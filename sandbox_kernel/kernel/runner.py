@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import procfs
 from ..errors import ExecutorDied, RelayError
 from ..relay.framing import encode_frame
 from ..relay.reader import FrameReader, FrameRejected
@@ -309,11 +310,7 @@ class ExecutorProcess:
             pid = todo.pop()
             seen.append(pid)
             try:
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{tid}/children") as f:
-                        todo.extend(int(child) for child in f.read().split())
-            except FileNotFoundError:
-                continue  # gone meanwhile
+                todo.extend(procfs.children(pid, strict=True))
             except OSError:
                 import psutil  # only where /proc has no children files
 
@@ -356,10 +353,8 @@ class ExecutorProcess:
         pid = self.executor_host_pid()
         if pid is None:
             return None
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = procfs.stat_fields(pid)
+        if fields is None:
             return None
         ticks = os.sysconf("SC_CLK_TCK")
         # utime, stime, cutime, cstime (proc(5), fields 14-17)

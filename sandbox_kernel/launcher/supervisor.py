@@ -22,6 +22,7 @@ import struct
 import time
 from typing import Any
 
+from .. import procfs
 from ..relay.framing import HEADER, encode_frame
 
 __all__ = ["kill_descendants", "supervise"]
@@ -30,22 +31,13 @@ __all__ = ["kill_descendants", "supervise"]
 ALLOWED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGUSR2})
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.extend(int(p) for p in f.read().split())
-    return found
-
-
 def _descendants(pid: int) -> list[int]:
     out: list[int] = []
-    todo = _children(pid)
+    todo = procfs.children(pid)
     while todo:
         child = todo.pop()
         out.append(child)
-        todo.extend(_children(child))
+        todo.extend(procfs.children(child))
     return out
 
 
@@ -165,19 +157,16 @@ class _SeccompListener:
 
 
 def _parent_of(pid: int) -> int | None:
+    fields = procfs.stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+        return int(fields[1]) if fields is not None else None
+    except (ValueError, IndexError):
         return None
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in {"Z", "X"}
-    except (OSError, IndexError):
-        return True  # gone
+    fields = procfs.stat_fields(pid)
+    return not fields or fields[0] in {"Z", "X"}  # no fields: gone
 
 
 def _own_pid_namespace() -> bool:
@@ -190,10 +179,10 @@ def _own_pid_namespace() -> bool:
 
 def _start_time(pid: int) -> int | None:
     """When a process started, in clock ticks since boot (proc(5), field 22)."""
+    fields = procfs.stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields is not None else None
+    except (ValueError, IndexError):
         return None
 
 
