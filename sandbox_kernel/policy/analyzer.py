@@ -150,6 +150,11 @@ def _short(qualname: str) -> str:
     return qualname.removeprefix("builtins.")
 
 
+def _call_shown(what: str, name: str) -> Callable[[str], str]:
+    """How a finding shows ``what(base, name)`` (setattr, delattr ...) for a given base."""
+    return lambda base: f"{what}({base}, {name!r})"
+
+
 class Analyzer:
     """Runs every AST rule over ``tree``; ``run()`` returns the hits."""
 
@@ -621,12 +626,19 @@ class Analyzer:
         if attr in ("__bases__", "__base__", "__mro__"):
             # reading them is introspection (SKP226); replacing them rewires a class
             self._hit("SKP220", node, f"assignment to .{attr}")
+        self._sensitive_write(node, quals, attr, lambda base: f"assignment to {base}.{attr}")
+
+    def _sensitive_write(
+        self, node: ast.AST, quals: frozenset[str], attr: str, shown: Callable[[str], str]
+    ) -> None:
+        """SKP211, SKP210, SKP307: ``attr`` written on builtins, on sys's import state, or
+        on the shell's input pipeline, as an assignment or through setattr()."""
         if "builtins" in quals:
-            self._hit("SKP211", node, f"assignment to builtins.{attr}")
+            self._hit("SKP211", node, shown("builtins"))
         if "sys" in quals and attr in SYS_IMPORT_STATE:
-            self._hit("SKP210", node, f"assignment to sys.{attr}")
+            self._hit("SKP210", node, shown("sys"))
         if SHELL in quals and (attr in IPYTHON_PIPELINE_ATTRS or attr == "autocall"):
-            self._hit("SKP307", node, f"assignment to get_ipython().{attr}")
+            self._hit("SKP307", node, shown("get_ipython()"))
 
     def _subscript(self, node: ast.Subscript) -> None:
         quals = self.qualnames(node.value)
@@ -894,12 +906,7 @@ class Analyzer:
                 for part in name.split("."):
                     self._hit(ATTRIBUTE_RULES.get(part), node, f"{what}(..., {name!r})")
             if writes:
-                if "builtins" in base_quals:
-                    self._hit("SKP211", node, f"{what}(builtins, {name!r})")
-                if "sys" in base_quals and name in SYS_IMPORT_STATE:
-                    self._hit("SKP210", node, f"{what}(sys, {name!r})")
-                if SHELL in base_quals and (name in IPYTHON_PIPELINE_ATTRS or name == "autocall"):
-                    self._hit("SKP307", node, f"{what}(get_ipython(), {name!r})")
+                self._sensitive_write(node, base_quals, name, _call_shown(what, name))
 
     def _format_walk(self, node: ast.Call) -> None:
         """SKP303: '{0.__class__}'.format(x) reads attributes through a format field."""
