@@ -35,7 +35,7 @@ from sandbox_kernel.kernel.runner import ExecutorProcess
 from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
 from sandbox_kernel.relay.framing import HEADER, encode_frame, frame_limit
 from sandbox_kernel.relay.gate import GateSettings
-from sandbox_kernel.relay.publisher import Publisher
+from sandbox_kernel.relay.publisher import IOPub, Publisher
 from sandbox_kernel.relay.reader import MAX_VALUES
 
 # Small caps, so that the budgets are reached within a stream.
@@ -72,25 +72,6 @@ class FakeKernel:
     session: Session = field(default_factory=lambda: Session(key=b"fuzz"))
     iopub_socket: RecordingSocket = field(default_factory=RecordingSocket)
     ident: str = "fuzz"
-
-    def send(
-        self,
-        kind: str,
-        content: dict[str, Any] | bytes,
-        parent: dict[str, Any],
-        buffers: list[Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """As the kernel signs and sends the publisher's messages on IOPub."""
-        self.session.send(
-            self.iopub_socket,
-            kind,
-            content,
-            parent,
-            ident=f"kernel.{self.ident}.{kind}".encode(),
-            buffers=buffers,
-            metadata=metadata,
-        )
 
 
 def gate_settings() -> GateSettings:
@@ -256,7 +237,10 @@ class Harness:
     def __init__(self) -> None:
         self.kernel = FakeKernel()
         self.publisher = Publisher(
-            self.kernel.send, LIMITS, gate_settings(), pack=self.kernel.session.pack
+            IOPub(self.kernel.session, self.kernel.iopub_socket, self.kernel.ident),
+            LIMITS,
+            gate_settings(),
+            pack=self.kernel.session.pack,
         )
         # Counted, not kept: a long run must not grow by what it records.
         self.logs = 0

@@ -38,7 +38,7 @@ from .runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .sandbox import Sandbox
 from .spec import effective_memory_bytes
 
-__all__ = ["FILES_NOT_RESTORED", "CellRun", "error_reply"]
+__all__ = ["FILES_NOT_RESTORED", "CellRun", "error_content", "error_reply"]
 
 # Said with every rollback: what a failed cell did to the workspace stays.
 FILES_NOT_RESTORED = (
@@ -51,6 +51,11 @@ def error_reply(publisher: Publisher, ename: str, evalue: str, count: int) -> di
     """An execute_reply for an error the kernel itself reports (shown in the cell too)."""
     traceback = [f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
     publisher.error(ename, evalue, traceback)
+    return error_content(ename, evalue, traceback, count)
+
+
+def error_content(ename: str, evalue: str, traceback: list[str], count: int) -> dict[str, Any]:
+    """The content of an execute_reply with status error."""
     return {
         "status": "error",
         "execution_count": count,

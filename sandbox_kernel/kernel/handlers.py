@@ -28,11 +28,11 @@ from ..policy import PolicySettings, Verdict
 from ..policy.check import CellChecker
 from ..relay.budget import OutputLimits
 from ..relay.gate import GateSettings
-from ..relay.publisher import Publisher
+from ..relay.publisher import IOPub, Publisher
 from ..relay.reports import escape_for_log
 from ..sandbox_magic import SUBCOMMANDS
 from . import report
-from .cellrun import CellRun, error_reply
+from .cellrun import CellRun, error_content, error_reply
 from .debug import DebugRelay
 from .runner import ExecuteRequest
 from .sandbox import Sandbox
@@ -92,7 +92,7 @@ class SandboxKernel(Kernel):
             max_bytes=self.policy.audit_log_max_mb * 1024 * 1024,
         )
         self.publisher = Publisher(
-            self._send_iopub,
+            IOPub(self.session, self.iopub_socket, self.ident),
             OutputLimits(
                 max_message_bytes=self.output.max_message_bytes,
                 max_cell_bytes=self.output.max_cell_output_bytes,
@@ -140,7 +140,7 @@ class SandboxKernel(Kernel):
             self.policy_settings,
             self.audit,
             lambda: self.publisher.gate,
-            lambda content, parent: self._send_iopub("debug_event", content, parent),
+            lambda content, parent: self.publisher.send("debug_event", content, parent),
         )
         self._execution_count = 1
         self._history: list[tuple[int, int, str]] = []
@@ -345,30 +345,6 @@ class SandboxKernel(Kernel):
         if executor is not None:
             executor.mute()
 
-    # -- IOPub -----------------------------------------------------------------------
-
-    def _send_iopub(
-        self,
-        kind: str,
-        content: dict[str, Any] | bytes,
-        parent: dict[str, Any],
-        buffers: list[Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Sign and send one message on IOPub (the publisher's ``send``)."""
-        if self.session is None:
-            return
-        self.session.send(
-            self.iopub_socket,
-            kind,
-            # Session.serialize passes packed content through as it is.
-            content,  # type: ignore[arg-type]
-            parent,
-            ident=f"kernel.{self.ident}.{kind}".encode(),
-            buffers=buffers,
-            metadata=metadata,
-        )
-
     # -- execute ---------------------------------------------------------------------
 
     async def do_execute(
@@ -474,15 +450,7 @@ class SandboxKernel(Kernel):
         self.publisher.error(ename, evalue, traceback, parent)
         self.audit.record_cell(code, verdict, isolation=self.sandbox.report.get("level", ""))
         self.sandbox.last_cell = {"outcome": "denied", "rules": verdict.rule_ids}
-        return {
-            "status": "error",
-            "execution_count": count,
-            "ename": ename,
-            "evalue": evalue,
-            "traceback": traceback,
-            "user_expressions": {},
-            "payload": [],
-        }
+        return error_content(ename, evalue, traceback, count)
 
     def finish_metadata(
         self, parent: Any, metadata: dict[str, Any], reply_content: dict[str, Any]

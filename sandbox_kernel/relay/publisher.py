@@ -12,19 +12,28 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from jupyter_client.session import json_packer
+from jupyter_client.session import Session, json_packer
 
 from ..units import MIB
 from .budget import CellBudget, NoticeBudget, OutputLimits
 from .gate import GateSettings, OutputGate
 
-__all__ = ["Publisher", "SendMessage"]
+__all__ = ["IOPub", "Publisher"]
 
 
-class SendMessage(Protocol):
-    """Sign and send one message on IOPub (the kernel's session and socket)."""
+class IOPub:
+    """Signs and sends one message on IOPub: the publisher's ``send`` in the kernel.
+
+    Only this side holds the session's key; the publisher decides what is sent,
+    under which parent, and never sees the kernel object.
+    """
+
+    def __init__(self, session: Session | None, socket: Any, ident: str) -> None:
+        self.session = session
+        self.socket = socket
+        self.ident = ident
 
     def __call__(
         self,
@@ -33,7 +42,19 @@ class SendMessage(Protocol):
         parent: dict[str, Any],
         buffers: list[Any] | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> None: ...
+    ) -> None:
+        if self.session is None:
+            return
+        self.session.send(
+            self.socket,
+            kind,
+            # Session.serialize passes packed content through as it is.
+            content,  # type: ignore[arg-type]
+            parent,
+            ident=f"kernel.{self.ident}.{kind}".encode(),
+            buffers=buffers,
+            metadata=metadata,
+        )
 
 
 IOPUB_TYPES = frozenset(
@@ -69,7 +90,7 @@ class Publisher:
 
     def __init__(
         self,
-        send: SendMessage,
+        send: Callable[..., None],
         limits: OutputLimits,
         gate: GateSettings,
         *,
@@ -77,8 +98,9 @@ class Publisher:
         on_cap: Callable[[], None] | None = None,
         on_comm_refused: Callable[[str], None] | None = None,
     ) -> None:
-        # The kernel signs and sends; the publisher decides what, under which parent.
-        self._send = send
+        # send(kind, content, parent, buffers=None, metadata=None): an IOPub in the
+        # kernel. ``content`` may be serialised already (as measured).
+        self.send = send
         # How the session serialises content (measured before it is sent as it is).
         self._serialise = pack
         self.limits = limits
@@ -272,17 +294,6 @@ class Publisher:
             packed.buffers or None,
             packed.metadata,
         )
-
-    def send(
-        self,
-        kind: str,
-        content: dict[str, Any] | bytes,
-        parent: dict[str, Any],
-        buffers: list[Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        """Sign and send on IOPub; ``content`` may be serialised already (as measured)."""
-        self._send(kind, content, parent, buffers, metadata)
 
     def notes(self, notes: list[str], parent: dict[str, Any] | None = None) -> None:
         """The output gate's notes on what it changed (a few per cell, then a count)."""
