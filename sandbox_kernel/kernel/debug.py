@@ -1,10 +1,10 @@
 """The Jupyter debugger, on the trusted side: check each debug_request, relay it.
 
 The debugger itself (debugpy's pydevd) runs in the executor, inside the sandbox,
-with the cells it debugs (executor/debugger.py). This side runs none of it: a
+with the cells it debugs (child/debugger.py). This side runs none of it: a
 ``debug_request`` is checked here and sent to the executor as one frame; what
 comes back (``debug_reply``, ``debug_event``) is read by the one parser of child
-bytes (relay/protocol.py) with its size, depth and schema checks, and the reply
+bytes (relay/reader.py) with its size, depth and schema checks, and the reply
 must carry the request's secret token like every other reply.
 
 What is checked here, before anything reaches the executor:
