@@ -1,5 +1,6 @@
 # attack: reach a host service through the standard library's HTTP client
 # expect-rule: SKP204
+# expect-rule@landlock: none (seccomp refuses the socket: no policy rule is reached)
 # stage: runtime
 # stage@landlock: none (seccomp refuses socket(2) itself, before there is a connect for the
 #   hook to see: the URLError is EPERM)
