@@ -154,7 +154,7 @@ def test_writefile_magic_writes_for_the_cell(tmp_path: Path, preset: str) -> Non
         cell("outside", "%%writefile {OUTSIDE}\\npwned\\n")
         cell("line magic", "%history -f {OUTSIDE}")
         cell("workspace", "%%writefile helper.py\\nx = 1\\n")
-        cell("tmp", "%%writefile /tmp/hookfix-writefile-ok.txt\\nx = 1\\n")
+        cell("tmp", "%%writefile {tmp_path}/written-in-tmp.txt\\nx = 1\\n")
         RESULTS["written"] = open("helper.py").read()
         """,
     )
