@@ -13,7 +13,9 @@ two measurements is the stated margin (SECURITY.md).
 Whether the sandbox did the writing is read from ``/proc/<pid>/io``
 (``write_bytes``: bytes its processes dirtied on disk-backed filesystems; tmpfs
 is not counted), so a file the user uploads through JupyterLab does not stop a
-cell that wrote nothing.
+cell that wrote nothing. Where the workspace is on a memory filesystem (a tmpfs
+``/tmp``, as on many distributions), whose writes that counter never sees, the
+sandbox's CPU time stands for it (``sandbox_cpu_ns``), as where the counter is closed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,19 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["QuotaCheck", "WorkspaceMeter", "sandbox_write_bytes"]
+from ..isolation.probe import filesystem_type
+
+__all__ = ["QuotaCheck", "WorkspaceMeter", "sandbox_write_bytes", "writes_counted"]
+
+# Filesystems without writeback: what a process writes there is not in
+# /proc/<pid>/io's write_bytes (found by make test in a container with a tmpfs /tmp).
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def writes_counted(path: str) -> bool:
+    """Whether writes under ``path`` show in ``sandbox_write_bytes``."""
+    return filesystem_type(path) not in MEMORY_FILESYSTEMS
+
 
 # The shortest time between two measurements, and the share of one core a
 # measurement may take (a large workspace is measured less often).

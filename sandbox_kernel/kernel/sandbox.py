@@ -38,6 +38,7 @@ from .quota import (
     WorkspaceMeter,
     sandbox_cpu_ns,
     sandbox_write_bytes,
+    writes_counted,
 )
 from .runner import ExecutorProcess
 from .spec import build_environment, build_spec, effective_memory_bytes
@@ -332,10 +333,12 @@ class Sandbox:
         # Measurements in a row that found the workspace growing past the quota while
         # no cell ran: the first may be the last writes of a cell just stopped.
         idle_strikes = 0
+        # On a tmpfs the write counter stays still whatever the sandbox writes.
+        counted = await asyncio.to_thread(writes_counted, self.workspace)
         while self.executor is executor and executor.dead_reason is None:
             await asyncio.sleep(MIN_INTERVAL_S if self._cell_running() else IDLE_INTERVAL_S)
             pids = executor.tree_pids()
-            now = sandbox_write_bytes(pids)
+            now = sandbox_write_bytes(pids) if counted else None
             # Without the write counter, any CPU the sandbox used is taken as a sign it
             # may have written (a scan of an unchanged workspace costs about 1 ms).
             activity = now if now is not None else sandbox_cpu_ns(pids)

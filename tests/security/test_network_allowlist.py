@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -99,7 +101,10 @@ def _start(
         f"--Policy.audit_log={audit}",
         *extra,
     ]
-    return start_sandbox(level, workspace, host, extra=args), audit
+    # As for a user who activated the README's .venv: `!pip` is that environment's pip
+    # (without it, on a fresh machine with Debian's python3, there is no pip on PATH).
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return start_sandbox(level, workspace, host, extra=args, env={"PATH": path}), audit
 
 
 @pytest.fixture(scope="module", params=sorted(LEVEL_KERNELS))
