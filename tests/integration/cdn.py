@@ -59,7 +59,19 @@ def npm_package(spec: str) -> Path:
     )
     tarball = target / done.stdout.strip().splitlines()[-1]
     with tarfile.open(tarball) as archive:
-        archive.extractall(target, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(target, filter="data")
+        else:
+            # Python before 3.11.4 (Debian bookworm's 3.11.2) has no extraction filters:
+            # regular files and directories inside the target only, as "data" allows.
+            members = archive.getmembers()
+            for member in members:
+                path = (target / member.name).resolve()
+                if not (member.isfile() or member.isdir()) or not path.is_relative_to(
+                    target.resolve()
+                ):
+                    raise ValueError(f"unexpected entry in {tarball.name}: {member.name}")
+            archive.extractall(target, members=members)
     return target / "package"
 
 
