@@ -140,7 +140,13 @@ def load_tests(path: Path) -> list[Test]:
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load the tests from {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The course directory stays as the instructor left it: no __pycache__ beside the
+    # hidden tests (a machine with PYTHONDONTWRITEBYTECODE set had hidden that).
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = saved
     points = dict(getattr(module, "POINTS", {}))
     tests = [
         Test(name, float(points.get(name, 1)), func)
