@@ -100,7 +100,10 @@ def test_standard_preset(tmp_path: Path) -> None:
         attempt("getframe", lambda: sys._getframe())
         attempt("write outside", lambda: open("/etc/sandbox-kernel-test", "w"))
         attempt("write workspace", lambda: open("notes.txt", "w").close())
-        attempt("write tmp", lambda: open("/tmp/sandbox-kernel-audit-test", "w").close())
+        # A name of this run's own: a file an earlier run of another uid left in /tmp
+        # would make the write fail for a reason that is not the policy's.
+        tmp_probe = "/tmp/sandbox-kernel-audit-test-%d" % os.getpid()
+        attempt("write tmp", lambda: (open(tmp_probe, "w").close(), os.unlink(tmp_probe)))
         attempt("read system file", lambda: open("/etc/hostname").close())
         import base64
         payload = base64.b64decode(b"aW1wb3J0IGN0eXBlcw==")  # "import ctypes"
