@@ -363,16 +363,45 @@ def plan_mounts(
     )
 
 
+def _allow_open_trees(count: int) -> None:
+    """Raise the soft open-files limit to the hard one when ``count`` trees need it.
+
+    Every captured tree holds a descriptor until the root is assembled, and a
+    workspace split into its entries (a notebook in a busy /tmp that holds protected
+    paths) can need more than a login's soft limit of 1024. Only the set-up raises
+    it: the executor's own limit (``Limits.max_open_files``) is set later.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = count + 64  # the set-up's own descriptors besides the trees
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def capture_trees(plan: MountPlan) -> dict[Mount, int]:
     """Clone each bind source as a detached mount tree and set its flags."""
     trees: dict[Mount, int] = {}
     flags = libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE
-    for bind in plan.mounts:
-        if bind.kind != "bind":
-            continue
+    binds = [m for m in plan.mounts if m.kind == "bind"]
+    _allow_open_trees(len(binds) + len(DEVICES))
+    for bind in binds:
         try:
             fd = libc.open_tree(bind.path, flags)
         except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                raise SetupError(
+                    "mountns",
+                    f"cannot capture {bind.path}: {len(binds)} directories to bind at once",
+                    exc.errno,
+                    fix=(
+                        f"the notebook directory {plan.workspace} holds protected paths, so "
+                        "each of its entries is bound on its own; start the kernel from a "
+                        "directory with fewer entries, or raise the open-files hard limit "
+                        "(ulimit -Hn)"
+                    ),
+                ) from None
             if bind.writable or bind.path == plan.workspace:
                 raise SetupError(
                     "mountns",

@@ -287,6 +287,29 @@ def test_kernel_starts_as_a_uid_without_passwd_entry(tmp_path: Path) -> None:
     _check_place(place, "sandbox-python-nopasswd", "namespaces")
 
 
+@pytest.mark.parametrize("level", sorted(LEVEL_KERNELS))
+def test_a_busy_directory_that_holds_protected_paths(level: str, tmp_path: Path) -> None:
+    """A notebook in a busy /tmp that also holds the server's config or runtime dir.
+
+    Each entry of such a workspace is bound on its own; with a login's soft limit of
+    1,024 open files, 1,100 entries failed with EMFILE (CI's unprivileged run, whose
+    /tmp had 1,175 entries).
+    """
+    import resource
+
+    place = place_job_dir(tmp_path)
+    for index in range(1100):
+        (place.cwd / f"d{index}").mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"needs an open-files hard limit above 1,400 (ulimit -Hn is {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        _check_place(place, LEVEL_KERNELS[level], level)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_unreadable_notebook_dir_says_what_to_do(tmp_path: Path) -> None:
     """A directory its owner may not read: the kernel can enter it, the sandbox cannot."""
     workspace = _private_dir(tmp_path, "ws")
