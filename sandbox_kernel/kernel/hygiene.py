@@ -97,6 +97,22 @@ class ScanStats:
     seconds: float = 0.0
 
 
+class _OpenDir:
+    """A directory descriptor of the walk: closed once the directory and its waiting
+    children are done."""
+
+    __slots__ = ("fd", "refs")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.refs = 1  # the directory's own turn; each waiting child adds one
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs == 0:
+            os.close(self.fd)
+
+
 @dataclass
 class WorkspaceGuard:
     """Finds and undoes what a cell left in ``root`` for trusted programs."""
@@ -221,67 +237,102 @@ class WorkspaceGuard:
             root_fd = os.open(self.root, DIR_FLAGS)
         except OSError:
             return
-        todo: list[tuple[int, str, bool]] = [(root_fd, "", False)]
-        while todo:
-            fd, rel, in_guarded = todo.pop()
-            try:
-                self.stats.dirs += 1
-                ctime = os.fstat(fd).st_ctime_ns
-                changed = full or in_guarded or ctime >= self.since_ns
-                listing = None if changed else self._listings.get(rel)
-                if listing is not None and listing[0] == ctime:
-                    for name in listing[2]:
-                        path = f"{rel}/{name}" if rel else name
-                        try:
-                            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                        except OSError:
-                            continue
-                        self.stats.entries_examined += 1
-                        yield path, info, True, True
-                        if stat.S_ISDIR(info.st_mode):
-                            self._push(todo, fd, name, path, True)
-                    for name in listing[1]:
-                        self._push(todo, fd, name, f"{rel}/{name}" if rel else name, False)
-                    continue
-                listed_at = _fs_now_ns()
-                with os.scandir(fd) as entries:
-                    listed = list(entries)
-                subdirs: list[str] = []
-                guarded: list[str] = []
-                for entry in listed:
-                    path = f"{rel}/{entry.name}" if rel else entry.name
-                    if self._skip and os.path.join(self.root, path) in self._skip:
+        # A directory is opened only when its turn comes, relative to its parent's
+        # descriptor (no path lookup), and a parent stays open only while children of
+        # it wait: the walk holds about one descriptor per level of depth, not one per
+        # waiting directory. A busy /tmp as the workspace has thousands of those, and
+        # the kernel's soft limit is often 1024 (EMFILE left a cell without a reply).
+        todo: list[tuple[_OpenDir | None, str, str, bool]] = [(None, "", "", False)]
+        try:
+            while todo:
+                parent, name, rel, in_guarded = todo.pop()
+                if parent is None:
+                    fd = root_fd
+                else:
+                    try:
+                        fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
+                    except OSError:
                         continue
-                    if in_guarded and (entry.name in DATA_ENTRIES or entry.name.endswith(".lock")):
-                        continue  # data, or git's lock files (held while git works)
-                    top = not in_guarded and self.guarded(path)
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if top:
-                        guarded.append(entry.name)
-                    elif is_dir:
-                        subdirs.append(entry.name)
-                    if changed or top:
-                        try:
-                            info = entry.stat(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        self.stats.entries_examined += 1
-                        yield path, info, in_guarded or top, top
-                    if is_dir:
-                        self._push(todo, fd, entry.name, path, in_guarded or top)
-                # Remembered only if the directory did not change in the clock tick it
-                # was listed in (a later change then gives it a later ctime).
-                if not in_guarded and ctime < listed_at:
-                    self._listings[rel] = (ctime, subdirs, guarded)
-            finally:
-                os.close(fd)
+                    finally:
+                        parent.release()
+                yield from self._examine(todo, _OpenDir(fd), rel, in_guarded, full)
+        finally:
+            for parent, *_ in todo:
+                if parent is not None:
+                    parent.release()
+
+    def _examine(
+        self,
+        todo: list[tuple[_OpenDir | None, str, str, bool]],
+        directory: _OpenDir,
+        rel: str,
+        in_guarded: bool,
+        full: bool,
+    ) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
+        """One directory of the walk: its entries to examine; its subdirectories go on ``todo``."""
+        fd = directory.fd
+        try:
+            self.stats.dirs += 1
+            ctime = os.fstat(fd).st_ctime_ns
+            changed = full or in_guarded or ctime >= self.since_ns
+            listing = None if changed else self._listings.get(rel)
+            if listing is not None and listing[0] == ctime:
+                for name in listing[2]:
+                    path = f"{rel}/{name}" if rel else name
+                    try:
+                        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    self.stats.entries_examined += 1
+                    yield path, info, True, True
+                    if stat.S_ISDIR(info.st_mode):
+                        self._push(todo, directory, name, path, True)
+                for name in listing[1]:
+                    self._push(todo, directory, name, f"{rel}/{name}" if rel else name, False)
+                return
+            listed_at = _fs_now_ns()
+            with os.scandir(fd) as entries:
+                listed = list(entries)
+            subdirs: list[str] = []
+            guarded: list[str] = []
+            for entry in listed:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if self._skip and os.path.join(self.root, path) in self._skip:
+                    continue
+                if in_guarded and (entry.name in DATA_ENTRIES or entry.name.endswith(".lock")):
+                    continue  # data, or git's lock files (held while git works)
+                top = not in_guarded and self.guarded(path)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if top:
+                    guarded.append(entry.name)
+                elif is_dir:
+                    subdirs.append(entry.name)
+                if changed or top:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    self.stats.entries_examined += 1
+                    yield path, info, in_guarded or top, top
+                if is_dir:
+                    self._push(todo, directory, entry.name, path, in_guarded or top)
+            # Remembered only if the directory did not change in the clock tick it
+            # was listed in (a later change then gives it a later ctime).
+            if not in_guarded and ctime < listed_at:
+                self._listings[rel] = (ctime, subdirs, guarded)
+        finally:
+            directory.release()
 
     @staticmethod
     def _push(
-        todo: list[tuple[int, str, bool]], fd: int, name: str, path: str, in_guarded: bool
+        todo: list[tuple[_OpenDir | None, str, str, bool]],
+        parent: _OpenDir,
+        name: str,
+        path: str,
+        in_guarded: bool,
     ) -> None:
-        with contextlib.suppress(OSError):
-            todo.append((os.open(name, DIR_FLAGS, dir_fd=fd), path, in_guarded))
+        parent.refs += 1
+        todo.append((parent, name, path, in_guarded))
 
     # -- the scan ----------------------------------------------------------------------
 

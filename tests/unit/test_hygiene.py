@@ -212,3 +212,28 @@ def test_a_bytecode_cache_for_the_users_module_is_removed(tmp_path: Path) -> Non
     findings = {f.path: f.action for f in guard.scan()}
     assert findings == {"__pycache__": "removed"}
     assert (ws / "helper.py").exists()
+
+
+def test_a_wide_workspace_is_scanned_within_a_small_descriptor_budget(tmp_path: Path) -> None:
+    """A busy /tmp as the workspace: thousands of sibling directories, soft limit 1024.
+
+    The walk used to open every waiting subdirectory at once: EMFILE in the trusted
+    kernel, and the cell got no reply (CI's unprivileged run, /tmp with 1,175 entries).
+    """
+    import resource
+
+    ws, outside = _project(tmp_path)
+    for index in range(1500):
+        (ws / f"d{index}" / "inner").mkdir(parents=True)
+    guard = _guard(ws)
+    open_now = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 64, hard))
+    try:
+        (ws / "d0" / "late.csv").symlink_to(outside / "secret.txt")
+        findings = {f.path: f for f in guard.scan()}
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert findings["d0/late.csv"].action == "removed"
+    assert not os.path.lexists(ws / "d0" / "late.csv")
+    assert len(os.listdir("/proc/self/fd")) <= open_now  # nothing left open
