@@ -181,7 +181,10 @@ def test_curl_and_git_use_the_proxy(allowed_box: tuple[Sandbox, Path]) -> None:
 
 def _needs_landlock(box: Sandbox) -> None:
     if box.level == "namespaces":
-        pytest.skip("the landlock level's way to the proxy (the supervisor's dialer)")
+        pytest.skip(
+            "landlock only: tests the supervisor's dialer, which the namespaces level does "
+            "not use (its way to the proxy is the loopback forwarder, tested above)"
+        )
 
 
 def test_curl_at_the_landlock_level_is_refused_and_says_why(
