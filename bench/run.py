@@ -43,6 +43,7 @@ from typing import IO, Any
 import psutil
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
+from traitlets.config import Config
 
 BENCH_DIR = Path(__file__).resolve().parent
 SANDBOX, STOCK = "sandbox", "stock"
@@ -177,6 +178,9 @@ ROWS = (
     Row("startup_s", "start-up to kernel_info_reply", target=1.0),
     Row("restart_s", "restart to kernel_info_reply", target=0.5),
     Row("restart_spawn_s", "restart: old gone, new spawned"),
+    Row("from_spare", "start-up from a pre-warmed spare (share)", "", 1.0),
+    Row("restart_from_spare", "restart from a pre-warmed spare (share)", "", 1.0),
+    Row("spare_pss_bytes", "PSS of the idle spare's tree", "MiB", 1 / MIB),
     Row("shutdown_s", "graceful shutdown: request to exit", target=1.0),
     Row("cell_pass_s", "cell `pass` round trip", target=1.15),
     Row("cell_expr_s", "cell `1+1` round trip", target=1.15),
@@ -228,6 +232,20 @@ class Cell:
         return [m for m in self.outputs if m["msg_type"] == msg_type]
 
 
+def settle_spares() -> None:
+    """Wait until the sandbox provisioner's spare (if any) has built its sandbox.
+
+    A spare starts right after a kernel does; timing the next start (of either kernel)
+    while it still builds would charge its set-up to whichever kernel runs then. Its
+    cost is reported on its own (`spare_pss_bytes`), not hidden in another row.
+    """
+    with contextlib.suppress(ImportError):
+        from sandbox_kernel.provisioner import spares_ready
+
+        spares_ready(timeout=START_TIMEOUT_S)
+        time.sleep(SETTLE_S)
+
+
 class Kernel:
     """A kernel started through KernelManager and a BlockingKernelClient.
 
@@ -235,10 +253,18 @@ class Kernel:
     """
 
     def __init__(
-        self, role: str, name: str, cwd: Path, log: IO[bytes], extra_args: tuple[str, ...] = ()
+        self,
+        role: str,
+        name: str,
+        cwd: Path,
+        log: IO[bytes],
+        extra_args: tuple[str, ...] = (),
+        spares: int | None = None,
     ) -> None:
         self.role, self.name, self.cwd, self.log = role, name, cwd, log
         self.extra_args = extra_args
+        # SandboxProvisioner.spares for this kernel's manager (None: its default).
+        self.spares = spares
         self.km: KernelManager | None = None
         self.kc: BlockingKernelClient | None = None
         self.boot_t0 = 0.0  # CLOCK_BOOTTIME at start_kernel, for fork times
@@ -259,7 +285,11 @@ class Kernel:
 
     def start(self) -> float:
         """Start the kernel; return seconds from start_kernel to the first kernel_info_reply."""
-        self.km = KernelManager(kernel_name=self.name)
+        config = Config()
+        if self.spares is not None:
+            config.SandboxProvisioner.spares = self.spares
+        self.km = KernelManager(kernel_name=self.name, config=config)
+        settle_spares()
         self.boot_t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
         t0 = time.perf_counter()
         self.km.start_kernel(
@@ -280,6 +310,7 @@ class Kernel:
         Returns seconds from restart_kernel to the first kernel_info_reply, and to the
         return of restart_kernel (the old kernel is gone, the new process spawned).
         """
+        settle_spares()
         self.boot_t0 = time.clock_gettime(time.CLOCK_BOOTTIME)
         t0 = time.perf_counter()
         self.manager.restart_kernel(now=False)
@@ -287,6 +318,11 @@ class Kernel:
         elapsed = self._first_kernel_info(t0)
         self.client.wait_for_ready(timeout=START_TIMEOUT_S)
         return elapsed, returned
+
+    @property
+    def from_spare(self) -> bool:
+        """Whether the sandbox kernel's provisioner handed over a pre-warmed spare."""
+        return bool(getattr(self.manager.provisioner, "from_spare", False))
 
     def _first_kernel_info(self, t0: float) -> float:
         kc, km = self.client, self.manager
@@ -515,7 +551,12 @@ class Bench:
         self.args = args
         self.results = Results()
         names = {SANDBOX: args.kernel, STOCK: args.reference}
-        self.kernels = {role: Kernel(role, names[role], workdir, log) for role in ROLES}
+        self.kernels = {
+            role: Kernel(
+                role, names[role], workdir, log, spares=args.spares if role == SANDBOX else None
+            )
+            for role in ROLES
+        }
         self.selected: set[str] = set()
 
     def shutdown_all(self) -> None:
@@ -581,7 +622,13 @@ class Bench:
         res, role = self.results, kernel.role
         startup = kernel.start()
         res.add("startup_s", role, startup)
-        self.record_start_split(kernel, startup)
+        if role == SANDBOX:
+            res.add("from_spare", role, float(kernel.from_spare))
+        if role != SANDBOX or not kernel.from_spare:
+            # A spare's processes were forked long before: no split to make.
+            self.record_start_split(kernel, startup)
+        if role == SANDBOX:
+            self.record_spare_memory()
         if memory:
             time.sleep(SETTLE_S)
             self.record_memory(kernel, "idle")
@@ -608,6 +655,17 @@ class Bench:
             res.add("split_launcher_s", role, last - first)
             res.add("split_executor_s", role, startup - last)
 
+    def record_spare_memory(self) -> None:
+        """PSS of the spare's whole tree once it has built its sandbox: what a spare costs."""
+        with contextlib.suppress(ImportError):
+            from sandbox_kernel.provisioner import POOL
+
+            settle_spares()
+            for spare in POOL.snapshot():
+                if spare.alive():
+                    mem = tree_memory(spare.proc.pid)
+                    self.results.add("spare_pss_bytes", SANDBOX, mem.pss)
+
     def record_memory(self, kernel: Kernel, when: str) -> None:
         mem, res, role = tree_memory(kernel.pid), self.results, kernel.role
         res.add(f"pss_{when}_bytes", role, mem.pss)
@@ -630,6 +688,8 @@ class Bench:
         for rep in range(self.args.reps):
             for kernel in order(rep, self.kernels):
                 to_ready, to_spawned = kernel.restart()
+                if kernel.role == SANDBOX:
+                    self.results.add("restart_from_spare", kernel.role, float(kernel.from_spare))
                 self.results.add("restart_s", kernel.role, to_ready)
                 self.results.add("restart_spawn_s", kernel.role, to_spawned)
                 if kernel.role == SANDBOX:
@@ -969,6 +1029,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kernel", default="sandbox-python", help="kernelspec under test")
     parser.add_argument("--reference", default="python3", help="kernelspec to compare with")
     parser.add_argument("--json", type=Path, help="where to write the raw numbers")
+    parser.add_argument(
+        "--spares",
+        type=int,
+        default=None,
+        help="SandboxProvisioner.spares for the sandbox kernel (default: the provisioner's; "
+        "0 times every start and restart without a pre-warmed spare)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.reps = 3

@@ -12,6 +12,20 @@ def _only_help(argv: list[str]) -> bool:
     return any(a in {"-h", "--help", "--help-all", "--version", "-V"} for a in head)
 
 
+# The provisioner's mark of a spare (kernel/warm.py): "--sandbox-spare=FD".
+SPARE_FLAG = "--sandbox-spare="
+
+
+def _take_spare_flag(argv: list[str]) -> int | None:
+    """Remove the spare mark from ``argv``; the descriptor it names (-1: none), or None."""
+    for i, arg in enumerate(argv):
+        if arg.startswith(SPARE_FLAG):
+            del argv[i]
+            value = arg[len(SPARE_FLAG) :]
+            return int(value) if value.isdigit() else -1
+    return None
+
+
 def main() -> None:
     # Never import from the directory the kernel was started in (the notebook's
     # directory, writable by cells): kernel.json runs us with -I, and this
@@ -34,12 +48,18 @@ def main() -> None:
         return
     # Start the first sandbox launcher now, so that its interpreter start-up
     # overlaps this process's imports (ipykernel, IPython, zmq) on another core.
+    spare = _take_spare_flag(sys.argv)
+    # Not dumpable from the start: a spare waits long before it is assigned, and no
+    # process of the same user (a cell at the landlock level) may read its memory.
+    from .isolation.privs import set_not_dumpable
+
+    set_not_dumpable()
     from .kernel.spawn import prelaunch
 
     prelaunch()
     from .app import main as app_main
 
-    app_main()
+    app_main(spare_ready_fd=spare)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ code in a directory the stock kernel writes to), the current directory on
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -25,7 +26,8 @@ from . import __version__
 from .cli import command_line_help, version_line
 from .config import PRESETS, Isolation, Limits, Output, Policy
 from .kernel.handlers import SandboxKernel
-from .lock import Attempt, Locks, load_locks, stricter
+from .kernel.sandbox import Sandbox
+from .lock import Attempt, Locks, load_locks, lock_files, stricter
 
 __all__ = ["SandboxKernelApp", "main"]
 
@@ -56,6 +58,12 @@ class SandboxKernelApp(IPKernelApp):
         # Admin locks, and looser values that configuration from below tried to set.
         self.locks = Locks()
         self.lock_attempts: list[Attempt] = []
+        self._locks_applied = False
+        # A spare (kernel/warm.py): the pipe on which it says its sandbox is built,
+        # and that sandbox once it is assigned; None for a kernel started directly.
+        self.spare_ready_fd: int | None = None
+        self.spare = False
+        self.warm_sandbox: Sandbox | None = None
 
     @default("kernel_class")
     def _kernel_class_default(self) -> type:
@@ -136,13 +144,20 @@ class SandboxKernelApp(IPKernelApp):
                 if key not in self.config[section] and f"{section}.{key}" not in self.locks.values:
                     self.config[section][key] = value
 
-    def init_kernel(self) -> None:
+    def _apply_locks(self) -> None:
         # Last word on configuration: everything from below (files, kernel.json
         # arguments, the command line) has been read; pin what the admin locked.
-        self.lock_attempts += self.locks.apply(self.config)
+        if not self._locks_applied:
+            self.lock_attempts += self.locks.apply(self.config)
+            self._locks_applied = True
+
+    def init_kernel(self) -> None:
+        self._apply_locks()
         super().init_kernel()
 
     def init_connection_file(self) -> None:
+        if self.spare:
+            self._wait_for_assignment()
         super().init_connection_file()
         if not self.session.key:
             # Unsigned messages: any local user who finds the ports (loopback TCP is
@@ -157,6 +172,53 @@ class SandboxKernelApp(IPKernelApp):
                 self.connection_file,
             )
             self.exit(1)
+
+    def _wait_for_assignment(self) -> None:
+        """A spare: build the sandbox now, then wait for a connection file (warm.py).
+
+        Nothing here has a key or a socket yet; the configuration is the one the
+        kernel will run with (locks applied), read once, as a kernel started now.
+        """
+        from .kernel.warm import build_warm_sandbox, wait_for_assignment
+
+        self._apply_locks()
+        read_from = self._config_files_state()
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        sandbox = build_warm_sandbox(self)
+        path = loop.run_until_complete(wait_for_assignment(sandbox, self.spare_ready_fd))
+        if path is None:
+            self.log.info("spare_retired: no kernel was assigned to it")
+            sandbox.discard_warm()
+            self.exit(0)
+            return
+        self.log.info("spare_assigned connection_file=%s", path)
+        if self._config_files_state() != read_from:
+            # The configuration or an admin lock changed while the spare waited: this
+            # process read the old one. Start afresh, as the kernel just asked for.
+            self.log.info("spare_configuration_changed: starting as a fresh kernel")
+            sandbox.discard_warm()
+            argv = [path if a == self.connection_file else a for a in sys.orig_argv]
+            argv = [a for a in argv if not a.startswith("--sandbox-spare=")]
+            os.execv(sys.executable, argv)
+        self.warm_sandbox = sandbox
+        self.connection_file = str(path)
+
+    def _config_files_state(self) -> list[tuple[str, tuple[int, ...] | None]]:
+        """Every file the configuration and the admin locks are read from, as it is now."""
+        names = [
+            os.path.join(directory, f"{self.config_file_name}{ext}")
+            for directory in self.config_file_paths
+            for ext in (".py", ".json")
+        ]
+        state: list[tuple[str, tuple[int, ...] | None]] = []
+        for name in [*names, *lock_files()]:
+            try:
+                st = os.stat(name)
+            except OSError:
+                state.append((name, None))
+                continue
+            state.append((name, (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
+        return state
 
     def initialize(self, argv: Any = None) -> None:
         super().initialize(argv)
@@ -202,5 +264,11 @@ class SandboxKernelApp(IPKernelApp):
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
-    SandboxKernelApp.launch_instance(argv=argv)
+def main(argv: list[str] | None = None, *, spare_ready_fd: int | None = None) -> None:
+    """Start the kernel; ``spare_ready_fd`` given: as a spare (kernel/warm.py)."""
+    app = SandboxKernelApp.instance()
+    if spare_ready_fd is not None:
+        app.spare = True
+        app.spare_ready_fd = spare_ready_fd if spare_ready_fd >= 0 else None
+    app.initialize(argv)
+    app.start()

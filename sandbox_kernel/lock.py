@@ -30,7 +30,7 @@ from typing import Any
 from .levels import ISOLATION_LEVELS
 from .policy.rules import ACTIONS
 
-__all__ = ["LOCKS_ENV", "LOCKS_FILE", "Attempt", "Locks", "load_locks", "stricter"]
+__all__ = ["LOCKS_ENV", "LOCKS_FILE", "Attempt", "Locks", "load_locks", "lock_files", "stricter"]
 
 LOCKS_FILE = "sandbox_kernel_locks.json"
 LOCKS_ENV = "SANDBOX_KERNEL_LOCKS"
@@ -293,13 +293,19 @@ def _system_config_dirs() -> list[str]:
     return [p for p in SYSTEM_CONFIG_PATH if os.path.isabs(p)]
 
 
-def load_locks(extra_files: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Locks:
-    """Read every admin lock file: the system config dirs, and the one the hub names."""
+def lock_files(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Where admin lock files are looked for: the system config dirs, and the hub's."""
     if environ is None:
         environ = os.environ
     files = [os.path.join(d, LOCKS_FILE) for d in _system_config_dirs()]
     if environ.get(LOCKS_ENV):
         files.append(environ[LOCKS_ENV])
+    return files
+
+
+def load_locks(extra_files: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Locks:
+    """Read every admin lock file: the system config dirs, and the one the hub names."""
+    files = lock_files(environ)
     files.extend(extra_files)
     locks = Locks()
     for path in dict.fromkeys(files):

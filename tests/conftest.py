@@ -49,6 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         [str(data_dir), *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
     )
+    # No pre-warmed spares (sandbox_kernel/provisioner.py) unless a test asks for one:
+    # tests start kernels in directories of their own, where a spare is never used.
+    os.environ.setdefault("SANDBOX_KERNEL_SPARES", "0")
     # Reference kernel for side-by-side comparisons.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 

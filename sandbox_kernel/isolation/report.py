@@ -108,4 +108,6 @@ def render_report(info: dict[str, Any]) -> str:
         lines.extend(f"  {k.replace('_', ' ')}: {v}" for k, v in last.items())
     if info.get("setup_ms") is not None:
         lines.append(f"Sandbox set-up took {info['setup_ms']} ms.")
+    if info.get("warm"):
+        lines.append(info["warm"])
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from .debug import DebugRelay
 from .runner import ExecuteRequest
 from .sandbox import Sandbox
 from .stdin import Stdin
+from .warm import warm_settings_match
 
 __all__ = ["SandboxKernel"]
 
@@ -119,16 +120,29 @@ class SandboxKernel(Kernel):
             self.log,
         )
         self.workspace = os.path.realpath(self.isolation.workspace or os.getcwd())
-        self.sandbox = Sandbox(
-            isolation=self.isolation,
-            limits=self.limits,
-            output=self.output,
-            policy=self.policy_settings,
-            workspace=self.workspace,
+        # A spare (kernel/warm.py) built its sandbox before it was assigned, from the
+        # same configuration; it is kept only if the settings are the same here, and
+        # checked again against a fresh start when the kernel starts (Sandbox._adopt).
+        warm = getattr(self.parent, "warm_sandbox", None)
+        if warm is not None and not warm_settings_match(warm, self):
+            self.log.info("warm_sandbox_discarded reason=settings differ")
+            warm.discard_warm()
+            warm = None
+        if warm is not None:
+            self.sandbox = warm
+        else:
+            self.sandbox = Sandbox(
+                isolation=self.isolation,
+                limits=self.limits,
+                output=self.output,
+                policy=self.policy_settings,
+                workspace=self.workspace,
+                log=self.log,
+            )
+        self.sandbox.attach(
             publisher=self.publisher,
             stdin=self.stdin,
             audit=self.audit,
-            log=self.log,
             hidden=self._own_socket_paths,
             on_log=self._executor_log,
             on_audit=self._on_audit,

@@ -95,6 +95,7 @@ def sandbox_report(
         if executor and executor.setup_time_s
         else None,
         "last_cell": {k: v for k, v in sandbox.last_cell.items() if v is not None},
+        "warm": _warm_line(sandbox),
         "locked": locked_files,
         "network": _network_report(sandbox.isolation, sandbox),
         "debugger": "available (debugpy in the executor, on the sandbox's own loopback)"
@@ -112,6 +113,19 @@ def sandbox_report(
         },
     }
     return render_report(info)
+
+
+def _warm_line(sandbox: Sandbox) -> str | None:
+    """Whether the sandbox was built ahead of need (a spare, kernel/warm.py), and when."""
+    warm = sandbox.warm
+    if warm is None or sandbox.executor is None:
+        return None
+    return (
+        f"Started from a pre-warmed spare: this sandbox was built {warm.built_s_before:.1f} s "
+        "before this kernel was assigned, for this workspace only, from this kernel's "
+        "configuration, and checked at assignment against what a fresh start would build; "
+        "it held no connection key and no socket before."
+    )
 
 
 def _limits_report(sandbox: Sandbox) -> dict[str, Any]:

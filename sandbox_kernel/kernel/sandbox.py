@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import own_memory
@@ -62,8 +63,36 @@ INLINE_SCAN_S = 0.005
 T = TypeVar("T")
 
 
+# Keys ExecutorProcess.start() adds to the spec (descriptors, pid, environment).
+LAUNCH_KEYS = frozenset({"relay_fd", "supervisor_fd", "kernel_pid", "env", "cwd"})
+
+
+@dataclass(frozen=True)
+class WarmRecord:
+    """An executor built before this kernel was assigned (``%sandbox`` says so)."""
+
+    built_s_before: float  # how long before assignment its start began
+    setup_s: float  # how long its set-up took then
+
+
+class _NoSink:
+    """Outputs before attach(): none is expected (no cell has run), none is published."""
+
+    def publish(self, message: dict[str, Any]) -> None:
+        pass
+
+    async def request_input(self, prompt: str, password: bool, parent: str) -> str:
+        raise ExecutorDied("no kernel is attached to this sandbox yet")
+
+
 class Sandbox:
     """The executor in force and what outlives it, for one kernel."""
+
+    # The kernel's side, given at attach(): a warm sandbox (``warm.py``) is built
+    # before its kernel has a connection file, so before there is an IOPub to publish on.
+    publisher: Publisher
+    stdin: Stdin
+    audit: AuditLog
 
     def __init__(
         self,
@@ -73,31 +102,34 @@ class Sandbox:
         output: Output,
         policy: PolicySettings,
         workspace: str,
-        publisher: Publisher,
-        stdin: Stdin,
-        audit: AuditLog,
         log: logging.Logger | logging.LoggerAdapter[Any],
-        hidden: Callable[[], list[str]],
-        on_log: Callable[[str, str], None],
-        on_audit: Callable[[dict[str, Any]], None],
-        on_network: Callable[[dict[str, Any]], None],
-        on_debug_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.isolation = isolation
         self.limits = limits
         self.output = output
         self.policy = policy
         self.workspace = workspace
-        self.publisher = publisher
-        self.stdin = stdin
-        self.audit = audit
         self.log = log
+        self.attached = False
         # Paths no cell may reach (the kernel's own ipc sockets), asked at each start.
-        self.hidden = hidden
-        self.on_log = on_log
-        self.on_audit = on_audit
-        self.on_network = on_network
-        self.on_debug_event = on_debug_event
+        # Until attach() there is no connection file, hence no ipc socket.
+        self.hidden: Callable[[], list[str]] = list
+        # Until attach(): what the launcher and the proxy report is kept and replayed,
+        # so that nothing they say before the kernel exists is lost.
+        self._early: list[tuple[str, Any]] = []
+        self.on_log: Callable[[str, str], None] = lambda level, msg: self._early.append(
+            ("log", (level, msg))
+        )
+        self.on_audit: Callable[[dict[str, Any]], None] = lambda r: self._early.append(("audit", r))
+        self.on_network: Callable[[dict[str, Any]], None] = lambda r: self._early.append(
+            ("network", r)
+        )
+        self.on_debug_event: Callable[[dict[str, Any]], None] | None = None
+        # Set when the executor in force was built before this kernel was assigned.
+        self.warm: WarmRecord | None = None
+        self.warm_built_at = 0.0
+        self._warm_pending: asyncio.Future[ExecutorProcess | str] | None = None
+        self._cgroup_reason: str | None = None
 
         self.executor: ExecutorProcess | None = None
         self.starting: asyncio.Future[ExecutorProcess | str] | None = None
@@ -133,12 +165,90 @@ class Sandbox:
     def level(self) -> str:
         return str(self.report.get("level", ""))
 
+    def attach(
+        self,
+        *,
+        publisher: Publisher,
+        stdin: Stdin,
+        audit: AuditLog,
+        hidden: Callable[[], list[str]],
+        on_log: Callable[[str, str], None],
+        on_audit: Callable[[dict[str, Any]], None],
+        on_network: Callable[[dict[str, Any]], None],
+        on_debug_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Give the sandbox its kernel: where outputs, input requests and reports go."""
+        self.publisher, self.stdin, self.audit = publisher, stdin, audit
+        self.hidden = hidden
+        self.on_log, self.on_audit, self.on_network = on_log, on_audit, on_network
+        self.on_debug_event = on_debug_event
+        self.attached = True
+        early, self._early = self._early, []
+        for kind, item in early:
+            if kind == "log":
+                on_log(*item)
+            elif kind == "audit":
+                on_audit(item)
+            else:
+                on_network(item)
+        if self.executor is not None:
+            self.executor.sink = self._sink()
+
+    # Looked up at each call: a warm sandbox gets its kernel's callbacks at attach().
+    def _log_record(self, level: str, message: str) -> None:
+        self.on_log(level, message)
+
+    def _audit_record(self, record: dict[str, Any]) -> None:
+        self.on_audit(record)
+
+    def _network_record(self, record: dict[str, Any]) -> None:
+        self.on_network(record)
+
+    def _sink(self) -> RelaySink:
+        return RelaySink(self.publisher, self.stdin.request_input, self.on_debug_event)
+
     # -- start, restart, stop ----------------------------------------------------------
 
     def begin_start(self) -> asyncio.Future[ExecutorProcess | str]:
-        if self.starting is None or self.starting.done():
+        if self._warm_pending is not None:
+            # The first start of an assigned spare: the executor built ahead of need is
+            # kept only if a fresh start would build the same sandbox now.
+            pending, self._warm_pending = self._warm_pending, None
+            self.starting = asyncio.ensure_future(self._adopt(pending))
+        elif self.starting is None or self.starting.done():
             self.starting = asyncio.ensure_future(self._start())
         return self.starting
+
+    def start_warm(self) -> asyncio.Future[ExecutorProcess | str]:
+        """Before the kernel is assigned (a spare, ``warm.py``): build the executor now.
+
+        The workspace quota's baseline and the watch between cells start at
+        assignment, as a fresh kernel's do at its start (``_adopt``).
+        """
+        self.warm_built_at = time.monotonic()
+        self._warm_pending = asyncio.ensure_future(self._start(watch=False))
+        return self._warm_pending
+
+    def warm_future(self) -> asyncio.Future[ExecutorProcess | str]:
+        """The start begun by start_warm(), until the kernel's own start takes it over."""
+        assert self._warm_pending is not None, "no warm start under way"
+        return self._warm_pending
+
+    def discard_warm(self) -> None:
+        """Take down what start_warm() built (the kernel starts its own sandbox).
+
+        Runs before the kernel's event loop does, so that the new sandbox's cgroup
+        (named after this process) is not destroyed by the old one's teardown.
+        """
+        pending, self._warm_pending = self._warm_pending, None
+
+        async def end() -> None:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            await self.stop()
+
+        asyncio.get_event_loop().run_until_complete(end())
 
     async def wait_started(self) -> None:
         """Wait (bounded) for a start under way: a failure is reported as such."""
@@ -166,8 +276,34 @@ class Sandbox:
         self.executor = None
         self.begin_start()
 
-    async def _start(self) -> ExecutorProcess | str:
+    def _build_spec(self) -> dict[str, Any]:
+        """The spec a start now would give the launcher (also the warm sandbox's check)."""
+        assert self.network is not None
+        assert self.private_dir is not None
+        spec = build_spec(
+            self.isolation,
+            self.limits,
+            workspace=self.workspace,
+            home=home_dir(),
+            private_dir=self.private_dir,
+            cgroup=self.cgroup,
+            cgroup_reason=self._cgroup_reason,
+            policy=self.policy.to_dict(),
+            hidden=self.hidden(),
+        )
+        spec["isolation"]["extra_mounts"] += self.network.mounts()
+        spec["network"] = self.network.spec()
+        # The executor sends a small stand-in for an output its frame could not carry.
+        spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
+        return spec
+
+    def _bind_guarded(self, spec: dict[str, Any]) -> None:
+        if self.guard is not None:
+            spec["isolation"]["read_only_inside"] = self.guard.top_entries(MAX_READ_ONLY_BINDS)
+
+    async def _start(self, *, watch: bool = True) -> ExecutorProcess | str:
         """Start an executor; return it, or the reason there is none."""
+        self.warm = None  # a new executor is never the one built ahead of need
         if self.private_dir is None:
             self.private_dir = tempfile.mkdtemp(prefix="sandbox-kernel-")
         if self.cgroup is None and self.isolation.cgroups != "disabled":
@@ -191,28 +327,17 @@ class Sandbox:
             cgroup_reason = "disabled by configuration" if self.cgroup is None else None
         if self.network is None:
             self.network = KernelNetwork(
-                self.isolation, private_dir=self.private_dir, audit=self.on_network
+                self.isolation,
+                private_dir=self.private_dir,
+                audit=self._network_record,
             )
             try:
                 self.network.start()
             except OSError as exc:
                 self.network.stop()
                 return f"the egress proxy for Isolation.allowed_hosts could not start ({exc})"
-        spec = build_spec(
-            self.isolation,
-            self.limits,
-            workspace=self.workspace,
-            home=home_dir(),
-            private_dir=self.private_dir,
-            cgroup=self.cgroup,
-            cgroup_reason=cgroup_reason,
-            policy=self.policy.to_dict(),
-            hidden=self.hidden(),
-        )
-        spec["isolation"]["extra_mounts"] += self.network.mounts()
-        spec["network"] = self.network.spec()
-        # The executor sends a small stand-in for an output its frame could not carry.
-        spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
+        self._cgroup_reason = cgroup_reason
+        spec = self._build_spec()
         if self.guard is None and self.isolation.workspace_writable:
             with contextlib.suppress(OSError):  # an unreachable workspace fails below
                 self.guard = await asyncio.to_thread(
@@ -223,17 +348,17 @@ class Sandbox:
                     spec["isolation"]["protected"],
                     sandbox_uids=sandbox_uid_range(self.isolation.sandbox_uid_base),
                 )
-        if self.guard is not None:
-            spec["isolation"]["read_only_inside"] = self.guard.top_entries(MAX_READ_ONLY_BINDS)
+        self._bind_guarded(spec)
         executor = ExecutorProcess(
             spec,
-            sink=RelaySink(self.publisher, self.stdin.request_input, self.on_debug_event),
+            # Before attach() no cell runs, so nothing is published; attach() sets the sink.
+            sink=self._sink() if self.attached else _NoSink(),
             env=build_environment(self.isolation, self.limits),
             cwd=self.workspace,
             max_frame_bytes=frame_limit(self.output.max_message_bytes),
             frame_deadline_s=self.output.frame_deadline_s,
-            on_log=self.on_log,
-            on_audit=self.on_audit,
+            on_log=self._log_record,
+            on_audit=self._audit_record,
             headroom=own_memory.headroom,
         )
         try:
@@ -265,7 +390,8 @@ class Sandbox:
         self.report = report
         self.setup_failure = None
         self.executor = executor
-        await self._watch_quota(executor, spec["isolation"]["protected"])
+        if watch:
+            await self._watch_quota(executor, spec["isolation"]["protected"])
         if self.guard is not None:
             # Checked in the executor's own view: only a bind really in force makes a
             # change there someone else's.
@@ -275,6 +401,58 @@ class Sandbox:
             self.guard.bound = {os.path.relpath(p, self.guard.root) for p in bound}
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
+
+    async def _adopt(self, pending: asyncio.Future[ExecutorProcess | str]) -> ExecutorProcess | str:
+        """The spare was assigned: keep the executor it built ahead of need, or start afresh.
+
+        It is kept only if it is alive and a fresh start now would build the very same
+        sandbox (spec, environment, the workspace's read-only binds); any doubt, and it
+        is discarded with everything made for it, and a fresh one starts. Never reused
+        by another kernel: it lives and dies with this process.
+        """
+        try:
+            result = await pending
+        except Exception as exc:  # a warm start that raised is a doubt, not an error
+            result = f"{type(exc).__name__}: {exc}"
+        why = await self._warm_mismatch(result)
+        if why is None and isinstance(result, ExecutorProcess):
+            executor = result
+            self.warm = WarmRecord(
+                built_s_before=time.monotonic() - self.warm_built_at,
+                setup_s=executor.setup_time_s or 0.0,
+            )
+            await self._watch_quota(executor, executor.spec["isolation"]["protected"])
+            self.log.info("executor_ready_warm level=%s", self.level)
+            return executor
+        self.log.info("warm_sandbox_discarded reason=%s", why)
+        self.starting = None
+        await self.stop()
+        self.guard = None
+        self.report = {}
+        self.setup_failure = None
+        return await self._start()
+
+    async def _warm_mismatch(self, result: ExecutorProcess | str) -> str | None:
+        """Why the executor built ahead of need is not the one a start now would build."""
+        if not isinstance(result, ExecutorProcess):
+            return f"its start failed ({result})"
+        if not result.alive:
+            return f"its executor is gone ({result.dead_reason or result.executor_lost})"
+        if self.hidden():
+            return "this kernel's ipc sockets must be hidden from the cells"
+        if self.guard is not None:
+            # What the user changed in the workspace while the spare waited is theirs;
+            # the read-only binds must be those a fresh start would make now.
+            await asyncio.to_thread(self.guard.begin_cell)
+        spec = self._build_spec()
+        self._bind_guarded(spec)
+        built = {k: v for k, v in result.spec.items() if k not in LAUNCH_KEYS}
+        if spec != built:
+            changed = sorted(k for k in {*spec, *built} if spec.get(k) != built.get(k))
+            return f"the sandbox a start now would build differs ({', '.join(changed)})"
+        if build_environment(self.isolation, self.limits) != result.env:
+            return "the environment a start now would give differs"
+        return None
 
     async def stop(self) -> None:
         """End everything: the executor, the cgroup, the proxy, the private directory."""

@@ -45,6 +45,9 @@ HOST_KERNELS = {
     # User namespaces allowed, but /proc masked: namespaces without a procfs.
     "k8s-unconfined": ("sandbox-python-k8s-unconfined", "namespaces"),
 }
+# The same levels, each on a kernel started from a pre-warmed spare (issue 14): the
+# boundary suite runs against it as against a fresh one.
+WARM_KERNELS = {f"{level}-warm": level for level in LEVEL_KERNELS}
 SECRET_ENV = {
     "JUPYTERHUB_API_TOKEN": "hub-token-" + uuid.uuid4().hex,
     "AWS_SECRET_ACCESS_KEY": "aws-secret-" + uuid.uuid4().hex,
@@ -242,12 +245,16 @@ def start_sandbox(
     home: Path | None = None,
     kernel_name: str | None = None,
     env: dict[str, str] | None = None,
+    warm: bool = False,
 ) -> Sandbox:
     env = {**os.environ, **SECRET_ENV, "HOME": str(home or host.fake_home), **(env or {})}
-    km = KernelManager(kernel_name=kernel_name or LEVEL_KERNELS[level])
-    km.start_kernel(
-        cwd=str(workspace), env=env, extra_arguments=OS_LAYER_ONLY if extra is None else extra
-    )
+    name = kernel_name or LEVEL_KERNELS[level]
+    args = OS_LAYER_ONLY if extra is None else extra
+    if warm:
+        km = start_from_spare(name, workspace, env, args)
+    else:
+        km = KernelManager(kernel_name=name)
+        km.start_kernel(cwd=str(workspace), env=env, extra_arguments=args)
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=TIMEOUT)
@@ -272,9 +279,44 @@ def start_sandbox(
     return Sandbox(level, km, kc, workspace)
 
 
+def spare_manager(name: str) -> KernelManager:
+    """A KernelManager whose provisioner keeps one spare (the suite's default is none)."""
+    from traitlets.config import Config
+
+    return KernelManager(kernel_name=name, config=Config({"SandboxProvisioner": {"spares": 1}}))
+
+
+def start_from_spare(
+    name: str, workspace: Path, env: dict[str, str], args: list[str]
+) -> KernelManager:
+    """Start a kernel the way a second start with the same launch does: from the spare.
+
+    A first kernel (its own key, its own cells) starts, leaves a spare behind and is
+    shut down; the kernel returned is the spare, assigned. Fails if it is not.
+    """
+    from sandbox_kernel.provisioner import POOL, spares_ready
+
+    first = spare_manager(name)
+    first.start_kernel(cwd=str(workspace), env=env, extra_arguments=args)
+    try:
+        assert spares_ready(timeout=TIMEOUT), "the spare did not build its sandbox in time"
+    finally:
+        first.shutdown_kernel(now=False)
+    km = spare_manager(name)
+    km.start_kernel(cwd=str(workspace), env=env, extra_arguments=args)
+    # The spare this start left for the next one is not needed by the tests.
+    POOL.retire_all()
+    assert km.provisioner.from_spare, "the kernel did not start from the pre-warmed spare"  # type: ignore[union-attr]
+    return km
+
+
 @pytest.fixture(
     scope="module",
-    params=[*sorted(LEVEL_KERNELS), *([] if HOST_LEVEL else HOST_KERNELS)],
+    params=[
+        *sorted(LEVEL_KERNELS),
+        *sorted(WARM_KERNELS),
+        *([] if HOST_LEVEL else HOST_KERNELS),
+    ],
 )
 def sandbox(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, host: Host
@@ -294,6 +336,9 @@ def sandbox(
             os.chown(workspace, pod_user.pw_uid, pod_user.pw_gid)
         kernel_name, level = HOST_KERNELS[request.param]
         box = start_sandbox(level, workspace, host, kernel_name=kernel_name)
+    elif request.param in WARM_KERNELS:
+        box = start_sandbox(WARM_KERNELS[request.param], workspace, host, warm=True)
+        assert "Started from a pre-warmed spare" in box.run("%sandbox").stdout
     else:
         box = start_sandbox(request.param, workspace, host)
     try:
