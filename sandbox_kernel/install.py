@@ -52,9 +52,14 @@ def kernel_dict(
     display_name: str = DEFAULT_DISPLAY_NAME,
     python: str | None = None,
     extra_args: list[str] | None = None,
+    spares: bool = True,
 ) -> dict[str, Any]:
     with open(template_dir() / "kernel.json") as f:
         spec: dict[str, Any] = json.load(f)
+    if not spares:
+        # Without the provisioner (sandbox_kernel/provisioner.py): a Jupyter server in
+        # another environment, which cannot import it, would not list the kernel at all.
+        spec["metadata"].pop("kernel_provisioner", None)
     spec["argv"] = [python or sys.executable if a == "{python}" else a for a in spec["argv"]]
     spec["argv"].extend(extra_args or [])
     spec["display_name"] = display_name
@@ -81,7 +86,9 @@ def install(args: argparse.Namespace) -> str:
             shutil.copy(logo, tmp)
         display_name = args.display_name or display_name_for(args.preset)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
-            json.dump(kernel_dict(display_name, extra_args=extra), f, indent=2)
+            json.dump(
+                kernel_dict(display_name, extra_args=extra, spares=not args.no_spares), f, indent=2
+            )
         # install_kernel_spec replaces an existing spec of the same name.
         return KernelSpecManager().install_kernel_spec(tmp, args.name, **_location_args(args))
 
@@ -120,6 +127,13 @@ def main(argv: list[str]) -> int:
                 "--preset",
                 choices=["standard", "classroom", "permissive"],
                 help="configuration preset",
+            )
+            p.add_argument(
+                "--no-spares",
+                action="store_true",
+                help="no pre-warmed spare kernels (the kernelspec names no kernel "
+                "provisioner): for a Jupyter server running in another Python environment, "
+                "which could not load this package's provisioner and would hide the kernel",
             )
     args = parser.parse_args(argv)
     if args.command == "install":

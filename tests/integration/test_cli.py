@@ -72,6 +72,22 @@ def test_install_display_name_says_the_preset(
     assert spec["display_name"] == expected
 
 
+@pytest.mark.parametrize(("extra", "named"), [([], True), (["--no-spares"], False)])
+def test_install_names_the_spare_provisioner_unless_told_not_to(
+    tmp_path: Path, extra: list[str], named: bool
+) -> None:
+    result = run_cli("install", "--prefix", str(tmp_path), "--name", "t", *extra)
+    assert result.returncode == 0, result.stderr
+    spec = json.loads((tmp_path / "share/jupyter/kernels/t/kernel.json").read_text())
+    provisioner = spec["metadata"].get("kernel_provisioner", {}).get("provisioner_name")
+    assert provisioner == ("sandbox-kernel-provisioner" if named else None)
+    if named:
+        # The name is one jupyter_client finds (the package's entry point).
+        from jupyter_client.provisioning import KernelProvisionerFactory
+
+        assert "sandbox-kernel-provisioner" in KernelProvisionerFactory.instance().provisioners
+
+
 def test_sandbox_magic_help_and_rules(kc: BlockingKernelClient) -> None:
     res = execute(kc, "%sandbox?")
     assert res.status == "ok", res.reply
