@@ -283,6 +283,12 @@ def spare_manager(name: str) -> KernelManager:
     """A KernelManager whose provisioner keeps one spare (the suite's default is none)."""
     from traitlets.config import Config
 
+    from tests.conftest import _provisioner_missing
+
+    missing = _provisioner_missing()
+    if missing:
+        pytest.fail(missing)
+
     return KernelManager(kernel_name=name, config=Config({"SandboxProvisioner": {"spares": 1}}))
 
 
