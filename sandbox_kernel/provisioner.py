@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,13 @@ class SandboxProvisioner(LocalProvisioner):
         down). A spare that waited longer than this would mostly cost memory.""",
     ).tag(config=True)
 
+    spare_delay_s = Float(
+        1.0,
+        help="""Seconds after a kernel's start before its spare is started, so that the
+        spare's set-up does not compete with the kernel's own start for the CPU. A start
+        or restart within that time starts a kernel the ordinary way.""",
+    ).tag(config=True)
+
     @default("spares")
     def _spares_default(self) -> int:
         value = os.environ.get(SPARES_ENV, "")
@@ -93,7 +101,13 @@ class SandboxProvisioner(LocalProvisioner):
                 spare.retire()
             info = await super().launch_kernel(cmd, **kwargs)
         if key is not None and connection_file is not None and self.spares > 0:
-            POOL.add(start_spare(cmd, kwargs, key, connection_file), self.spares, self.spare_idle_s)
+            launch, args = list(cmd), dict(kwargs)
+            POOL.schedule(
+                lambda: start_spare(launch, args, key, connection_file),
+                delay_s=self.spare_delay_s,
+                limit=self.spares,
+                idle_s=self.spare_idle_s,
+            )
         return info
 
 
@@ -220,6 +234,8 @@ class SparePool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._spares: collections.OrderedDict[int, Spare] = collections.OrderedDict()
+        # Spares to start after a delay; a newer one replaces an older one not started yet.
+        self._pending: threading.Timer | None = None
 
     def take(self, key: SpareKey) -> Spare | None:
         """The newest live spare for exactly ``key``, out of the pool; None if there is none."""
@@ -243,6 +259,38 @@ class SparePool:
         spare.timer.daemon = True
         spare.timer.start()
 
+    def schedule(
+        self, start: Callable[[], Spare], *, delay_s: float, limit: int, idle_s: float
+    ) -> None:
+        """Start a spare ``delay_s`` from now (in a thread: starting it blocks on nothing
+        but fork and exec), unless another start replaces this request first."""
+
+        def fire() -> None:
+            with self._lock:
+                if self._pending is not timer:
+                    return
+            try:
+                self.add(start(), limit, idle_s)
+            except Exception:  # no spare: the next start is an ordinary one
+                pass
+            finally:
+                # Only now: until the spare is in the pool, it is still pending.
+                with self._lock:
+                    if self._pending is timer:
+                        self._pending = None
+
+        timer = threading.Timer(max(0.0, delay_s), fire)
+        timer.daemon = True
+        with self._lock:
+            if self._pending is not None:
+                self._pending.cancel()
+            self._pending = timer
+        timer.start()
+
+    def pending(self) -> bool:
+        with self._lock:
+            return self._pending is not None
+
     def expire(self, spare: Spare) -> None:
         with self._lock:
             if self._spares.pop(id(spare), None) is None:
@@ -251,6 +299,9 @@ class SparePool:
 
     def retire_all(self) -> None:
         with self._lock:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
             spares = list(self._spares.values())
             self._spares.clear()
         for spare in spares:
@@ -272,7 +323,8 @@ def spares_ready(timeout: float = 0.0) -> bool:
     """
     deadline = time.monotonic() + timeout
     while True:
-        if all(s.ready() or not s.alive() for s in POOL.snapshot()):
+        spares = POOL.snapshot()
+        if not POOL.pending() and all(s.ready() or not s.alive() for s in spares):
             return True
         if time.monotonic() >= deadline:
             return False
