@@ -107,6 +107,8 @@ class Executor:
             "debug": self.debug,
         }
         self.debugger: Any = None
+        # The execute command whose reply has not gone out yet (_answer_failed_cell).
+        self.reply_owed: dict[str, Any] | None = None
 
     # -- the loop --------------------------------------------------------------
 
@@ -128,8 +130,38 @@ class Executor:
             except KeyboardInterrupt:
                 # An interrupt that arrived between cells has nothing to stop.
                 continue
-            except Exception:
+            except Exception as exc:
                 self.log("error", "executor command failed:\n" + traceback.format_exc())
+                self._answer_failed_cell(exc)
+
+    def _answer_failed_cell(self, exc: Exception) -> None:
+        """A cell whose handling failed here still gets its reply: the kernel waits for
+        one (until a limit or the user's interrupt ends the cell) and runs nothing else
+        meanwhile."""
+        command, self.reply_owed = self.reply_owed, None
+        if command is None:
+            return
+        why = (
+            f"the sandbox's executor failed while handling this cell "
+            f"({type(exc).__name__}: {str(exc)[:300]}); the kernel log has the details"
+        )
+        with contextlib.suppress(Exception):
+            # Shown in the cell: the reply alone is not displayed by a frontend.
+            self.stderr.write(f"{PREFIX} {why[0].upper()}{why[1:]}.\n")
+            self.stderr.flush()
+        self.channel.send(
+            {
+                "type": "execute_reply",
+                "id": command["id"],
+                "token": command.get("token", ""),
+                "status": "error",
+                "ename": "SandboxExecutorError",
+                "evalue": why,
+                "traceback": [],
+                "user_expressions": {},
+                "payload": [],
+            }
+        )
 
     def _after_fork_in_child(self) -> None:
         # Any fork (a cell's os.fork, multiprocessing, our own snapshot) makes
@@ -182,12 +214,14 @@ class Executor:
     # -- commands ------------------------------------------------------------
 
     def execute(self, command: dict[str, Any]) -> None:
+        self.reply_owed = command
         # Normally the snapshot for this cell was taken when the previous
         # command ended, off the critical path; the first cell takes its own.
         if self.snapshots.pid is None and self.announcement_owed:
             if self.snapshots.take():
                 # This is the snapshot, promoted: the cell below killed the
                 # executor, and must not run again. Carry on from before it.
+                self.reply_owed = None
                 self._become_executor()
                 return
             self._announce_snapshot()
@@ -290,6 +324,7 @@ class Executor:
             # Runtime policy reports belong to this cell: before its reply.
             self.outbox.send_audits()
             self.channel.send(reply)
+            self.reply_owed = None
 
     def complete(self, command: dict[str, Any]) -> None:
         code = str(command.get("code", ""))

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import inspect
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ipykernel.kernelbase import Kernel
 from jupyter_client.session import json_packer
@@ -31,7 +34,7 @@ from ..relay.gate import GateSettings
 from ..relay.publisher import IOPub, Publisher
 from ..relay.reports import escape_for_log
 from ..sandbox_magic import SUBCOMMANDS
-from . import report
+from . import report, requests
 from .cellrun import CellRun, error_content, error_reply
 from .debug import DebugRelay
 from .runner import ExecuteRequest
@@ -43,6 +46,42 @@ __all__ = ["SandboxKernel"]
 
 COMPLETE_TIMEOUT_S = 10.0
 COMM_TIMEOUT_S = 30.0
+#: The ``ename`` of a reply to a request whose handling failed on our side.
+KERNEL_ERROR = "SandboxKernelError"
+
+
+def _kernel_error(kernel: Kernel, request: str, exc: Exception) -> dict[str, Any]:
+    """The error reply's content for a bug of ours met while answering ``request``."""
+    kernel.log.exception("kernel_error request=%s", request)
+    return {
+        "status": "error",
+        "ename": KERNEL_ERROR,
+        "evalue": f"sandbox-kernel failed while answering this {request} "
+        f"({type(exc).__name__}: {escape_for_log(str(exc))[:300]}). This is a bug in "
+        "sandbox-kernel, not in your code; the kernel log has the details, and the "
+        "kernel keeps serving.",
+        "traceback": [],
+    }
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[dict[str, Any]]])
+
+
+def _answers_on_error(request: str) -> Callable[[_Handler], _Handler]:
+    """A reply even when the handler fails: ipykernel only logs an exception from a
+    handler and sends nothing, so the frontend would wait for ever."""
+
+    def wrap(method: _Handler) -> _Handler:
+        @functools.wraps(method)
+        async def answered(self: Kernel, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                return _kernel_error(self, request, exc)
+
+        return answered  # type: ignore[return-value]
+
+    return wrap
 
 
 def _audit_log_path(setting: str) -> str | None:
@@ -77,6 +116,10 @@ class SandboxKernel(Kernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Every request's content is checked before its handler sees it (requests.py).
+        for handlers in (self.shell_handlers, self.control_handlers):
+            for msg_type, handler in handlers.items():
+                handlers[msg_type] = self._checked(msg_type, handler)
         self.isolation = Isolation(parent=self)
         self.limits = Limits(parent=self)
         self.output = Output(parent=self)
@@ -379,7 +422,27 @@ class SandboxKernel(Kernel):
         store_history = store_history and not silent
         count = self._count(code, store_history)
         reply_count = count if store_history else count - 1
+        try:
+            return await self._execute(
+                code, silent, store_history, user_expressions, allow_stdin, count, reply_count
+            )
+        except Exception as exc:
+            # The cell says what happened (see _answers_on_error).
+            error = _kernel_error(self, "execute_request", exc)
+            return error_reply(self.publisher, error["ename"], error["evalue"], reply_count)
 
+    async def _execute(
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool,
+        user_expressions: dict[str, str] | None,
+        allow_stdin: bool,
+        count: int,
+        reply_count: int,
+    ) -> dict[str, Any]:
+        parent = self.get_parent("shell")
+        msg_id = parent.get("header", {}).get("msg_id", "")
         argument = report.magic_argument(code)
         if argument is not None:
             return await self._sandbox_magic(argument, silent, parent, reply_count)
@@ -409,6 +472,41 @@ class SandboxKernel(Kernel):
         )
         cell = CellRun(self.sandbox, executor, request, verdict, audit=self.audit, log=self.log)
         return await cell.run(reply_count)
+
+    def _checked(
+        self, msg_type: str, handler: Callable[..., Any]
+    ) -> Callable[[Any, Any, dict[str, Any]], Awaitable[None]]:
+        """The handler, behind a check of the request's shape (requests.py)."""
+
+        async def checked(stream: Any, idents: Any, msg: dict[str, Any]) -> None:
+            problem = requests.malformed(msg_type, msg.get("content"))
+            if problem is None:
+                result = handler(stream, idents, msg)
+                if inspect.isawaitable(result):
+                    await result
+                return
+            self._answer_malformed(stream, idents, msg, msg_type, problem)
+
+        return checked
+
+    def _answer_malformed(
+        self, stream: Any, idents: Any, msg: dict[str, Any], msg_type: str, problem: str
+    ) -> None:
+        """An error reply naming the field: the frontend does not wait for ever."""
+        self.log.warning("malformed_request type=%s why=%s", msg_type, escape_for_log(problem))
+        kind = requests.reply_type(msg_type)
+        if kind is None or self.session is None:
+            return
+        content: dict[str, Any] = {
+            "status": "error",
+            "ename": requests.MALFORMED,
+            "evalue": f"The kernel did not act on this {msg_type}: {problem}. "
+            "It keeps serving other requests.",
+            "traceback": [],
+        }
+        if msg_type == "execute_request":
+            content.update(execution_count=self.execution_count, user_expressions={}, payload=[])
+        self.session.send(stream, kind, content, msg, ident=idents)
 
     def _begin_request(self, parent: dict[str, Any], msg_id: str, allow_stdin: bool) -> None:
         """Outputs from here on belong to this request; say what happened meanwhile."""
@@ -478,6 +576,7 @@ class SandboxKernel(Kernel):
 
     # -- other requests -------------------------------------------------------------
 
+    @_answers_on_error("complete_request")
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict[str, Any]:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         empty = {
@@ -505,6 +604,7 @@ class SandboxKernel(Kernel):
             "metadata": reply["metadata"],
         }
 
+    @_answers_on_error("inspect_request")
     async def do_inspect(
         self, code: str, cursor_pos: int, detail_level: int = 0, omit_sections: Any = ()
     ) -> dict[str, Any]:
@@ -534,6 +634,7 @@ class SandboxKernel(Kernel):
             "metadata": reply["metadata"],
         }
 
+    @_answers_on_error("is_complete_request")
     async def do_is_complete(self, code: str) -> dict[str, Any]:
         # Pure parsing: no user code runs, so the trusted side can answer.
         from IPython.core.inputtransformer2 import TransformerManager
@@ -544,6 +645,7 @@ class SandboxKernel(Kernel):
             reply["indent"] = " " * (indent or 0)
         return reply
 
+    @_answers_on_error("history_request")
     async def do_history(
         self,
         hist_access_type: str,
