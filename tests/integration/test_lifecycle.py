@@ -72,6 +72,33 @@ def test_shutdown_leaves_no_process(workspace: Path) -> None:
     assert wait_gone(_marked(marker)) == []
 
 
+def test_a_shutdown_sends_its_replies_before_the_kernel_exits(workspace: Path) -> None:
+    """The kernel leaves without Python's teardown (app.py): its last messages still go out."""
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    km.start_kernel(cwd=str(workspace))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        process = km.provisioner.process  # type: ignore[union-attr]
+        msg_id = kc.shutdown()
+        reply = kc.control_channel.get_msg(timeout=30)
+        assert reply["msg_type"] == "shutdown_reply"
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+        broadcast = []
+        deadline = time.monotonic() + 30
+        while not broadcast and time.monotonic() < deadline:
+            msg = kc.iopub_channel.get_msg(timeout=30)
+            if msg["msg_type"] == "shutdown_reply":
+                broadcast.append(msg)
+        assert broadcast, "no shutdown_reply on IOPub"
+        assert process.wait(30) == 0
+    finally:
+        kc.stop_channels()
+        km.cleanup_resources()
+
+
 def test_restart_is_clean(workspace: Path) -> None:
     marker = f"marker-{uuid.uuid4().hex}"
     with running_kernel(workspace) as (km, kc):
