@@ -33,7 +33,7 @@ from sandbox_kernel.config import Output
 from sandbox_kernel.errors import RelayError
 from sandbox_kernel.kernel.runner import ExecutorProcess
 from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
-from sandbox_kernel.relay.framing import HEADER, encode_frame, frame_limit
+from sandbox_kernel.relay.framing import ATTACHED, HEADER, encode_frame_parts, frame_limit
 from sandbox_kernel.relay.gate import GateSettings
 from sandbox_kernel.relay.publisher import IOPub, Publisher
 from sandbox_kernel.relay.reader import MAX_VALUES
@@ -204,9 +204,57 @@ adversarial_bodies = st.one_of(
     json_value.map(lambda v: json.dumps(v).encode()),
 )
 
+# Bundles with values large enough to travel attached (relay/framing.py).
+large_bundles = st.builds(
+    lambda kind, data, big, did: {
+        "type": kind,
+        "data": {**data, **big},
+        "metadata": {},
+        "transient": {"display_id": did},
+    },
+    st.sampled_from(["display_data", "update_display_data", "execute_result"]),
+    st.dictionaries(mime, text, max_size=2),
+    st.dictionaries(
+        st.sampled_from(["image/png", "text/html", "text/plain", "x/y"]),
+        st.tuples(st.integers(64 * 1024, 300_000), st.sampled_from('Aé<\\"\n')).map(
+            lambda nc: nc[1] * (nc[0] // len(nc[1].encode()))
+        ),
+        min_size=1,
+        max_size=2,
+    ),
+    st.sampled_from(["d1", "d2"]),
+)
+
+
+def _encoded(message: dict[str, Any]) -> bytes:
+    return b"".join(encode_frame_parts(message)[0])
+
+
+@st.composite
+def hostile_attached(draw: st.DrawFn) -> bytes:
+    """An attached body with one thing wrong, or several: lying lengths, a head that
+    overruns, a missing or real placeholder, a JSON MIME type, bytes that are not UTF-8."""
+    kind = draw(st.sampled_from(["display_data", "execute_result", "stream", "execute_reply"]))
+    key = draw(mime | st.just("<b>"))
+    blob = draw(st.binary(max_size=300) | st.integers(0, 200_000).map(lambda n: b"A" * n))
+    placeholder = draw(st.sampled_from([None, "text", 1]))
+    length = draw(st.sampled_from([len(blob), len(blob) + 1, len(blob) - 1, -1, 2**40, True]))
+    head: dict[str, Any] = {"type": kind, "data": {key: placeholder}, "transient": {}}
+    if draw(st.booleans()):
+        head["attached"] = {key: length}
+    else:
+        head["attached"] = draw(json_value)
+    raw = json.dumps(head).encode()
+    head_length = draw(st.sampled_from([len(raw), len(raw) + 1, len(raw) - 1, 0, 2**32 - 1]))
+    body = ATTACHED + HEADER.pack(head_length) + raw + blob
+    return body[: draw(st.integers(0, len(body)))] if draw(st.booleans()) else body
+
+
 frames = st.one_of(
-    valid_messages.map(encode_frame),
+    valid_messages.map(_encoded),
+    large_bundles.map(_encoded),
     adversarial_bodies.map(_frame),
+    hostile_attached().map(_frame),
 )
 tails = st.one_of(
     st.just(b""),

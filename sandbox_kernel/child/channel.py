@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
+from ..relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame, encode_frame_parts
 
 # Bound at import, like the encoder: cells share this interpreter and may rebind json.loads.
 _decode = json.JSONDecoder().decode
@@ -87,18 +87,22 @@ class Channel:
             return
         if stamp and self.stamp is not None:
             self.stamp(message)
-        frame = encode_frame(message)
-        if len(frame) - HEADER.size > self.max_frame_bytes:
-            stand_in = {"type": "oversized", "kind": str(message.get("type")), "bytes": len(frame)}
+        parts, length = encode_frame_parts(message)
+        if length > self.max_frame_bytes:
+            stand_in = {
+                "type": "oversized",
+                "kind": str(message.get("type")),
+                "bytes": length + HEADER.size,
+            }
             if "parent" in message:
                 stand_in["parent"] = message["parent"]
-            frame = encode_frame(stand_in)
+            parts = [encode_frame(stand_in)]
         main = threading.current_thread() is threading.main_thread()
         if main:
             _gate.depth += 1
         try:
             with self._send_lock:
-                self.sock.sendall(frame)
+                self._send_parts(parts)
         except OSError:
             # The trusted side is gone; nothing more can be said to it.
             self.closed = True
@@ -106,6 +110,22 @@ class Channel:
             if main:
                 _gate.depth -= 1
                 _gate.release()
+
+    def _send_parts(self, parts: list[bytes]) -> None:
+        """Write one frame's parts in order, without joining them (an attached image
+        would otherwise be copied once more)."""
+        if len(parts) == 1:
+            self.sock.sendall(parts[0])
+            return
+        views = [memoryview(p) for p in parts]
+        while views:
+            sent = self.sock.sendmsg(views)
+            while sent and views:
+                if sent >= len(views[0]):
+                    sent -= len(views.pop(0))
+                else:
+                    views[0] = views[0][sent:]
+                    sent = 0
 
     def after_fork_in_child(self) -> None:
         """A forked child is not the executor: it must never touch the relay.

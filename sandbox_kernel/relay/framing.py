@@ -1,7 +1,18 @@
 """The frame format both sides share: a header and an encoder, nothing that parses.
 
-A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON
-holding one object with a ``"type"`` key. Both directions use the same framing.
+A frame is a 4-byte big-endian length followed by that many bytes of body. A body
+is UTF-8 JSON holding one object with a ``"type"`` key. Both directions use the same
+framing.
+
+An output bundle (``display_data``, ``update_display_data``, ``execute_result``)
+whose text values are large (an image's base64, a page of HTML) may instead travel
+as an *attached* body: the byte ``ATTACHED`` (0x01, never the first byte of JSON),
+a 4-byte length of a JSON head, the head, then the large values' UTF-8 bytes one
+after the other. In the head each such value stands as ``null`` in ``data``, and
+``"attached"`` maps its MIME type to its length in bytes, in the order of the bytes.
+The values then cost neither a JSON escape on this side nor a JSON parse on the
+trusted side, which only decodes them as strict UTF-8 (relay/reader.py checks the
+lengths, the MIME types and the placeholders; the result is the same message).
 This module is imported inside the sandbox (the executor writes frames, the
 launcher reports setup failures in them), so it holds no parser of child bytes:
 that is :mod:`sandbox_kernel.relay.reader`, which only the trusted side imports.
@@ -15,12 +26,17 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "ATTACHABLE_TYPES",
+    "ATTACHED",
+    "ATTACH_MIN_BYTES",
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "HEADER",
     "STREAM_FRAME_CHARS",
     "encode_frame",
+    "encode_frame_parts",
     "frame_limit",
+    "is_json_mime",
 ]
 
 HEADER = struct.Struct(">I")
@@ -55,3 +71,53 @@ def encode_frame(message: Mapping[str, Any]) -> bytes:
     # the frame valid UTF-8 and decodes back to the same str.
     data = body.encode("utf-8", "backslashreplace")
     return HEADER.pack(len(data)) + data
+
+
+# First byte of an attached body (JSON starts with '{' or whitespace, never 0x01).
+ATTACHED = b"\x01"
+# Below this a value stays in the JSON: escaping it costs less than a second part.
+ATTACH_MIN_BYTES = 64 * 1024
+ATTACHABLE_TYPES = frozenset({"display_data", "update_display_data", "execute_result"})
+
+
+def is_json_mime(mime: str) -> bool:
+    """Whether a bundle's value for ``mime`` is JSON (any value) rather than text."""
+    return mime == "application/json" or mime.endswith("+json")
+
+
+def encode_frame_parts(message: Mapping[str, Any]) -> tuple[list[bytes], int]:
+    """Serialise one message into the parts of one frame (to send in one go, in order)
+    and the length of its body. Large text values of an output bundle are attached
+    (see the module's docstring); anything else is :func:`encode_frame`."""
+    data = message.get("data")
+    if message.get("type") in ATTACHABLE_TYPES and isinstance(data, dict):
+        attached: dict[str, int] = {}
+        blobs: list[bytes] = []
+        for mime, value in data.items():
+            if (
+                isinstance(value, str)
+                and len(value) >= ATTACH_MIN_BYTES // 4
+                and isinstance(mime, str)
+                and not is_json_mime(mime)
+            ):
+                try:
+                    # Strict: a lone surrogate cannot be UTF-8; such text stays in the
+                    # JSON, where it travels escaped as before.
+                    blob = value.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+                if len(blob) >= ATTACH_MIN_BYTES:
+                    attached[mime] = len(blob)
+                    blobs.append(blob)
+        if blobs:
+            head_message = {
+                **message,
+                "data": {k: None if k in attached else v for k, v in data.items()},
+                "attached": attached,
+            }
+            head = _encode(head_message).encode("utf-8", "backslashreplace")
+            prefix = ATTACHED + HEADER.pack(len(head))
+            length = len(prefix) + len(head) + sum(len(b) for b in blobs)
+            return [HEADER.pack(length) + prefix + head, *blobs], length
+    frame = encode_frame(message)
+    return [frame], len(frame) - HEADER.size

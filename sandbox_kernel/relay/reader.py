@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import RelayError
 from ..units import MIB
-from .framing import DEFAULT_MAX_FRAME_BYTES, HEADER
+from .framing import ATTACHABLE_TYPES, ATTACHED, DEFAULT_MAX_FRAME_BYTES, HEADER, is_json_mime
 
 __all__ = [
     "CHILD_MESSAGE_TYPES",
@@ -32,6 +32,7 @@ __all__ = [
     "FrameReader",
     "FrameRejected",
     "count_values",
+    "decode_body",
     "decode_payload",
     "decoding_cost",
     "validate_child_message",
@@ -92,8 +93,74 @@ HEADROOM_CHECK_BYTES = 1024 * 1024
 
 
 def decoding_cost(data: bytes) -> int:
-    """An upper bound on the memory ``decode_payload(data)`` takes."""
-    return count_values(data) * VALUE_COST_BYTES + len(data) * BYTE_COST
+    """An upper bound on the memory ``decode_body(data)`` takes: the values of its JSON,
+    and every byte (attached values included) decoded as UCS-4 twice over at worst."""
+    json_part = data
+    if data[:1] == ATTACHED and len(data) >= 1 + HEADER.size:
+        (head_length,) = HEADER.unpack_from(data, 1)
+        json_part = data[1 + HEADER.size : 1 + HEADER.size + head_length]
+    return count_values(json_part) * VALUE_COST_BYTES + len(data) * BYTE_COST
+
+
+def decode_body(body: bytes) -> Any:
+    """Decode one frame body: plain JSON (:func:`decode_payload`), or an attached body
+    (relay/framing.py): its JSON head decoded the same way, then each attached value
+    checked against the head and decoded as strict UTF-8 into its place in ``data``.
+
+    The result is what the same message sent as plain JSON decodes to, so the schema
+    and the gate see no difference. Anything that does not add up is a rejected frame:
+    a head that overruns the body, lengths that do not cover the bytes exactly, a MIME
+    type that is not a text placeholder of this bundle, bytes that are not UTF-8."""
+    if body[:1] != ATTACHED:
+        return decode_payload(body)
+    start = 1 + HEADER.size
+    if len(body) < start:
+        raise FrameRejected("attached frame is too short for its head's length")
+    (head_length,) = HEADER.unpack_from(body, 1)
+    if head_length > len(body) - start:
+        raise FrameRejected(
+            f"attached frame's head of {head_length:,} bytes overruns its "
+            f"{len(body) - start:,} bytes"
+        )
+    value = decode_payload(body[start : start + head_length])
+    if not isinstance(value, dict):
+        raise FrameRejected("frame is not a JSON object")
+    if value.get("type") not in ATTACHABLE_TYPES:
+        raise FrameRejected(f"{str(value.get('type'))[:40]!r} frames carry no attached values")
+    attached = value.pop("attached", None)
+    data = value.get("data")
+    if not isinstance(attached, dict) or not attached or not isinstance(data, dict):
+        raise FrameRejected("attached frame lacks its 'attached' lengths or its data")
+    offset = start + head_length
+    lengths: list[tuple[str, int]] = []
+    for mime, length in attached.items():
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise FrameRejected("attached lengths must be non-negative integers")
+        if mime not in data or data[mime] is not None:
+            raise FrameRejected(f"attached {mime[:40]!r} has no null placeholder in data")
+        if is_json_mime(mime):
+            raise FrameRejected(f"attached {mime[:40]!r} is JSON, which is never attached")
+        lengths.append((mime, length))
+    if sum(length for _, length in lengths) != len(body) - offset:
+        raise FrameRejected(
+            f"attached lengths add up to {sum(n for _, n in lengths):,} bytes, "
+            f"the frame holds {len(body) - offset:,}"
+        )
+    with memoryview(body) as view:
+        for mime, length in lengths:
+            try:
+                # str() of a buffer decodes it in place: no copy of the bytes first.
+                data[mime] = str(view[offset : offset + length], "utf-8", "strict")
+            except UnicodeDecodeError as exc:
+                raise FrameRejected(
+                    f"attached {mime[:40]!r} is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                ) from None
+            except MemoryError:
+                raise FrameRejected(
+                    f"frame of {len(body):,} bytes does not fit in the kernel's memory limit"
+                ) from None
+            offset += length
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -224,7 +291,7 @@ class FrameReader:
             self._need = None
             try:
                 self._check_headroom(body)
-                out.append(validate_child_message(decode_payload(body)))
+                out.append(validate_child_message(decode_body(body)))
             except FrameRejected as exc:
                 out.append(exc)
             del body
@@ -295,10 +362,6 @@ def _str_list(msg: Mapping[str, Any], key: str, default: Any = ...) -> Any:
     return value
 
 
-def _is_json_mime(mime: str) -> bool:
-    return mime == "application/json" or mime.endswith("+json")
-
-
 def validate_mime_bundle(bundle: Any, where: str) -> dict[str, Any]:
     """A display bundle: MIME type -> str (or JSON for ``*json`` types)."""
     if not isinstance(bundle, dict):
@@ -307,7 +370,7 @@ def validate_mime_bundle(bundle: Any, where: str) -> dict[str, Any]:
     for mime, value in bundle.items():
         if not isinstance(mime, str) or not MIME_RE.fullmatch(mime):
             raise FrameRejected(f"{where}: {str(mime)[:40]!r} is not a MIME type")
-        if _is_json_mime(mime):
+        if is_json_mime(mime):
             if not isinstance(value, (dict, list, str, int, float, bool)) and value is not None:
                 raise FrameRejected(f"{where}: {mime} value is not JSON")
         elif not isinstance(value, str):

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import socket
+import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,12 @@ from jupyter_client.session import json_packer
 from sandbox_kernel.errors import ExecutorDied, RelayError
 from sandbox_kernel.kernel.runner import ExecutorProcess
 from sandbox_kernel.relay import framing, reader
-from sandbox_kernel.relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame
+from sandbox_kernel.relay.framing import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER,
+    encode_frame,
+    encode_frame_parts,
+)
 from sandbox_kernel.relay.reader import (
     CHILD_MESSAGE_TYPES,
     MAX_DEPTH,
@@ -765,6 +771,243 @@ def test_comm_buffers_are_decoded() -> None:
 
 
 # ---------------------------------------------------------------------------
+# Attached values (relay/framing.py): an output's large text after a JSON head
+# ---------------------------------------------------------------------------
+
+PNG_B64 = base64.b64encode(bytes(range(256)) * 400).decode()  # 136,536 characters
+HTML = "<table>" + '<tr><td>é "q" \\ \n</td></tr>' * 4000 + "</table>"
+
+
+def bundle(**data: Any) -> dict[str, Any]:
+    return {
+        "type": "display_data",
+        "data": {"text/plain": "<Image>", **data},
+        "metadata": {"image/png": {"width": 10}},
+        "transient": {},
+        "parent": "cell-1",
+    }
+
+
+def attached_frame(head: Any, *blobs: bytes, head_length: int | None = None) -> bytes:
+    """An attached body built by hand: marker, head length, head, then the blobs."""
+    raw = head if isinstance(head, bytes) else json.dumps(head).encode()
+    length = len(raw) if head_length is None else head_length
+    return frame_of(framing.ATTACHED + HEADER.pack(length) + raw + b"".join(blobs))
+
+
+def png_head(**changes: Any) -> dict[str, Any]:
+    head = bundle(**{"image/png": None})
+    head["attached"] = {"image/png": len(PNG_B64)}
+    head.update(changes)
+    return head
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        bundle(**{"image/png": PNG_B64}),
+        bundle(**{"image/png": PNG_B64, "text/html": HTML, "image/jpeg": "small"}),
+        {**bundle(**{"text/html": HTML}), "type": "execute_result", "execution_count": 3},
+        {
+            **bundle(**{"image/png": PNG_B64}),
+            "type": "update_display_data",
+            "transient": {"display_id": "d"},
+        },
+    ],
+    ids=["png", "png+html+small", "execute_result", "update_display_data"],
+)
+def test_large_bundle_values_are_attached_and_arrive_as_the_same_message(
+    message: dict[str, Any],
+) -> None:
+    parts, length = encode_frame_parts(message)
+    frame = b"".join(parts)
+    assert len(parts) > 1
+    assert frame[HEADER.size : HEADER.size + 1] == framing.ATTACHED
+    assert HEADER.unpack(frame[: HEADER.size]) == (length,) == (len(frame) - HEADER.size,)
+    # The attached values are not in the JSON head, escaped or otherwise.
+    assert PNG_B64[:1000].encode() not in parts[0]
+    assert b"<table>" not in parts[0]
+    plain = only(FrameReader().feed(encode_frame(message)))
+    assert only(FrameReader().feed(frame)) == plain
+    # Key order too (a frontend may care): the placeholders keep each value's place.
+    assert list(only(FrameReader().feed(frame))["data"]) == list(message["data"])
+    # Cut anywhere, one byte at a time across the boundaries, the same message.
+    assert (
+        only(feed_all(FrameReader(), [frame[i : i + 7777] for i in range(0, len(frame), 7777)]))
+        == plain
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        bundle(**{"image/png": "A" * 1000}),  # small: stays in the JSON
+        bundle(**{"application/json": "A" * 200_000}),  # JSON types are never attached
+        bundle(**{"text/plain": "a\udc80" * 40_000}),  # a lone surrogate is no UTF-8
+        {"type": "stream", "name": "stdout", "text": "x" * 200_000},
+    ],
+    ids=["small", "json-mime", "surrogates", "stream"],
+)
+def test_what_is_not_attached_travels_as_plain_json(message: dict[str, Any]) -> None:
+    parts, length = encode_frame_parts(message)
+    assert parts == [encode_frame(message)]
+    assert length == len(parts[0]) - HEADER.size
+
+
+def test_the_executor_writes_an_attached_frame_in_parts_that_arrive_whole() -> None:
+    from sandbox_kernel.child.channel import Channel
+
+    ours, theirs = socket.socketpair()
+    try:
+        # A small send buffer, so that sendmsg writes part of the frame at a time.
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        channel = Channel(theirs)
+        message = bundle(**{"image/png": PNG_B64, "text/html": HTML})
+        sender = threading.Thread(
+            target=lambda: [channel.send(message), channel.send(stream("after"))]
+        )
+        sender.start()
+        reader = FrameReader()
+        items: list[Item] = []
+        ours.settimeout(10)
+        while len(items) < 2:
+            items += reader.feed(ours.recv(1000))
+        sender.join(10)
+        assert items == [only(FrameReader().feed(encode_frame(message))), stream("after")]
+    finally:
+        ours.close()
+        theirs.close()
+
+
+HOSTILE_ATTACHED: list[tuple[str, bytes, str]] = [
+    # (name, frame, what the reason names)
+    ("truncated: no head length", frame_of(framing.ATTACHED + b"\x00\x00"), "too short"),
+    ("head overruns the body", attached_frame(png_head(), head_length=10**6), "overruns"),
+    (
+        "lengths claim more than is there",
+        attached_frame(png_head(attached={"image/png": len(PNG_B64) + 1}), PNG_B64.encode()),
+        "add up",
+    ),
+    (
+        "lengths claim less than is there",
+        attached_frame(png_head(attached={"image/png": 5}), PNG_B64.encode()),
+        "add up",
+    ),
+    (
+        "a second value smuggled after the first",
+        attached_frame(png_head(), PNG_B64.encode(), b'{"type":"done","id":1}'),
+        "add up",
+    ),
+    (
+        "negative length",
+        attached_frame(png_head(attached={"image/png": -1, "text/plain": 1}), b""),
+        "non-negative",
+    ),
+    ("bool length", attached_frame(png_head(attached={"image/png": True}), b"A"), "non-negative"),
+    ("float length", attached_frame(png_head(attached={"image/png": 1.0}), b"A"), "non-negative"),
+    ("no attached map", attached_frame(bundle(**{"image/png": None})), "lacks"),
+    ("empty attached map", attached_frame(png_head(attached={})), "lacks"),
+    ("attached is a list", attached_frame(png_head(attached=[["image/png", 1]]), b"A"), "lacks"),
+    (
+        "no placeholder: the value would replace real text",
+        attached_frame(png_head(attached={"text/plain": 3}), b"abc"),
+        "placeholder",
+    ),
+    (
+        "not in data at all",
+        attached_frame(png_head(attached={"text/html": 3}), b"abc"),
+        "placeholder",
+    ),
+    (
+        "a JSON MIME type",
+        attached_frame(
+            {**bundle(**{"application/json": None}), "attached": {"application/json": 2}}, b"{}"
+        ),
+        "JSON",
+    ),
+    (
+        "wrong MIME type (not a MIME type)",
+        attached_frame({**bundle(**{"<script>": None}), "attached": {"<script>": 1}}, b"A"),
+        "MIME",
+    ),
+    (
+        "a frame type that has no bundle",
+        attached_frame({**stream("x"), "attached": {"text": 1}}, b"A"),
+        "carry no attached",
+    ),
+    (
+        "a reply may not attach (it could smuggle a token-less reply body)",
+        attached_frame(
+            {"type": "execute_reply", "id": 1, "status": "ok", "attached": {"x/y": 1}}, b"A"
+        ),
+        "carry no attached",
+    ),
+    ("head is not an object", attached_frame([1, 2]), "not a JSON object"),
+    ("head is not JSON", attached_frame(b"{nope", b"A"), "not valid JSON"),
+    (
+        "invalid UTF-8 in the value",
+        attached_frame(png_head(attached={"image/png": 3}), b"\xff\xfe\xfd"),
+        "not valid UTF-8",
+    ),
+    (
+        "an encoded surrogate in the value",
+        attached_frame(
+            png_head(attached={"image/png": 3}), "\ud800".encode("utf-8", "surrogatepass")
+        ),
+        "not valid UTF-8",
+    ),
+    (
+        "a value cut in the middle of a character",
+        attached_frame(png_head(attached={"image/png": 1}), "é".encode()[:1]),
+        "not valid UTF-8",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [(f, r) for _, f, r in HOSTILE_ATTACHED],
+    ids=[name for name, _, _ in HOSTILE_ATTACHED],
+)
+def test_hostile_attached_frames_are_rejected_between_intact_neighbours(
+    frame: bytes, reason: str
+) -> None:
+    good = encode_frame(stream("before")), encode_frame(stream("after"))
+    items = FrameReader().feed(good[0] + frame + good[1])
+    assert len(items) == 3, items
+    assert items[0] == stream("before")
+    assert items[2] == stream("after")
+    assert isinstance(items[1], FrameRejected), items[1]
+    assert reason in str(items[1])
+
+
+def test_an_attached_frame_over_the_limit_is_fatal_before_anything_is_read() -> None:
+    message = bundle(**{"image/png": PNG_B64})
+    parts, length = encode_frame_parts(message)
+    with pytest.raises(RelayError, match="exceeds"):
+        FrameReader(max_frame_bytes=length - 1).feed(parts[0])
+    assert only(FrameReader(max_frame_bytes=length).feed(b"".join(parts)))["type"] == "display_data"
+
+
+def test_attached_bytes_count_in_the_decoding_bound() -> None:
+    """The memory bound covers the attached bytes (9 per byte), and the values are
+    counted in the head alone: the attached text is one value, whatever it holds."""
+    csv = ",".join(["1"] * 1_500_000)
+    message = bundle(**{"text/csv": csv})
+    frame = b"".join(encode_frame_parts(message)[0])
+    body = frame[HEADER.size :]
+    assert reader.count_values(body) > 1_500_000
+    assert reader.decoding_cost(body) >= len(body) * reader.BYTE_COST
+    assert (
+        reader.decoding_cost(body) < len(body) * reader.BYTE_COST + 1000 * reader.VALUE_COST_BYTES
+    )
+    assert only(FrameReader().feed(frame))["data"]["text/csv"] == csv
+    # Under a memory limit it does not fit in, it is refused with the setting named.
+    tight = FrameReader(headroom=lambda: len(body) * 2)
+    assert "kernel_memory_mb" in str(only(tight.feed(frame)))
+
+
+# ---------------------------------------------------------------------------
 # Fuzzing: nothing but dicts, FrameRejected or RelayError ever comes out
 # ---------------------------------------------------------------------------
 
@@ -1094,7 +1337,12 @@ def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> 
     try:
         channel = Channel(theirs)
         channel.max_frame_bytes = 64 * 1024
-        channel.send({"type": "display_data", "data": {"image/png": "A" * 100_000}, "parent": "p"})
+        big = {"type": "display_data", "data": {"image/png": "A" * 100_000}, "parent": "p"}
+        # The image is attached (relay/framing.py): 100,000 bytes after a small head.
+        parts, length = encode_frame_parts(big)
+        assert len(parts) == 2
+        assert 100_000 < length < 100_100
+        channel.send(big)
         channel.send(stream("after"))
         ours.settimeout(5)
         data = b""
@@ -1106,7 +1354,7 @@ def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> 
         assert items[0] == {
             "type": "oversized",
             "kind": "display_data",
-            "bytes": 100_064,
+            "bytes": length + 4,
             "parent": "p",
         }
         assert items[1] == stream("after")
