@@ -20,7 +20,7 @@ from ..units import MIB
 from .budget import CellBudget, NoticeBudget, OutputLimits
 from .gate import GateSettings, OutputGate
 
-__all__ = ["IOPub", "Publisher"]
+__all__ = ["IOPub", "Publisher", "pack_bundle"]
 
 
 class IOPub:
@@ -238,7 +238,11 @@ class Publisher:
             # belongs in the message's metadata, not in its content.
             metadata = content.pop("metadata", None)
         pack = self._serialise
-        packed_content = pack(content)
+        packed_content = None
+        if kind in BUNDLE_TYPES and pack is json_packer:
+            packed_content = pack_bundle(content)
+        if packed_content is None:
+            packed_content = pack(content)
         size = len(packed_content) + len(pack(metadata or {}))
         buffers = list(message.get("buffers") or [])
         size += sum(len(b) for b in buffers)
@@ -331,6 +335,49 @@ class Publisher:
 
 
 COMM = frozenset({"comm_open", "comm_msg", "comm_close"})
+
+# A bundle's text values of this size or more are spliced into the packed content.
+SPLICE_MIN_CHARS = 64 * 1024
+# The ASCII bytes json.dumps(ensure_ascii=False) writes as they are; it escapes only
+# '"', '\\' and the control characters below 0x20.
+_JSON_VERBATIM = bytes(c for c in range(0x20, 0x80) if c not in b'"\\')
+
+
+def pack_bundle(content: dict[str, Any]) -> bytes | None:
+    """``json_packer(content)``, byte for byte, for a bundle's content whose ``data``
+    holds large ASCII text that JSON writes verbatim (an image's base64): such a value
+    is copied between quotes instead of going through ``json.dumps`` and ``encode``,
+    about a third of the cost. None when there is no such value (pack as usual).
+
+    Only the escaping is skipped, never a check: the value is a str the reader and the
+    gate have passed, and whether JSON would write it verbatim is checked on its bytes.
+    """
+    data = content.get("data")
+    if not isinstance(data, dict):
+        return None
+    verbatim: dict[str, bytes] = {}
+    for mime, value in data.items():
+        if type(value) is str and len(value) >= SPLICE_MIN_CHARS and value.isascii():
+            raw = value.encode("ascii")
+            if not raw.translate(None, _JSON_VERBATIM):
+                verbatim[mime] = raw
+    if not verbatim:
+        return None
+    parts: list[bytes] = []
+    for key, value in content.items():
+        parts.append(b", " if parts else b"{")
+        parts.append(json_packer(key) + b": ")
+        if key != "data":
+            parts.append(json_packer(value))
+            continue
+        for index, (mime, text) in enumerate(data.items()):
+            parts.append(b", " if index else b"{")
+            parts.append(json_packer(mime) + b": ")
+            spliced = verbatim.get(mime)
+            parts.extend((b'"', spliced, b'"') if spliced is not None else (json_packer(text),))
+        parts.append(b"}" if data else b"{}")
+    parts.append(b"}")
+    return b"".join(parts)
 
 
 @dataclass

@@ -3,15 +3,24 @@ which parent, what it drops and what it tells the cell, checked exactly."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jupyter_client.session import json_packer
 
 from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
 from sandbox_kernel.relay.gate import REMOVED, GateSettings
-from sandbox_kernel.relay.publisher import IOPUB_TYPES, REMEMBERED_PARENTS, Publisher
+from sandbox_kernel.relay.publisher import (
+    IOPUB_TYPES,
+    REMEMBERED_PARENTS,
+    Publisher,
+    pack_bundle,
+)
 from sandbox_kernel.relay.widgets import WIDGET_TARGETS
 from tests.unit.conftest import Clock
 
@@ -352,3 +361,71 @@ def test_buffers_count_against_the_budget(clock: Clock) -> None:
     pub.publish({"type": "comm_msg", "comm_id": "b", "data": {}, "buffers": [b"\0" * 100]})
     [sent] = wire.of("comm_msg")
     assert sent.buffers == [b"\0" * 100]
+
+
+# -- large bundles: spliced, byte for byte as json_packer ------------------------------
+
+BIG_B64 = base64.b64encode(bytes(range(256)) * 300).decode()  # 102,400 characters
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"text/plain": "<Image>", "image/png": BIG_B64},
+        {"image/png": BIG_B64, "image/jpeg": BIG_B64[::-1], "text/plain": 'x "q"'},
+        {"text/html": "<p>" + "a" * 70_000 + "</p>", "text/plain": "t"},
+        # Not verbatim: each needs an escape somewhere, so json.dumps packs it.
+        {"text/plain": "a" * 70_000 + '"'},
+        {"text/plain": "a" * 70_000 + "\\"},
+        {"text/plain": "a" * 70_000 + "\n"},
+        {"text/plain": "a" * 70_000 + "\x00\x1f"},
+        {"text/plain": "a" * 70_000 + "é"},
+        {"text/plain": "a" * 70_000 + "\x7f"},  # DEL: written as it is, like json.dumps
+        {"text/plain": "small"},
+        {},
+    ],
+)
+def test_pack_bundle_is_json_packer_byte_for_byte(data: dict[str, Any]) -> None:
+    for content in (
+        {"data": data, "metadata": {"image/png": {"width": 3}}, "transient": {}},
+        {"execution_count": 4, "data": data, "metadata": {}},
+    ):
+        packed = pack_bundle(content)
+        assert packed is None or packed == json_packer(content)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=20),
+        st.one_of(
+            st.text(max_size=50),
+            st.tuples(st.text(max_size=3), st.integers(65_536, 70_000)).map(
+                lambda t: "A" * t[1] + t[0]
+            ),
+            st.integers(),
+        ),
+        max_size=4,
+    ),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+def test_pack_bundle_matches_json_packer_on_any_bundle(
+    data: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    content = {"data": data, "metadata": metadata, "transient": {}}
+    packed = pack_bundle(content)
+    assert packed is None or packed == json_packer(content)
+
+
+def test_a_large_image_is_published_as_json_packer_would_pack_it(clock: Clock) -> None:
+    sent: list[bytes] = []
+    pub = Publisher(
+        lambda kind, content, *a: sent.append(content),
+        LIMITS,
+        GateSettings(),
+    )
+    pub.begin_cell(parent("cell-1"))
+    bundle = {"text/plain": "<Image>", "image/png": BIG_B64}
+    pub.publish({"type": "display_data", "data": bundle, "metadata": {}, "transient": {}})
+    assert sent == [json_packer({"data": bundle, "metadata": {}, "transient": {}})]
+    assert pub.budget.sent_bytes == len(sent[0]) + len(json_packer({}))
