@@ -49,6 +49,54 @@ def _own_path(controller: str | None) -> str | None:
     return None
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo path field: spaces, tabs, newlines and backslashes are octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _mounts(controller: str | None) -> list[tuple[str, str]]:
+    """(root, mount point) of each mount of ``controller``'s v1 hierarchy (None: v2)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for line in _read("/proc/self/mountinfo").splitlines():
+            fields, _, tail = line.partition(" - ")
+            parts, super_options = fields.split(), tail.split()
+            if len(parts) < 5 or len(super_options) < 3:
+                continue
+            fstype, options = super_options[0], super_options[2].split(",")
+            if (controller is None and fstype == "cgroup2") or (
+                controller is not None and fstype == "cgroup" and controller in options
+            ):
+                found.append((_unescape(parts[3]), _unescape(parts[4])))
+    return found
+
+
+def _own_dir(controller: str | None) -> str | None:
+    """The directory of this process's own cgroup (v1 ``controller``, None: v2).
+
+    /proc/self/cgroup gives the path from the hierarchy's root, but a container
+    may see only its own part of the hierarchy: Docker on cgroup v1 (no cgroup
+    namespace) mounts /docker/<id> at /sys/fs/cgroup/memory while /proc/self/cgroup
+    still says /docker/<id>. The mount's root (mountinfo) is taken off the path.
+    """
+    own = _own_path(controller)
+    if own is None:
+        return None
+    for root, mount_point in _mounts(controller):
+        if root == "/":
+            relative: str | None = own.lstrip("/")
+        elif own == root:
+            relative = ""
+        elif own.startswith(root.rstrip("/") + "/"):
+            relative = own[len(root.rstrip("/")) + 1 :]
+        else:
+            relative = None  # this mount shows another part of the hierarchy
+        if relative is not None and os.path.isdir(os.path.join(mount_point, relative)):
+            return os.path.join(mount_point, relative).rstrip("/") or "/"
+    base = ROOT if controller is None else os.path.join(ROOT, controller)
+    return os.path.join(base, own.lstrip("/"))
+
+
 def cpu_quota_us(share: float) -> int:
     """CPU time per period for ``share`` cores (the kernel refuses less than 1 ms)."""
     return max(1000, round(share * CPU_PERIOD_US))
@@ -188,10 +236,9 @@ def _alive(pid: int) -> bool:
 
 
 def _create_v2(name: str, memory_bytes: int, pids_max: int, cpu_share: float) -> Cgroup | str:
-    own = _own_path(None)
-    if own is None:
+    base = _own_dir(None)
+    if base is None:
         return "cgroup v2 is not mounted"
-    base = os.path.join(ROOT, own.lstrip("/"))
     try:
         enabled = _read(os.path.join(base, "cgroup.subtree_control")).split()
     except OSError as exc:
@@ -227,11 +274,9 @@ def _create_v1(name: str, memory_bytes: int, pids_max: int, cpu_share: float) ->
     dirs: dict[str, str] = {}
     try:
         for controller in ("memory", "pids"):
-            own = _own_path(controller)
-            mount = os.path.join(ROOT, controller)
-            if own is None or not os.path.isdir(mount):
+            parent = _own_dir(controller)
+            if parent is None or not os.path.isdir(os.path.join(ROOT, controller)):
                 raise FileNotFoundError(f"the v1 {controller} controller is not mounted")
-            parent = os.path.join(mount, own.lstrip("/"))
             _sweep_stale(parent, name)
             directory = os.path.join(parent, name)
             os.mkdir(directory)
@@ -257,13 +302,11 @@ def _add_v1_cpu(group: Cgroup, name: str, cpu_share: float) -> None:
     made: dict[str, str] = {}
     try:
         for controller in ("cpu", "cpuacct"):
-            own = _own_path(controller)
-            mount = os.path.join(ROOT, controller)
-            if own is None or not os.path.isdir(mount):
+            parent = _own_dir(controller)
+            if parent is None or not os.path.isdir(os.path.join(ROOT, controller)):
                 if controller == "cpu":
                     raise FileNotFoundError("the v1 cpu controller is not mounted")
                 continue
-            parent = os.path.join(mount, own.lstrip("/"))
             directory = os.path.join(parent, name)
             # cpu and cpuacct are often one hierarchy (cpu,cpuacct): one directory.
             same = [d for d in made.values() if os.path.realpath(d) == os.path.realpath(directory)]
@@ -333,8 +376,7 @@ class EnclosingLimits:
 def _limit_file(controller: str | None, name: str) -> str | None:
     """The limit file of this process's own cgroup, wherever the hierarchy is mounted."""
     base = ROOT if controller is None else os.path.join(ROOT, controller)
-    own = _own_path(controller) or "/"
-    for directory in (os.path.join(base, own.lstrip("/")), base):
+    for directory in (_own_dir(controller) or base, base):
         path = os.path.join(directory, name)
         if os.path.exists(path):
             return path

@@ -56,3 +56,53 @@ def test_the_report_says_when_the_share_is_not_enforced() -> None:
     enforced = cpu_share_layer(0.5, Cgroup(1, {"cpu": "/x"}, cpu_share=0.5), None)
     assert enforced["on"] is True
     assert cpu_share_layer(0.0, None, None)["on"] is False
+
+
+def test_a_container_that_sees_only_its_own_part_of_the_hierarchy(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Docker on cgroup v1 without a cgroup namespace: /proc/self/cgroup says
+    /docker/<id>, and /docker/<id> is what is mounted at /sys/fs/cgroup/memory. The
+    kernel's cgroup goes under the mount point, not under <mount>/docker/<id> (which
+    does not exist there: every cgroup failed with ENOENT in the fresh container)."""
+    from sandbox_kernel.isolation import cgroups
+
+    own = "/docker/806637efe088"
+    memory = tmp_path / "memory dir"  # a space: mountinfo escapes it as \040
+    pids = tmp_path / "pids"
+    memory.mkdir()
+    pids.mkdir()
+    files = {
+        "/proc/self/cgroup": f"8:pids:{own}\n4:memory:{own}\n0::/\n",
+        "/proc/self/mountinfo": (
+            "83 82 0:46 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n"
+            f"87 83 0:32 {own} {str(memory).replace(' ', chr(92) + '040')} rw,nosuid "
+            "- cgroup cgroup rw,memory\n"
+            f"88 83 0:33 {own} {pids} rw shared:5 - cgroup cgroup rw,pids\n"
+            # Another mount of the same hierarchy that shows a different part of it.
+            f"89 83 0:33 /other /elsewhere rw - cgroup cgroup rw,pids\n"
+        ),
+    }
+    monkeypatch.setattr(cgroups, "_read", lambda path: files[path])
+    assert cgroups._own_dir("memory") == str(memory)
+    assert cgroups._own_dir("pids") == str(pids)
+    # A process further down (its own cgroup below the container's) gets that one.
+    (pids / "sub").mkdir()
+    files["/proc/self/cgroup"] = f"8:pids:{own}/sub\n"
+    assert cgroups._own_dir("pids") == str(pids / "sub")
+    # Where mountinfo has no such mount, the path is read under ROOT as before.
+    assert cgroups._own_dir("cpu") is None
+    files["/proc/self/cgroup"] = f"3:cpu:{own}\n"
+    assert cgroups._own_dir("cpu") == os.path.join(cgroups.ROOT, "cpu", own.lstrip("/"))
+
+
+def test_a_host_that_sees_the_whole_hierarchy(tmp_path: Path, monkeypatch) -> None:
+    from sandbox_kernel.isolation import cgroups
+
+    (tmp_path / "user.slice").mkdir()
+    files = {
+        "/proc/self/cgroup": "0::/user.slice\n",
+        "/proc/self/mountinfo": f"30 25 0:26 / {tmp_path} rw - cgroup2 cgroup2 rw,nsdelegate\n",
+    }
+    monkeypatch.setattr(cgroups, "_read", lambda path: files[path])
+    assert cgroups._own_dir(None) == str(tmp_path / "user.slice")
