@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -145,3 +146,31 @@ def test_unicode_and_surrogates_survive(kc: BlockingKernelClient) -> None:
     assert "héllo ☃ \U0001f600" in res.stdout
     assert "lone" in res.stdout
     assert "surrogate" in res.stdout
+
+
+def test_large_outputs_arrive_exactly_as_displayed(kc: BlockingKernelClient) -> None:
+    """Values of 64 KiB and more travel attached after the frame's JSON head
+    (relay/framing.py): a 1.5 MB image, passive HTML with quotes, backslashes and
+    non-ASCII text, and a large execute_result reach the frontend byte for byte, in
+    the order of the bundle, next to the small values of the same bundle."""
+    res = execute(
+        kc,
+        "import base64, hashlib, os\n"
+        "from IPython.display import display\n"
+        "_big = os.urandom(1_500_000)\n"
+        "_html = '<table>' + '<tr><td>é \"q\" \\\\ ☃</td></tr>' * 20000 + '</table>'\n"
+        "display({'text/plain': 'small', 'image/png': base64.b64encode(_big).decode(),\n"
+        "         'text/html': _html}, raw=True)\n"
+        "print(hashlib.sha256(_big).hexdigest(), hashlib.sha256(_html.encode()).hexdigest())\n"
+        "class _R:\n"
+        "    def _repr_html_(self): return _html + '<p>end</p>'\n"
+        "_R()",
+    )
+    [shown] = res.of_type("display_data")
+    assert list(shown["data"]) == ["text/plain", "image/png", "text/html"]
+    assert shown["data"]["text/plain"] == "small"
+    png_digest, html_digest = res.stdout.split()
+    assert hashlib.sha256(base64.b64decode(shown["data"]["image/png"])).hexdigest() == png_digest
+    assert hashlib.sha256(shown["data"]["text/html"].encode()).hexdigest() == html_digest
+    [result] = res.of_type("execute_result")
+    assert result["data"]["text/html"] == shown["data"]["text/html"] + "<p>end</p>"
