@@ -33,7 +33,13 @@ from sandbox_kernel.config import Output
 from sandbox_kernel.errors import RelayError
 from sandbox_kernel.kernel.runner import ExecutorProcess
 from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
-from sandbox_kernel.relay.framing import ATTACHED, HEADER, encode_frame_parts, frame_limit
+from sandbox_kernel.relay.framing import (
+    ATTACH_MIN_BYTES,
+    ATTACHED,
+    HEADER,
+    encode_frame_parts,
+    frame_limit,
+)
 from sandbox_kernel.relay.gate import GateSettings
 from sandbox_kernel.relay.publisher import IOPub, Publisher
 from sandbox_kernel.relay.reader import MAX_VALUES
@@ -216,9 +222,10 @@ large_bundles = st.builds(
     st.dictionaries(mime, text, max_size=2),
     st.dictionaries(
         st.sampled_from(["image/png", "text/html", "text/plain", "x/y"]),
-        st.tuples(st.integers(64 * 1024, 300_000), st.sampled_from('Aé<\\"\n')).map(
-            lambda nc: nc[1] * (nc[0] // len(nc[1].encode()))
-        ),
+        # Just over the attaching size: larger values would only slow the fuzzer down.
+        st.tuples(
+            st.integers(ATTACH_MIN_BYTES, ATTACH_MIN_BYTES + 4096), st.sampled_from('Aé<\\"\n')
+        ).map(lambda nc: nc[1] * (nc[0] // len(nc[1].encode()))),
         min_size=1,
         max_size=2,
     ),
@@ -236,7 +243,7 @@ def hostile_attached(draw: st.DrawFn) -> bytes:
     overruns, a missing or real placeholder, a JSON MIME type, bytes that are not UTF-8."""
     kind = draw(st.sampled_from(["display_data", "execute_result", "stream", "execute_reply"]))
     key = draw(mime | st.just("<b>"))
-    blob = draw(st.binary(max_size=300) | st.integers(0, 200_000).map(lambda n: b"A" * n))
+    blob = draw(st.binary(max_size=300) | st.integers(0, 70_000).map(lambda n: b"A" * n))
     placeholder = draw(st.sampled_from([None, "text", 1]))
     length = draw(st.sampled_from([len(blob), len(blob) + 1, len(blob) - 1, -1, 2**40, True]))
     head: dict[str, Any] = {"type": kind, "data": {key: placeholder}, "transient": {}}

@@ -91,7 +91,15 @@ _SANITIZE_STYLE_PROPERTIES = {
 _TAG_NAME = re.compile(r"<([A-Za-z][^\t\n\f\r />]*)")
 # A URL scheme as the URL parser reads it, in the text after character references are
 # decoded and tabs/newlines removed (which the URL parser ignores inside a scheme).
-_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*(?=:)")
+#
+# Linear in the text: a match may only begin where a run of scheme characters begins
+# (the lookbehind), skips the run's leading digits and signs, and takes the rest of the
+# run without backtracking. Without that, a run of n letters not followed by ':' was
+# tried from each of its n positions, each to its end: a 1 MB display of letters held
+# the trusted kernel's loop for an hour. It finds what the plain pattern
+# r"[a-z][a-z0-9+.\-]*(?=:)" finds (one match per run followed by ':', from its first
+# letter; tests/unit/test_output_gate.py compares them).
+_SCHEME = re.compile(r"(?<![a-z0-9+.\-])[0-9+.\-]*+([a-z][a-z0-9+.\-]*+)(?=:)")
 _MAX_SCHEME = 64
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 # MathJax (JupyterLab's typesetter) turns these into links, markup or loaded code.
@@ -216,7 +224,10 @@ _RST_DIRECTIVE = re.compile(r"\.\.[ \t]+([^\s:]+)[ \t]*::")
 _RST_TARGET = re.compile(r"\.\.[ \t]+(?:_|\|)|^[ \t]*__[ \t]", re.M)
 # A scheme followed by something: where a renderer could see a URL ("note::" and
 # "Result: 5" are not).
-_RST_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):(?=[^\s:])")
+# Linear, as _SCHEME: the same matches as r"([A-Za-z][A-Za-z0-9+.\-]*):(?=[^\s:])".
+_RST_URL_SCHEME = re.compile(
+    r"(?<![A-Za-z0-9+.\-])[0-9+.\-]*+([A-Za-z][A-Za-z0-9+.\-]*+):(?=[^\s:])"
+)
 _RST_LINK_SCHEMES = frozenset({"http", "https", "mailto"})
 
 
