@@ -722,3 +722,49 @@ def test_a_megabyte_of_letters_is_gated_in_one_pass(mime: str, unit: str) -> Non
     assert done.wait(120), f"gating {len(text):,} characters of {unit!r} did not finish"
     data, _ = result[0]
     assert data[mime] == text  # passive: relayed as it is
+
+
+_PLAIN_SCRIPT_OR_STYLE = re.compile(
+    r"<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<link\b[^>]*>", re.S | re.I
+)
+_TOKENS = [
+    "<script>",
+    "</script>",
+    "<style>",
+    "</style >",
+    "<SCRIPT a=1>",
+    "</Script>",
+    "<!--",
+    "-->",
+    "<link a>",
+    "<link",
+    " ",
+    "\n",
+    "\u2003",
+    "x",
+    "<",
+    ">",
+    "-",
+]
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=12))
+def test_shows_nothing_says_what_the_substitution_said(tokens: list[str]) -> None:
+    markup = "".join(tokens)
+    assert frame.shows_nothing(markup) == (not _PLAIN_SCRIPT_OR_STYLE.sub("", markup).strip())
+
+
+@pytest.mark.parametrize("unit", ["<script>", "<style>", "<!--", "<script>x</script"])
+def test_a_megabyte_of_unclosed_scripts_is_isolated_in_one_pass(unit: str) -> None:
+    """sub() tried each unclosed construct to the end of the markup: minutes of the
+    trusted kernel's loop for a megabyte. The bound is far above what one pass takes."""
+    import threading
+
+    gate = OutputGate(GateSettings(active_content="isolate"))
+    markup = unit * (1_000_000 // len(unit))
+    done = threading.Event()
+    threading.Thread(
+        target=lambda: (gate.bundle({"text/html": markup}), done.set()), daemon=True
+    ).start()
+    assert done.wait(120), f"isolating {len(markup):,} characters of {unit!r} did not finish"
