@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["close_all_except"]
+__all__ = ["apply", "close_all_except"]
 
 
 def close_all_except(keep: set[int]) -> None:
@@ -20,3 +20,8 @@ def close_all_except(keep: set[int]) -> None:
                 os.closerange(highest, fd)
             highest = fd + 1
     os.closerange(highest, os.sysconf("SC_OPEN_MAX"))
+
+
+def apply(keep: set[int]) -> None:
+    """In the executor, first: nothing the launcher opened may reach user code."""
+    close_all_except(keep)

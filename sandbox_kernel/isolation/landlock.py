@@ -13,11 +13,16 @@ import ctypes
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
-from . import libc
+from . import libc, mountns
 
-__all__ = ["LandlockRules", "abi_version", "restrict"]
+if TYPE_CHECKING:
+    from .report import Report
+    from .spec import SandboxSpec
+
+__all__ = ["LandlockRules", "Plan", "abi_version", "apply", "prepare", "restrict"]
 
 # Filesystem access rights, by the ABI that introduced them.
 FS_EXECUTE = 1 << 0
@@ -197,3 +202,104 @@ def _unique(paths: Iterable[str]) -> list[str]:
     for path in paths:
         seen.setdefault(path, None)
     return list(seen)
+
+
+# -- the mechanism: prepare (launcher: which paths), apply (executor) ---------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: LandlockRules
+    # Whether the sandbox must not start without it (its own level, or configured so).
+    required: bool
+
+
+def prepare(spec: SandboxSpec, level: str, view: mountns.MountPlan, report: Report) -> Plan | None:
+    """Which paths the cells may read, list and write; None where Landlock is not used."""
+    if level == "none":
+        report.layer("landlock", False, "not used at level none: the filesystem is not protected")
+        return None
+    if level == "namespaces" and spec.isolation.landlock == "disabled":
+        report.layer("landlock", False, "disabled by configuration")
+        return None
+    required = level == "landlock" or spec.isolation.landlock == "required"
+    if level == "namespaces":
+        return Plan(_rules_over_namespaces(spec, view), required)
+    return Plan(_rules_alone(spec, view, report), required)
+
+
+def _rules_over_namespaces(spec: SandboxSpec, view: mountns.MountPlan) -> LandlockRules:
+    # Defence in depth over a view that is read-only already (sensitive
+    # paths in the workspace are covered by read-only mounts).
+    writable = [view.workspace] if view.workspace_writable else []
+    return LandlockRules(
+        read_paths=["/"],
+        shared_paths=writable + spec.isolation.writable_shares(),
+        write_paths=[
+            view.tmp,
+            "/dev/shm",
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/ptmx",
+            "/dev/pts",
+        ],
+        # The network namespace is the network boundary here; TCP rules
+        # would only break servers a cell runs on its own loopback.
+        deny_tcp=False,
+    )
+
+
+def _rules_alone(spec: SandboxSpec, view: mountns.MountPlan, report: Report) -> LandlockRules:
+    """Without a mount namespace, Landlock is the filesystem boundary.
+
+    Code the kernel loads and the protected paths must stay out of reach even
+    when they sit inside the workspace.
+    """
+    iso = spec.isolation
+    writable = [view.workspace] if view.workspace_writable else []
+    writable += iso.writable_shares()
+    code = view.read_only_sources()
+    hidden = list(iso.protected)
+    rules = LandlockRules(write_paths=[spec.private_dir, "/dev/null"])
+    for path in [b for b in code if b not in (view.workspace,)] + [
+        "/proc",
+        "/dev/urandom",
+        "/dev/random",
+        "/dev/zero",
+        "/dev/full",
+    ]:
+        grants, listed = mountns.entries_around(path, hidden)
+        rules.read_paths += grants
+        rules.list_paths += listed
+    for path in [view.workspace, *(p for p, _ in iso.extra_mounts)]:
+        keep_out = hidden + [c for c in code if mountns.inside(c, path) and c != path]
+        grants, listed = mountns.entries_around(path, keep_out)
+        target = rules.shared_paths if path in writable else rules.read_paths
+        target += grants
+        rules.list_paths += listed
+        if listed:
+            report.notes.append(
+                f"{path} holds code or sensitive files Landlock cannot carve out; its other "
+                "entries are granted one by one, so new files can only be created inside "
+                "existing subdirectories"
+            )
+        rules.read_paths += [c for c in code if mountns.inside(c, path) and c != path]
+    return rules
+
+
+def apply(plan: Plan, report: Report) -> None:
+    """In the executor, after no_new_privs (required without CAP_SYS_ADMIN)."""
+    try:
+        enforced = restrict(plan.rules)
+    except SetupError as exc:
+        if plan.required:
+            raise
+        report.layer("landlock", False, exc.reason)
+        return
+    parts = ["filesystem"]
+    if enforced["tcp"]:
+        parts.append("TCP")
+    if enforced["scopes"]:
+        parts.append("abstract-socket and signal scopes")
+    report.layer("landlock", True, f"ABI {enforced['abi']}: {', '.join(parts)}")

@@ -25,17 +25,24 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from . import libc
 
+if TYPE_CHECKING:
+    from .report import Report
+    from .spec import SandboxSpec
+
 __all__ = [
     "Mount",
     "MountPlan",
+    "apply",
     "assemble_root",
     "capture_trees",
     "inside",
     "plan_mounts",
+    "prepare",
     "visible_command_path",
 ]
 
@@ -635,3 +642,41 @@ def finish_read_only() -> None:
         )
     except OSError as exc:
         raise SetupError("mountns", "cannot make the sandbox root read-only", exc.errno) from None
+
+
+# -- the mechanism: prepare (launcher), capture_trees (launcher), apply (pid 1) ------------
+
+
+def prepare(spec: SandboxSpec, level: str, idmap_range: bool) -> MountPlan:
+    """The sandbox's filesystem view, decided from the host's layout in the launcher.
+
+    Below the namespaces level nothing is mounted, but the plan still says what is
+    code and what is the workspace (Landlock's paths, PATH, HOME and TMPDIR).
+    """
+    iso = spec.isolation
+    return plan_mounts(
+        iso.workspace,
+        iso.workspace_writable,
+        list(iso.extra_mounts),
+        iso.tmp_size_mb,
+        idmap_range,
+        iso.home,
+        list(iso.protected),
+        read_only_inside=iso.read_only_inside if level == "namespaces" else (),
+    )
+
+
+def apply(
+    plan: MountPlan,
+    trees: dict[Mount, int],
+    report: Report,
+    mount_proc: Callable[[str], str | None],
+) -> None:
+    """In pid 1, before anything that runs user code exists: assemble, pivot, seal."""
+    # The view must be complete before any process that runs user code exists.
+    report.notes.extend(assemble_root(plan, trees, mount_proc))
+    finish_read_only()
+    ws = "writable" if plan.workspace_writable else "read-only"
+    report.layer(
+        "mountns", True, f"read-only view; workspace {plan.workspace} {ws}; private {plan.tmp}"
+    )

@@ -5,10 +5,16 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 
-__all__ = ["bring_up_loopback"]
+if TYPE_CHECKING:
+    from .report import Report
+    from .spec import SandboxSpec
+
+__all__ = ["Plan", "apply", "bring_up_loopback", "prepare"]
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -28,3 +34,31 @@ def bring_up_loopback() -> None:
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))
     except OSError as exc:
         raise SetupError("netns", "cannot bring up the loopback interface", exc.errno) from None
+
+
+# -- the mechanism: prepare (launcher), apply (pid 1) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    own: bool  # a network namespace of our own (unshared with the others, userns.py)
+    proxy_allowed: str | None  # what the egress proxy lets through, if there is one
+
+
+def prepare(spec: SandboxSpec) -> Plan:
+    network = spec.network
+    allowed = network.allowed if network is not None and network.proxy_socket else None
+    return Plan(not spec.isolation.allow_network, allowed)
+
+
+def apply(plan: Plan, report: Report) -> None:
+    if not plan.own:
+        report.layer("netns", False, "allow_network is set: the host's network is shared")
+        return
+    bring_up_loopback()
+    detail = "own network namespace with only loopback"
+    if plan.proxy_allowed is not None:
+        detail += (
+            f"; 127.0.0.1:3128 leads to the kernel's egress proxy (allowed: {plan.proxy_allowed})"
+        )
+    report.layer("netns", True, detail)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["become_init", "mount_proc"]
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = ["apply", "become_init", "mount_proc", "proc_mounter"]
 
 
 def become_init() -> None:
@@ -40,3 +45,23 @@ def mount_proc(target: str = "/proc") -> str | None:
             return f"/proc not mounted: the host masks its procfs ({os.strerror(exc.errno)})"
         raise SetupError("pidns", "cannot mount /proc", exc.errno) from None
     return None
+
+
+# -- the mechanism: nothing to prepare (unshared with the others, userns.py); apply --------
+
+
+def apply(report: Report) -> None:
+    """In pid 1, first: become the init of the sandbox's pid namespace."""
+    become_init()
+    report.layer("pidns", True, "own pid namespace; a pid 1 of ours holds and reaps the tree")
+
+
+def proc_mounter(report: Report) -> Callable[[str], str | None]:
+    """``mount_proc`` for mountns.apply (a fresh /proc in the new root), reported."""
+
+    def mount(target: str) -> str | None:
+        note = mount_proc(target)
+        report.layer("proc", note is None, note or "fresh /proc for the sandbox's pid namespace")
+        return None
+
+    return mount

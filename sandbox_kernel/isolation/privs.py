@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["drop_capabilities", "set_no_new_privs", "set_not_dumpable"]
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = [
+    "apply",
+    "apply_no_new_privs",
+    "drop_capabilities",
+    "set_no_new_privs",
+    "set_not_dumpable",
+]
 
 # securebits(7): root (uid 0 inside the namespace) gains nothing on execve,
 # setuid changes keep no capabilities, and none of this can be undone.
@@ -80,3 +91,26 @@ def set_not_dumpable() -> None:
 
 def have_capability(cap: int) -> bool:
     return bool(_effective_caps() >> cap & 1)
+
+
+# -- the mechanism: nothing to prepare; apply in the executor (and pid 1) ------------------
+
+
+def apply(level: str, report: Report) -> None:
+    """Drop every capability, while CAP_SETPCAP still allows locking the securebits.
+
+    At the namespaces level the executor holds all capabilities in its own user
+    namespace; elsewhere only a root kernel's executor has any.
+    """
+    if level == "namespaces":
+        drop_capabilities(have_setpcap=True)
+        report.layer("capabilities", True, "all dropped, bounding set empty, securebits locked")
+    elif os.geteuid() == 0:
+        drop_capabilities(have_setpcap=have_capability(8))
+        report.layer("capabilities", True, "all dropped")
+
+
+def apply_no_new_privs(report: Report) -> None:
+    """Before Landlock and seccomp, which both require it without CAP_SYS_ADMIN."""
+    set_no_new_privs()
+    report.layer("no_new_privs", True, "setuid binaries and file capabilities grant nothing")

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import resource
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SetupError
 from ..units import MIB
 
-__all__ = ["apply", "plan"]
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = ["apply", "prepare", "set_limits"]
 
 
-def plan(limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool) -> dict[str, int]:
+def prepare(
+    limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool
+) -> dict[str, int]:
     """Which rlimits to set, by name, from the limits config (computed in the kernel)."""
     out = {
         # A crash must not write a core file into the workspace, nor run a
@@ -30,7 +36,20 @@ def plan(limits: dict[str, Any], *, memory_in_cgroup: bool, pids_in_cgroup: bool
     return out
 
 
-def apply(rlimits: dict[str, int]) -> None:
+def apply(rlimits: dict[str, int], level: str, report: Report) -> None:
+    """In the executor, before seccomp: the first line of user code already runs under them."""
+    set_limits(rlimits)
+    detail = ", ".join(f"{k[7:].lower()}={v}" for k, v in rlimits.items())
+    if "RLIMIT_NPROC" in rlimits and level != "namespaces" and os.getuid() == 0:
+        # Linux never applies RLIMIT_NPROC to the host's uid 0, capabilities or not.
+        detail += (
+            " (nproc is not enforced: the kernel runs as root and has no pids cgroup;"
+            " give the container a pids limit)"
+        )
+    report.layer("rlimits", True, detail)
+
+
+def set_limits(rlimits: dict[str, int]) -> None:
     for name, wanted in rlimits.items():
         which = getattr(resource, name)
         try:

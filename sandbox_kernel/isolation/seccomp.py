@@ -21,12 +21,17 @@ from __future__ import annotations
 import errno
 import socket
 import stat
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["ALLOWED", "NOTIFIED", "build", "describe_call", "load"]
+if TYPE_CHECKING:
+    from .report import Report
+    from .spec import SandboxSpec
+
+__all__ = ["ALLOWED", "NOTIFIED", "Plan", "apply", "build", "describe_call", "load", "prepare"]
 
 ALLOWED = frozenset(
     """
@@ -184,6 +189,60 @@ _REPORTED_FAMILIES = (
     getattr(socket, "AF_KEY", 15),
     getattr(socket, "AF_CAN", 29),
 )
+
+
+# -- the mechanism: prepare (launcher: build the filter), apply (executor, last) -----------
+
+
+@dataclass(frozen=True)
+class Plan:
+    filter: Any  # a pyseccomp SyscallFilter, built but not loaded
+
+
+def socket_families(spec: SandboxSpec, level: str) -> tuple[int, ...]:
+    """The socket families cells may create with socket(2)."""
+    if spec.isolation.allow_network or level == "namespaces":
+        # With allow_network: the host's network. Otherwise, inside our own network
+        # namespace, these reach only our own loopback.
+        return (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+    # Sharing the host's network: no sockets at all. Landlock does not
+    # cover UDP or pathname unix sockets (an ssh-agent socket would be
+    # reachable); socketpair(2) stays available.
+    return ()
+
+
+def prepare(spec: SandboxSpec, level: str, report: Report) -> Plan | None:
+    """Build the filter in the launcher (libseccomp needs calls the filter forbids)."""
+    wanted = spec.isolation.seccomp
+    if wanted == "disabled":
+        report.layer("seccomp", False, "disabled by configuration")
+        return None
+    families = socket_families(spec, level)
+    try:
+        flt = build(socket_families=families)
+    except (SetupError, ImportError, OSError) as exc:
+        if wanted == "required":
+            raise SetupError("seccomp", f"the filter cannot be built: {exc}") from None
+        report.layer("seccomp", False, f"unavailable: {exc}")
+        return None
+    allowed = (
+        "only socketpair"
+        if not families
+        else "unix and inet sockets (own network namespace)"
+        if level == "namespaces"
+        else "sockets allowed"
+    )
+    report.layer(
+        "seccomp",
+        True,
+        f"default-deny allow-list ({len(ALLOWED)} calls), {len(NOTIFIED)} reported; {allowed}",
+    )
+    return Plan(flt)
+
+
+def apply(plan: Plan) -> int | None:
+    """In the executor, last; returns the notification fd for the supervisor, if any."""
+    return load(plan.filter)
 
 
 def load(flt: Any) -> int | None:

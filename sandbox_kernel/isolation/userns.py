@@ -19,11 +19,26 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from . import libc
 
-__all__ = ["IdMap", "MapHelper", "choose_map", "write_self_map"]
+if TYPE_CHECKING:
+    from .report import Report
+    from .spec import SandboxSpec
+
+__all__ = [
+    "IdMap",
+    "MapHelper",
+    "Plan",
+    "apply",
+    "choose_map",
+    "forbid_nesting",
+    "namespace_flags",
+    "prepare",
+    "write_self_map",
+]
 
 
 @dataclass(frozen=True)
@@ -157,3 +172,83 @@ class MapHelper:
             os.close(self._done_read)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+
+
+# -- the mechanism: prepare (launcher, before unshare) and apply ---------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    idmap: IdMap
+    # Every namespace, unshared at once: the new user namespace owns the others.
+    flags: int
+    cgroup: bool
+
+
+def namespace_flags(spec: SandboxSpec) -> int:
+    flags = (
+        libc.CLONE_NEWUSER
+        | libc.CLONE_NEWNS
+        | libc.CLONE_NEWPID
+        | libc.CLONE_NEWIPC
+        | libc.CLONE_NEWUTS
+    )
+    if not spec.isolation.allow_network:
+        flags |= libc.CLONE_NEWNET
+    if spec.cgroup is not None:
+        # After joining our cgroup, so that it looks like the root inside.
+        flags |= libc.CLONE_NEWCGROUP
+    return flags
+
+
+def prepare(spec: SandboxSpec) -> Plan:
+    """Which ids the cells get, and which namespaces the launcher unshares."""
+    idmap = choose_map(spec.isolation.workspace, spec.isolation.sandbox_uid_base)
+    return Plan(idmap, namespace_flags(spec), spec.cgroup is not None)
+
+
+def apply(plan: Plan, report: Report, idmapped_trees: list[int]) -> None:
+    """In the launcher: unshare every namespace, then take the sandbox's ids.
+
+    ``idmapped_trees`` are mount trees (captured before, range mode) that the map
+    helper id-maps with the new namespace, so the cells write as the owner.
+    """
+    idmap = plan.idmap
+    # Forked before unshare: it keeps root's capabilities in the parent namespace.
+    helper = MapHelper(idmap, idmapped_trees) if idmap.mode == "range" else None
+    try:
+        libc.unshare(plan.flags)
+    except OSError as exc:
+        if helper:
+            helper.cancel()
+        raise SetupError("namespaces", "unshare failed", exc.errno) from None
+    if helper is not None:
+        not_idmapped = helper.map_now()
+        if not_idmapped:
+            report.notes.append(
+                "the workspace filesystem does not support id-mapped mounts: "
+                "cells cannot write in it"
+            )
+        try:
+            os.setgroups([])
+            os.setresgid(idmap.inner_gid, idmap.inner_gid, idmap.inner_gid)
+            os.setresuid(idmap.inner_uid, idmap.inner_uid, idmap.inner_uid)
+        except OSError as exc:
+            raise SetupError("userns", "cannot take the mapped ids", exc.errno) from None
+    else:
+        write_self_map(idmap)
+    report.layer("userns", True, idmap.describe())
+    if plan.cgroup:
+        report.layer("cgroupns", True, "own cgroup namespace")
+
+
+def forbid_nesting(report: Report) -> None:
+    """In pid 1: a cell must not create namespaces of its own, even if seccomp were off.
+
+    The per-namespace limit makes unshare(CLONE_NEWUSER) fail with ENOSPC.
+    """
+    try:
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+    except OSError as exc:
+        report.notes.append(f"cannot zero max_user_namespaces ({os.strerror(exc.errno or 0)})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 
 from .. import procfs
 from ..errors import ExecutorDied, RelayError
+from ..isolation.spec import Launch, SandboxSpec, dumps
 from ..relay.framing import encode_frame
 from ..relay.reader import FrameReader, FrameRejected
 from ..relay.reports import Quota
@@ -148,7 +148,7 @@ class ExecutorProcess:
 
     def __init__(
         self,
-        spec: dict[str, Any],
+        spec: SandboxSpec,
         *,
         sink: OutputSink,
         env: dict[str, str],
@@ -236,8 +236,8 @@ class ExecutorProcess:
         launcher = take_prelaunched() or spawn(self.env, self.cwd)
         self.proc = launcher.proc
         relay_parent, sup_parent = launcher.relay, launcher.supervisor
-        spec = dict(self.spec)
-        spec.update(
+        launch = Launch(
+            sandbox=self.spec,
             relay_fd=launcher.relay_child_fd,
             supervisor_fd=launcher.supervisor_child_fd,
             kernel_pid=os.getpid(),
@@ -246,7 +246,7 @@ class ExecutorProcess:
             cwd=self.cwd,
         )
         with os.fdopen(launcher.spec_fd, "w") as spec_file:
-            json.dump(spec, spec_file)
+            spec_file.write(dumps(launch))
         for sock in (relay_parent, sup_parent):
             sock.setblocking(False)
         self.relay, self.supervisor = relay_parent, sup_parent

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import own_memory
@@ -25,6 +25,7 @@ from ..config import Isolation, Limits, Output, level_rank
 from ..errors import DiskQuotaExceeded, ExecutorDied
 from ..identity import home_dir
 from ..isolation import cgroups
+from ..isolation.spec import SandboxSpec
 from ..isolation.userns import sandbox_uid_range
 from ..log import AuditLog
 from ..network.kernel_side import KernelNetwork
@@ -61,10 +62,6 @@ MAX_READ_ONLY_BINDS = 64
 # it does not hold up the event loop.
 INLINE_SCAN_S = 0.005
 T = TypeVar("T")
-
-
-# Keys ExecutorProcess.start() adds to the spec (descriptors, pid, environment).
-LAUNCH_KEYS = frozenset({"relay_fd", "supervisor_fd", "kernel_pid", "env", "cwd"})
 
 
 @dataclass(frozen=True)
@@ -276,11 +273,11 @@ class Sandbox:
         self.executor = None
         self.begin_start()
 
-    def _build_spec(self) -> dict[str, Any]:
+    def _build_spec(self) -> SandboxSpec:
         """The spec a start now would give the launcher (also the warm sandbox's check)."""
         assert self.network is not None
         assert self.private_dir is not None
-        spec = build_spec(
+        return build_spec(
             self.isolation,
             self.limits,
             workspace=self.workspace,
@@ -290,16 +287,18 @@ class Sandbox:
             cgroup_reason=self._cgroup_reason,
             policy=self.policy.to_dict(),
             hidden=self.hidden(),
+            network=self.network.spec(),
+            network_mounts=self.network.mounts(),
+            # The executor sends a small stand-in for an output its frame could not carry.
+            max_frame_bytes=frame_limit(self.output.max_message_bytes),
         )
-        spec["isolation"]["extra_mounts"] += self.network.mounts()
-        spec["network"] = self.network.spec()
-        # The executor sends a small stand-in for an output its frame could not carry.
-        spec["limits"]["max_frame_bytes"] = frame_limit(self.output.max_message_bytes)
-        return spec
 
-    def _bind_guarded(self, spec: dict[str, Any]) -> None:
-        if self.guard is not None:
-            spec["isolation"]["read_only_inside"] = self.guard.top_entries(MAX_READ_ONLY_BINDS)
+    def _bind_guarded(self, spec: SandboxSpec) -> SandboxSpec:
+        """The spec with the workspace's guarded entries bound read-only (namespaces)."""
+        if self.guard is None:
+            return spec
+        inside = tuple(self.guard.top_entries(MAX_READ_ONLY_BINDS))
+        return replace(spec, isolation=replace(spec.isolation, read_only_inside=inside))
 
     async def _start(self, *, watch: bool = True) -> ExecutorProcess | str:
         """Start an executor; return it, or the reason there is none."""
@@ -345,10 +344,10 @@ class Sandbox:
                     self.workspace,
                     list(self.isolation.control_files),
                     list(self.isolation.shadow_modules),
-                    spec["isolation"]["protected"],
+                    list(spec.isolation.protected),
                     sandbox_uids=sandbox_uid_range(self.isolation.sandbox_uid_base),
                 )
-        self._bind_guarded(spec)
+        spec = self._bind_guarded(spec)
         executor = ExecutorProcess(
             spec,
             # Before attach() no cell runs, so nothing is published; attach() sets the sink.
@@ -391,12 +390,12 @@ class Sandbox:
         self.setup_failure = None
         self.executor = executor
         if watch:
-            await self._watch_quota(executor, spec["isolation"]["protected"])
+            await self._watch_quota(executor, list(spec.isolation.protected))
         if self.guard is not None:
             # Checked in the executor's own view: only a bind really in force makes a
             # change there someone else's.
             bound = read_only_mounts(
-                executor.executor_host_pid(), spec["isolation"].get("read_only_inside", [])
+                executor.executor_host_pid(), list(spec.isolation.read_only_inside)
             )
             self.guard.bound = {os.path.relpath(p, self.guard.root) for p in bound}
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
@@ -421,7 +420,7 @@ class Sandbox:
                 built_s_before=time.monotonic() - self.warm_built_at,
                 setup_s=executor.setup_time_s or 0.0,
             )
-            await self._watch_quota(executor, executor.spec["isolation"]["protected"])
+            await self._watch_quota(executor, list(executor.spec.isolation.protected))
             self.log.info("executor_ready_warm level=%s", self.level)
             return executor
         self.log.info("warm_sandbox_discarded reason=%s", why)
@@ -444,11 +443,12 @@ class Sandbox:
             # What the user changed in the workspace while the spare waited is theirs;
             # the read-only binds must be those a fresh start would make now.
             await asyncio.to_thread(self.guard.begin_cell)
-        spec = self._build_spec()
-        self._bind_guarded(spec)
-        built = {k: v for k, v in result.spec.items() if k not in LAUNCH_KEYS}
+        spec = self._bind_guarded(self._build_spec())
+        built = result.spec
         if spec != built:
-            changed = sorted(k for k in {*spec, *built} if spec.get(k) != built.get(k))
+            changed = [
+                f.name for f in fields(spec) if getattr(spec, f.name) != getattr(built, f.name)
+            ]
             return f"the sandbox a start now would build differs ({', '.join(changed)})"
         if build_environment(self.isolation, self.limits) != result.env:
             return "the environment a start now would give differs"

@@ -1,7 +1,8 @@
-"""Freeze the kernel's configuration into the plain spec the launcher receives.
+"""Freeze the kernel's configuration into the spec the launcher receives.
 
-The launcher gets JSON, never traitlets objects: it is a separate process that
-must not load configuration files (they may be in a writable place).
+The launcher gets a frozen ``SandboxSpec`` (isolation/spec.py) as JSON, never traitlets
+objects: it is a separate process that must not load configuration files (they may be
+in a writable place).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psutil
 from ..config import Isolation, Limits
 from ..isolation import cgroups, rlimits
 from ..isolation.cgroups import Cgroup
+from ..isolation.spec import SandboxSpec, from_plain
 from ..units import MIB
 from .env import scrubbed_environment
 
@@ -126,12 +128,19 @@ def build_spec(
     cgroup_reason: str | None,
     policy: dict[str, Any] | None = None,
     hidden: list[str] | None = None,
-) -> dict[str, Any]:
+    network: dict[str, Any] | None = None,
+    network_mounts: list[list[str]] | None = None,
+    max_frame_bytes: int,
+) -> SandboxSpec:
+    """The sandbox's spec (isolation/spec.py), checked here as the launcher checks it."""
     extra = []
     for item in isolation.extra_mounts:
         path, _, mode = item.rpartition(":")
         extra.append([os.path.realpath(path), mode])
+    extra += network_mounts or []
     limit_values = limits_dict(limits)
+    # The executor sends a small stand-in for an output its frame could not carry.
+    limit_values["max_frame_bytes"] = max_frame_bytes
     spec: dict[str, Any] = {
         "isolation": {
             "level": isolation.level,
@@ -153,16 +162,16 @@ def build_spec(
             ),
         },
         "limits": limit_values,
-        "rlimits": rlimits.plan(
+        "rlimits": rlimits.prepare(
             limit_values, memory_in_cgroup=cgroup is not None, pids_in_cgroup=cgroup is not None
         ),
         "private_dir": private_dir,
         "policy": policy or {},
-        # What the executor needs to explain errors the sandbox caused (child/explain.py).
         "explain": {
             "memory_limit_set": bool(limits.memory_limit_mb),
             "allowed_hosts": list(getattr(isolation, "allowed_hosts", []) or []),
         },
+        "network": network,
     }
     if cgroup is not None:
         spec["cgroup"] = {
@@ -173,7 +182,7 @@ def build_spec(
     else:
         spec["cgroup_unavailable"] = cgroup_reason or "not used"
     spec["cpu_share"] = cpu_share_layer(limits.cpu_share, cgroup, cgroup_reason)
-    return spec
+    return from_plain(SandboxSpec, spec)
 
 
 def cpu_share_layer(share: float, cgroup: Cgroup | None, reason: str | None) -> dict[str, Any]:

@@ -221,13 +221,13 @@ def test_seccomp_control_the_same_calls_succeed_without_it(tmp_path: Path) -> No
 RLIMITS = """
 import resource
 from sandbox_kernel.isolation import rlimits
-plan = rlimits.plan(
+plan = rlimits.prepare(
     {"max_open_files": 64, "max_file_size_mb": 1, "max_processes": 50},
     memory_in_cgroup=True,
     pids_in_cgroup=True,
 )
 report(plan=plan)
-rlimits.apply(plan)
+rlimits.set_limits(plan)
 hold()
 opened = []
 while True:

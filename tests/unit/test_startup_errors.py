@@ -14,7 +14,7 @@ from sandbox_kernel import identity
 from sandbox_kernel.errors import SetupError
 from sandbox_kernel.isolation import mountns
 from sandbox_kernel.isolation.report import Report
-from sandbox_kernel.launcher import launch
+from sandbox_kernel.launcher import failure
 from sandbox_kernel.relay.reader import FrameReader
 
 
@@ -46,7 +46,7 @@ def test_an_unexpected_error_reaches_the_kernel_in_words() -> None:
     try:
         raise FileNotFoundError(errno.ENOENT, "No usable temporary directory found")
     except FileNotFoundError as exc:
-        launch._fail_unexpected(relay, Report(), exc)
+        failure.fail_unexpected(relay, Report(), exc)
     relay.close()
     (frame,) = FrameReader(1 << 20).feed(kernel_side.recv(1 << 16))
     kernel_side.close()
