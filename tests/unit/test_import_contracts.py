@@ -58,4 +58,4 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     result = lint_imports(str(config))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "control BROKEN" in result.stdout, result.stdout
-    assert "sandbox_kernel.launcher.launch -> sandbox_kernel.child.child" in result.stdout
+    assert "sandbox_kernel.launcher.contain -> sandbox_kernel.child.child" in result.stdout
