@@ -44,6 +44,7 @@ from pathlib import PosixPath, PurePosixPath
 from types import CodeType, FrameType
 from typing import Any
 
+from ..paths import PACKAGE_DIR, SINK_DEVICES, device_paths, interpreter_prefixes
 from ..policy.alternatives import alternative
 from ..policy.check import check_code
 from ..policy.names import ATTRIBUTE_RULES, dangerous_global, rule_for_module, rule_for_name
@@ -286,15 +287,14 @@ class _Hook:
 
         home = os.path.expanduser("~")
         self.workspace = _real(workspace) if workspace else ""
-        package = os.path.dirname(os.path.dirname(os.path.abspath(_THIS_FILE)))
-        self.own = (package + os.sep,)
+        self.own = (PACKAGE_DIR + os.sep,)
         user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else ""
         self.user_dirs = tuple(
             d + os.sep for d in dict.fromkeys(filter(None, [self.workspace, _real(user_site)]))
         )
         paths = sysconfig.get_paths()
         library = [paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")]
-        library += [sys.prefix, sys.base_prefix, sys.exec_prefix]
+        library += interpreter_prefixes()
         with contextlib.suppress(AttributeError):  # absent in some virtualenvs
             library += site.getsitepackages()
         self.library = (
@@ -320,7 +320,7 @@ class _Hook:
         ]
         self.writable = tuple(dict.fromkeys(_real(p) for p in writable if p))
         self.writable_files = frozenset(
-            {"/dev/null", "/dev/tty", "/dev/stdout", "/dev/stderr", "/dev/zero", "/dev/full"}
+            {*device_paths(SINK_DEVICES), "/dev/tty", "/dev/stdout", "/dev/stderr"}
         )
         # Prefixes and this package: code and configuration, except the site
         # directories kept writable above.

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ..paths import PACKAGE_DIR
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
 from .explain import PREFIX, Explainer, installs_packages
 from .packages import pip_magic_installs
@@ -444,12 +445,11 @@ class Executor:
 
                 from .debugger import SandboxDebugger, mark_daemon
 
-                package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                 # Left out of stack traces and stepping, as ipykernel leaves its own
                 # modules out: the executor's code (its frames hold the request's
                 # token), IPython's cell machinery, and the interpreter's start.
                 hidden = [
-                    package + os.sep + "**",
+                    PACKAGE_DIR + os.sep + "**",
                     os.path.dirname(os.path.abspath(IPython.__file__)) + os.sep + "**",
                     os.path.abspath(runpy.__file__),
                 ]

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from types import TracebackType
 
+from ..paths import PACKAGE_DIR
+
 __all__ = ["OWN_DIR", "without_own_frames"]
 
 # The sandbox_kernel package.
-OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+OWN_DIR = PACKAGE_DIR + os.sep
 _MAX_CHAIN = 100
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import SetupError
+from ..paths import DEVICES, SINK_DEVICES, TERMINAL_DEVICES, device_paths
 from . import libc, mountns
 
 if TYPE_CHECKING:
@@ -235,15 +236,7 @@ def _rules_over_namespaces(spec: SandboxSpec, view: mountns.MountPlan) -> Landlo
     return LandlockRules(
         read_paths=["/"],
         shared_paths=writable + spec.isolation.writable_shares(),
-        write_paths=[
-            view.tmp,
-            "/dev/shm",
-            "/dev/null",
-            "/dev/zero",
-            "/dev/full",
-            "/dev/ptmx",
-            "/dev/pts",
-        ],
+        write_paths=[view.tmp, "/dev/shm", *device_paths(SINK_DEVICES), *TERMINAL_DEVICES],
         # The network namespace is the network boundary here; TCP rules
         # would only break servers a cell runs on its own loopback.
         deny_tcp=False,
@@ -262,13 +255,8 @@ def _rules_alone(spec: SandboxSpec, view: mountns.MountPlan, report: Report) -> 
     code = view.read_only_sources()
     hidden = list(iso.protected)
     rules = LandlockRules(write_paths=[spec.private_dir, "/dev/null"])
-    for path in [b for b in code if b not in (view.workspace,)] + [
-        "/proc",
-        "/dev/urandom",
-        "/dev/random",
-        "/dev/zero",
-        "/dev/full",
-    ]:
+    devices = [d for d in device_paths(DEVICES) if d != "/dev/null"]
+    for path in [b for b in code if b not in (view.workspace,)] + ["/proc", *devices]:
         grants, listed = mountns.entries_around(path, hidden)
         rules.read_paths += grants
         rules.list_paths += listed

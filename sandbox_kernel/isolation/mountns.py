@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import SetupError
+from ..paths import DEVICES, PACKAGE_DIR, interpreter_prefixes
 from . import libc
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ ETC_ENTRIES = (
     "gai.conf",
 )
 SYSTEM_DIRS = ("/usr", "/opt/conda", "/sys/devices/system/cpu")
-DEVICES = ("null", "zero", "full", "random", "urandom")
 MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NEW_ROOT = "/tmp"
 # Where the sandbox's private temporary directory goes, the first the workspace does not cover.
@@ -160,13 +160,7 @@ def entries_around(path: str, hidden: list[str]) -> tuple[list[str], list[str]]:
 
 def _prefixes() -> set[str]:
     """The interpreter's prefixes and the directory of the interpreter itself."""
-    return {
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
-        os.path.dirname(os.path.realpath(sys.executable)),
-    }
+    return {*interpreter_prefixes(), os.path.dirname(os.path.realpath(sys.executable))}
 
 
 def _code_paths() -> list[str]:
@@ -183,8 +177,7 @@ def _code_trees() -> list[str]:
     files); this package's own directory matters for an editable install, where
     it sits in a project checkout that may also hold notebooks.
     """
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    trees = {*_prefixes(), package}
+    trees = {*_prefixes(), PACKAGE_DIR}
     return sorted({os.path.realpath(t) for t in trees} | trees)
 
 

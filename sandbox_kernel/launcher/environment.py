@@ -12,13 +12,9 @@ import os
 from ..isolation import accounts, mountns, userns
 from ..isolation.spec import SandboxSpec
 from ..network import dialer
+from ..paths import SANDBOX_SITE
 
-__all__ = ["SANDBOX_SITE", "set_accounts", "set_command_path", "set_environment"]
-
-# The shim that carries Python's connections to the proxy over the dialer (landlock, none).
-SANDBOX_SITE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "child", "sandbox_site"
-)
+__all__ = ["set_accounts", "set_command_path", "set_environment"]
 
 
 def sandbox_home(plan: mountns.MountPlan) -> str:
