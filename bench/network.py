@@ -211,10 +211,10 @@ def proxy_cpu_per_mib(mib: int) -> tuple[float, float]:
 def dialer_round_trip_ms(n: int = 300) -> tuple[float, float]:
     """(median ms per connection over the landlock level's dialer, the same by direct connect).
 
-    The dialer (network/dialer.py) as the supervisor runs it, in a thread here, towards a
+    The dialer (launcher/dialer.py) as the supervisor runs it, in a thread here, towards a
     unix listener that accepts and closes; the control connects to that listener itself.
     """
-    from sandbox_kernel.network import dialer
+    from sandbox_kernel.launcher import dialer
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "proxy.sock")

@@ -55,7 +55,7 @@ def install_proxy_shim() -> bool:
     Only where the launcher set up the dialer (``landlock`` and ``none`` levels with
     hosts allowed); elsewhere it is not even loaded.
     """
-    # The name the launcher sets with the dialer (network/dialer.py FD_ENV; not imported:
+    # The name the launcher sets with the dialer (launcher/dialer.py FD_ENV; not imported:
     # the executor needs nothing else of the launcher's side).
     if not os.environ.get("SANDBOX_PROXY_FD"):
         return False

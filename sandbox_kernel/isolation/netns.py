@@ -43,12 +43,14 @@ def bring_up_loopback() -> None:
 class Plan:
     own: bool  # a network namespace of our own (unshared with the others, userns.py)
     proxy_allowed: str | None  # what the egress proxy lets through, if there is one
+    proxy_port: int
 
 
 def prepare(spec: SandboxSpec) -> Plan:
     network = spec.network
     allowed = network.allowed if network is not None and network.proxy_socket else None
-    return Plan(not spec.isolation.allow_network, allowed)
+    port = network.proxy_port if network is not None else 0
+    return Plan(not spec.isolation.allow_network, allowed, port)
 
 
 def apply(plan: Plan, report: Report) -> None:
@@ -59,6 +61,7 @@ def apply(plan: Plan, report: Report) -> None:
     detail = "own network namespace with only loopback"
     if plan.proxy_allowed is not None:
         detail += (
-            f"; 127.0.0.1:3128 leads to the kernel's egress proxy (allowed: {plan.proxy_allowed})"
+            f"; 127.0.0.1:{plan.proxy_port} leads to the kernel's egress proxy "
+            f"(allowed: {plan.proxy_allowed})"
         )
     report.layer("netns", True, detail)

@@ -173,7 +173,7 @@ def _network_report(isolation: Isolation, sandbox: Sandbox) -> dict[str, Any]:
     if not network.enabled:
         hosts = "none: the network is off (Isolation.allowed_hosts is empty)"
     elif level != "namespaces":
-        # The supervisor's dialer (network/dialer.py): no socket of the cells' own.
+        # The supervisor's dialer (launcher/dialer.py): no socket of the cells' own.
         hosts = (
             f"{network.allow.describe()} (through the kernel's egress proxy, for Python's "
             f"HTTP clients only at the '{level}' level: not curl or git)"

@@ -49,8 +49,7 @@ from ..isolation import (
 )
 from ..isolation.report import Report
 from ..isolation.spec import Launch, SandboxSpec, plain
-from ..network import dialer, forward
-from . import environment
+from . import dialer, environment, forward
 from .failure import EXIT_SETUP_FAILED, fail, fail_unexpected
 from .supervisor import end_with_kernel, supervise
 
@@ -214,7 +213,7 @@ def pid1(
         network = launch.sandbox.network
         proxy_socket = network.proxy_socket if network is not None else None
         # Bound before any cell runs, so no cell can take the port first.
-        listener = forward.listen() if proxy_socket else None
+        listener = forward.listen(network.proxy_port) if network and proxy_socket else None
         pid = os.fork()
         if pid == 0:
             sup.close()

@@ -11,8 +11,8 @@ import os
 
 from ..isolation import accounts, mountns, userns
 from ..isolation.spec import SandboxSpec
-from ..network import dialer
 from ..paths import SANDBOX_SITE
+from . import dialer
 
 __all__ = ["set_accounts", "set_command_path", "set_environment"]
 
@@ -86,7 +86,7 @@ def _network_environment(level: str, spec: SandboxSpec) -> None:
     env = dict(network.env)
     if network.proxy_socket and level != "namespaces":
         # No network namespace: cells open no socket, and the proxy is reached through
-        # the supervisor's dialer (network/dialer.py), which the shim on PYTHONPATH
+        # the supervisor's dialer (launcher/dialer.py), which the shim on PYTHONPATH
         # makes Python's clients use. The descriptor's number is set at the fork.
         env[dialer.ADDRESS_ENV] = f"127.0.0.1:{network.proxy_port}"
         env["PYTHONPATH"] = os.pathsep.join(

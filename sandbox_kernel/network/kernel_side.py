@@ -21,13 +21,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Isolation
-from .forward import PROXY_PORT
 from .hosts import AllowList, pip_config_files, pip_index_hosts
 
 if TYPE_CHECKING:
     from .proxy import EgressProxy
 
-__all__ = ["PIP_ENV_NAMES", "KernelNetwork", "network_off_message"]
+__all__ = ["PIP_ENV_NAMES", "PROXY_PORT", "KernelNetwork", "network_off_message"]
+
+# Where the sandbox's clients find the egress proxy: 127.0.0.1 inside the sandbox's
+# network namespace (pid 1's forwarder, launcher/forward.py), or the address the
+# shim carries over the dialer (launcher/dialer.py). The launcher gets it in the spec.
+PROXY_PORT = 3128
 
 # pip's own settings that describe a site's index and its TLS, passed to cells as the
 # kernel has them; names that look like secrets are dropped by the environment

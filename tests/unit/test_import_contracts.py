@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,28 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "control BROKEN" in result.stdout, result.stdout
     assert "sandbox_kernel.launcher.contain -> sandbox_kernel.child.child" in result.stdout
+
+
+def test_a_package_that_is_one_zone_is_named_whole() -> None:
+    # network/ holds only the trusted egress proxy and its allow-list; the sandbox's
+    # end of the way to it (pid 1's forwarder, the supervisor's dialer) is in
+    # launcher/. So the contracts name the package, and a module added to it later
+    # is covered without anyone remembering to list it.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = {c["name"]: c for c in config["tool"]["importlinter"]["contracts"]}
+    trusted = contracts["The trusted kernel never imports code that runs in the sandbox"]
+    sandboxed = contracts[
+        "The launcher and the executor never import the trusted kernel or the relay's reader"
+    ]
+    assert "sandbox_kernel.network" in trusted["source_modules"]
+    assert "sandbox_kernel.network" in sandboxed["forbidden_modules"]
+    named = [
+        module
+        for contract in contracts.values()
+        for key in ("source_modules", "forbidden_modules")
+        for module in contract.get(key, [])
+    ]
+    assert not [m for m in named if m.startswith("sandbox_kernel.network.")], named
+    # And nothing of the launcher's is left in it.
+    network = ROOT / "sandbox_kernel" / "network"
+    assert not {"forward.py", "dialer.py"} & {p.name for p in network.iterdir()}

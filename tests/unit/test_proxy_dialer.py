@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox_kernel.network import dialer
+from sandbox_kernel.launcher import dialer
 
 SITE = Path(dialer.__file__).parents[1] / "child" / "sandbox_site"
 

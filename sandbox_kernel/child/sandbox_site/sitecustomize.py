@@ -1,7 +1,7 @@
 """Inside the sandbox (``landlock`` and ``none`` levels): Python's HTTP clients reach the proxy.
 
 Cells create no socket at these levels (seccomp refuses every family). The
-sandbox holds instead one end of the supervisor's dialer (``network/dialer.py``),
+sandbox holds instead one end of the supervisor's dialer (``launcher/dialer.py``),
 inherited by its processes under the descriptor number in ``SANDBOX_PROXY_FD``:
 each request there brings back one connected stream to this kernel's egress
 proxy. This module makes Python's clients use it. It is convenience, not the

@@ -1,7 +1,8 @@
 """The sandbox's end of the way to the egress proxy (``namespaces`` level).
 
 The sandbox's network namespace has only loopback. pid 1 (the supervisor, which
-runs no cell code) listens on ``127.0.0.1:PROXY_PORT`` inside that namespace and
+runs no cell code) listens on ``127.0.0.1:<proxy_port>`` inside that namespace (the
+port is the kernel's, network/kernel_side.py, told in the spec) and
 joins each connection to the proxy's unix socket, which the kernel bind-mounts
 into the sandbox read-only. HTTP clients (pip, requests, urllib, curl, git)
 only take a TCP proxy URL, hence the forwarder; the proxy decides everything.
@@ -16,14 +17,13 @@ import select
 import socket
 import threading
 
-__all__ = ["PROXY_PORT", "listen", "start_forwarder"]
+__all__ = ["listen", "start_forwarder"]
 
-PROXY_PORT = 3128
 # The proxy caps connections itself; this only bounds the threads pid 1 spends.
 MAX_PAIRS = 64
 
 
-def listen(port: int = PROXY_PORT) -> socket.socket:
+def listen(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
