@@ -28,10 +28,10 @@ from traitlets.config import Application
 
 from . import __version__
 from .cli import command_line_help, version_line
-from .config import PRESETS, Isolation, Limits, Output, Policy
+from .config import PRESET_ORDER, PRESETS, Isolation, Limits, Output, Policy
 from .kernel.handlers import SandboxKernel
 from .kernel.sandbox import Sandbox
-from .lock import Attempt, Locks, load_locks, lock_files, stricter
+from .lock import Attempt, Locks, collect_orders, load_locks, lock_files, stricter
 
 __all__ = ["SandboxKernelApp", "main"]
 
@@ -53,7 +53,7 @@ class SandboxKernelApp(IPKernelApp):
         process limits, sanitized outputs and the classroom policy for students),
         'permissive' (the permissive policy, and running without a sandbox allowed when
         the host offers none). Explicit settings win; admin locks win over both.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=PRESET_ORDER)
 
     config_file_name = Unicode("sandbox_kernel_config")
 
@@ -266,6 +266,11 @@ class SandboxKernelApp(IPKernelApp):
 
     def init_code(self) -> None:
         pass
+
+
+# Every setting of ours says how an admin lock orders it (its ``lock`` tag, lock.py):
+# one without is refused here, when the kernel is imported, not found missing later.
+LOCK_ORDERS = collect_orders([*SandboxKernelApp.classes, SandboxKernelApp])
 
 
 def main(argv: list[str] | None = None, *, spare_ready_fd: int | None = None) -> None:

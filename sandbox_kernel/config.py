@@ -36,6 +36,15 @@ __all__ = [
 ]
 
 MECHANISM_POLICY = ["required", "auto", "disabled"]
+
+# How an admin lock orders each setting (lock.py reads the ``lock`` tag of every trait):
+# a tuple ranks the values strictest first; "smaller" (0 is the strictest),
+# "smaller_or_unlimited" (0 means no limit: the loosest), "true" / "false" (which one
+# is stricter), "subset" / "superset" (of a list), "equal" (only the locked value),
+# "rules" (Policy.rules, per rule); False: an admin may not lock it. A setting of
+# ours without a ``lock`` tag is refused when the kernel is imported.
+MECHANISM_ORDER = tuple(MECHANISM_POLICY)
+PRESET_ORDER = ("classroom", "standard", "permissive")
 # Rendered by JupyterLab's own Vega extension and by plotly's: data, not code.
 DEFAULT_RENDERER_MIME_TYPES = (
     "application/vnd.vega.v5+json",
@@ -98,7 +107,7 @@ class Isolation(Configurable):
         filesystem and TCP rules with seccomp, for hosts that block namespaces such
         as default Docker), then 'none' (rlimits only, allowed only when
         required_isolation is 'none').""",
-    ).tag(config=True)
+    ).tag(config=True, lock=(*ISOLATION_LEVELS, "auto"))
 
     required_isolation = CaselessStrEnum(
         list(ISOLATION_LEVELS),
@@ -106,26 +115,26 @@ class Isolation(Configurable):
         help="""The weakest level under which cells may run. Below it the kernel refuses
         every cell with an error that names the missing layer. Set to 'none' only to
         run explicitly without a sandbox.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=ISOLATION_LEVELS)
 
     workspace = Unicode(
         "",
         help="""Host directory the cells see as their working directory. Empty means the
         directory the kernel was started in, which Jupyter sets to the notebook's
         directory.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="equal")
 
     workspace_writable = Bool(
         True,
         help="Whether cells may write in the workspace. It is the only writable host path.",
-    ).tag(config=True)
+    ).tag(config=True, lock="false")
 
     extra_mounts = List(
         Unicode(),
         default_value=[],
         help="""More host paths the sandbox may see, each 'PATH:ro' or 'PATH:rw'
         (for example a shared data set: '/srv/data:ro').""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     hidden_paths = List(
         Unicode(),
@@ -133,7 +142,7 @@ class Isolation(Configurable):
         help="""Host paths cells must not see at all, even inside the workspace or an
         extra mount: they appear empty (namespaces level) or cannot be opened (landlock
         level). For graders: the gradebook, the hidden tests, other submissions.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="superset")
 
     control_files = List(
         Unicode(),
@@ -147,7 +156,7 @@ class Isolation(Configurable):
         the index). .ipynb_checkpoints belongs to the Jupyter server: only links and
         special files are removed there. Extend it in a config file with
         c.Isolation.control_files.extend([...]).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="superset")
 
     shadow_modules = List(
         Unicode(),
@@ -160,14 +169,14 @@ class Isolation(Configurable):
         runs its site-packages/*.pth. Treated like control_files: put back or removed
         after each cell, and reported. Ordinary .py files (and model.pth weights) stay
         writable.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="superset")
 
     allow_network = Bool(
         False,
         help="""Let cells use the host's network. Off: the executor has its own network
         namespace with only loopback (namespaces level) or cannot create sockets
         (landlock level).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="false")
 
     allowed_hosts = List(
         Unicode(),
@@ -178,55 +187,55 @@ class Isolation(Configurable):
         package index pip is configured to use here (a site mirror if pip has one).
         The proxy resolves names itself and refuses loopback, private, link-local and
         metadata addresses. Empty: no network.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     network_max_connections = Int(
         16,
         min=1,
         help="""Connections through the egress proxy a sandbox may hold at once (with
         allowed_hosts); more are refused at once with a message naming this setting.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     network_max_mb_per_cell = Int(
         2048,
         min=1,
         help="""Bytes, in MiB, one cell may move through the egress proxy (both ways,
         all connections); past it its connections are closed and new ones refused.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     package_dir = Unicode(
         "",
         help="""Host directory where '%pip install' puts packages, kept across kernel
         restarts (a per-workspace directory, writable by the kernel's user). Empty: a
         directory in the sandbox's private space, which lives as long as the kernel.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="equal")
 
     tmp_size_mb = Int(
         256,
         min=1,
         help="Size of the private tmpfs that holds /tmp and HOME inside the sandbox.",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     seccomp = CaselessStrEnum(
         MECHANISM_POLICY,
         default_value="required",
         help="""The seccomp system-call allow-list. 'required': cells do not run without
         it; 'auto': used when available; 'disabled': never (for debugging only).""",
-    ).tag(config=True)
+    ).tag(config=True, lock=MECHANISM_ORDER)
 
     landlock = CaselessStrEnum(
         MECHANISM_POLICY,
         default_value="auto",
         help="""Landlock rules. At the 'landlock' level they are the filesystem boundary
         and always required; at the 'namespaces' level they are defence in depth.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=MECHANISM_ORDER)
 
     cgroups = CaselessStrEnum(
         MECHANISM_POLICY,
         default_value="auto",
         help="""A cgroup of its own for the executor (memory and process limits, kill on
         shutdown). Used when the host delegates one; rlimits otherwise.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=MECHANISM_ORDER)
 
     sandbox_uid_base = Int(
         1_500_000_000,
@@ -235,7 +244,7 @@ class Isolation(Configurable):
         help="""When the kernel runs as root, cells run as a host uid from this unused range
         (never as host root). Files they create in the workspace are owned by the
         workspace's owner through an id-mapped mount.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     env_passthrough = List(
         Unicode(),
@@ -243,7 +252,7 @@ class Isolation(Configurable):
         help="""Extra environment variables passed to cells, on top of the built-in
         allow-list. Names that look like secrets (*TOKEN*, *KEY*, *SECRET*,
         *PASSWORD*, JUPYTERHUB_*) are never passed.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     @validate("hidden_paths")
     def _check_hidden(self, proposal: Any) -> list[str]:
@@ -286,14 +295,14 @@ class Limits(Configurable):
         min=0.0,
         help="""Wall-clock time a cell may run, in seconds; 0 means no limit. When it is
         exceeded the cell is interrupted, then killed after interrupt_grace_s.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller_or_unlimited")
 
     interrupt_grace_s = Float(
         3.0,
         min=0.1,
         help="""How long a cell has to stop after an interrupt before the executor is
         killed (a C loop or a cell that ignores SIGINT never stops on its own).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     memory_limit_mb = Int(
         0,
@@ -301,19 +310,21 @@ class Limits(Configurable):
         help="""Memory the executor may use, in MiB; 0 means half of the host's memory.
         Enforced with a cgroup when one is available, else with RLIMIT_AS (which
         counts address space, not memory, and is looser).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller_or_unlimited")
 
     max_processes = Int(
         512,
         min=8,
         help="Processes and threads the executor may have at once (pids cgroup or RLIMIT_NPROC).",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
-    max_open_files = Int(1024, min=32, help="RLIMIT_NOFILE for the executor.").tag(config=True)
+    max_open_files = Int(1024, min=32, help="RLIMIT_NOFILE for the executor.").tag(
+        config=True, lock="smaller"
+    )
 
     max_file_size_mb = Int(
         1024, min=1, help="Largest file a cell may write, in MiB (RLIMIT_FSIZE)."
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     workspace_quota_mb = Int(
         10240,
@@ -327,7 +338,7 @@ class Limits(Configurable):
         uploaded or saved through the Jupyter server count towards the growth too,
         but only a cell that writes is stopped. Large files are bounded at once
         (RLIMIT_FSIZE is never above the quota); see SECURITY.md for the margin.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller_or_unlimited")
 
     cpu_share = Float(
         0.0,
@@ -338,20 +349,20 @@ class Limits(Configurable):
         kernel; the classroom preset sets 1.0. Enforced with the cgroup cpu controller
         (cpu.max, or CFS bandwidth on cgroup v1) where the host delegates one; where it
         does not, %sandbox and the level report say the share is not enforced.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller_or_unlimited")
 
     cpu_time_limit_s = Float(
         0.0,
         min=0.0,
         help="CPU seconds a cell may use; 0 means no limit.",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller_or_unlimited")
 
     blas_threads = Int(
         4,
         min=1,
         help="""Upper bound for OpenBLAS/OpenMP/MKL thread pools in the executor
         (each thread costs address space, and forking while one runs can deadlock).""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     rollback = Bool(
         True,
@@ -359,20 +370,20 @@ class Limits(Configurable):
         crashes, runs out of memory, times out or has to be killed, the snapshot takes
         over and the state is as it was before the cell. Off: the executor restarts
         empty after such a cell.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="equal")
 
     snapshot_max_mb = Int(
         0,
         min=0,
         help="""Skip the snapshot when the executor holds more memory than this, in MiB
         (copy-on-write may double it while the cell runs); 0 means half the memory limit.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     kill_cell_processes = Bool(
         False,
         help="""End every process a cell started when the cell ends (background servers,
         daemons). Processes are always ended when a cell hits the process limit.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="true")
 
     kernel_memory_mb = Int(
         2048,
@@ -380,10 +391,10 @@ class Limits(Configurable):
         help="""Memory the trusted kernel process itself may use, in MiB (RLIMIT_DATA).
         It decodes every frame the executor sends, outside the sandbox's memory limit;
         a frame whose decoding would not fit is dropped with a notice instead.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     startup_timeout_s = Float(60.0, min=1.0, help="How long the executor may take to start.").tag(
-        config=True
+        config=True, lock=False
     )
 
 
@@ -405,7 +416,7 @@ class Output(Configurable):
         10.0,
         min=0.5,
         help="Time within which a started frame must be complete (guards against a stalled child).",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     max_message_bytes = Int(
         DEFAULT_MAX_MESSAGE_BYTES,
@@ -415,7 +426,7 @@ class Output(Configurable):
         HTML table), serialised as it is sent: data, metadata, MIME types and
         buffers. Larger ones are replaced by a notice. It also sets the largest frame
         the kernel reads from the executor (a third more, for base64 buffers).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     max_cell_output_bytes = Int(
         64 * 1024 * 1024,
@@ -424,7 +435,7 @@ class Output(Configurable):
         help="""Output one cell may send in total. Past it the cell keeps running but its
         output is cut off with a notice, so an endless print loop cannot freeze the
         browser or fill nbclient's memory.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     max_messages_per_s = Float(
         1000.0,
@@ -432,7 +443,7 @@ class Output(Configurable):
         max=OUTPUT_CEILINGS["max_messages_per_s"],
         help="""Output messages per second relayed to the frontend; faster output is dropped
         with a notice (display updates keep their latest value).""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     max_comm_bytes = Int(
         64 * 1024 * 1024,
@@ -440,14 +451,14 @@ class Output(Configurable):
         max=OUTPUT_CEILINGS["max_comm_bytes"],
         help="""Widget (comm) traffic one cell may send to the frontend in total, counted
         apart from its other output. Past it comm messages are dropped with a notice.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     max_comm_messages_per_s = Float(
         1000.0,
         min=1.0,
         max=OUTPUT_CEILINGS["max_comm_messages_per_s"],
         help="Widget (comm) messages per second relayed to the frontend.",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     active_content = CaselessStrEnum(
         list(ACTIVE_CONTENT_MODES),
@@ -461,7 +472,7 @@ class Output(Configurable):
         active parts (nh3 allow-list) and drops JavaScript (classroom preset); 'drop'
         removes active outputs. Passive HTML (pandas tables) is relayed unchanged in
         every mode.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=("drop", "sanitize", "isolate"))
 
     renderer_mime_types = List(
         Unicode(),
@@ -471,7 +482,7 @@ class Output(Configurable):
         figure JSON), whose renderers run in the notebook page, and data types for
         programs (the autograder's answers). Any other MIME type is dropped with a
         notice: add a type here only if no frontend renders it as code.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     comm_targets = List(
         Unicode(),
@@ -481,7 +492,7 @@ class Output(Configurable):
         target acts on what the cell sends, in the notebook page). The refusal is
         recorded in the audit log and counted in %sandbox's last cell, not printed in
         the cell: a frontend with no handler for a target ignores it silently too.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     widget_modules = List(
         Unicode(),
@@ -491,7 +502,7 @@ class Output(Configurable):
         with a notice. Add a library's module to trust its frontend code with what cells
         send it, for example 'anywidget' (plotly's FigureWidget), 'bqplot' or
         'jupyter-leaflet'.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="subset")
 
     isolated_library_bytes = Int(
         16 * 1024 * 1024,
@@ -499,24 +510,24 @@ class Output(Configurable):
         help="""Library code a session emitted (bokeh's output_notebook, plotly's
         init_notebook_mode) that is replayed in later isolated frames, which are
         separate documents; at most this many bytes per kernel.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="smaller")
 
     sanitize_html = Bool(
         False,
         help="""Deprecated: True means at least Output.active_content = 'sanitize'.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="true")
 
     drop_javascript = Bool(
         False,
         help="""Deprecated: True means at least Output.active_content = 'sanitize'.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="true")
 
     drop_frontend_payloads = Bool(
         False,
         help="""Drop payloads that change the notebook: set_next_input that replaces the
         cell's code, and edit. On in the classroom preset. (The pager's content is
         always reduced to text.)""",
-    ).tag(config=True)
+    ).tag(config=True, lock="true")
 
     def effective_active_content(self) -> str:
         """active_content, made at least 'sanitize' by the deprecated booleans."""
@@ -542,7 +553,7 @@ class Policy(Configurable):
         notebooks run unchanged ('!ls', %%bash and subprocess are recorded or warned
         about). 'classroom' also denies shell escapes, processes, sockets, dynamic code
         and dunder walking. 'permissive' records almost everything and denies little.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=PRESET_ORDER)
 
     rules = Dict(
         key_trait=Unicode(),
@@ -551,7 +562,7 @@ class Policy(Configurable):
         help=f"""Overrides on top of the preset: a rule id or a group name mapped to one of
         {", ".join(ACTIONS)}. A rule's own entry beats its group's. Groups:
         {", ".join(sorted(GROUPS))}. Example: {{'SKP201': 'warn', 'shell': 'deny'}}.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="rules")
 
     runtime_hooks = Bool(
         True,
@@ -559,7 +570,7 @@ class Policy(Configurable):
         the rules also hold for code the static check cannot see (computed imports,
         decoded payloads, files written then imported). Native code can bypass audit
         hooks; the OS sandbox remains the boundary.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="true")
 
     audit_log = Unicode(
         "default",
@@ -568,7 +579,7 @@ class Policy(Configurable):
         cell source, the HMAC key or tokens. 'default' is
         <jupyter data dir>/sandbox_kernel/audit.jsonl, which cells cannot reach; an
         empty string writes to the kernel log only.""",
-    ).tag(config=True)
+    ).tag(config=True, lock="equal")
 
     audit_log_max_mb = Int(
         64,
@@ -576,7 +587,7 @@ class Policy(Configurable):
         help="""Size at which the audit log file is rotated, in MiB: it becomes
         audit.jsonl.1 (replacing an older one) and a new file starts, so the log takes
         at most about twice this on disk.""",
-    ).tag(config=True)
+    ).tag(config=True, lock=False)
 
     @validate("rules")
     def _check_rules(self, proposal: Any) -> dict[str, str]:

@@ -27,10 +27,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .levels import ISOLATION_LEVELS
 from .policy.rules import ACTIONS
 
-__all__ = ["LOCKS_ENV", "LOCKS_FILE", "Attempt", "Locks", "load_locks", "lock_files", "stricter"]
+__all__ = [
+    "LOCKS_ENV",
+    "LOCKS_FILE",
+    "Attempt",
+    "Lockable",
+    "Locks",
+    "collect_orders",
+    "load_locks",
+    "lock_files",
+    "orders",
+    "stricter",
+]
 
 LOCKS_FILE = "sandbox_kernel_locks.json"
 LOCKS_ENV = "SANDBOX_KERNEL_LOCKS"
@@ -87,80 +97,87 @@ def _rules_stricter(a: Any, b: Any) -> bool:
     return all(key in a and order(a[key], value) for key, value in b.items())
 
 
-# For each lockable setting: how to tell stricter from looser.
-ORDERS: dict[str, Order] = {
-    "Isolation.required_isolation": _rank(list(ISOLATION_LEVELS)),
-    "Isolation.level": _rank([*ISOLATION_LEVELS, "auto"]),
-    "Isolation.workspace": _equal,
-    "Isolation.workspace_writable": _false_is_stricter,
-    "Isolation.extra_mounts": _subset,
-    "Isolation.hidden_paths": _superset,
-    "Isolation.control_files": _superset,
-    "Isolation.shadow_modules": _superset,
-    "Isolation.allow_network": _false_is_stricter,
-    "Isolation.allowed_hosts": _subset,
-    "Isolation.package_dir": _equal,
-    "Isolation.network_max_connections": _smaller(False),
-    "Isolation.network_max_mb_per_cell": _smaller(False),
-    "Isolation.tmp_size_mb": _smaller(False),
-    "Isolation.seccomp": _rank(["required", "auto", "disabled"]),
-    "Isolation.landlock": _rank(["required", "auto", "disabled"]),
-    "Isolation.cgroups": _rank(["required", "auto", "disabled"]),
-    "Isolation.env_passthrough": _subset,
-    "Limits.wall_time_limit_s": _smaller(True),
-    "Limits.cpu_time_limit_s": _smaller(True),
-    "Limits.memory_limit_mb": _smaller(True),
-    "Limits.max_processes": _smaller(False),
-    "Limits.max_open_files": _smaller(False),
-    "Limits.max_file_size_mb": _smaller(False),
-    "Limits.workspace_quota_mb": _smaller(True),
-    "Limits.cpu_share": _smaller(True),
-    "Limits.interrupt_grace_s": _smaller(False),
-    "Limits.kill_cell_processes": _true_is_stricter,
-    "Limits.rollback": _equal,
-    "Output.max_message_bytes": _smaller(False),
-    "Output.max_cell_output_bytes": _smaller(False),
-    "Output.max_messages_per_s": _smaller(False),
-    "Output.sanitize_html": _true_is_stricter,
-    "Output.drop_javascript": _true_is_stricter,
-    "Output.drop_frontend_payloads": _true_is_stricter,
-    "Output.active_content": _rank(["drop", "sanitize", "isolate"]),
-    "Output.renderer_mime_types": _subset,
-    "Output.comm_targets": _subset,
-    "Output.widget_modules": _subset,
-    "Output.isolated_library_bytes": _smaller(False),
-    "Policy.preset": _rank(["classroom", "standard", "permissive"]),
-    "Policy.rules": _rules_stricter,
-    "Policy.runtime_hooks": _true_is_stricter,
-    "Policy.audit_log": _equal,
-    "SandboxKernelApp.preset": _rank(["classroom", "standard", "permissive"]),
+# The orders a trait's ``lock`` tag may name (config.py says which each setting uses).
+KINDS: dict[str, Order] = {
+    "smaller": _smaller(False),
+    "smaller_or_unlimited": _smaller(True),
+    "true": _true_is_stricter,
+    "false": _false_is_stricter,
+    "subset": _subset,
+    "superset": _superset,
+    "equal": _equal,
+    "rules": _rules_stricter,
 }
+
+
+@dataclass(frozen=True)
+class Lockable:
+    """How one setting is locked: its order, and how two locks on it combine."""
+
+    stricter: Order
+    kind: str  # a KINDS key, or "rank"
+
+    def strictest(self, a: Any, b: Any) -> Any:
+        if self.kind == "rules":
+            order = _rank(POLICY_ACTIONS)
+            merged = dict(b)
+            for key, value in a.items():
+                keep = key not in merged or order(value, merged[key])
+                merged[key] = value if keep else merged[key]
+            return merged
+        if self.kind == "subset":
+            return [v for v in a if v in set(b)]
+        if self.kind == "superset":
+            return list(dict.fromkeys([*a, *b]))
+        return a if self.stricter(a, b) else b
+
+
+def collect_orders(classes: Iterable[type]) -> dict[str, Lockable]:
+    """Every lockable setting of ours, by "Class.trait", from its trait's ``lock`` tag.
+
+    Each configurable trait a sandbox_kernel class defines must say how it is
+    locked (an order, or ``lock=False``): a setting added without one would be a
+    limit an admin believes locked, or one nobody decided about. Refused here, with
+    every such trait named (TypeError).
+    """
+    found: dict[str, Lockable] = {}
+    problems: list[str] = []
+    for cls in classes:
+        if not cls.__module__.startswith("sandbox_kernel."):
+            continue  # IPython's and ipykernel's settings are not ours to lock
+        for key, trait in cls.class_own_traits(config=True).items():  # type: ignore[attr-defined]
+            name = f"{cls.__name__}.{key}"
+            if "lock" not in trait.metadata:
+                problems.append(f"{name} has no lock order (.tag(config=True, lock=...))")
+                continue
+            tag = trait.metadata["lock"]
+            if tag is False:
+                continue
+            if isinstance(tag, tuple) and tag:
+                found[name] = Lockable(_rank(list(tag)), "rank")
+            elif isinstance(tag, str) and tag in KINDS:
+                found[name] = Lockable(KINDS[tag], tag)
+            else:
+                problems.append(f"{name} has an unknown lock order {tag!r}")
+    if problems:
+        raise TypeError("settings without a valid admin lock order: " + "; ".join(problems))
+    return found
+
+
+def orders() -> dict[str, Lockable]:
+    """The lockable settings, as collected when the app was imported (app.LOCK_ORDERS)."""
+    from .app import LOCK_ORDERS
+
+    return LOCK_ORDERS
 
 
 def stricter(name: str, a: Any, b: Any) -> bool:
     """Whether value ``a`` of setting ``name`` is at least as strict as ``b``."""
-    return ORDERS[name](a, b)
+    return orders()[name].stricter(a, b)
 
 
 def _strictest(name: str, a: Any, b: Any) -> Any:
-    if name == "Policy.rules":
-        order = _rank(POLICY_ACTIONS)
-        merged = dict(b)
-        for key, value in a.items():
-            merged[key] = value if key not in merged or order(value, merged[key]) else merged[key]
-        return merged
-    if name in {
-        "Isolation.extra_mounts",
-        "Isolation.allowed_hosts",
-        "Isolation.env_passthrough",
-        "Output.renderer_mime_types",
-        "Output.comm_targets",
-        "Output.widget_modules",
-    }:
-        return [v for v in a if v in set(b)]
-    if name in {"Isolation.hidden_paths", "Isolation.control_files", "Isolation.shadow_modules"}:
-        return list(dict.fromkeys([*a, *b]))
-    return a if stricter(name, a, b) else b
+    return orders()[name].strictest(a, b)
 
 
 @dataclass(frozen=True)
@@ -184,7 +201,7 @@ class Locks:
 
     def merge(self, values: dict[str, Any], owner: str) -> None:
         for name, value in values.items():
-            if name not in ORDERS:
+            if name not in orders():
                 self.errors.append(f"{owner}: {name!r} cannot be locked (unknown setting)")
                 continue
             known = self.values.get(name, value)
@@ -209,7 +226,8 @@ class Locks:
                 for section, values in PRESETS[preset].items()
                 for key, value in values.items()
             }
-            self.merge({k: v for k, v in derived.items() if k in ORDERS}, owner)
+            lockable = orders()
+            self.merge({k: v for k, v in derived.items() if k in lockable}, owner)
         rules: dict[str, str] = {}
         if "Policy.preset" in self.values:
             rules.update(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from traitlets import Int
 from traitlets.config import Config
 
-from sandbox_kernel.lock import ORDERS, Locks, load_locks, stricter
+from sandbox_kernel.config import Limits
+from sandbox_kernel.lock import Locks, collect_orders, load_locks, orders, stricter
 
 
 @pytest.mark.parametrize(
@@ -54,7 +58,7 @@ def test_every_lockable_setting_exists() -> None:
 
     classes = {c.__name__: c for c in SandboxKernelApp.classes}
     classes["SandboxKernelApp"] = SandboxKernelApp
-    for name in ORDERS:
+    for name in orders():
         section, key = name.split(".")
         assert key in classes[section].class_trait_names(config=True), name
 
@@ -145,3 +149,59 @@ def test_unknown_setting_fails_closed(tmp_path: Path) -> None:
     typo.write_text(json.dumps({"locked": {"Limits.wall_time_limt_s": 10}}))
     with pytest.raises(SystemExit, match="cannot be locked"):
         load_locks(extra_files=[str(typo)], environ={})
+
+
+def test_the_lock_orders_come_from_the_traits() -> None:
+    # config.py tags each trait; nothing else lists the lockable settings.
+    assert orders()["Limits.max_processes"].kind == "smaller"
+    assert orders()["Isolation.required_isolation"].kind == "rank"
+    assert "Limits.blas_threads" not in orders()  # lock=False: an admin may not lock it
+    assert Limits.class_traits()["max_processes"].metadata["lock"] == "smaller"
+
+
+def _new_setting(tag: dict[str, object]) -> type:
+    class NewLimits(Limits):
+        max_threads = Int(8, help="a setting added later").tag(config=True, **tag)
+
+    NewLimits.__module__ = "sandbox_kernel.config"  # as if written there
+    return NewLimits
+
+
+def test_a_new_setting_without_a_lock_order_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"NewLimits\.max_threads has no lock order"):
+        collect_orders([_new_setting({})])
+    with pytest.raises(TypeError, match=r"NewLimits\.max_threads has an unknown lock order"):
+        collect_orders([_new_setting({"lock": "looser"})])
+    assert collect_orders([_new_setting({"lock": False})]) == {}
+    assert collect_orders([_new_setting({"lock": "smaller"})])["NewLimits.max_threads"].stricter(
+        4, 8
+    )
+
+
+def test_the_kernel_refuses_to_import_with_a_setting_without_a_lock_order() -> None:
+    # The same setting added to config.Limits itself: importing the app (as the
+    # kernel's start and every test of it does) fails, naming the setting.
+    code = (
+        "import sandbox_kernel.config as config\n"
+        "from traitlets import Int\n"
+        "class Limits(config.Limits):\n"
+        "    max_threads = Int(8).tag(config=True)\n"
+        "Limits.__module__ = 'sandbox_kernel.config'\n"
+        "config.Limits = Limits\n"
+        "import sandbox_kernel.app\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert "TypeError" in result.stderr
+    assert "Limits.max_threads has no lock order" in result.stderr
+    # Positive control: without the added setting the app imports.
+    plain = subprocess.run(
+        [sys.executable, "-c", "import sandbox_kernel.app"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stderr
