@@ -13,7 +13,7 @@ import ctypes
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import SetupError
 from ..paths import DEVICES, SINK_DEVICES, TERMINAL_DEVICES, device_paths
@@ -208,8 +208,7 @@ def _unique(paths: Iterable[str]) -> list[str]:
 # -- the mechanism: prepare (launcher: which paths), apply (executor) ---------------------
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     rules: LandlockRules
     # Whether the sandbox must not start without it (its own level, or configured so).
     required: bool

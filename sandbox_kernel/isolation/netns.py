@@ -5,8 +5,7 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import SetupError
 
@@ -39,8 +38,7 @@ def bring_up_loopback() -> None:
 # -- the mechanism: prepare (launcher), apply (pid 1) --------------------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     own: bool  # a network namespace of our own (unshared with the others, userns.py)
     proxy_allowed: str | None  # what the egress proxy lets through, if there is one
     proxy_port: int

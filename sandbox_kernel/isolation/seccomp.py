@@ -21,8 +21,7 @@ from __future__ import annotations
 import errno
 import socket
 import stat
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SetupError
 from . import libc
@@ -194,8 +193,7 @@ _REPORTED_FAMILIES = (
 # -- the mechanism: prepare (launcher: build the filter), apply (executor, last) -----------
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     filter: Any  # a pyseccomp SyscallFilter, built but not loaded
 
 

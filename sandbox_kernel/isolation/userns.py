@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import SetupError
 from . import libc
@@ -177,8 +177,7 @@ class MapHelper:
 # -- the mechanism: prepare (launcher, before unshare) and apply ---------------------------
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     idmap: IdMap
     # Every namespace, unshared at once: the new user namespace owns the others.
     flags: int

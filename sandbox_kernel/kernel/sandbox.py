@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import own_memory
@@ -298,7 +298,7 @@ class Sandbox:
         if self.guard is None:
             return spec
         inside = tuple(self.guard.top_entries(MAX_READ_ONLY_BINDS))
-        return replace(spec, isolation=replace(spec.isolation, read_only_inside=inside))
+        return spec._replace(isolation=spec.isolation._replace(read_only_inside=inside))
 
     async def _start(self, *, watch: bool = True) -> ExecutorProcess | str:
         """Start an executor; return it, or the reason there is none."""
@@ -446,9 +446,7 @@ class Sandbox:
         spec = self._bind_guarded(self._build_spec())
         built = result.spec
         if spec != built:
-            changed = [
-                f.name for f in fields(spec) if getattr(spec, f.name) != getattr(built, f.name)
-            ]
+            changed = [f for f in spec._fields if getattr(spec, f) != getattr(built, f)]
             return f"the sandbox a start now would build differs ({', '.join(changed)})"
         if build_environment(self.isolation, self.limits) != result.env:
             return "the environment a start now would give differs"

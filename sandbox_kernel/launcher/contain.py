@@ -30,8 +30,7 @@ import signal
 import socket
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SetupError
 from ..isolation import (
@@ -63,8 +62,7 @@ SOCKET_HINT = (
 )
 
 
-@dataclass
-class Plans:
+class Plans(NamedTuple):
     """What the launcher decided, handed down to pid 1 and the executor by the forks."""
 
     level: str
