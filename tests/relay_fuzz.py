@@ -157,6 +157,19 @@ valid_messages = st.one_of(
         st.dictionaries(st.sampled_from(["state", "method", "x"]), json_value, max_size=3),
         st.lists(st.binary(max_size=2000), max_size=2),
     ),
+    # Raw buffers, as the executor sends them: attached after the head.
+    st.builds(
+        lambda kind, cid, bufs: {
+            "type": kind,
+            "comm_id": cid,
+            "target_name": "jupyter.widget",
+            "data": {},
+            "buffers": bufs,
+        },
+        st.sampled_from(["comm_open", "comm_msg", "comm_close"]),
+        st.sampled_from(["c1", "c2"]),
+        st.lists(st.binary(max_size=3000), min_size=1, max_size=3),
+    ),
     st.builds(lambda w: {"type": "clear_output", "wait": w}, st.booleans()),
     st.builds(
         lambda e, v, tb: {"type": "error", "ename": e, "evalue": v, "traceback": tb},
@@ -241,13 +254,18 @@ def _encoded(message: dict[str, Any]) -> bytes:
 def hostile_attached(draw: st.DrawFn) -> bytes:
     """An attached body with one thing wrong, or several: lying lengths, a head that
     overruns, a missing or real placeholder, a JSON MIME type, bytes that are not UTF-8."""
-    kind = draw(st.sampled_from(["display_data", "execute_result", "stream", "execute_reply"]))
+    kind = draw(
+        st.sampled_from(["display_data", "execute_result", "stream", "execute_reply", "comm_msg"])
+    )
     key = draw(mime | st.just("<b>"))
     blob = draw(st.binary(max_size=300) | st.integers(0, 70_000).map(lambda n: b"A" * n))
     placeholder = draw(st.sampled_from([None, "text", 1]))
     length = draw(st.sampled_from([len(blob), len(blob) + 1, len(blob) - 1, -1, 2**40, True]))
     head: dict[str, Any] = {"type": kind, "data": {key: placeholder}, "transient": {}}
-    if draw(st.booleans()):
+    if kind == "comm_msg":
+        head.update(comm_id="c1", buffers=draw(st.sampled_from([[], ["YQ=="]])))
+        head["attached_buffers"] = [length] if draw(st.booleans()) else draw(json_value)
+    elif draw(st.booleans()):
         head["attached"] = {key: length}
     else:
         head["attached"] = draw(json_value)

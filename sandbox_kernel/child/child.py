@@ -548,7 +548,8 @@ def _install_comms(outbox: Outbox) -> None:
                 "comm_id": self.comm_id,
                 "data": jsonable(data or {}),
                 "metadata": jsonable(metadata or {}),
-                "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers or []],
+                # Raw bytes: the channel attaches them after the frame's JSON head.
+                "buffers": [bytes(b) for b in buffers or []],
             }
             for key in ("target_name", "target_module"):
                 if keys.get(key) is not None:

@@ -13,6 +13,11 @@ after the other. In the head each such value stands as ``null`` in ``data``, and
 The values then cost neither a JSON escape on this side nor a JSON parse on the
 trusted side, which only decodes them as strict UTF-8 (relay/reader.py checks the
 lengths, the MIME types and the placeholders; the result is the same message).
+
+A comm message's binary buffers travel attached the same way, as raw bytes instead
+of base64 inside the JSON: the head's ``"buffers"`` is empty and
+``"attached_buffers"`` lists their lengths in order. The executor hands them to
+:func:`encode_frame_parts` as bytes; base64 strings (the plain form) stay in the JSON.
 This module is imported inside the sandbox (the executor writes frames, the
 launcher reports setup failures in them), so it holds no parser of child bytes:
 that is :mod:`sandbox_kernel.relay.reader`, which only the trusted side imports.
@@ -29,6 +34,7 @@ __all__ = [
     "ATTACHABLE_TYPES",
     "ATTACHED",
     "ATTACH_MIN_BYTES",
+    "COMM_TYPES",
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "HEADER",
@@ -78,6 +84,7 @@ ATTACHED = b"\x01"
 # Below this a value stays in the JSON: escaping it costs less than a second part.
 ATTACH_MIN_BYTES = 64 * 1024
 ATTACHABLE_TYPES = frozenset({"display_data", "update_display_data", "execute_result"})
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 def is_json_mime(mime: str) -> bool:
@@ -89,6 +96,20 @@ def encode_frame_parts(message: Mapping[str, Any]) -> tuple[list[bytes], int]:
     """Serialise one message into the parts of one frame (to send in one go, in order)
     and the length of its body. Large text values of an output bundle are attached
     (see the module's docstring); anything else is :func:`encode_frame`."""
+    buffers = message.get("buffers")
+    if (
+        message.get("type") in COMM_TYPES
+        and isinstance(buffers, list)
+        and buffers
+        and all(isinstance(b, (bytes, bytearray, memoryview)) for b in buffers)
+    ):
+        raw = [bytes(b) for b in buffers]
+        head = _encode(
+            {**message, "buffers": [], "attached_buffers": [len(b) for b in raw]}
+        ).encode("utf-8", "backslashreplace")
+        prefix = ATTACHED + HEADER.pack(len(head))
+        length = len(prefix) + len(head) + sum(len(b) for b in raw)
+        return [HEADER.pack(length) + prefix + head, *raw], length
     data = message.get("data")
     if message.get("type") in ATTACHABLE_TYPES and isinstance(data, dict):
         attached: dict[str, int] = {}

@@ -23,7 +23,14 @@ from typing import Any
 
 from ..errors import RelayError
 from ..units import MIB
-from .framing import ATTACHABLE_TYPES, ATTACHED, DEFAULT_MAX_FRAME_BYTES, HEADER, is_json_mime
+from .framing import (
+    ATTACHABLE_TYPES,
+    ATTACHED,
+    COMM_TYPES,
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER,
+    is_json_mime,
+)
 
 __all__ = [
     "CHILD_MESSAGE_TYPES",
@@ -125,6 +132,8 @@ def decode_body(body: bytes) -> Any:
     value = decode_payload(body[start : start + head_length])
     if not isinstance(value, dict):
         raise FrameRejected("frame is not a JSON object")
+    if value.get("type") in COMM_TYPES:
+        return _attach_buffers(value, body, start + head_length)
     if value.get("type") not in ATTACHABLE_TYPES:
         raise FrameRejected(f"{str(value.get('type'))[:40]!r} frames carry no attached values")
     attached = value.pop("attached", None)
@@ -202,6 +211,28 @@ def decode_payload(data: bytes) -> Any:
     _check_depth(value)
     if "\\ud" in text or "\\uD" in text:
         value = _replace_lone_surrogates(value)
+    return value
+
+
+def _attach_buffers(value: dict[str, Any], body: bytes, offset: int) -> dict[str, Any]:
+    """A comm message's attached buffers: raw bytes, in the order of their lengths, that
+    cover the rest of the frame exactly; the head's own buffers must be empty."""
+    lengths = value.pop("attached_buffers", None)
+    if not isinstance(lengths, list) or not lengths or value.get("buffers", []) != []:
+        raise FrameRejected("attached comm frame lacks its buffer lengths or has buffers")
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in lengths):
+        raise FrameRejected("attached lengths must be non-negative integers")
+    if sum(lengths) != len(body) - offset:
+        raise FrameRejected(
+            f"attached lengths add up to {sum(lengths):,} bytes, "
+            f"the frame holds {len(body) - offset:,}"
+        )
+    buffers: list[bytes] = []
+    for length in lengths:
+        buffers.append(body[offset : offset + length])
+        offset += length
+    # Bytes, which no JSON decodes to: decode_buffers() knows them from base64 text.
+    value["buffers"] = buffers
     return value
 
 
@@ -520,7 +551,11 @@ def _v_input_request(msg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def decode_buffers(msg: Mapping[str, Any]) -> list[bytes]:
-    """Binary comm buffers travel as base64 strings inside the JSON frame."""
+    """Binary comm buffers: attached after the head as bytes (decode_body put them
+    here), or base64 strings inside the JSON frame."""
+    attached = msg.get("buffers")
+    if isinstance(attached, list) and attached and all(type(b) is bytes for b in attached):
+        return list(attached)
     raw = _str_list(msg, "buffers", [])
     try:
         return [base64.b64decode(b, validate=True) for b in raw]

@@ -981,6 +981,81 @@ def test_hostile_attached_frames_are_rejected_between_intact_neighbours(
     assert reason in str(items[1])
 
 
+def comm(buffers: list[Any]) -> dict[str, Any]:
+    return {
+        "type": "comm_msg",
+        "comm_id": "c1",
+        "data": {"method": "update"},
+        "metadata": {"version": "2.1.0"},
+        "buffers": buffers,
+    }
+
+
+@pytest.mark.parametrize(
+    "raw", [[b"\x00\x01binary"], [b"", bytes(range(256)) * 4000, b"\xff"]], ids=["one", "three"]
+)
+def test_comm_buffers_travel_attached_as_bytes_and_arrive_as_from_base64(raw: list[bytes]) -> None:
+    parts, _ = encode_frame_parts(comm(raw))
+    frame = b"".join(parts)
+    assert frame[HEADER.size : HEADER.size + 1] == framing.ATTACHED
+    # No base64 anywhere: the head holds the lengths, the bytes follow it as they are.
+    assert base64.b64encode(raw[-1]) not in parts[0] or not raw[-1]
+    as_base64 = comm([base64.b64encode(b).decode() for b in raw])
+    expected = only(FrameReader().feed(encode_frame(as_base64)))
+    assert only(FrameReader().feed(frame)) == expected
+    assert expected["buffers"] == raw
+
+
+def comm_frame(head: dict[str, Any], *blobs: bytes) -> bytes:
+    return attached_frame({**comm([]), **head}, *blobs)
+
+
+HOSTILE_COMM_ATTACHED: list[tuple[str, bytes, str]] = [
+    ("lengths claim more", comm_frame({"attached_buffers": [4]}, b"abc"), "add up"),
+    ("lengths claim less", comm_frame({"attached_buffers": [2]}, b"abc"), "add up"),
+    ("no lengths", comm_frame({}, b"abc"), "lacks its buffer lengths"),
+    ("empty lengths", comm_frame({"attached_buffers": []}, b""), "lacks its buffer lengths"),
+    (
+        "base64 buffers beside attached ones",
+        comm_frame({"buffers": ["YQ=="], "attached_buffers": [1]}, b"a"),
+        "has buffers",
+    ),
+    ("bool length", comm_frame({"attached_buffers": [True]}, b"a"), "non-negative"),
+    ("negative length", comm_frame({"attached_buffers": [-1, 2]}, b"a"), "non-negative"),
+    ("lengths not a list", comm_frame({"attached_buffers": {"0": 1}}, b"a"), "lacks"),
+    (
+        "attached buffers on a stream",
+        attached_frame({**stream("x"), "attached_buffers": [1]}, b"a"),
+        "carry no attached",
+    ),
+    (
+        "a head that fails the comm schema",
+        comm_frame({"comm_id": 5, "attached_buffers": [1]}, b"a"),
+        "wrong type",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [(f, r) for _, f, r in HOSTILE_COMM_ATTACHED],
+    ids=[name for name, _, _ in HOSTILE_COMM_ATTACHED],
+)
+def test_hostile_attached_comm_frames_are_rejected(frame: bytes, reason: str) -> None:
+    items = FrameReader().feed(encode_frame(stream("a")) + frame + encode_frame(stream("b")))
+    assert len(items) == 3, items
+    assert isinstance(items[1], FrameRejected), items[1]
+    assert reason in str(items[1])
+
+
+def test_bytes_buffers_cannot_come_from_json() -> None:
+    """decode_buffers() takes bytes as already decoded: only an attached frame makes
+    them, never JSON, so a plain frame's buffers are always base64-checked."""
+    item = only(FrameReader().feed(json_frame(comm(["not base64!"]))))
+    assert isinstance(item, FrameRejected)
+    assert "base64" in str(item)
+
+
 def test_an_attached_frame_over_the_limit_is_fatal_before_anything_is_read() -> None:
     message = bundle(**{"image/png": PNG_B64})
     parts, length = encode_frame_parts(message)
