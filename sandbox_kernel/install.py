@@ -48,17 +48,33 @@ def display_name_for(preset: str | None) -> str:
     return f"Python 3 (sandboxed, {preset})"
 
 
+# The kernel provisioner that keeps a pre-warmed spare (sandbox_kernel/provisioner.py).
+PROVISIONER_NAME = "sandbox-kernel-provisioner"
+
+
+def provisioner_registered() -> bool:
+    """Whether jupyter_client here can load the spare provisioner (its entry point is
+    registered when the package is installed; not when a checkout is only on sys.path)."""
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+    return PROVISIONER_NAME in KernelProvisionerFactory.instance().provisioners
+
+
 def kernel_dict(
     display_name: str = DEFAULT_DISPLAY_NAME,
     python: str | None = None,
     extra_args: list[str] | None = None,
-    spares: bool = True,
+    spares: bool | None = None,
 ) -> dict[str, Any]:
+    """The kernelspec; ``spares`` None: name the provisioner if it is registered here."""
     with open(template_dir() / "kernel.json") as f:
         spec: dict[str, Any] = json.load(f)
+    if spares is None:
+        spares = provisioner_registered()
     if not spares:
-        # Without the provisioner (sandbox_kernel/provisioner.py): a Jupyter server in
-        # another environment, which cannot import it, would not list the kernel at all.
+        # Without the provisioner (sandbox_kernel/provisioner.py): a Jupyter server that
+        # cannot load it (another environment, a checkout without the package's
+        # metadata) would not list the kernel at all.
         spec["metadata"].pop("kernel_provisioner", None)
     spec["argv"] = [python or sys.executable if a == "{python}" else a for a in spec["argv"]]
     spec["argv"].extend(extra_args or [])
@@ -86,9 +102,8 @@ def install(args: argparse.Namespace) -> str:
             shutil.copy(logo, tmp)
         display_name = args.display_name or display_name_for(args.preset)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
-            json.dump(
-                kernel_dict(display_name, extra_args=extra, spares=not args.no_spares), f, indent=2
-            )
+            spares = False if args.no_spares else None
+            json.dump(kernel_dict(display_name, extra_args=extra, spares=spares), f, indent=2)
         # install_kernel_spec replaces an existing spec of the same name.
         return KernelSpecManager().install_kernel_spec(tmp, args.name, **_location_args(args))
 
@@ -139,6 +154,11 @@ def main(argv: list[str]) -> int:
     if args.command == "install":
         path = install(args)
         print(f"Installed kernelspec {args.name} in {path}")
+        if not args.no_spares and not provisioner_registered():
+            print(
+                f"(without pre-warmed spares: the kernel provisioner {PROVISIONER_NAME} is "
+                "not registered in this environment; install the package with pip to get it)"
+            )
     else:
         path = uninstall(args)
         print(f"Removed kernelspec {args.name} from {path}")

@@ -23,24 +23,32 @@ RESTRICTED_KERNELS = {
 }
 
 
-# Why the kernelspecs name no kernel provisioner here (None: they do).
-PROVISIONER_MISSING: str | None = None
-
-
 def _provisioner_missing() -> str | None:
     """Why this environment cannot load the spare provisioner, if it cannot.
 
     Its entry point is registered when the package is installed: a virtualenv
     installed before it existed needs `pip install -e .` (make install-test) again.
     """
-    from jupyter_client.provisioning import KernelProvisionerFactory
+    from sandbox_kernel.install import provisioner_registered
 
-    if "sandbox-kernel-provisioner" in KernelProvisionerFactory.instance().provisioners:
+    if provisioner_registered():
         return None
     return (
         "the jupyter_client entry point sandbox-kernel-provisioner is not registered in "
         "this environment: reinstall the package (pip install -e . or make install-test)"
     )
+
+
+def runs_from_a_bare_checkout() -> bool:
+    """Whether the package runs from a checkout on sys.path without its metadata (the
+    container tests' image: a .pth to /src), where no entry point can be registered."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("sandbox-kernel")
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return False
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,8 +60,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     from sandbox_kernel.install import kernel_dict, template_dir
 
-    global PROVISIONER_MISSING
-    PROVISIONER_MISSING = _provisioner_missing()
     data_dir = Path(tempfile.mkdtemp(prefix="sandbox-kernel-tests-"))
     data_dir.chmod(0o755)
     specs = {KERNEL_NAME: kernel_dict(python=sys.executable)}
@@ -62,10 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         spec = kernel_dict(display_name=f"sandbox ({profile} host)", python=sys.executable)
         spec["argv"] = [sys.executable, "-I", wrapper, profile, "--", *spec["argv"]]
         specs[name] = spec
+    # kernel_dict names the spare provisioner only where it is registered (else
+    # jupyter_client would hide the kernelspec); the warm tests say why it is not.
     for name, spec in specs.items():
-        if PROVISIONER_MISSING:
-            # jupyter_client would hide the kernelspec entirely; the warm tests say why.
-            spec["metadata"].pop("kernel_provisioner", None)
         spec_dir = data_dir / "kernels" / name
         spec_dir.mkdir(parents=True)
         (spec_dir / "kernel.json").write_text(json.dumps(spec))

@@ -283,9 +283,14 @@ def spare_manager(name: str) -> KernelManager:
     """A KernelManager whose provisioner keeps one spare (the suite's default is none)."""
     from traitlets.config import Config
 
-    from tests.conftest import _provisioner_missing
+    from tests.conftest import _provisioner_missing, runs_from_a_bare_checkout
 
     missing = _provisioner_missing()
+    if missing and runs_from_a_bare_checkout():
+        pytest.skip(
+            "no pre-warmed spares here: the package runs from a checkout on sys.path "
+            "without its metadata, so the provisioner's entry point is not registered"
+        )
     if missing:
         pytest.fail(missing)
 
