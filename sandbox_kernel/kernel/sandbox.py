@@ -389,6 +389,10 @@ class Sandbox:
         self.report = report
         self.setup_failure = None
         self.executor = executor
+        if self.attached:
+            # attach() may have come while this start was under way (it replaces the
+            # sink of the executor in force only): outputs go to the kernel's IOPub.
+            executor.sink = self._sink()
         if watch:
             await self._watch_quota(executor, list(spec.isolation.protected))
         if self.guard is not None:
