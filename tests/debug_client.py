@@ -53,7 +53,8 @@ class Debug:
             self.events.append(msg["content"])
         raise AssertionError(f"no {name!r} debug_event within {timeout} s")
 
-    def start(self) -> None:
+    def start(self) -> dict[str, Any]:
+        """initialize and attach, as JupyterLab does; the debugger's capabilities."""
         reply = self.request(
             "initialize",
             clientID="test",
@@ -69,8 +70,10 @@ class Debug:
         )
         assert reply["success"], reply
         assert reply["body"]["supportsConfigurationDoneRequest"]
+        capabilities = dict(reply["body"])
         reply = self.request("attach")
         assert reply["success"], reply
+        return capabilities
 
     def pause_at(self, code: str, line: int) -> tuple[str, int, str]:
         """Dump ``code``, break at ``line``, run it: (execute msg_id, thread id, cell path)."""

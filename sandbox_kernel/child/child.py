@@ -34,11 +34,18 @@ from .snapshot import Snapshots
 # The executor's own threads: the stream flusher and the two fd pumps.
 OWN_THREADS = 3
 
-__all__ = ["BOOTSTRAP_MODULES", "serve"]
+__all__ = ["BOOTSTRAP_FILES", "BOOTSTRAP_MODULES", "serve"]
 
 # The top-level modules imported before the first cell (for the test that plants
 # modules of these names in the workspace).
 BOOTSTRAP_MODULES: frozenset[str] = frozenset()
+# The files of every module imported before the first cell: the executor's and the
+# libraries it runs cells with (IPython, traitlets, re, tokenize, ...). The debugger
+# leaves them out of stepping and stack traces, as ipykernel leaves out the modules
+# loaded at its start: otherwise a breakpoint on raised exceptions stops at each
+# exception those libraries raise and catch while a cell is compiled (re's cache
+# misses, traitlets' lookups: hundreds of stops before the cell's first line).
+BOOTSTRAP_FILES: tuple[str, ...] = ()
 
 
 class Executor:
@@ -447,11 +454,13 @@ class Executor:
 
                 # Left out of stack traces and stepping, as ipykernel leaves its own
                 # modules out: the executor's code (its frames hold the request's
-                # token), IPython's cell machinery, and the interpreter's start.
+                # token), IPython's cell machinery, the interpreter's start, and every
+                # module loaded before the first cell (ipykernel's kernel_modules).
                 hidden = [
                     PACKAGE_DIR + os.sep + "**",
                     os.path.dirname(os.path.abspath(IPython.__file__)) + os.sep + "**",
                     os.path.abspath(runpy.__file__),
+                    *BOOTSTRAP_FILES,
                 ]
                 debugger = SandboxDebugger(
                     lambda frame: self.channel.send(frame, stamp=False), hidden
@@ -574,6 +583,16 @@ def _prepare_sys_path() -> None:
     sys.path.insert(0, "")
 
 
+def _module_files() -> tuple[str, ...]:
+    """The source files of the modules imported so far."""
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path:
+            files.add(os.path.abspath(path))
+    return tuple(sorted(files))
+
+
 def serve(sock: socket.socket, info: dict[str, Any]) -> None:
     """Run the executor on an already-sandboxed process until the kernel hangs up."""
     install_interrupt_handler()
@@ -602,8 +621,9 @@ def serve(sock: socket.socket, info: dict[str, Any]) -> None:
         notify=executor.notices.append,
     )
 
-    global BOOTSTRAP_MODULES
+    global BOOTSTRAP_MODULES, BOOTSTRAP_FILES
     BOOTSTRAP_MODULES = frozenset(name.partition(".")[0] for name in sys.modules)
+    BOOTSTRAP_FILES = _module_files()
     # Only now, after every import of the executor's own and the audit hook: a
     # module in the notebook's directory named like one of them (comm.py) would
     # otherwise run before the hooks, in the executor's place.
