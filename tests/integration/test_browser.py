@@ -99,6 +99,7 @@ class KernelTraffic:
 
     lines: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # the ``error`` messages received
+    kernel_info: dict[str, Any] = field(default_factory=dict)  # the last kernel_info_reply
 
     def attach(self, ws: WebSocket) -> None:
         if "/api/kernels/" not in ws.url:
@@ -116,6 +117,8 @@ class KernelTraffic:
         self.lines.append(f"{direction} {channel} {msg_type} {detail}".rstrip())
         if direction == "<-" and msg_type == "error":
             self.errors.append(detail)
+        if direction == "<-" and msg_type == "kernel_info_reply":
+            self.kernel_info = content
 
     def tail(self, count: int = 60) -> str:
         return "\n".join(self.lines[-count:]) or "<no kernel websocket traffic>"
@@ -146,6 +149,14 @@ def describe(msg_type: str, content: dict[str, Any]) -> str:
         return f"{content.get('ename')}: {content.get('evalue', '')[:200]}"
     if msg_type == "execute_request":
         return repr(content.get("code", "")[:80])
+    if msg_type == "debug_request":
+        return str(content.get("command", ""))
+    if msg_type == "debug_reply":
+        ok = "ok" if content.get("success") else f"failed: {str(content.get('message'))[:120]}"
+        return f"{content.get('command', '')} {ok}"
+    if msg_type == "debug_event":
+        body = content.get("body") or {}
+        return f"{content.get('event', '')} {body.get('reason', '')}".rstrip()
     if msg_type.endswith("_reply"):
         return str(content.get("status", ""))
     return ""
@@ -344,17 +355,27 @@ def expect_image_loaded(page: Page, image: Locator) -> None:
     )
 
 
+def type_code(page: Page, notebook: Locator, index: int, code: str) -> Locator:
+    """Type ``code`` into cell ``index`` (its editor keeps the focus); return the cell."""
+    cell = notebook.locator(".jp-Notebook-cell").nth(index)
+    editor = cell.locator(".jp-InputArea-editor .cm-content")
+    editor.click()
+    # insert_text, not type(): CodeMirror would auto-close the brackets and quotes, and
+    # indent new lines itself.
+    page.keyboard.insert_text(code)
+    # CodeMirror lays out one element per line: their texts, in order, are the code's lines.
+    expect(editor.locator(".cm-line"), f"cell {index} holds the typed code").to_have_text(
+        code.split("\n")
+    )
+    return cell
+
+
 def run_cell(
     page: Page, notebook: Locator, traffic: KernelTraffic, index: int, code: str
 ) -> Locator:
     """Type ``code`` into cell ``index``, run it with Shift+Enter; return its output area."""
     errors_before = len(traffic.errors)
-    cell = notebook.locator(".jp-Notebook-cell").nth(index)
-    editor = cell.locator(".jp-InputArea-editor .cm-content")
-    editor.click()
-    # insert_text, not type(): CodeMirror would auto-close the brackets and quotes.
-    page.keyboard.insert_text(code)
-    expect(editor, f"cell {index} holds the typed code").to_have_text(code)
+    cell = type_code(page, notebook, index, code)
     page.keyboard.press("Shift+Enter")
     expect(cell.locator(".jp-InputPrompt"), f"cell {index} finished: {code!r}").to_have_text(
         re.compile(r"\[\d+\]:"), timeout=CELL_TIMEOUT_MS
