@@ -94,6 +94,20 @@ def _location_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"user": True, "prefix": None}
 
 
+def names_provisioner(args: argparse.Namespace) -> bool:
+    """Whether the kernelspec names the spare provisioner (sandbox_kernel/provisioner.py).
+
+    jupyter_client hides a kernelspec whose provisioner it cannot load, so a Jupyter
+    server (or nbconvert) running in another Python environment would not list the
+    kernel at all. A spec installed into this environment is read by this
+    environment's Jupyter, which can load it; one in the user's or another prefix's
+    data directory may be read by any Python's Jupyter, so it names none unless asked.
+    """
+    if args.spares is not None:
+        return bool(args.spares)
+    return bool(_location_args(args)["prefix"] == sys.prefix)
+
+
 def install(args: argparse.Namespace) -> str:
     extra = [f"--SandboxKernelApp.preset={args.preset}"] if args.preset else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +116,8 @@ def install(args: argparse.Namespace) -> str:
             shutil.copy(logo, tmp)
         display_name = args.display_name or display_name_for(args.preset)
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
-            spares = False if args.no_spares else None
+            # None: named if jupyter_client here can load it (kernel_dict).
+            spares = None if names_provisioner(args) else False
             json.dump(kernel_dict(display_name, extra_args=extra, spares=spares), f, indent=2)
         # install_kernel_spec replaces an existing spec of the same name.
         return KernelSpecManager().install_kernel_spec(tmp, args.name, **_location_args(args))
@@ -143,21 +158,45 @@ def main(argv: list[str]) -> int:
                 choices=["standard", "classroom", "permissive"],
                 help="configuration preset",
             )
-            p.add_argument(
-                "--no-spares",
+            spares = p.add_mutually_exclusive_group()
+            spares.add_argument(
+                "--spares",
+                dest="spares",
                 action="store_true",
+                default=None,
+                help="pre-warmed spare kernels for fast restarts: the kernelspec names this "
+                "package's kernel provisioner (the default for an install into this "
+                "environment, --sys-prefix or a virtualenv's)",
+            )
+            spares.add_argument(
+                "--no-spares",
+                dest="spares",
+                action="store_false",
                 help="no pre-warmed spare kernels (the kernelspec names no kernel "
                 "provisioner): for a Jupyter server running in another Python environment, "
-                "which could not load this package's provisioner and would hide the kernel",
+                "which could not load this package's provisioner and would hide the kernel "
+                "(the default for --user and --prefix installs)",
             )
     args = parser.parse_args(argv)
     if args.command == "install":
         path = install(args)
         print(f"Installed kernelspec {args.name} in {path}")
-        if not args.no_spares and not provisioner_registered():
+        if names_provisioner(args) and not provisioner_registered():
             print(
                 f"(without pre-warmed spares: the kernel provisioner {PROVISIONER_NAME} is "
                 "not registered in this environment; install the package with pip to get it)"
+            )
+        elif names_provisioner(args):
+            print(
+                "Restarts use a pre-warmed spare kernel: a Jupyter server in another Python "
+                "environment cannot load this package's provisioner and would not list the "
+                "kernel; for that, install with --no-spares."
+            )
+        else:
+            print(
+                "No pre-warmed spares (the kernelspec names no provisioner, so a Jupyter "
+                "in any Python environment lists it); --spares turns them on where the "
+                "server runs in this environment."
             )
     else:
         path = uninstall(args)

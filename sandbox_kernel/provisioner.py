@@ -61,7 +61,11 @@ class SandboxProvisioner(LocalProvisioner):
         a whole sandboxed kernel (about 60-70 MiB PSS) started with the same command,
         environment and directory as the last kernel started, so that a restart of that
         kernel, or another start in the same directory with the same environment, takes
-        it instead of starting a process. Default: 1, or $SANDBOX_KERNEL_SPARES.""",
+        it instead of starting a process. Default: $SANDBOX_KERNEL_SPARES if set; else 1
+        where kernels are managed by a long-lived server (a MultiKernelManager, as in
+        JupyterLab, Notebook, JupyterHub), and 0 for a kernel manager of its own
+        (nbclient, nbconvert, papermill, a grader), which runs a notebook once and
+        would only pay for a spare it never uses.""",
     ).tag(config=True)
 
     spare_idle_s = Float(
@@ -80,7 +84,12 @@ class SandboxProvisioner(LocalProvisioner):
     @default("spares")
     def _spares_default(self) -> int:
         value = os.environ.get(SPARES_ENV, "")
-        return int(value) if value.isdigit() else 1
+        if value.isdigit():
+            return int(value)
+        # A one-shot run (nbclient and what is built on it) starts a kernel, runs the
+        # notebook and shuts it down: a spare would be built after every run and never
+        # used (measured: one per nbclient run of a 4 s notebook). A server restarts.
+        return 1 if _managed_by_a_server(self.parent) else 0
 
     # Set when this kernel came from a spare (tests, logs).
     from_spare = False
@@ -157,6 +166,14 @@ async def _wait_exit(pid: int, timeout: float) -> None:
     finally:
         loop.remove_reader(pidfd)
         os.close(pidfd)
+
+
+def _managed_by_a_server(kernel_manager: Any) -> bool:
+    """Whether this kernel's manager belongs to a MultiKernelManager (jupyter_server's
+    MappingKernelManager is one): the long-lived process where kernels are restarted."""
+    from jupyter_client.multikernelmanager import MultiKernelManager
+
+    return isinstance(getattr(kernel_manager, "parent", None), MultiKernelManager)
 
 
 def spare_key(cmd: list[str], kwargs: dict[str, Any], connection_file: str) -> SpareKey:

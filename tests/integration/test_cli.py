@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -72,10 +74,12 @@ def test_install_display_name_says_the_preset(
     assert spec["display_name"] == expected
 
 
-@pytest.mark.parametrize(("extra", "named"), [([], True), (["--no-spares"], False)])
-def test_install_names_the_spare_provisioner_unless_told_not_to(
+@pytest.mark.parametrize(("extra", "named"), [([], False), (["--spares"], True)])
+def test_install_elsewhere_names_the_spare_provisioner_only_when_asked(
     tmp_path: Path, extra: list[str], named: bool
 ) -> None:
+    # Another prefix (or --user) may be read by another Python's Jupyter, which cannot
+    # load the provisioner and would hide the kernel (install.names_provisioner).
     result = run_cli("install", "--prefix", str(tmp_path), "--name", "t", *extra)
     assert result.returncode == 0, result.stderr
     spec = json.loads((tmp_path / "share/jupyter/kernels/t/kernel.json").read_text())
@@ -86,9 +90,42 @@ def test_install_names_the_spare_provisioner_unless_told_not_to(
     if not runs_from_a_bare_checkout():
         # Installed: the entry point is registered (else: reinstall the package).
         assert provisioner_registered()
+    # Named only where asked and jupyter_client can load it: else it would hide the kernel.
+    expected = named and provisioner_registered()
+    assert provisioner == ("sandbox-kernel-provisioner" if expected else None)
+    # The output says which, and how to change it.
+    if expected:
+        assert "--no-spares" in result.stdout
+    elif not named:
+        assert "--spares" in result.stdout
+
+    if not runs_from_a_bare_checkout():
+        # Installed: the entry point is registered (else: reinstall the package).
+        assert provisioner_registered()
     # Named only where jupyter_client can load it: else it would hide the kernel.
     expected = named and provisioner_registered()
     assert provisioner == ("sandbox-kernel-provisioner" if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("where", "spares", "named"),
+    [
+        # Into this environment (a virtualenv's default): its own Jupyter loads it.
+        ({"sys_prefix": True}, None, True),
+        ({"prefix": sys.prefix}, None, True),
+        ({"sys_prefix": True}, False, False),
+        ({"user": True}, None, False),
+        ({"prefix": "/elsewhere"}, None, False),
+        ({"user": True}, True, True),
+    ],
+)
+def test_which_installs_name_the_spare_provisioner(
+    where: dict[str, Any], spares: bool | None, named: bool
+) -> None:
+    from sandbox_kernel.install import names_provisioner
+
+    args = {"user": False, "prefix": None, "sys_prefix": False, "spares": spares, **where}
+    assert names_provisioner(argparse.Namespace(**args)) is named
 
 
 def test_sandbox_magic_help_and_rules(kc: BlockingKernelClient) -> None:
