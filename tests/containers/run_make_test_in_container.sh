@@ -13,9 +13,9 @@
 # that broke the simulated pods, issue 16). The image adds what .ci/run installs
 # before `make test` for the browser tests: Debian's chromium, and npm.
 #
-# Too long for .ci/run (about 30 minutes on 2 free cores). Usage:
+# Too long for .ci/run (about 45 minutes on 2 free cores). Usage:
 #
-#   tests/containers/run_make_test_in_container.sh [--new] [PYTEST_ARGS...]
+#   tests/containers/run_make_test_in_container.sh [--new] [--unprivileged] [PYTEST_ARGS...]
 #
 # The container (named $FRESH_CONTAINER, default sandbox-kernel-fresh) is kept
 # between calls, so the suite can be run in pieces, one directory per call, as
@@ -23,9 +23,23 @@
 #
 #   tests/containers/run_make_test_in_container.sh --new tests/unit
 #   tests/containers/run_make_test_in_container.sh tests/security
+#   tests/containers/run_make_test_in_container.sh --unprivileged -m 'not browser' tests/security
 #
-# --new removes the container first (and so everything the earlier pieces left).
-# Without arguments the whole suite runs, as `make test` does.
+# --new removes the container first (and so everything the earlier pieces left,
+# its Docker daemon's storage included). Without pytest arguments the whole suite
+# runs, as `make test` does. --unprivileged runs CI's second part instead
+# (.ci/unprivileged, the same script .ci/run uses): the kernel suites as the user
+# sandboxci, after `make install-test` as root.
+#
+# As .ci/run prepares a machine before `make test`, the container has Docker
+# (Debian's docker.io: dockerd --iptables=false --bridge=none, its storage on a
+# volume of its own, as overlayfs cannot hold overlay2's layers), rootless Podman
+# (podman, uidmap), mmdebstrap, and the user sandboxci; so tests/containers runs
+# there too, building its base image with mmdebstrap from Debian's packages.
+#
+# After each piece the table of pieces run in this container so far is printed
+# (outcome counts from pytest's summary line), from $FRESH_RESULTS (default
+# /tmp/sandbox-kernel-fresh-results.txt; --new empties it).
 #
 # /tmp: these machines keep it on ext4, which takes the id-mapped mounts a root
 # kernel's namespaces level needs for its notebook directory; the container's own
@@ -37,9 +51,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 name=${FRESH_CONTAINER:-sandbox-kernel-fresh}
+results=${FRESH_RESULTS:-/tmp/sandbox-kernel-fresh-results.txt}
 if [ "${1:-}" = "--new" ]; then
     shift
-    docker rm -f "$name" >/dev/null 2>&1 || true
+    docker rm -f -v "$name" >/dev/null 2>&1 || true
+    : > "$results"
+fi
+unprivileged=0
+if [ "${1:-}" = "--unprivileged" ]; then
+    shift
+    unprivileged=1
 fi
 
 # Capabilities missing from this process's bounding set (CAP_SYS_RESOURCE on these
@@ -59,11 +80,13 @@ capsh_missing() {
 
 base=$("$here/build_base.sh")
 # What .ci/run installs with apt before `make test` (chromium and npm for the
-# browser tests), and git for the fresh clone, on top of the base image. The image
-# is tagged with a hash of these steps and the base image's build, and kept.
+# browser tests; docker.io, podman, uidmap and mmdebstrap for the real containers),
+# and git for the fresh clone, on top of the base image. The image is tagged with a
+# hash of these steps and the base image's build, and kept.
 install='export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium npm git >/dev/null
+apt-get install -y -qq --no-install-recommends chromium npm git \
+    docker.io podman uidmap mmdebstrap >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/*'
 tag=$( (cat "$here/build_base.sh"; echo "$install") | sha256sum | cut -c1-12)
@@ -92,7 +115,7 @@ if ! docker container inspect "$name" >/dev/null 2>&1; then
     for cap in $(capsh_missing); do caps+=(--cap-drop "$cap"); done
     docker run -d --name "$name" "${caps[@]}" --security-opt seccomp=unconfined \
         --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
-        --network host --hostname fresh \
+        --network host --hostname fresh --mount type=volume,dst=/var/lib/docker \
         "${mounts[@]}" "${envs[@]}" "$image" sleep infinity >/dev/null
     # Docker mounts the container's cgroups read-only unless --privileged.
     docker exec "$name" sh -c 'for d in /sys/fs/cgroup/*/ /sys/fs/cgroup; do
@@ -104,9 +127,38 @@ if ! docker container inspect "$name" >/dev/null 2>&1; then
         rm /root/checkout.bundle
         chmod 0700 /root
         stat -c "%A %n" /root
+        # As .ci/run does before `make test`.
+        useradd --create-home --shell /bin/bash sandboxci
     '
 fi
+# The container's Docker daemon, started as .ci/run starts it (again if it stopped).
+docker exec "$name" bash -c 'docker info >/dev/null 2>&1 && exit 0
+    setsid nohup dockerd --iptables=false --bridge=none >/var/log/dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done
+    tail -20 /var/log/dockerd.log; echo "dockerd did not start"'
 
 docker exec "$name" bash -c 'echo "fresh: $(git -C /root/sandbox-kernel log -1 --format="%h %s" | cut -c1-100)"'
-args=$(printf '%q ' -p no:cacheprovider "$@")
-docker exec -e "PYTEST_ARGS=$args" "$name" bash -c 'cd /root/sandbox-kernel && make test PYTEST_ARGS="$PYTEST_ARGS"'
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+if [ "$unprivileged" = 1 ]; then
+    label="sandboxci: $*"
+    args=$(printf '%q ' "$@")
+    docker exec -e "PYTEST_ARGS=$args" "$name" bash -c 'cd /root/sandbox-kernel &&
+        make install-test >/dev/null && eval ".ci/unprivileged $PYTEST_ARGS"' 2>&1 \
+        | tee "$log" || status=$?
+else
+    label="root: ${*:-make test}"
+    args=$(printf '%q ' -p no:cacheprovider "$@")
+    docker exec -e "PYTEST_ARGS=$args" "$name" bash -c \
+        'cd /root/sandbox-kernel && make test PYTEST_ARGS="$PYTEST_ARGS"' 2>&1 \
+        | tee "$log" || status=$?
+fi
+# pytest's last line, e.g. "==== 3 failed, 270 passed, 2 skipped in 812.31s (0:13:32) ====".
+summary=$(grep -E '^=+ .*( in [0-9.]+s)' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+printf '%s\t%s\t%s\n' "$label" "${summary:-no pytest summary (exit $status)}" \
+    "$(date -u +%H:%M)" >> "$results"
+echo
+echo "Pieces run in $name so far ($results):"
+column -t -s $'\t' "$results" 2>/dev/null || cat "$results"
+exit "$status"
