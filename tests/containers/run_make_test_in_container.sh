@@ -15,7 +15,7 @@
 #
 # Too long for .ci/run (about 45 minutes on 2 free cores). Usage:
 #
-#   tests/containers/run_make_test_in_container.sh [--new] [--unprivileged] [PYTEST_ARGS...]
+#   tests/containers/run_make_test_in_container.sh [--new | --update] [--unprivileged] [PYTEST_ARGS...]
 #
 # The container (named $FRESH_CONTAINER, default sandbox-kernel-fresh) is kept
 # between calls, so the suite can be run in pieces, one directory per call, as
@@ -26,7 +26,8 @@
 #   tests/containers/run_make_test_in_container.sh --unprivileged -m 'not browser' tests/security
 #
 # --new removes the container first (and so everything the earlier pieces left,
-# its Docker daemon's storage included). Without pytest arguments the whole suite
+# its Docker daemon's storage included); --update moves the kept container's clone
+# to this checkout's HEAD, to rerun a piece after a fix. Without pytest arguments the whole suite
 # runs, as `make test` does. --unprivileged runs CI's second part instead
 # (.ci/unprivileged, the same script .ci/run uses): the kernel suites as the user
 # sandboxci, after `make install-test` as root.
@@ -56,6 +57,11 @@ if [ "${1:-}" = "--new" ]; then
     shift
     docker rm -f -v "$name" >/dev/null 2>&1 || true
     : > "$results"
+fi
+update=0
+if [ "${1:-}" = "--update" ]; then
+    shift
+    update=1
 fi
 unprivileged=0
 if [ "${1:-}" = "--unprivileged" ]; then
@@ -130,6 +136,14 @@ if ! docker container inspect "$name" >/dev/null 2>&1; then
         # As .ci/run does before `make test`.
         useradd --create-home --shell /bin/bash sandboxci
     '
+fi
+if [ "$update" = 1 ]; then
+    # The clone moves to this checkout's HEAD (committed work only), to rerun a
+    # piece after a fix without starting over; what earlier pieces left stays.
+    git -C "$src" bundle create - HEAD 2>/dev/null | docker exec -i "$name" sh -c 'cat > /root/checkout.bundle'
+    docker exec "$name" bash -euc 'cd /root/sandbox-kernel
+        git fetch --quiet /root/checkout.bundle HEAD && git reset --quiet --hard FETCH_HEAD
+        rm /root/checkout.bundle'
 fi
 # The container's Docker daemon, started as .ci/run starts it (again if it stopped).
 docker exec "$name" bash -c 'docker info >/dev/null 2>&1 && exit 0
