@@ -32,11 +32,21 @@ container="sandbox-kernel-build-$$"
 docker run --name "$container" --network host "${mounts[@]}" "${envs[@]}" "$base" bash -euc '
     python3 -m venv /opt/venv
     /opt/venv/bin/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    /opt/venv/bin/pip install --quiet "/src[test]" numpy pandas matplotlib nbconvert hatchling 2>&1 \
-        | grep -v "^WARNING: Location" || true
+    /opt/venv/bin/pip install --quiet "/src[test]" numpy pandas matplotlib nbconvert hatchling \
+        editables 2>&1 | grep -v "^WARNING: Location" || true
     /opt/venv/bin/python -c "import sandbox_kernel, pytest, numpy"
+    # The code comes from the checkout mounted at /src: an editable install of it
+    # (hatchling, editables) keeps the entry points of the project registered (jupyter_client
+    # finds the spare provisioner, sandbox-kernel-provisioner, through one).
     /opt/venv/bin/pip uninstall --quiet --yes sandbox-kernel
+    /opt/venv/bin/pip install --quiet --no-deps --no-build-isolation -e /src 2>&1 \
+        | grep -v "^WARNING: Location" || true
+    /opt/venv/bin/python -c "
+from jupyter_client.provisioning import KernelProvisionerFactory as factory
+assert \"sandbox-kernel-provisioner\" in factory.instance().provisioners
+"
     site=$(/opt/venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()[\"purelib\"])")
+    # /src itself on sys.path too (also under python -I): the tests package.
     echo /src > "$site/sandbox_kernel_checkout.pth"
     /opt/venv/bin/python -m sandbox_kernel install --sys-prefix >/dev/null
     /opt/venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
