@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Cgroup", "EnclosingLimits", "create", "enclosing_limits"]
+__all__ = ["Cgroup", "EnclosingLimits", "create", "enclosing_limits", "hierarchy_dir"]
 
 ROOT = "/sys/fs/cgroup"
 # The CFS bandwidth period: the share is enforced over every 100 ms.
@@ -72,29 +72,32 @@ def _mounts(controller: str | None) -> list[tuple[str, str]]:
 
 
 def _own_dir(controller: str | None) -> str | None:
-    """The directory of this process's own cgroup (v1 ``controller``, None: v2).
+    """The directory of this process's own cgroup (v1 ``controller``, None: v2)."""
+    own = _own_path(controller)
+    return None if own is None else hierarchy_dir(controller, own)
 
-    /proc/self/cgroup gives the path from the hierarchy's root, but a container
+
+def hierarchy_dir(controller: str | None, path: str) -> str:
+    """Where the cgroup ``path`` (as /proc/PID/cgroup names it) is in this mount namespace.
+
+    /proc/PID/cgroup gives the path from the hierarchy's root, but a container
     may see only its own part of the hierarchy: Docker on cgroup v1 (no cgroup
     namespace) mounts /docker/<id> at /sys/fs/cgroup/memory while /proc/self/cgroup
     still says /docker/<id>. The mount's root (mountinfo) is taken off the path.
     """
-    own = _own_path(controller)
-    if own is None:
-        return None
     for root, mount_point in _mounts(controller):
         if root == "/":
-            relative: str | None = own.lstrip("/")
-        elif own == root:
+            relative: str | None = path.lstrip("/")
+        elif path == root:
             relative = ""
-        elif own.startswith(root.rstrip("/") + "/"):
-            relative = own[len(root.rstrip("/")) + 1 :]
+        elif path.startswith(root.rstrip("/") + "/"):
+            relative = path[len(root.rstrip("/")) + 1 :]
         else:
             relative = None  # this mount shows another part of the hierarchy
         if relative is not None and os.path.isdir(os.path.join(mount_point, relative)):
             return os.path.join(mount_point, relative).rstrip("/") or "/"
     base = ROOT if controller is None else os.path.join(ROOT, controller)
-    return os.path.join(base, own.lstrip("/"))
+    return os.path.join(base, path.lstrip("/"))
 
 
 def cpu_quota_us(share: float) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sandbox_kernel.isolation.cgroups import hierarchy_dir
 from tests.utils import execute, kernel_pid, process_tree, running_kernel
 
 SHARE = 0.25
@@ -64,11 +65,14 @@ def _cgroup_cpu_s(kernel: int) -> float | None:
             if f"sandbox-kernel-{kernel}" not in path:
                 continue
             if "cpuacct" in controllers.split(","):
-                usage = Path("/sys/fs/cgroup/cpuacct", path.lstrip("/"), "cpuacct.usage")
+                # Where this mount namespace shows it (a container may see only its
+                # own part of the hierarchy, mounted at /sys/fs/cgroup/cpuacct).
+                usage = Path(hierarchy_dir("cpuacct", path), "cpuacct.usage")
                 return int(usage.read_text()) / 1e9
             if controllers == "":
-                for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
-                    stat = Path(root, path.lstrip("/"), "cpu.stat")
+                hybrid = Path("/sys/fs/cgroup/unified", path.lstrip("/"))
+                for directory in (Path(hierarchy_dir(None, path)), hybrid):
+                    stat = directory / "cpu.stat"
                     if stat.exists():
                         fields = dict(line.split() for line in stat.read_text().splitlines())
                         return int(fields["usage_usec"]) / 1e6
