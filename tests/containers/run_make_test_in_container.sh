@@ -169,8 +169,8 @@ else
         'cd /root/sandbox-kernel && make test PYTEST_ARGS="$PYTEST_ARGS"' 2>&1 \
         | tee "$log" || status=$?
 fi
-# pytest's last line, e.g. "==== 3 failed, 270 passed, 2 skipped in 812.31s (0:13:32) ====".
-summary=$(grep -E '^=+ .*( in [0-9.]+s)' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
+# pytest's last line, e.g. "==== 3 failed, 270 passed in 812.31s (0:13:32) ====" (without the =s under -q).
+summary=$(grep -E '^(=+ )?[0-9]+ [a-z]+.* in [0-9.]+s' "$log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
 printf '%s\t%s\t%s\n' "$label" "${summary:-no pytest summary (exit $status)}" \
     "$(date -u +%H:%M)" >> "$results"
 echo
