@@ -451,14 +451,14 @@ class Output(Configurable):
         max=OUTPUT_CEILINGS["max_comm_bytes"],
         help="""Widget (comm) traffic one cell may send to the frontend in total, counted
         apart from its other output. Past it comm messages are dropped with a notice.""",
-    ).tag(config=True, lock=False)
+    ).tag(config=True, lock="smaller")
 
     max_comm_messages_per_s = Float(
         1000.0,
         min=1.0,
         max=OUTPUT_CEILINGS["max_comm_messages_per_s"],
         help="Widget (comm) messages per second relayed to the frontend.",
-    ).tag(config=True, lock=False)
+    ).tag(config=True, lock="smaller")
 
     active_content = CaselessStrEnum(
         list(ACTIVE_CONTENT_MODES),

@@ -42,6 +42,9 @@ from sandbox_kernel.lock import Locks, collect_orders, load_locks, orders, stric
         ("Output.comm_targets", ["jupyter.widget"], ["jupyter.widget", "other"]),
         ("Output.renderer_mime_types", [], ["application/vnd.plotly.v1+json"]),
         ("Output.max_cell_output_bytes", 1024, 2048),
+        # Widget traffic has caps of its own: an admin who locks output must reach them.
+        ("Output.max_comm_bytes", 1024 * 1024, 64 * 1024 * 1024),
+        ("Output.max_comm_messages_per_s", 100.0, 1000.0),
         ("Policy.preset", "classroom", "standard"),
         ("SandboxKernelApp.preset", "standard", "permissive"),
         ("Policy.runtime_hooks", True, False),
