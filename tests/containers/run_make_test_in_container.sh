@@ -86,13 +86,13 @@ capsh_missing() {
 
 base=$("$here/build_base.sh")
 # What .ci/run installs with apt before `make test` (chromium and npm for the
-# browser tests; jq for the audit-log queries; docker.io, podman, uidmap and
-# mmdebstrap for the real containers),
+# browser tests; jq for the audit-log queries; curl for the network allow-list
+# tests; docker.io, podman, uidmap and mmdebstrap for the real containers),
 # and git for the fresh clone, on top of the base image. The image is tagged with a
 # hash of these steps and the base image's build, and kept.
 install='export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium npm jq git \
+apt-get install -y -qq --no-install-recommends chromium npm jq curl git \
     docker.io podman uidmap mmdebstrap >/dev/null
 apt-get clean
 rm -rf /var/lib/apt/lists/*'
