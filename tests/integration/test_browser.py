@@ -168,10 +168,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def install_kernelspec(prefix: Path) -> Path:
-    """Register the kernelspec the way users do, logos included; return its data dir."""
+def install_kernelspec(prefix: Path, *options: str) -> Path:
+    """Register the kernelspec the way users do, logos included; return its data dir.
+
+    ``options`` go to ``python -m sandbox_kernel install`` (``--spares``: a --prefix
+    install names no kernel provisioner unless asked to)."""
     subprocess.run(
-        [sys.executable, "-m", "sandbox_kernel", "install", "--prefix", str(prefix)],
+        [sys.executable, "-m", "sandbox_kernel", "install", "--prefix", str(prefix), *options],
         check=True,
         capture_output=True,
         timeout=60,

@@ -86,7 +86,10 @@ def test_jupyter_server_restarts_a_kernel_from_its_spare(
     if not provisioner_registered():
         pytest.skip("the spare provisioner's entry point is not registered here")
     monkeypatch.setenv("SANDBOX_KERNEL_SPARES", "1")
-    with start_lab(tmp_path, [str(install_kernelspec(tmp_path / "prefix"))]) as server:
+    # --spares: since d4f5764 a --prefix install names no provisioner by default (a
+    # Jupyter in another environment could not load it), and the server would start no spare.
+    specs = install_kernelspec(tmp_path / "prefix", "--spares")
+    with start_lab(tmp_path, [str(specs)]) as server:
         kernel = api_request(server, "POST", "/api/kernels", {"name": "sandbox-python"})
         first = asyncio.run(_run_cell(server, kernel["id"], "kept = 41\nprint('set')"))
         assert first.strip() == "set", first
