@@ -358,6 +358,26 @@ def expect_image_loaded(page: Page, image: Locator) -> None:
     )
 
 
+LAUNCHER_CARD_HINT = (
+    "the Launcher's notebook card for the kernel (JupyterLab hides a kernelspec whose "
+    "kernel provisioner it cannot load: in an environment installed before the spare "
+    "provisioner, run pip install -e . and python -m sandbox_kernel install --sys-prefix)"
+)
+
+
+def open_new_notebook(page: Page, server: LabServer) -> Locator:
+    """Open JupyterLab, start a notebook on the sandboxed kernel from the Launcher's card
+    as a user does, and wait until the kernel is idle; the notebook's panel."""
+    page.goto(f"{server.url}/lab?token={server.token}")
+    card = page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{DISPLAY_NAME}"]')
+    expect(card, LAUNCHER_CARD_HINT).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    card.click()
+    notebook = page.locator(".jp-NotebookPanel").first
+    expect(notebook).to_be_visible()
+    expect_kernel_idle(page, KERNEL_TIMEOUT_MS)
+    return notebook
+
+
 def type_code(page: Page, notebook: Locator, index: int, code: str) -> Locator:
     """Type ``code`` into cell ``index`` (its editor keeps the focus); return the cell."""
     cell = notebook.locator(".jp-Notebook-cell").nth(index)
@@ -408,9 +428,7 @@ def test_notebook_in_jupyterlab(lab_server: LabServer, page: Page, tmp_path: Pat
 
         # The Launcher offers the kernel under its display name, with its own logo.
         card = page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{DISPLAY_NAME}"]')
-        expect(card, "the Launcher's notebook card for the kernel").to_be_visible(
-            timeout=PAGE_TIMEOUT_MS
-        )
+        expect(card, LAUNCHER_CARD_HINT).to_be_visible(timeout=PAGE_TIMEOUT_MS)
         expect(card).to_have_text(DISPLAY_NAME)
         icon = card.get_by_role("img", name=DISPLAY_NAME)
         expect(icon, "the card's icon is the kernelspec logo").to_have_attribute(

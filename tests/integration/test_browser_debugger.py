@@ -25,9 +25,7 @@ import pytest
 
 from tests.integration.test_browser import (
     CELL_TIMEOUT_MS,
-    DISPLAY_NAME,
     EXPECT_TIMEOUT_MS,
-    KERNEL_TIMEOUT_MS,
     PAGE_TIMEOUT_MS,
     KernelTraffic,
     LabServer,
@@ -35,6 +33,7 @@ from tests.integration.test_browser import (
     expect_kernel_idle,
     handle_interruptions,
     lab_server,  # noqa: F401  (fixture)
+    open_new_notebook,
     page,  # noqa: F401  (fixture)
     type_code,
 )
@@ -101,13 +100,7 @@ def test_breakpoint_step_and_continue_in_jupyterlab(
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     handle_interruptions(page)
     try:
-        page.goto(f"{lab_server.url}/lab?token={lab_server.token}")
-        card = page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{DISPLAY_NAME}"]')
-        expect(card).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-        card.click()
-        notebook = page.locator(".jp-NotebookPanel").first
-        expect(notebook).to_be_visible()
-        expect_kernel_idle(page, KERNEL_TIMEOUT_MS)
+        notebook = open_new_notebook(page, lab_server)
 
         # The bug icon is enabled only for a kernel whose kernel_info offers the debugger.
         info = kernel_info(page, traffic)

@@ -19,8 +19,6 @@ import pytest
 
 from tests.integration.test_browser import (
     CELL_TIMEOUT_MS,
-    DISPLAY_NAME,
-    KERNEL_TIMEOUT_MS,
     PAGE_TIMEOUT_MS,
     KernelTraffic,
     LabServer,
@@ -28,6 +26,7 @@ from tests.integration.test_browser import (
     expect_kernel_idle,
     handle_interruptions,
     lab_server,  # noqa: F401  (fixture)
+    open_new_notebook,
     page,  # noqa: F401  (fixture)
 )
 
@@ -108,13 +107,7 @@ def test_sandbox_report_and_a_refusal_are_readable(
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     handle_interruptions(page)
     try:
-        page.goto(f"{lab_server.url}/lab?token={lab_server.token}")
-        card = page.locator(f'.jp-LauncherCard[data-category="Notebook"][title="{DISPLAY_NAME}"]')
-        expect(card).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-        card.click()
-        notebook = page.locator(".jp-NotebookPanel").first
-        expect(notebook).to_be_visible()
-        expect_kernel_idle(page, KERNEL_TIMEOUT_MS)
+        notebook = open_new_notebook(page, lab_server)
 
         report = run(page, notebook, 0, "%sandbox")
         stdout = report.locator('[data-mime-type="application/vnd.jupyter.stdout"]')
