@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import time
 from typing import Any
 
@@ -67,9 +66,9 @@ def error_content(ename: str, evalue: str, traceback: list[str], count: int) -> 
     }
 
 
-def _user_tasks() -> int:
-    """Processes and threads of this user on the host: what RLIMIT_NPROC counts."""
-    uid, total = os.getuid(), 0
+def _user_tasks(uid: int) -> int:
+    """Processes and threads of ``uid`` on the host: what RLIMIT_NPROC counts."""
+    total = 0
     for proc in psutil.process_iter(["uids", "num_threads"]):
         uids, threads = proc.info["uids"], proc.info["num_threads"]
         if uids is not None and uids.real == uid and threads:
@@ -261,14 +260,16 @@ class CellRun:
         tree = 0
         if cgroup is None:
             tree = executor.tree_size()
+            # The cell left processes behind: did they (with the other processes of the
+            # uid cells run as, which RLIMIT_NPROC counts too) reach the limit? That uid
+            # is this kernel's own when it is unprivileged, the mapped sandbox uid when it
+            # runs as root (a root container without a writable cgroup); never host root,
+            # for whom RLIMIT_NPROC is not enforced at all.
+            cells_uid = executor.executor_host_uid() if tree > sandbox.tree_size else None
             limit_hit = _process_rlimit_hit(outcome.reply) or (
-                # The cell left processes behind: did they (with the user's others,
-                # which RLIMIT_NPROC counts too) reach the limit? Only an unprivileged
-                # kernel's executor runs as its own uid (as root it runs as a mapped
-                # uid, or as root, for whom RLIMIT_NPROC is not enforced at all).
-                os.getuid() != 0
-                and tree > sandbox.tree_size
-                and _user_tasks() >= limits.max_processes
+                cells_uid is not None
+                and cells_uid != 0
+                and _user_tasks(cells_uid) >= limits.max_processes
             )
         if self.stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.
@@ -288,7 +289,8 @@ class CellRun:
             how = (
                 ""
                 if cgroup is not None
-                else "; on this host it is RLIMIT_NPROC, which counts every process of your user"
+                else "; on this host it is RLIMIT_NPROC, which counts every process of the "
+                "uid cells run as"
             )
             self.publisher.notice(
                 f"[sandbox] {ProcessLimitExceeded.__name__}: this cell reached the limit of "

@@ -348,6 +348,19 @@ class ExecutorProcess:
                 return int(candidate.pid)
         return None
 
+    def executor_host_uid(self) -> int | None:
+        """The host uid the executor runs as: the uid whose processes RLIMIT_NPROC counts
+        for the cell (this kernel's own uid, or the sandbox uid a root kernel maps)."""
+        pid = self.executor_host_pid()
+        if pid is None:
+            return None
+        import psutil
+
+        try:
+            return int(psutil.Process(pid).uids().real)
+        except psutil.Error:
+            return None
+
     def executor_cpu_s(self) -> float | None:
         """CPU time of the executor and the children it has waited for, measured from outside."""
         pid = self.executor_host_pid()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,8 +139,23 @@ def test_memory_limit(limited) -> None:
         assert res.reply["content"]["ename"] == "MemoryError"
 
 
-def test_fork_bomb_costs_one_cell(limited) -> None:
-    km, kc = limited
+@pytest.fixture(scope="module")
+def limited_by_rlimits(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """A root kernel where no cgroup is delegated (a plain ``docker run`` as root, its
+    cgroups read-only): RLIMIT_NPROC on the sandbox uid its cells run as."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: an unprivileged kernel here has no cgroup anyway ('limited')")
+    workspace = tmp_path_factory.mktemp("rlimits")
+    workspace.chmod(0o755)
+    with running_kernel(workspace, extra_arguments=[*LIMITS, "--Isolation.cgroups=disabled"]) as pair:
+        yield pair
+
+
+@pytest.mark.parametrize("kernel", ["limited", "limited_by_rlimits"])
+def test_fork_bomb_costs_one_cell(kernel: str, request: pytest.FixtureRequest) -> None:
+    km, kc = request.getfixturevalue(kernel)
     execute(kc, "survivor = 'yes'")
     code = (
         "import os, time\n"
