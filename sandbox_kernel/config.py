@@ -17,11 +17,11 @@ from typing import Any
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .levels import ISOLATION_LEVELS, level_rank
 from .network.hosts import validate_entries
 from .policy.rules import ACTIONS, GROUPS, PRESET_NAMES, RULES
 from .policy.settings import check_overrides
-from .relay.framing import DEFAULT_MAX_MESSAGE_BYTES
 from .relay.gate import ACTIVE_CONTENT_MODES
 from .relay.widgets import CORE_WIDGET_MODULES, WIDGET_TARGETS
 

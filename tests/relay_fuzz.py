@@ -31,15 +31,15 @@ from jupyter_client.session import Session
 
 from sandbox_kernel.config import Output
 from sandbox_kernel.errors import RelayError
-from sandbox_kernel.kernel.runner import ExecutorProcess
-from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
-from sandbox_kernel.relay.framing import (
+from sandbox_kernel.framing import (
     ATTACH_MIN_BYTES,
     ATTACHED,
     HEADER,
     encode_frame_parts,
     frame_limit,
 )
+from sandbox_kernel.kernel.runner import ExecutorProcess
+from sandbox_kernel.relay.budget import NOTICE_ALLOWANCE_BYTES, OutputLimits
 from sandbox_kernel.relay.gate import GateSettings
 from sandbox_kernel.relay.publisher import IOPub, Publisher
 from sandbox_kernel.relay.reader import MAX_VALUES
@@ -223,7 +223,7 @@ adversarial_bodies = st.one_of(
     json_value.map(lambda v: json.dumps(v).encode()),
 )
 
-# Bundles with values large enough to travel attached (relay/framing.py).
+# Bundles with values large enough to travel attached (sandbox_kernel/framing.py).
 large_bundles = st.builds(
     lambda kind, data, big, did: {
         "type": kind,

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..relay.framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame, encode_frame_parts
+from ..framing import DEFAULT_MAX_FRAME_BYTES, HEADER, encode_frame, encode_frame_parts
 
 # Bound at import, like the encoder: cells share this interpreter and may rebind json.loads.
 _decode = json.JSONDecoder().decode

@@ -31,7 +31,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets import Any as AnyTrait
 from traitlets import Instance, Type
 
-from ..relay.framing import STREAM_FRAME_CHARS
+from ..framing import STREAM_FRAME_CHARS
 from .channel import Channel
 from .explain import Explainer
 from .tracebacks import without_own_frames

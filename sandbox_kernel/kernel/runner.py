@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 from .. import procfs
 from ..errors import ExecutorDied, RelayError
+from ..framing import encode_frame
 from ..isolation.spec import Launch, SandboxSpec, dumps
-from ..relay.framing import encode_frame
 from ..relay.reader import FrameReader, FrameRejected
 from ..relay.reports import Quota
 from .spawn import spawn, take_prelaunched

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import own_memory
 from ..config import Isolation, Limits, Output, level_rank
 from ..errors import DiskQuotaExceeded, ExecutorDied
+from ..framing import frame_limit
 from ..identity import home_dir
 from ..isolation import cgroups
 from ..isolation.spec import SandboxSpec
@@ -30,7 +31,6 @@ from ..isolation.userns import sandbox_uid_range
 from ..log import AuditLog
 from ..network.kernel_side import KernelNetwork
 from ..policy import PolicySettings
-from ..relay.framing import frame_limit
 from ..relay.publisher import Publisher
 from ..units import MIB
 from .hygiene import Finding, WorkspaceGuard, read_only_mounts

@@ -9,8 +9,8 @@ import traceback
 from typing import Any
 
 from ..errors import SetupError
+from ..framing import encode_frame
 from ..isolation.report import Report
-from ..relay.framing import encode_frame
 
 __all__ = ["EXIT_SETUP_FAILED", "fail", "fail_unexpected"]
 

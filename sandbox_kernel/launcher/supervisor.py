@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from .. import procfs
-from ..relay.framing import HEADER, encode_frame
+from ..framing import HEADER, encode_frame
 
 __all__ = ["kill_descendants", "supervise"]
 

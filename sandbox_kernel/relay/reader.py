@@ -1,6 +1,6 @@
 """The one parser of child bytes, imported only by the trusted side.
 
-Frames are laid out as :mod:`sandbox_kernel.relay.framing` says (the part both
+Frames are laid out as :mod:`sandbox_kernel.framing` says (the part both
 sides share). Only the trusted side's reader (:class:`FrameReader`) treats its input as hostile:
 it checks the length before allocating, decodes strictly, bounds nesting depth,
 and validates every message against the schema of its type. Anything that does
@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import RelayError
-from ..units import MIB
-from .framing import (
+from ..framing import (
     ATTACHABLE_TYPES,
     ATTACHED,
     COMM_TYPES,
@@ -31,6 +30,7 @@ from .framing import (
     HEADER,
     is_json_mime,
 )
+from ..units import MIB
 
 __all__ = [
     "CHILD_MESSAGE_TYPES",
@@ -111,7 +111,7 @@ def decoding_cost(data: bytes) -> int:
 
 def decode_body(body: bytes) -> Any:
     """Decode one frame body: plain JSON (:func:`decode_payload`), or an attached body
-    (relay/framing.py): its JSON head decoded the same way, then each attached value
+    (sandbox_kernel/framing.py): its JSON head decoded the same way, then each attached value
     checked against the head and decoded as strict UTF-8 into its place in ``data``.
 
     The result is what the same message sent as plain JSON decodes to, so the schema

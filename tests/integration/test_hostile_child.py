@@ -28,7 +28,7 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from sandbox_kernel.relay.framing import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
+from sandbox_kernel.framing import DEFAULT_MAX_FRAME_BYTES as MAX_FRAME_BYTES
 from tests.utils import KERNEL_NAME, execute_until_idle, running_kernel
 
 FRAME_DEADLINE_S = 1.0

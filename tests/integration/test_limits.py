@@ -149,7 +149,9 @@ def limited_by_rlimits(
         pytest.skip("needs root: an unprivileged kernel here has no cgroup anyway ('limited')")
     workspace = tmp_path_factory.mktemp("rlimits")
     workspace.chmod(0o755)
-    with running_kernel(workspace, extra_arguments=[*LIMITS, "--Isolation.cgroups=disabled"]) as pair:
+    with running_kernel(
+        workspace, extra_arguments=[*LIMITS, "--Isolation.cgroups=disabled"]
+    ) as pair:
         yield pair
 
 

@@ -150,7 +150,7 @@ def test_unicode_and_surrogates_survive(kc: BlockingKernelClient) -> None:
 
 def test_large_outputs_arrive_exactly_as_displayed(kc: BlockingKernelClient) -> None:
     """Values of 64 KiB and more travel attached after the frame's JSON head
-    (relay/framing.py): a 1.5 MB image, passive HTML with quotes, backslashes and
+    (sandbox_kernel/framing.py): a 1.5 MB image, passive HTML with quotes, backslashes and
     non-ASCII text, and a large execute_result reach the frontend byte for byte, in
     the order of the bundle, next to the small values of the same bundle."""
     res = execute(

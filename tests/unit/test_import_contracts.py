@@ -2,7 +2,7 @@
 
 The contracts say which zone may import which (ARCHITECTURE.md): the trusted kernel
 never imports code that runs in the sandbox, the launcher and the executor never
-import the kernel or the relay's reader, the isolation mechanisms know nothing of
+import the kernel or the relay, the isolation mechanisms know nothing of
 Jupyter, the policy is pure. Running them here makes `make test` (CI) enforce them.
 """
 
@@ -62,26 +62,28 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     assert "sandbox_kernel.launcher.contain -> sandbox_kernel.child.child" in result.stdout
 
 
-def test_a_package_that_is_one_zone_is_named_whole() -> None:
-    # network/ holds only the trusted egress proxy and its allow-list; the sandbox's
-    # end of the way to it (pid 1's forwarder, the supervisor's dialer) is in
-    # launcher/. So the contracts name the package, and a module added to it later
-    # is covered without anyone remembering to list it.
+@pytest.mark.parametrize("package", ["network", "relay"])
+def test_a_package_that_is_one_zone_is_named_whole(package: str) -> None:
+    # network/ holds only the trusted egress proxy and its allow-list (the sandbox's end
+    # of the way to it, pid 1's forwarder and the supervisor's dialer, is in launcher/);
+    # relay/ only the trusted parser, gate and publisher (the frame format the sandbox
+    # writes with is sandbox_kernel/framing.py). So the contracts name each package, and
+    # a module added to it later is covered without anyone remembering to list it.
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     contracts = {c["name"]: c for c in config["tool"]["importlinter"]["contracts"]}
     trusted = contracts["The trusted kernel never imports code that runs in the sandbox"]
     sandboxed = contracts[
-        "The launcher and the executor never import the trusted kernel or the relay's reader"
+        "The launcher and the executor never import the trusted kernel or the relay"
     ]
-    assert "sandbox_kernel.network" in trusted["source_modules"]
-    assert "sandbox_kernel.network" in sandboxed["forbidden_modules"]
+    assert f"sandbox_kernel.{package}" in trusted["source_modules"]
+    assert f"sandbox_kernel.{package}" in sandboxed["forbidden_modules"]
     named = [
         module
         for contract in contracts.values()
         for key in ("source_modules", "forbidden_modules")
         for module in contract.get(key, [])
     ]
-    assert not [m for m in named if m.startswith("sandbox_kernel.network.")], named
-    # And nothing of the launcher's is left in it.
-    network = ROOT / "sandbox_kernel" / "network"
-    assert not {"forward.py", "dialer.py"} & {p.name for p in network.iterdir()}
+    assert not [m for m in named if m.startswith(f"sandbox_kernel.{package}.")], named
+    # And nothing the sandbox runs is left in it.
+    sandbox_side = {"network": {"forward.py", "dialer.py"}, "relay": {"framing.py"}}[package]
+    assert not sandbox_side & {p.name for p in (ROOT / "sandbox_kernel" / package).iterdir()}

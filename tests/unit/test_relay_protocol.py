@@ -29,15 +29,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jupyter_client.session import json_packer
 
+from sandbox_kernel import framing
 from sandbox_kernel.errors import ExecutorDied, RelayError
-from sandbox_kernel.kernel.runner import ExecutorProcess
-from sandbox_kernel.relay import framing, reader
-from sandbox_kernel.relay.framing import (
+from sandbox_kernel.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
     encode_frame,
     encode_frame_parts,
 )
+from sandbox_kernel.kernel.runner import ExecutorProcess
+from sandbox_kernel.relay import reader
 from sandbox_kernel.relay.reader import (
     CHILD_MESSAGE_TYPES,
     MAX_DEPTH,
@@ -771,7 +772,7 @@ def test_comm_buffers_are_decoded() -> None:
 
 
 # ---------------------------------------------------------------------------
-# Attached values (relay/framing.py): an output's large text after a JSON head
+# Attached values (sandbox_kernel/framing.py): an output's large text after a JSON head
 # ---------------------------------------------------------------------------
 
 PNG_B64 = base64.b64encode(bytes(range(256)) * 400).decode()  # 136,536 characters
@@ -1413,7 +1414,7 @@ def test_the_executor_sends_a_stand_in_for_an_output_too_large_for_a_frame() -> 
         channel = Channel(theirs)
         channel.max_frame_bytes = 64 * 1024
         big = {"type": "display_data", "data": {"image/png": "A" * 100_000}, "parent": "p"}
-        # The image is attached (relay/framing.py): 100,000 bytes after a small head.
+        # The image is attached (sandbox_kernel/framing.py): 100,000 bytes after a small head.
         parts, length = encode_frame_parts(big)
         assert len(parts) == 2
         assert 100_000 < length < 100_100
