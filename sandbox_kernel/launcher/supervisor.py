@@ -20,12 +20,16 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .. import procfs
 from ..framing import HEADER, encode_frame
 
 __all__ = ["kill_descendants", "supervise"]
+
+# include/linux/threads.h: no pid namespace hands out a pid above this (4194304).
+PID_MAX_LIMIT = 4 * 1024 * 1024
 
 # SIGUSR2 asks the executor to drop the rest of a cell's output (over budget).
 ALLOWED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGUSR2})
@@ -164,6 +168,46 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+# PIDFD_GET_INFO (Linux 6.13): a process's parent, in this pid namespace, through a
+# pidfd. Used where this mount namespace has no /proc (a container that masks parts of
+# its /proc, such as Docker's default, keeps an unprivileged pid namespace from mounting
+# a procfs of its own), so that a cell's snapshot can still be checked and promoted.
+# _IOWR(0xFF, 11, struct pidfd_info), its first version's 64 bytes: mask, cgroupid,
+# then pid, tgid, ppid and the nine credential ids (include/uapi/linux/pidfd.h).
+_PIDFD_GET_INFO = 0xC040FF0B
+_PIDFD_INFO = struct.Struct("=QQ12I")
+_PIDFD_INFO_PID = 1
+
+
+def _parent_by_pidfd(pidfd: int) -> int | None:
+    """The parent of the process ``pidfd`` refers to, or None (an older kernel, gone)."""
+    import fcntl
+
+    buf = bytearray(_PIDFD_INFO.pack(_PIDFD_INFO_PID, 0, *[0] * 12))
+    try:
+        fcntl.ioctl(pidfd, _PIDFD_GET_INFO, buf, True)
+    except OSError:
+        return None
+    mask, _cgroup, _pid, _tgid, ppid, *_ids = _PIDFD_INFO.unpack(buf)
+    return ppid if mask & _PIDFD_INFO_PID else None
+
+
+def _kill_process(pid: int) -> None:
+    """SIGKILL the process ``pid``, if it is one: a pid found by trying numbers may be
+    a thread's id, and kill() with a thread's id would kill its whole process (the
+    executor's, say). pidfd_open takes only a process's own pid (EINVAL for a thread)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
 def _is_zombie(pid: int) -> bool:
     fields = procfs.stat_fields(pid)
     return not fields or fields[0] in {"Z", "X"}  # no fields: gone
@@ -197,6 +241,11 @@ class _Supervisor:
         self.sock = sock
         self.commands = _Commands(sock)
         self.executor: int | None = executor_pid
+        # Where this namespace shows no /proc, parents are read through pidfds and
+        # there are no start times to compare (see pin_snapshot).
+        self.has_proc = os.path.exists("/proc/self/stat")
+        # Without /proc: the pid a fresh child got at the last clean-up (_pids_in_use).
+        self.last_fresh_pid = executor_pid
         self.executor_started = _start_time(executor_pid) or 0
         self.pidfd: int | None = os.pidfd_open(executor_pid)
         self.listener = _SeccompListener(notify_fd, socket_hint) if notify_fd is not None else None
@@ -260,14 +309,19 @@ class _Supervisor:
         list in /proc, and let ``keep`` go on. Elsewhere the tree is walked, stopped
         and killed until nothing is left, reaping only at the end.
         """
-        if _own_pid_namespace():
+        own_proc = _own_pid_namespace()
+        if own_proc or (os.getpid() == 1 and not self.has_proc):
             with contextlib.suppress(OSError):
                 os.kill(-1, signal.SIGSTOP)
             try:
-                for name in os.listdir("/proc"):
-                    if name.isdigit() and int(name) not in keep and int(name) != 1:
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.kill(int(name), signal.SIGKILL)
+                pids: Iterable[int] = (
+                    [int(name) for name in os.listdir("/proc") if name.isdigit()]
+                    if own_proc
+                    else self._pids_in_use()
+                )
+                for pid in pids:
+                    if pid not in keep and pid != 1:
+                        _kill_process(pid)
             finally:
                 for pid in keep:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -285,6 +339,25 @@ class _Supervisor:
                             os.kill(pid, sig)
                 time.sleep(0.002)
         self.reap()
+
+    def _pids_in_use(self) -> range:
+        """Every pid this namespace may be using, where there is no /proc to list them.
+
+        Called with every other process stopped. A pid namespace hands out pids in
+        increasing order, so a fresh child's pid bounds those in use (under 1 us a pid
+        to try: 10 ms for a kernel whose cells have used 10,000), unless the numbers
+        wrapped past pid_max since the last call (the bound went down): then the whole
+        range up to PID_MAX_LIMIT, about 4 s. A cell that goes through every pid within
+        one cell, back to above the last bound, is not caught by either (SECURITY.md).
+        """
+        child = os.fork()
+        if child == 0:  # pragma: no cover - exits at once
+            os._exit(0)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
+        wrapped = child < self.last_fresh_pid
+        self.last_fresh_pid = child
+        return range(2, PID_MAX_LIMIT + 1 if wrapped else child)
 
     def _refuse(self, what: str) -> None:
         self.send({"type": "log", "level": "warning", "message": what})
@@ -305,9 +378,21 @@ class _Supervisor:
         # Checked after the pidfd is held, so the pid cannot be reused in between. The
         # announcement may arrive after the executor died (a cell that kills it at
         # once): its children are ours by then.
-        parent = self.executor if self.executor is not None else os.getpid()
-        started = _start_time(pid)
-        if _parent_of(pid) != parent or started is None or started < self.executor_started:
+        if self.has_proc:
+            parent = self.executor if self.executor is not None else os.getpid()
+            started = _start_time(pid)
+            taken = (
+                _parent_of(pid) == parent
+                and started is not None
+                and started >= self.executor_started
+            )
+        else:
+            # No start times without /proc: only a child of the live executor is taken
+            # (the executor is not reaped yet, so its pid is its own). An orphan of ours
+            # could be any earlier cell's double fork, so once the executor has died
+            # nothing is (the cell that killed it at once loses its rollback).
+            taken = self.executor is not None and _parent_by_pidfd(pidfd) == self.executor
+        if not taken:
             os.close(pidfd)
             self._refuse(f"snapshot refused: {pid} is not a child of the executor")
             return
@@ -318,7 +403,11 @@ class _Supervisor:
         if self.executor is not None:
             self._refuse("promote refused: the executor is alive")
             return
-        if self.snapshot is None or pid != self.snapshot[0] or _parent_of(pid) != os.getpid():
+        if self.snapshot is None or pid != self.snapshot[0]:
+            self._refuse(f"promote refused: {pid!r} is not the snapshot")
+            return
+        parent = _parent_of(pid) if self.has_proc else _parent_by_pidfd(self.snapshot[1])
+        if parent != os.getpid():
             self._refuse(f"promote refused: {pid!r} is not the snapshot")
             return
         from ..child.snapshot import PROMOTE_SIGNAL
