@@ -55,6 +55,8 @@ def family() -> Iterator[tuple[int, int]]:
 def make_supervisor() -> Iterator[Any]:
     made: list[tuple[Any, socket.socket]] = []
     handler = signal.getsignal(signal.SIGCHLD)
+    wakeup_fd = signal.set_wakeup_fd(-1)  # read (and put back) this process's own
+    signal.set_wakeup_fd(wakeup_fd)
 
     def make(executor: int, has_proc: bool) -> tuple[Any, socket.socket]:
         ours, kernel = socket.socketpair()
@@ -64,7 +66,7 @@ def make_supervisor() -> Iterator[Any]:
         return sup, kernel
 
     yield make
-    signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_fd)
     signal.signal(signal.SIGCHLD, handler)
     for sup, kernel in made:
         for fd in (sup.wakeup_r, sup.pidfd):
