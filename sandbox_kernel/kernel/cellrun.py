@@ -265,11 +265,14 @@ class CellRun:
             # is this kernel's own when it is unprivileged, the mapped sandbox uid when it
             # runs as root (a root container without a writable cgroup); never host root,
             # for whom RLIMIT_NPROC is not enforced at all.
+            # The count is taken while the executor replaces its snapshot after the reply
+            # (the old one killed, a new one forked), which moves it by one either way:
+            # a cell that met the limit may be counted one short of it.
             cells_uid = executor.executor_host_uid() if tree > sandbox.tree_size else None
             limit_hit = _process_rlimit_hit(outcome.reply) or (
                 cells_uid is not None
                 and cells_uid != 0
-                and _user_tasks(cells_uid) >= limits.max_processes
+                and _user_tasks(cells_uid) >= limits.max_processes - 1
             )
         if self.stop_reason is not None and outcome.reply["status"] == "error":
             # The kernel interrupted the cell (its time was up) and it stopped cleanly.

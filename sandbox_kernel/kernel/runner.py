@@ -54,6 +54,9 @@ REPLY_TYPES = {
     "debug": "debug_reply",
 }
 STDERR_LOG_LIMIT = 64 * 1024
+# How long the kernel waits for the supervisor's sweep of a cell's processes: a sweep
+# is milliseconds, or seconds where it has no /proc and the pids wrapped (supervisor.py).
+SWEEP_TIMEOUT_S = 10.0
 
 
 class OutputSink(Protocol):
@@ -171,6 +174,9 @@ class ExecutorProcess:
         self._headroom = headroom
         self._reader = self._new_reader(max_frame_bytes)
         self._supervisor_reader = FrameReader(1024 * 1024)
+        # end_cell_processes sweeps the kernel waits on, by id (reap_cell_processes).
+        self._sweeps = 0
+        self._sweeping: dict[int, asyncio.Future[None]] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.relay: socket.socket | None = None
         self.supervisor: socket.socket | None = None
@@ -388,8 +394,24 @@ class ExecutorProcess:
         self.send_supervisor({"op": "end_cell_processes", "keep": keep or []})
 
     async def reap_cell_processes(self) -> None:
-        """End what the last cell left running and have the executor collect its zombies."""
-        self.end_cell_processes()
+        """End what the last cell left running and have the executor collect its zombies.
+
+        The executor takes its next snapshot once it has collected them, so the
+        supervisor's sweep must be over first: the two commands go over two sockets,
+        and a sweep that came late killed the fresh snapshot (the next crash was then
+        not rolled back).
+        """
+        self._sweeps += 1
+        sweep = self._sweeps
+        swept = asyncio.get_running_loop().create_future()
+        self._sweeping[sweep] = swept
+        self.send_supervisor({"op": "end_cell_processes", "keep": [], "id": sweep})
+        try:
+            await asyncio.wait_for(swept, SWEEP_TIMEOUT_S)
+        except TimeoutError:
+            self.on_log("warning", "the supervisor did not confirm the end of the cell's processes")
+        finally:
+            self._sweeping.pop(sweep, None)
         with contextlib.suppress(ExecutorDied, asyncio.TimeoutError):
             await asyncio.wait_for(self.request({"op": "reap"}), 5.0)
 
@@ -821,6 +843,10 @@ class ExecutorProcess:
                         self.on_log("warning", f"supervisor: {item}")
                     elif item["type"] == "exit":
                         self._on_exit(item)
+                    elif item["type"] == "swept":
+                        swept = self._sweeping.get(item["id"])
+                        if swept is not None and not swept.done():
+                            swept.set_result(None)
                     elif item["type"] == "audit" and self.on_audit is not None:
                         # The supervisor's own channel: the one source of seccomp reports.
                         self.on_audit({**item, "reported_by": "supervisor"})

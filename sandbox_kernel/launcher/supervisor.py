@@ -298,6 +298,11 @@ class _Supervisor:
             # everything but the executor and the snapshot being kept.
             keep = {p for p in [self.executor, *command.get("keep", [])] if isinstance(p, int)}
             self.end_processes(keep)
+            sweep = command.get("id")
+            if isinstance(sweep, int):
+                # The kernel waits for this before the executor takes its next snapshot:
+                # a sweep that came after the snapshot would kill it.
+                self.send({"type": "swept", "id": sweep})
 
     def end_processes(self, keep: set[int], deadline_s: float = 2.0) -> None:
         """Kill every process below us but ``keep``.

@@ -710,6 +710,8 @@ _VALIDATORS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
     "snapshot": _v_snapshot,
     "restored": _v_restored,
     "exit": _v_exit,
+    # The supervisor's answer to end_cell_processes (its own channel only).
+    "swept": _v_done,
     "log": _v_log,
     "setup_failed": _v_setup_failed,
     "audit": _v_audit,
