@@ -405,9 +405,9 @@ class ExecutorProcess:
         sweep = self._sweeps
         swept = asyncio.get_running_loop().create_future()
         self._sweeping[sweep] = swept
-        self.send_supervisor({"op": "end_cell_processes", "keep": [], "id": sweep})
         try:
-            await asyncio.wait_for(swept, SWEEP_TIMEOUT_S)
+            if self.send_supervisor({"op": "end_cell_processes", "keep": [], "id": sweep}):
+                await asyncio.wait_for(swept, SWEEP_TIMEOUT_S)
         except TimeoutError:
             self.on_log("warning", "the supervisor did not confirm the end of the cell's processes")
         finally:
@@ -455,12 +455,16 @@ class ExecutorProcess:
         self._executor_gone.clear()
         return True
 
-    def send_supervisor(self, command: dict[str, Any]) -> None:
+    def send_supervisor(self, command: dict[str, Any]) -> bool:
+        """Send the supervisor a command; whether it went out."""
         if self.supervisor is None or self.dead_reason:
-            return
-        with contextlib.suppress(OSError):
+            return False
+        try:
             # Tiny and rare; the supervisor reads it at once.
             self.supervisor.send(encode_frame(command))
+        except OSError:
+            return False
+        return True
 
     # -- requests ----------------------------------------------------------------
 
@@ -854,6 +858,10 @@ class ExecutorProcess:
                         self.on_log(item["level"], f"supervisor: {item['message']}")
         except OSError:
             pass
+        # The supervisor is gone: no sweep it was asked for will be confirmed.
+        for swept in self._sweeping.values():
+            if not swept.done():
+                swept.set_result(None)
         self._exited.set()
 
     async def _read_stderr(self) -> None:
