@@ -350,9 +350,9 @@ class _Supervisor:
 
         Called with every other process stopped. A pid namespace hands out pids in
         increasing order, so a fresh child's pid bounds those in use (under 1 us a pid
-        to try: 10 ms for a kernel whose cells have used 10,000), unless the numbers
+        to try: about 6 ms for a kernel whose cells have used 10,000), unless the numbers
         wrapped past pid_max since the last call (the bound went down): then the whole
-        range up to PID_MAX_LIMIT, about 4 s. A cell that goes through every pid within
+        range up to PID_MAX_LIMIT, about 2.5 s. A cell that goes through every pid within
         one cell, back to above the last bound, is not caught by either (SECURITY.md).
         """
         child = os.fork()
