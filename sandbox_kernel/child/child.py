@@ -175,6 +175,7 @@ class Executor:
         # Any fork (a cell's os.fork, multiprocessing, our own snapshot) makes
         # a process that is not the executor: it must not touch the relay.
         self.channel.after_fork_in_child()
+        self.outbox.after_fork_in_child()
         for stream in (self.stdout, self.stderr):
             stream.after_fork_in_child(raw=True)
         shell = getattr(self, "shell", None)

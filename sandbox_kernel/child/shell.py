@@ -79,6 +79,10 @@ class Outbox:
         # text is not even sent (a 30 s print loop should cost no relay traffic).
         self.muted = False
         self.audit_queue: deque[dict[str, Any]] = deque()
+        # Held while a drain of the queue sends: the main thread's drain before a
+        # reply must wait for a record the flusher thread took but has not sent
+        # yet, or that record reaches the kernel after the reply, in the next cell.
+        self._audit_lock = threading.Lock()
         self.flusher: StreamFlusher | None = None
         channel.stamp = self._stamp
 
@@ -96,14 +100,25 @@ class Outbox:
 
     def queue_audit(self, record: dict[str, Any]) -> None:
         """Called from inside the audit hook, possibly mid-send on this very thread:
-        never take the channel's lock here, only queue (deque appends are atomic)."""
+        never take the channel's lock here, only queue (deque appends are atomic).
+
+        The record names its request now: stamped when sent, it would take the
+        parent of whatever request is current by then."""
+        parent = self.current_parent()
+        if parent:
+            record["parent"] = parent
         self.audit_queue.append(record)
         if self.flusher is not None:
             self.flusher.wake()
 
     def send_audits(self) -> None:
-        while self.audit_queue:
-            self.send(self.audit_queue.popleft())
+        with self._audit_lock:
+            while self.audit_queue:
+                self.send(self.audit_queue.popleft())
+
+    def after_fork_in_child(self) -> None:
+        # The flusher thread may have held the lock at the fork; it did not come along.
+        self._audit_lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
         self.channel.send(message)

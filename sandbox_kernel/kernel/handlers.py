@@ -389,11 +389,18 @@ class SandboxKernel(Kernel):
                 key="forged",
             )
         elif record.get("action") == "warn":
+            # Shown under the request the executor says caused it: a report that
+            # comes late must not appear in the next cell's output.
             # The static check has already warned about this rule for this cell.
-            already = cell is not None and record.get("rule") in cell.verdict.rule_ids
+            already = (
+                cell is not None
+                and record.get("parent") in (None, cell.request.parent)
+                and record.get("rule") in cell.verdict.rule_ids
+            )
             if not already:
                 self.publisher.notice(
                     f"[sandbox] warning [{record.get('rule')}] {record.get('detail')}",
+                    self.publisher.parent_for(record),
                     key="warning",
                 )
 

@@ -8,10 +8,7 @@ cell after the restart runs in the spare, with nothing of the kernel before it.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import uuid
 from pathlib import Path
 
 import psutil
@@ -19,48 +16,17 @@ import pytest
 
 from tests.integration.test_browser import LabServer, install_kernelspec, start_lab
 from tests.integration.test_browser_sanitize import api_request
+from tests.kernel_socket import KernelSocket
 
 
-async def _run_cell(server: LabServer, kernel_id: str, code: str) -> str:
-    """Run ``code`` over the kernel's websocket, as the page does; its stdout."""
-    from tornado.websocket import websocket_connect
-
+def _run_cell(server: LabServer, kernel_id: str, code: str) -> str:
+    """Run ``code`` over the kernel's websocket, as the page does; its outputs as text."""
     url = server.url.replace("http", "ws", 1)
-    ws = await websocket_connect(f"{url}/api/kernels/{kernel_id}/channels?token={server.token}")
-    msg_id = uuid.uuid4().hex
-    header = {
-        "msg_id": msg_id,
-        "msg_type": "execute_request",
-        "username": "test",
-        "session": uuid.uuid4().hex,
-        "version": "5.3",
-        "date": "",
-    }
-    request = {
-        "header": header,
-        "parent_header": {},
-        "metadata": {},
-        "content": {"code": code, "silent": False},
-        "channel": "shell",
-        "buffers": [],
-    }
-    await ws.write_message(json.dumps(request))
-    out = []
+    kernel = KernelSocket(f"{url}/api/kernels/{kernel_id}/channels", server.token)
     try:
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), 60)
-            assert raw is not None, "the websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            if msg["msg_type"] == "error":
-                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(out)
+        return kernel.execute(code, timeout=60).text
     finally:
-        ws.close()
+        kernel.close()
 
 
 def _spare_of(server: LabServer, timeout: float = 60) -> int:
@@ -91,12 +57,12 @@ def test_jupyter_server_restarts_a_kernel_from_its_spare(
     specs = install_kernelspec(tmp_path / "prefix", "--spares")
     with start_lab(tmp_path, [str(specs)]) as server:
         kernel = api_request(server, "POST", "/api/kernels", {"name": "sandbox-python"})
-        first = asyncio.run(_run_cell(server, kernel["id"], "kept = 41\nprint('set')"))
+        first = _run_cell(server, kernel["id"], "kept = 41\nprint('set')")
         assert first.strip() == "set", first
         _spare_of(server)
         api_request(server, "POST", f"/api/kernels/{kernel['id']}/restart")
         assert "started from a pre-warmed spare" in server.log_tail(200)
-        after = asyncio.run(_run_cell(server, kernel["id"], "print('kept' in globals())"))
+        after = _run_cell(server, kernel["id"], "print('kept' in globals())")
         assert after.strip() == "False", after
-        report = asyncio.run(_run_cell(server, kernel["id"], "%sandbox"))
+        report = _run_cell(server, kernel["id"], "%sandbox")
         assert "Started from a pre-warmed spare" in report, report
