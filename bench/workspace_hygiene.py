@@ -8,8 +8,11 @@ Two parts:
   the copies of guarded files), a cell's start (``begin_cell``) and end
   (``scan``) when the cell wrote nothing, one file, or 1,000 files in 10
   directories;
-* a ``pass`` cell's round trip through a real kernel in that project and in an
-  empty one, interleaved with stock ipykernel (``--kernels``).
+* a ``pass`` cell's round trip through a real kernel in that project, in an
+  empty one and in the project that holds the virtualenv this runs from (the
+  checkout and its ``.venv``: the kernel's own prefix, read-only in the sandbox at
+  the namespaces level and left out of the scans), interleaved with stock
+  ipykernel (``--kernels``).
 
     .venv/bin/python bench/workspace_hygiene.py [--files 10000] [--reps 30] [--kernels]
 """
@@ -20,6 +23,7 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -99,11 +103,23 @@ def kernel_costs(root: Path, empty: Path, reps: int) -> None:
     from jupyter_client.manager import KernelManager
 
     kernels = {}
-    for name, kernel, cwd in (
+    places = [
         ("sandbox, 10,000 files", "sandbox-python", root),
         ("sandbox, empty", "sandbox-python", empty),
         ("stock, 10,000 files", "python3", root),
-    ):
+    ]
+    if sys.prefix != sys.base_prefix:  # a virtualenv: the project that holds it
+        project = Path(sys.prefix).parent
+        venv = Path(sys.prefix).name
+        places += [
+            (
+                f"sandbox, {project} (next to its {venv})",
+                "sandbox-python",
+                project,
+            ),
+            (f"stock, {project}", "python3", project),
+        ]
+    for name, kernel, cwd in places:
         km = KernelManager(kernel_name=kernel)
         km.start_kernel(cwd=str(cwd))
         kc = km.client()

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Finding", "WorkspaceGuard", "read_only_mounts"]
+__all__ = ["Finding", "WorkspaceGuard", "frozen_trees", "mount_view"]
 
 # Inside a guarded tree (a repository's .git), entries that tools read but never
 # run: large, changed by ordinary git use, and not worth a copy.
@@ -133,12 +133,19 @@ class WorkspaceGuard:
     # them, so a change there is the user's (a rebase in a terminal during a cell)
     # and becomes the state to keep.
     bound: set[str] = field(default_factory=set)
+    # Other trees read-only in the executor's own view (its code roots inside the
+    # workspace, such as the project's .venv the kernel runs from), relative paths:
+    # nothing in them can be the sandbox's doing, so the walk does not enter them.
+    # Set by freeze(); walking a virtualenv's guarded trees (pip, every __pycache__)
+    # cost a kernel started in a project next to its .venv 10-60 ms per scan.
+    frozen: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(self.root)
         self.owner = os.stat(self.root).st_uid
         self.kernel_uid = os.geteuid()
         self._skip = {os.path.realpath(p) for p in self.skip}
+        self._not_walked = set(self._skip)
         # One regular expression for all the patterns: this runs for every entry.
         # Compiled once: this runs for every entry of every changed directory.
         self._guarded = _Matcher([*self.control, *self.shadow])
@@ -149,6 +156,12 @@ class WorkspaceGuard:
         self.kept: dict[str, tuple[int, bytes]] = {}
         # Every guarded entry that existed then (directories and files too large to keep).
         self.known: set[str] = set()
+        # Those of them inside frozen trees: no longer followed (see freeze()).
+        self._frozen_known: set[str] = set()
+        # Guarded regular files with more than one name, and those of them inside
+        # frozen trees: another name may be writable (see freeze()).
+        self._multi_named: set[str] = set()
+        self._linked: set[str] = set()
         self.since_ns = _fs_now_ns()
         self._keep_guarded()
 
@@ -172,6 +185,10 @@ class WorkspaceGuard:
     def _remember(self, rel: str, st: os.stat_result) -> None:
         self.known.add(rel)
         self.kept.pop(rel, None)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            self._multi_named.add(rel)
+        else:
+            self._multi_named.discard(rel)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_KEPT_FILE:
             return
         if sum(len(d) for _, d in self.kept.values()) + st.st_size > MAX_KEPT_TOTAL:
@@ -210,9 +227,8 @@ class WorkspaceGuard:
         At the ``namespaces`` level they are bound read-only into the sandbox
         (``mountns.plan_mounts``); at most ``limit``, outermost first.
         """
-        tops = [
-            r for r in sorted(self.known) if not any(p in self.known for p in _prefixes(r)[:-1])
-        ]
+        named = self.known | self._frozen_known
+        tops = [r for r in sorted(named) if not any(p in named for p in _prefixes(r)[:-1])]
         out = []
         for rel in sorted(tops, key=lambda r: (r.count("/"), r))[:limit]:
             path = os.path.join(self.root, rel)
@@ -222,17 +238,60 @@ class WorkspaceGuard:
                     out.append(path)
         return out
 
+    def freeze(self, trees: set[str]) -> None:
+        """Leave out of every walk these trees, read-only in the executor's own view.
+
+        Called after each executor start, with what its mountinfo shows. Their
+        guarded entries are no longer followed or kept (nothing can be put back
+        there), only still named by top_entries(): the read-only binds asked for stay
+        those the executor was built with, which a spare's adoption compares. A tree
+        that is no longer read-only (a new executor without that bind) is taken as
+        it is now, before any cell of that executor runs.
+
+        Except guarded files with more than one name (uv links a virtualenv's files
+        from its cache; a cache inside the workspace is writable): a write through
+        another name changes the file without touching the tree, so those few are
+        still stat'ed at each scan and put back, as before.
+        """
+        trees = {t for t in trees if t == "." or not self.guarded(t)}
+        if trees == self.frozen:
+            return
+        thawed = self.frozen - trees
+        self.frozen = trees
+        self._not_walked = self._skip | {
+            os.path.normpath(os.path.join(self.root, t)) for t in trees
+        }
+        self._listings.clear()  # they may name a tree that is left out now, or no longer
+        self._linked = {r for r in self._linked if _under_any(r, trees)}
+        for rel in [r for r in self.known if _under_any(r, trees)]:
+            self._frozen_known.add(rel)
+            if rel in self._multi_named:
+                self._linked.add(rel)
+                continue
+            self.known.discard(rel)
+            self.kept.pop(rel, None)
+        if thawed:
+            self._frozen_known = {r for r in self._frozen_known if not _under_any(r, thawed)}
+            for rel, st, _ in self._walk_guarded(full=True):
+                if _under_any(rel, thawed) and not _under_any(rel, trees):
+                    self._remember(rel, st)
+
     # -- the walk ----------------------------------------------------------------------
 
-    def _walk(self, *, full: bool) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
+    def _walk(
+        self, *, full: bool, into_frozen: bool = False
+    ) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
         """(relative path, lstat, inside a guarded tree, is the guarded top) of entries to examine.
 
         With ``full`` every entry; otherwise those of directories changed since
         ``since_ns`` and everything in guarded trees. A directory unchanged since
         it was last listed is not listed again: its subdirectories and guarded
         names are remembered (``_listings``), so an unchanged tree costs one open
-        and one fstat per directory.
+        and one fstat per directory. Frozen trees are entered only ``into_frozen``.
         """
+        skip = self._skip if into_frozen else self._not_walked
+        if self.root in skip:
+            return  # the whole workspace is read-only in the sandbox
         try:
             root_fd = os.open(self.root, DIR_FLAGS)
         except OSError:
@@ -255,11 +314,32 @@ class WorkspaceGuard:
                         continue
                     finally:
                         parent.release()
-                yield from self._examine(todo, _OpenDir(fd), rel, in_guarded, full)
+                yield from self._examine(todo, _OpenDir(fd), rel, in_guarded, full, skip)
         finally:
             for parent, *_ in todo:
                 if parent is not None:
                     parent.release()
+        if skip is self._not_walked:
+            yield from self._linked_entries()
+
+    def _linked_entries(self) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
+        """The guarded files with more than one name inside frozen trees (freeze())."""
+        for rel in sorted(self._linked):
+            try:
+                parent = _open_parent(self.root, rel)
+                try:
+                    info = os.stat(os.path.basename(rel), dir_fd=parent, follow_symlinks=False)
+                finally:
+                    os.close(parent)
+            except OSError:
+                # Gone: only the user can remove it there (the tree is read-only to
+                # the sandbox), so it is not put back.
+                self._linked.discard(rel)
+                self.known.discard(rel)
+                self.kept.pop(rel, None)
+                continue
+            self.stats.entries_examined += 1
+            yield rel, info, True, False
 
     def _examine(
         self,
@@ -268,6 +348,7 @@ class WorkspaceGuard:
         rel: str,
         in_guarded: bool,
         full: bool,
+        skip: set[str],
     ) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
         """One directory of the walk: its entries to examine; its subdirectories go on ``todo``."""
         fd = directory.fd
@@ -297,7 +378,7 @@ class WorkspaceGuard:
             guarded: list[str] = []
             for entry in listed:
                 path = f"{rel}/{entry.name}" if rel else entry.name
-                if self._skip and os.path.join(self.root, path) in self._skip:
+                if skip and os.path.join(self.root, path) in skip:
                     continue
                 if in_guarded and (entry.name in DATA_ENTRIES or entry.name.endswith(".lock")):
                     continue  # data, or git's lock files (held while git works)
@@ -317,8 +398,9 @@ class WorkspaceGuard:
                 if is_dir:
                     self._push(todo, directory, entry.name, path, in_guarded or top)
             # Remembered only if the directory did not change in the clock tick it
-            # was listed in (a later change then gives it a later ctime).
-            if not in_guarded and ctime < listed_at:
+            # was listed in (a later change then gives it a later ctime), and only
+            # from a walk that leaves out what every walk leaves out.
+            if not in_guarded and ctime < listed_at and skip is self._not_walked:
                 self._listings[rel] = (ctime, subdirs, guarded)
         finally:
             directory.release()
@@ -351,6 +433,14 @@ class WorkspaceGuard:
                 seen_guarded.add(rel)
             if any(rel.startswith(r + "/") for r in removed):
                 continue  # inside a tree removed or restored whole just now
+            if rel in self._linked:
+                # In a frozen tree: changed only through another name. Put back;
+                # never removed (the sandbox made neither the file nor its links).
+                if st.st_ctime_ns >= new_since and stat.S_ISREG(st.st_mode):
+                    finding = self._undo_guarded(rel, st.st_mode)
+                    if finding is not None:
+                        findings.append(finding)
+                continue
             if self.bound and _under_any(rel, self.bound):
                 if st.st_ctime_ns >= new_since or rel not in self.known:
                     self._remember(rel, st)
@@ -509,7 +599,8 @@ class WorkspaceGuard:
             return []
         wanted = {(st.st_dev, st.st_ino): st.st_nlink for _, st in multi}
         names: dict[tuple[int, int], int] = dict.fromkeys(wanted, 0)
-        for _rel, st, _, _ in self._walk(full=True):
+        # Frozen trees too: a name there is a name in the workspace.
+        for _rel, st, _, _ in self._walk(full=True, into_frozen=True):
             key = (st.st_dev, st.st_ino)
             if key in names:
                 names[key] += 1
@@ -545,26 +636,46 @@ class _Matcher:
 
 
 def _under_any(rel: str, tops: set[str]) -> bool:
-    return any(rel == t or rel.startswith(t + "/") for t in tops)
+    return any(rel == t or rel.startswith(t + "/") or t == "." for t in tops)
 
 
-def read_only_mounts(pid: int | None, paths: list[str]) -> set[str]:
-    """Which of ``paths`` are read-only mount points in process ``pid``'s view."""
-    if pid is None or not paths:
-        return set()
-    wanted = set(paths)
-    found: set[str] = set()
+def mount_view(pid: int | None) -> dict[str, bool]:
+    """Process ``pid``'s mount points -> whether each is read-only (the top mount of a
+    point wins); empty when its mountinfo cannot be read."""
+    if pid is None:
+        return {}
+    view: dict[str, bool] = {}
     try:
-        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="replace") as f:
+        with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 fields = line.split()
                 if len(fields) > 5:
-                    point = fields[4].replace("\\040", " ")
-                    if point in wanted and "ro" in fields[5].split(","):
-                        found.add(point)
+                    # mountinfo escapes space, tab, newline and backslash as \ooo.
+                    point = _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+                    view[point] = "ro" in fields[5].split(",")
     except OSError:
-        return set()
-    return found
+        return {}
+    return view
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def frozen_trees(view: dict[str, bool], root: str, exclude: Iterable[str] = ()) -> set[str]:
+    """Read-only mount points at or inside ``root`` with nothing writable mounted under
+    them, relative to ``root`` ("." for the whole workspace: the kernel's own code lives
+    there, a checkout with an editable install): trees a sandbox with that view cannot
+    change. ``exclude`` (absolute) are left out: the guard's own binds of guarded
+    entries, whose changes by the user it follows, and the masked protected paths."""
+    excluded = set(exclude)
+    inside = {p: ro for p, ro in view.items() if _inside(p, root) and p not in excluded}
+    writable = [p for p, ro in view.items() if not ro]
+    trees = {
+        p for p, ro in inside.items() if ro and not any(w != p and _inside(w, p) for w in writable)
+    }
+    # The outermost only: the walk does not enter them, so what lies under one is moot.
+    outer = {p for p in trees if not any(q != p and _inside(p, q) for q in trees)}
+    return {os.path.relpath(p, root) for p in outer}
 
 
 def _prefixes(rel: str) -> list[str]:

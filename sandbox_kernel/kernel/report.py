@@ -146,6 +146,10 @@ def _limits_report(sandbox: Sandbox) -> dict[str, Any]:
     guard = sandbox.guard
     if guard is not None:
         bound = f"; read-only inside: {', '.join(sorted(guard.bound))}" if guard.bound else ""
+        if "." in guard.frozen:
+            bound += "; not scanned: the whole workspace is read-only in the sandbox"
+        elif guard.frozen:
+            bound += f"; not scanned, read-only in the sandbox: {', '.join(sorted(guard.frozen))}"
         limits["workspace_hygiene"] = (
             f"{sandbox.hygiene_findings} entries undone this session (links, special files, "
             "Isolation.control_files, Isolation.shadow_modules); last check "

@@ -33,7 +33,7 @@ from ..network.kernel_side import KernelNetwork
 from ..policy import PolicySettings
 from ..relay.publisher import Publisher
 from ..units import MIB
-from .hygiene import Finding, WorkspaceGuard, read_only_mounts
+from .hygiene import Finding, WorkspaceGuard, frozen_trees, mount_view
 from .quota import (
     IDLE_INTERVAL_S,
     MIN_INTERVAL_S,
@@ -397,11 +397,15 @@ class Sandbox:
             await self._watch_quota(executor, list(spec.isolation.protected))
         if self.guard is not None:
             # Checked in the executor's own view: only a bind really in force makes a
-            # change there someone else's.
-            bound = read_only_mounts(
-                executor.executor_host_pid(), list(spec.isolation.read_only_inside)
-            )
-            self.guard.bound = {os.path.relpath(p, self.guard.root) for p in bound}
+            # change there someone else's, or a tree one the sandbox cannot change.
+            view = mount_view(executor.executor_host_pid())
+            requested = spec.isolation.read_only_inside
+            root = self.guard.root
+            self.guard.bound = {os.path.relpath(p, root) for p in requested if view.get(p)}
+            protected = spec.isolation.protected  # masked, and never walked anyway
+            frozen = frozen_trees(view, root, exclude=[*requested, *protected])
+            async with self.guard_lock:  # the watch between cells may be scanning
+                await asyncio.to_thread(self.guard.freeze, frozen)
         self.log.info("executor_ready level=%s setup_s=%.3f", level, executor.setup_time_s or 0)
         return executor
 

@@ -464,6 +464,49 @@ def test_existing_control_files_are_read_only_during_the_cell(
             sandbox.close()
 
 
+def test_a_tree_read_only_in_the_sandbox_is_left_out_of_the_scan_and_stays_as_it_was(
+    tmp_path_factory: pytest.TempPathFactory, host: Host
+) -> None:
+    """The project's .venv a kernel runs from is bound read-only into the sandbox, and
+    the scans leave it out (every __pycache__ of a virtualenv is a guarded tree: 10-60 ms
+    a scan). That is sound only where no cell can change the tree, which the kernel
+    reads from the executor's own mountinfo. A read-only extra mount inside the
+    workspace stands for the .venv here. At the landlock level Landlock keeps it
+    read-only, and it is scanned as before. Either way the user's next `pip` outside
+    runs the real one."""
+    for level in sorted(LEVEL_KERNELS):
+        ws = tmp_path_factory.mktemp(f"frozen-{level}")
+        ws.chmod(0o777)
+        tools = ws / "tools"
+        site = tools / "lib" / "python3" / "site-packages"
+        pip = site / "pip" / "__init__.py"
+        pip.parent.mkdir(parents=True)
+        pip.write_text("# the real pip\n")
+        for index in range(40):
+            (site / f"pkg{index}" / "__pycache__").mkdir(parents=True)
+        extra = [*OS_LAYER_ONLY, f"--Isolation.extra_mounts=['{tools}:ro']"]
+        sandbox = start_sandbox(level, ws, host, extra=extra)
+        try:
+            result = sandbox.run(
+                f"try:\n    open({str(pip)!r}, 'w').write('import os; os.system(\"id\")')\n"
+                "    print('WROTE')\n"
+                "except OSError as e:\n    print('REFUSED', e.errno)\n"
+            )
+            report = sandbox.run("%sandbox").stdout
+            # From outside, after the cell: what the user's pip would import.
+            assert pip.read_text() == "# the real pip\n", (level, result.stdout)
+            if level == "namespaces":
+                assert "REFUSED 30" in result.stdout, result.stdout  # EROFS
+                assert "not scanned, read-only in the sandbox: tools" in report, report
+            else:
+                # Landlock grants the workspace's other entries one by one around it
+                # (EACCES); no read-only mount shows that, so it is scanned as before.
+                assert "REFUSED 13" in result.stdout, result.stdout
+                assert "not scanned" not in report, report
+        finally:
+            sandbox.close()
+
+
 # -- a real Jupyter server ---------------------------------------------------------------------
 
 SERVER_TRAPS = (

@@ -237,3 +237,139 @@ def test_a_wide_workspace_is_scanned_within_a_small_descriptor_budget(tmp_path: 
     assert findings["d0/late.csv"].action == "removed"
     assert not os.path.lexists(ws / "d0" / "late.csv")
     assert len(os.listdir("/proc/self/fd")) <= open_now  # nothing left open
+
+
+def _venv(ws: Path) -> Path:
+    """A project's .venv as the kernel's own prefix: pip and a bytecode cache, guarded."""
+    site = ws / ".venv" / "lib" / "python3.11" / "site-packages"
+    (site / "pip" / "__pycache__").mkdir(parents=True)
+    (site / "pip" / "__init__.py").write_text("# pip\n")
+    (site / "pip" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"pyc")
+    (site / "numpy").mkdir()
+    (site / "numpy" / "__init__.py").write_text("# numpy\n")
+    return site
+
+
+def test_a_tree_read_only_in_the_executors_view_is_not_walked(tmp_path: Path) -> None:
+    """The kernel's own .venv inside the workspace is bound read-only (namespaces): no
+    cell can change it, so the scans leave it out, and the guard keeps nothing of it."""
+    ws, outside = _project(tmp_path)
+    site = _venv(ws)
+    guard = _guard(ws)
+    assert ".venv/lib/python3.11/site-packages/pip/__init__.py" in guard.kept
+    tops_before = guard.top_entries(64)
+    guard.scan()
+    walked_before = guard.stats.dirs
+    guard.freeze({".venv"})
+    assert not any(rel.startswith(".venv/") for rel in [*guard.known, *guard.kept])
+    # The binds asked for stay those the executor was built with (a spare compares them).
+    assert guard.top_entries(64) == tops_before
+    guard.begin_cell()
+    (site / "pip" / "__init__.py").write_text("# changed by the user, pip install -U pip\n")
+    (ws / "data" / "late.csv").symlink_to(outside / "secret.txt")  # outside the frozen tree
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings == {"data/late.csv": "removed"}
+    venv_dirs = sum(1 for _ in os.walk(ws / ".venv"))
+    assert guard.stats.dirs == walked_before - venv_dirs  # none of .venv's opened
+    assert (site / "pip" / "__init__.py").read_text().startswith("# changed by the user")
+
+
+def test_a_tree_no_longer_read_only_is_guarded_again_as_it_is_now(tmp_path: Path) -> None:
+    """A new executor without that bind (another level): the tree's guarded files as
+    they are before its first cell are the ones put back."""
+    ws, _ = _project(tmp_path)
+    site = _venv(ws)
+    guard = _guard(ws)
+    guard.freeze({".venv"})
+    (site / "pip" / "__init__.py").write_text("# upgraded by the user\n")
+    guard.freeze(set())
+    guard.begin_cell()
+    (site / "pip" / "__init__.py").write_text("import os; os.system('evil')\n")
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings[".venv/lib/python3.11/site-packages/pip/__init__.py"].startswith("restored")
+    assert (site / "pip" / "__init__.py").read_text() == "# upgraded by the user\n"
+
+
+def test_a_guarded_file_of_a_frozen_tree_changed_through_another_name_is_put_back(
+    tmp_path: Path,
+) -> None:
+    """uv links a virtualenv's files from its cache: with the cache inside the
+    workspace (UV_CACHE_DIR=.uv-cache), a cell can write the .venv's pip through the
+    cache's name, without touching the read-only tree."""
+    ws, outside = _project(tmp_path)
+    site = _venv(ws)
+    pip = site / "pip" / "__init__.py"
+    (ws / ".uv-cache").mkdir()
+    os.link(pip, ws / ".uv-cache" / "pip-init")
+    os.link(site / "numpy" / "__init__.py", outside / "numpy-init")  # a cache outside
+    time.sleep(0.02)  # one tick of the clock file times come from
+    guard = _guard(ws)
+    guard.freeze({".venv"})
+    time.sleep(0.02)
+    (ws / ".uv-cache" / "pip-init").write_text("import os; os.system('evil')\n")
+    os.utime(site / "numpy" / "__init__.py")  # ctime moves; no content change, not guarded
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings == {
+        ".venv/lib/python3.11/site-packages/pip/__init__.py": (
+            "restored as it was when the kernel started"
+        )
+    }
+    assert pip.read_text() == "# pip\n"
+    assert (site / "numpy" / "__init__.py").exists()
+
+
+def test_hard_links_into_a_frozen_tree_count_its_names(tmp_path: Path) -> None:
+    """A file linked (outside the sandbox) to one in the frozen tree has both names in
+    the workspace: not 'a hard link to a file outside'."""
+    ws, _ = _project(tmp_path)
+    site = _venv(ws)
+    guard = _guard(ws)
+    guard.freeze({".venv"})
+    os.link(site / "numpy" / "__init__.py", ws / "numpy_init_copy.py")
+    assert {f.path for f in guard.scan()} == set()
+    assert (ws / "numpy_init_copy.py").exists()
+
+
+def test_frozen_trees_are_the_read_only_mounts_with_nothing_writable_under_them() -> None:
+    from sandbox_kernel.kernel.hygiene import frozen_trees
+
+    view = {
+        "/": True,
+        "/home/u/proj": False,  # the workspace
+        "/home/u/proj/.venv": True,  # the kernel's prefix: a code root
+        "/home/u/proj/.venv/lib": True,  # nested: the outermost is enough
+        "/home/u/proj/.git": True,  # a guarded entry the kernel asked to bind
+        "/home/u/proj/ro-data": True,  # read-only, but with a writable mount under it
+        "/home/u/proj/ro-data/out": False,
+        "/home/u/other": True,  # not in the workspace
+    }
+    assert frozen_trees(view, "/home/u/proj", exclude=["/home/u/proj/.git"]) == {".venv"}
+    # The notebook in the checkout of an editable install: the workspace is the kernel's
+    # code, read-only as a whole.
+    checkout = {"/": True, "/home/u/proj": True, "/home/u/proj/.venv/etc/jupyter": True}
+    assert frozen_trees(checkout, "/home/u/proj") == {"."}
+    # Read-only with its entries granted one by one (a server started in ~): not whole.
+    home = {"/home/u": True, "/home/u/notes": False, "/home/u/.pyenv": True}
+    assert frozen_trees(home, "/home/u") == {".pyenv"}
+
+
+def test_a_workspace_read_only_as_a_whole_is_not_walked_at_all(tmp_path: Path) -> None:
+    ws, _ = _project(tmp_path)
+    _venv(ws)
+    guard = _guard(ws)
+    tops_before = guard.top_entries(64)
+    guard.freeze({"."})
+    assert guard.known == set()
+    assert guard.kept == {}
+    assert guard.top_entries(64) == tops_before
+    guard.begin_cell()
+    assert guard.scan() == []
+    assert guard.stats.dirs == 0
+
+
+def test_the_mount_view_is_read_from_mountinfo_with_its_escapes() -> None:
+    from sandbox_kernel.kernel.hygiene import mount_view
+
+    view = mount_view(os.getpid())
+    assert view.get("/") is not None
+    assert mount_view(None) == {}
