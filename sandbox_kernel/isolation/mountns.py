@@ -333,6 +333,10 @@ def plan_mounts(
             and os.path.realpath(p) == p
             and (os.path.isdir(p) or os.path.isfile(p))
             and not _covered(p, protected)
+            # Inside a code root bound read-only already (the project's .venv the
+            # kernel runs from: pip, every __pycache__): a bind there would only
+            # spend the kernel's budget of them and the start-up's time.
+            and not _covered(p, [c for c in code_roots if inside(c, workspace) and c != workspace])
         ]
         mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p), idmap=idmap) for p in fixed)
         if fixed:

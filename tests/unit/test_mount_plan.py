@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from sandbox_kernel.isolation.mountns import MountPlan, plan_mounts
 
 
@@ -93,6 +95,28 @@ def test_existing_control_files_are_bound_read_only_and_links_never(tmp_path: Pa
     assert str(ws / ".vscode") not in by_path
     assert str(outside) not in by_path
     assert by_path[str(ws)].writable
+
+
+def test_guarded_entries_inside_a_code_root_in_the_workspace_are_not_bound_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook next to the .venv the kernel runs from: the .venv is bound read-only
+    whole, so its pip and __pycache__ trees do not each take one of the 64 binds."""
+    from sandbox_kernel.isolation import mountns
+
+    ws = tmp_path / "ws"
+    venv = ws / ".venv"
+    (venv / "lib" / "pip").mkdir(parents=True)
+    (ws / ".git").mkdir()
+    code_paths = mountns._code_paths
+    monkeypatch.setattr(mountns, "_code_paths", lambda: [*code_paths(), str(venv)])
+    wanted = [str(ws / ".git"), str(venv / "lib" / "pip")]
+    plan = plan_mounts(str(ws), True, [], 64, False, str(tmp_path / "home"), [], wanted)
+    by_path = {m.path: m for m in plan.mounts}
+    assert by_path[str(ws)].writable
+    assert not by_path[str(venv)].writable
+    assert str(venv / "lib" / "pip") not in by_path
+    assert not by_path[str(ws / ".git")].writable
 
 
 def test_a_workspace_that_is_tmp_gets_another_private_tmp(tmp_path: Path) -> None:
