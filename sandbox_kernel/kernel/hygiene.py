@@ -290,8 +290,14 @@ class WorkspaceGuard:
         and one fstat per directory. Frozen trees are entered only ``into_frozen``.
         """
         skip = self._skip if into_frozen else self._not_walked
-        if self.root in skip:
-            return  # the whole workspace is read-only in the sandbox
+        if self.root not in skip:  # else the whole workspace is read-only in the sandbox
+            yield from self._walk_tree(full, skip)
+        if skip is self._not_walked:
+            yield from self._linked_entries()
+
+    def _walk_tree(
+        self, full: bool, skip: set[str]
+    ) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
         try:
             root_fd = os.open(self.root, DIR_FLAGS)
         except OSError:
@@ -319,8 +325,6 @@ class WorkspaceGuard:
             for parent, *_ in todo:
                 if parent is not None:
                     parent.release()
-        if skip is self._not_walked:
-            yield from self._linked_entries()
 
     def _linked_entries(self) -> Iterable[tuple[str, os.stat_result, bool, bool]]:
         """The guarded files with more than one name inside frozen trees (freeze())."""

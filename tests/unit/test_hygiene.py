@@ -306,6 +306,7 @@ def test_a_guarded_file_of_a_frozen_tree_changed_through_another_name_is_put_bac
     guard = _guard(ws)
     guard.freeze({".venv"})
     time.sleep(0.02)
+    assert guard.scan() == []  # nothing changed: nothing put back
     (ws / ".uv-cache" / "pip-init").write_text("import os; os.system('evil')\n")
     os.utime(site / "numpy" / "__init__.py")  # ctime moves; no content change, not guarded
     findings = {f.path: f.action for f in guard.scan()}
@@ -365,6 +366,27 @@ def test_a_workspace_read_only_as_a_whole_is_not_walked_at_all(tmp_path: Path) -
     guard.begin_cell()
     assert guard.scan() == []
     assert guard.stats.dirs == 0
+
+
+def test_a_workspace_read_only_as_a_whole_still_watches_its_multi_named_guarded_files(
+    tmp_path: Path,
+) -> None:
+    """The other name may lie in a writable extra mount outside the workspace."""
+    ws, outside = _project(tmp_path)
+    pip = _venv(ws) / "pip" / "__init__.py"
+    os.link(pip, outside / "pip-init")
+    time.sleep(0.02)  # one tick of the clock file times come from
+    guard = _guard(ws)
+    guard.freeze({"."})
+    time.sleep(0.02)
+    assert guard.scan() == []  # nothing changed: nothing put back
+    (outside / "pip-init").write_text("import os; os.system('evil')\n")
+    (finding,) = guard.scan()
+    assert finding.path == ".venv/lib/python3.11/site-packages/pip/__init__.py"
+    assert finding.what.startswith("changed"), finding
+    assert finding.action == "restored as it was when the kernel started"
+    assert guard.stats.dirs == 0
+    assert pip.read_text() == "# pip\n"
 
 
 def test_the_mount_view_is_read_from_mountinfo_with_its_escapes() -> None:
