@@ -395,3 +395,40 @@ def test_the_mount_view_is_read_from_mountinfo_with_its_escapes() -> None:
     view = mount_view(os.getpid())
     assert view.get("/") is not None
     assert mount_view(None) == {}
+
+
+def test_the_kernels_code_in_the_workspace_is_left_out_of_the_first_walk(tmp_path: Path) -> None:
+    """The kernel's .venv next to the notebook: the first walk (before the executor can
+    start) does not enter it, and no copies of its files are kept."""
+    ws, _ = _project(tmp_path)
+    _venv(ws)
+    guard = WorkspaceGuard(
+        str(ws), list(CONTROL_FILES), list(SHADOW_MODULES), deferred=[str(ws / ".venv")]
+    )
+    assert not any(r.startswith(".venv") for r in [*guard.known, *guard.kept])
+    assert ".git/config" in guard.kept
+    assert not any(".venv" in p for p in guard.top_entries(64))  # the launcher binds it whole
+    guard.freeze({".venv"})  # what the executor's mountinfo confirms
+    guard.begin_cell()
+    assert guard.scan() == []
+    assert not any(r.startswith(".venv") for r in guard.known)
+
+
+def test_the_kernels_code_not_confirmed_read_only_is_walked_before_the_first_cell(
+    tmp_path: Path,
+) -> None:
+    """The executor does not see it read-only (the landlock level shows no mount): it is
+    taken as it is then, and a cell's change is put back as anywhere else."""
+    ws, _ = _project(tmp_path)
+    pip = _venv(ws) / "pip" / "__init__.py"
+    guard = WorkspaceGuard(
+        str(ws), list(CONTROL_FILES), list(SHADOW_MODULES), deferred=[str(ws / ".venv")]
+    )
+    pip.write_text("# upgraded by the user before the executor started\n")
+    guard.freeze(set())
+    assert ".venv/lib/python3.11/site-packages/pip/__init__.py" in guard.kept
+    guard.begin_cell()
+    pip.write_text("import os; os.system('evil')\n")
+    findings = {f.path: f.action for f in guard.scan()}
+    assert findings[".venv/lib/python3.11/site-packages/pip/__init__.py"].startswith("restored")
+    assert pip.read_text() == "# upgraded by the user before the executor started\n"
