@@ -170,12 +170,6 @@ def _code_paths() -> list[str]:
     return sorted(p for p in paths if os.path.exists(p))
 
 
-def code_paths(home: str, protected: list[str]) -> list[str]:
-    """Every directory the sandbox sees as the kernel's code, read-only at every level:
-    bound read-only at ``namespaces``, kept out of the write grants at ``landlock``."""
-    return list(dict.fromkeys([*_code_paths(), *_command_dirs(home, protected)]))
-
-
 def _code_trees() -> list[str]:
     """Trees in which any file may be code the kernel runs: never writable from a cell.
 
@@ -276,7 +270,11 @@ def plan_mounts(
         if os.path.exists(path):
             mounts.append(Mount(path, "bind", is_file=not os.path.isdir(path)))
     covered = [m.path for m in mounts]
-    code = [p for p in code_paths(home, protected) if not _covered(p, covered)]
+    code = [
+        p
+        for p in dict.fromkeys([*_code_paths(), *_command_dirs(home, protected)])
+        if not _covered(p, covered)
+    ]
     # Keep the outermost code paths only; their children come along.
     code_roots = [p for p in code if not _covered(p, [q for q in code if q != p])]
     mounts.extend(Mount(p, "bind", is_file=os.path.isfile(p)) for p in code_roots)

@@ -139,13 +139,6 @@ class WorkspaceGuard:
     # Set by freeze(); walking a virtualenv's guarded trees (pip, every __pycache__)
     # cost a kernel started in a project next to its .venv 10-60 ms per scan.
     frozen: set[str] = field(default_factory=set)
-    # The kernel's code paths (mountns.code_paths), absolute: read-only to the sandbox
-    # at every level. Those in the workspace are left out of the first walk, frozen
-    # until the first freeze() says what the executor really sees; one it does not
-    # confirm is walked then, before any cell. They are never asked to be bound one by
-    # one (the launcher binds them whole). A project's .venv cost the first walk
-    # 240-520 ms and 16 MiB of copies, before the executor could start.
-    deferred: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(self.root)
@@ -169,18 +162,6 @@ class WorkspaceGuard:
         # frozen trees: another name may be writable (see freeze()).
         self._multi_named: set[str] = set()
         self._linked: set[str] = set()
-        inside = {
-            os.path.relpath(p, self.root)
-            for p in map(os.path.realpath, self.deferred)
-            if _inside(p, self.root)
-        }
-        self._deferred = {
-            r
-            for r in inside
-            if (r == "." or not self.guarded(r)) and not _under_any(r, inside - {r})
-        }
-        if self._deferred:
-            self._set_frozen({*self.frozen, *self._deferred})
         self.since_ns = _fs_now_ns()
         self._keep_guarded()
 
@@ -246,7 +227,7 @@ class WorkspaceGuard:
         At the ``namespaces`` level they are bound read-only into the sandbox
         (``mountns.plan_mounts``); at most ``limit``, outermost first.
         """
-        named = {r for r in self.known | self._frozen_known if not _under_any(r, self._deferred)}
+        named = self.known | self._frozen_known
         tops = [r for r in sorted(named) if not any(p in named for p in _prefixes(r)[:-1])]
         out = []
         for rel in sorted(tops, key=lambda r: (r.count("/"), r))[:limit]:
@@ -275,9 +256,12 @@ class WorkspaceGuard:
         trees = {t for t in trees if t == "." or not self.guarded(t)}
         if trees == self.frozen:
             return
-        # Not read-only any more, and not inside a tree that still is.
-        thawed = {t for t in self.frozen - trees if not _under_any(t, trees)}
-        self._set_frozen(trees)
+        thawed = self.frozen - trees
+        self.frozen = trees
+        self._not_walked = self._skip | {
+            os.path.normpath(os.path.join(self.root, t)) for t in trees
+        }
+        self._listings.clear()  # they may name a tree that is left out now, or no longer
         self._linked = {r for r in self._linked if _under_any(r, trees)}
         for rel in [r for r in self.known if _under_any(r, trees)]:
             self._frozen_known.add(rel)
@@ -291,13 +275,6 @@ class WorkspaceGuard:
             for rel, st, _ in self._walk_guarded(full=True):
                 if _under_any(rel, thawed) and not _under_any(rel, trees):
                     self._remember(rel, st)
-
-    def _set_frozen(self, trees: set[str]) -> None:
-        self.frozen = trees
-        self._not_walked = self._skip | {
-            os.path.normpath(os.path.join(self.root, t)) for t in trees
-        }
-        self._listings.clear()  # they may name a tree that is left out now, or no longer
 
     # -- the walk ----------------------------------------------------------------------
 

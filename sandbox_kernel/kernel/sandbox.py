@@ -26,7 +26,6 @@ from ..errors import DiskQuotaExceeded, ExecutorDied
 from ..framing import frame_limit
 from ..identity import home_dir
 from ..isolation import cgroups
-from ..isolation.mountns import code_paths
 from ..isolation.spec import SandboxSpec
 from ..isolation.userns import sandbox_uid_range
 from ..log import AuditLog
@@ -347,7 +346,6 @@ class Sandbox:
                     list(self.isolation.shadow_modules),
                     list(spec.isolation.protected),
                     sandbox_uids=sandbox_uid_range(self.isolation.sandbox_uid_base),
-                    deferred=code_paths(spec.isolation.home, list(spec.isolation.protected)),
                 )
         spec = self._bind_guarded(spec)
         executor = ExecutorProcess(
