@@ -138,7 +138,7 @@ class WorkspaceGuard:
     # nothing in them can be the sandbox's doing, so the walk does not enter them.
     # Set by freeze(); walking a virtualenv's guarded trees (pip, every __pycache__)
     # cost a kernel started in a project next to its .venv 10-60 ms per scan.
-    frozen: set[str] = field(default_factory=set)
+    frozen: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.root = os.path.realpath(self.root)

@@ -482,6 +482,10 @@ def test_a_tree_read_only_in_the_sandbox_is_left_out_of_the_scan_and_stays_as_it
         pip = site / "pip" / "__init__.py"
         pip.parent.mkdir(parents=True)
         pip.write_text("# the real pip\n")
+        # uv links a virtualenv's files from its cache; a cache inside the workspace is
+        # writable, and a write through it changes the read-only tree's file too.
+        (ws / "uv-cache").mkdir()
+        os.link(pip, ws / "uv-cache" / "pip-init")
         for index in range(40):
             (site / f"pkg{index}" / "__pycache__").mkdir(parents=True)
         extra = [*OS_LAYER_ONLY, f"--Isolation.extra_mounts=['{tools}:ro']"]
@@ -492,9 +496,15 @@ def test_a_tree_read_only_in_the_sandbox_is_left_out_of_the_scan_and_stays_as_it
                 "    print('WROTE')\n"
                 "except OSError as e:\n    print('REFUSED', e.errno)\n"
             )
-            report = sandbox.run("%sandbox").stdout
-            # From outside, after the cell: what the user's pip would import.
             assert pip.read_text() == "# the real pip\n", (level, result.stdout)
+            through_link = sandbox.run(
+                "open('uv-cache/pip-init', 'w').write('import os; os.system(\"id\")')\n"
+                "print('WROTE THROUGH THE LINK')\n"
+            )
+            assert "WROTE THROUGH THE LINK" in through_link.stdout, through_link.stdout
+            report = sandbox.run("%sandbox").stdout
+            # From outside, after the cells: what the user's pip would import.
+            assert pip.read_text() == "# the real pip\n", (level, _all_text(through_link))
             if level == "namespaces":
                 assert "REFUSED 30" in result.stdout, result.stdout  # EROFS
                 assert "not scanned, read-only in the sandbox: tools" in report, report
