@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import select
 import signal
 import socket
 import threading
@@ -203,6 +204,18 @@ class Channel:
         thread = threading.Thread(target=read, name="sandbox-relay-reader", daemon=True)
         mark(thread)
         thread.start()
+
+    def pending(self) -> bool:
+        """Whether a command is waiting to be read (recv() would not block for long)."""
+        if self._commands is not None:
+            return not self._commands.empty()
+        if self._buffer:
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def recv(self) -> dict[str, Any] | None:
         """Next command from the trusted kernel, or None when it has gone away."""

@@ -19,6 +19,7 @@ from typing import Any
 from ..paths import PACKAGE_DIR
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
 from .explain import PREFIX, Explainer, installs_packages
+from .hot_pages import PAGE_SIZE, HotPages
 from .packages import pip_magic_installs
 from .shell import (
     ExecutorShell,
@@ -70,6 +71,11 @@ class Executor:
             enabled=bool(limits.get("rollback", True)),
             max_bytes=int(limits.get("snapshot_max_bytes", 0)),
             own_threads=OWN_THREADS,
+        )
+        # A descriptor of /proc/self/pagemap, opened by the launcher before confinement.
+        self.hot_pages = HotPages(
+            info.pop("pagemap_fd", None),
+            max_pages=int(limits.get("copy_ahead_bytes", 0)) // PAGE_SIZE,
         )
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -186,6 +192,7 @@ class Executor:
         """In a snapshot that was just promoted: take over from the executor that died."""
         # The kernel expects the promoted snapshot to announce its own before a cell.
         self.announcement_owed = True
+        self.hot_pages.give_up("a promoted snapshot's descriptor shows the dead executor's pages")
         token = self.channel.resume()
         self.shell.forked_child = False
         for stream in (self.stdout, self.stderr):
@@ -261,11 +268,16 @@ class Executor:
         executor, this is the copy that takes over: it returns from here (as
         if from the fork) and carries on serving.
         """
+        if self.snapshots.pid is not None:
+            # Now, while the old snapshot still shares every page the cell did not write.
+            self.hot_pages.before_drop()
         self.snapshots.drop()
         if self.snapshots.take():
             self._become_executor()
             return
         self._announce_snapshot()
+        if self.snapshots.pid is not None:
+            self.hot_pages.after_fork(stop=self.channel.pending)
 
     def _run_cell(self, command: dict[str, Any]) -> None:
         shell = self.shell
@@ -329,7 +341,14 @@ class Executor:
                 )
             reply["payload"] = shell.payloads
             shell.payloads = []
-            reply["stats"] = {**usage.finish(), "snapshot": self.snapshots.skipped or "taken"}
+            reply["stats"] = {
+                **usage.finish(),
+                "snapshot": self.snapshots.skipped or "taken",
+                # Copied after the previous cell, so that this one did not copy them.
+                "pages_copied_ahead": self.hot_pages.copied,
+            }
+            if self.hot_pages.unavailable is not None:
+                reply["stats"]["copy_ahead_off"] = self.hot_pages.unavailable
             # Runtime policy reports belong to this cell: before its reply.
             self.outbox.send_audits()
             self.channel.send(reply)

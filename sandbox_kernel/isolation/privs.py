@@ -16,6 +16,7 @@ __all__ = [
     "apply",
     "apply_no_new_privs",
     "drop_capabilities",
+    "open_own_proc_file",
     "set_no_new_privs",
     "set_not_dumpable",
 ]
@@ -87,6 +88,36 @@ def set_not_dumpable() -> None:
     """No core dumps and no /proc/<pid>/mem or environ for other same-uid processes."""
     with contextlib.suppress(OSError):
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
+
+
+def open_own_proc_file(name: str) -> int | None:
+    """Open /proc/self/<name> for reading, though this process is not dumpable.
+
+    A process that is not dumpable finds its own mode-0400 /proc files (``pagemap``)
+    owned by the host's root, out of its reach. The executor inherits that state from
+    pid 1 and wants one such file (child/hot_pages.py), so it is dumpable for the one
+    ``open``, and not dumpable again before any cell runs. Call it only once the
+    capabilities are gone: a descriptor of ``pagemap`` opened with CAP_SYS_ADMIN on the
+    host would show physical page numbers to the cells. None where it cannot be opened.
+    """
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 1)
+    except OSError:
+        return None
+    try:
+        return os.open(f"/proc/self/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    finally:
+        # Never leave the executor dumpable: its memory would be open to the cells'
+        # other processes (/proc/<pid>/mem, past the audit hooks).
+        try:
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+            still = libc.prctl(libc.PR_GET_DUMPABLE)
+        except OSError:
+            still = 1
+        if still:
+            os._exit(125)
 
 
 def have_capability(cap: int) -> bool:

@@ -83,6 +83,8 @@ class LimitsSpec(NamedTuple):
     cpu_share: float
     rollback: bool
     snapshot_max_bytes: int
+    # Pages copied ahead of the next cell after each snapshot (child/hot_pages.py).
+    copy_ahead_bytes: int
     # The largest frame the kernel reads: the executor sends a stand-in for a bigger output.
     max_frame_bytes: int
 

@@ -388,6 +388,8 @@ class CellRun:
             # The state is rolled back, never the workspace's files (SECURITY.md says why).
             "files_restored": False if rolled_back else None,
             "snapshot": stats.get("snapshot"),
+            "pages_copied_ahead": stats.get("pages_copied_ahead"),
+            "copy_ahead_off": stats.get("copy_ahead_off"),
             "output_bytes": stats.get("output_bytes"),
             "output_dropped_bytes": stats.get("output_dropped_bytes"),
             # Comms to targets outside Output.comm_targets (each in the audit log).

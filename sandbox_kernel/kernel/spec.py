@@ -114,6 +114,7 @@ def limits_dict(limits: Limits) -> dict[str, Any]:
         "rollback": limits.rollback,
         "snapshot_max_bytes": int(limits.snapshot_max_mb) * MIB
         or effective_memory_bytes(limits) // 2,
+        "copy_ahead_bytes": int(limits.snapshot_copy_ahead_mb) * MIB,
     }
 
 

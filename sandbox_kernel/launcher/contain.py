@@ -257,6 +257,8 @@ def executor(
         rlimits.apply(spec.rlimits, plans.level, report)
         # no_new_privs before Landlock and seccomp (both require it).
         privs.apply_no_new_privs(report)
+        # With no capability left, and before Landlock could hide /proc.
+        pagemap_fd = privs.open_own_proc_file("pagemap")
         if plans.landlock is not None:
             landlock.apply(plans.landlock, report)
         # seccomp last: every step above needs system calls the filter forbids.
@@ -270,7 +272,7 @@ def executor(
         )
         from ..child.child import serve
 
-        serve(relay, _executor_info(spec, plans, report))
+        serve(relay, {**_executor_info(spec, plans, report), "pagemap_fd": pagemap_fd})
     except SetupError as exc:
         fail(relay, report, exc)
         code = EXIT_SETUP_FAILED

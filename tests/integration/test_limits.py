@@ -323,6 +323,30 @@ def test_kill_cell_processes(workspace: Path) -> None:
         )
 
 
+def test_a_crash_after_pages_were_copied_ahead_still_rolls_back(workspace: Path) -> None:
+    """After each snapshot the executor copies the pages the cells have been writing
+    (child/hot_pages.py), so that the next cell need not. The state a crash falls back on
+    is the snapshot's, which the copying never touches: it is still the one from before
+    the cell, to the last element."""
+    with running_kernel(workspace) as (_, kc):
+        execute(kc, "kept = list(range(1000))")
+        copied = []
+        for _ in range(6):
+            time.sleep(0.2)  # a person between cells: the copy runs to its end
+            meta = execute(kc, "kept.append(len(kept))").reply["metadata"]["sandbox"]
+            if meta.get("copy_ahead_off"):
+                pytest.skip(f"this host does not copy pages ahead: {meta['copy_ahead_off']}")
+            copied.append(meta["pages_copied_ahead"])
+        assert max(copied) > 0, copied
+        time.sleep(0.2)
+        res = execute(kc, "kept.append('lost')\nimport os; os._exit(3)", stop_on_error=False)
+        assert res.reply["content"]["ename"] == "ExecutorDied", res.reply["content"]
+        assert "restored" in strip_ansi(res.reply["content"]["evalue"])
+        assert execute(kc, "print(len(kept), kept[-1])").stdout.split() == ["1006", "1005"]
+        text = execute(kc, "%sandbox").stdout
+        assert "pages copied ahead:" in text, text
+
+
 def test_rollback_holds_when_requests_arrive_back_to_back(limited) -> None:
     """nbclient sends the next cell the moment a reply arrives: the snapshot announced
     just before the fatal cell must still be the one that takes over."""

@@ -345,6 +345,51 @@ def test_hmac_key_is_not_in_executor_memory(sandbox: Sandbox) -> None:
     assert scanned > 10_000_000, "nothing was scanned: the check would pass vacuously"
 
 
+# Rewrites a bytes object through /proc/self/mem: the way past the audit hooks (and any
+# other check written in Python) that needs no ctypes. 32 is where CPython 3.11 keeps a
+# bytes object's data, counted from its id().
+PATCH_OWN_MEMORY = """
+import os
+canary = ("untouched-" + os.urandom(4).hex()).encode()
+try:
+    fd = os.open("/proc/self/mem", os.O_RDWR)
+except OSError as exc:
+    print("denied", exc.errno)
+else:
+    os.pwrite(fd, b"PATCHED!!", id(canary) + 32)
+    os.close(fd)
+print(canary)
+"""
+
+
+def test_the_executor_cannot_rewrite_its_own_memory(sandbox: Sandbox) -> None:
+    """Not dumpable, the executor's /proc files belong to the host's root. It inherits that
+    from pid 1 and is dumpable for one open() at its start, before any cell (the pagemap
+    that child/hot_pages.py reads): it must not stay so."""
+    result = sandbox.run(PATCH_OWN_MEMORY)
+    assert result.status == "ok", result.reply["content"]
+    assert "PATCHED" not in result.stdout
+    assert "untouched-" in result.stdout
+    assert "denied" in result.stdout
+    # From the host, where the executor's uid is not the host's root (where it is, the
+    # owner says nothing): its /proc files are root's, as for a process not dumpable.
+    executor = [
+        p for p in sandbox.executor_pids() if b"launch" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ][-1]
+    uid = int(Path(f"/proc/{executor}/status").read_text().split("Uid:")[1].split()[1])
+    if uid != 0:
+        assert os.stat(f"/proc/{executor}/mem").st_uid == 0, "the executor is dumpable"
+
+
+def test_stock_ipykernel_rewrites_its_own_memory(tmp_path: Path) -> None:
+    """The positive control: the same cell patches stock ipykernel's memory."""
+    from tests.utils import execute, running_kernel
+
+    with running_kernel(tmp_path, kernel_name="python3") as (_, kc):
+        result = execute(kc, PATCH_OWN_MEMORY)
+    assert "PATCHED!!" in result.stdout, (result.stdout, result.stderr)
+
+
 def test_no_core_dump_and_the_kernel_survives_a_segfault(sandbox: Sandbox) -> None:
     marker = uuid.uuid4().hex
     assert sandbox.run(f"kept_through_the_crash = {marker!r}").status == "ok"

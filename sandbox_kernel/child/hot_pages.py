@@ -1,0 +1,237 @@
+"""The next cell's copy-on-write work, done ahead while the executor waits.
+
+After every reply the executor forks the snapshot for the next cell (``snapshot.py``).
+From then on the two processes share every page, and the executor's first write to
+each one copies it, inside the next cell. A trivial cell writes the same 550-750
+pages each time (reference counts and IPython's bookkeeping all over the heap) at
+about 3 us a copy on these machines: that is most of what a rolled-back cell costs
+over stock ipykernel (bench/README.md, "Where a trivial cell's time goes").
+
+So, just before the old snapshot is dropped, the executor reads which of its pages
+it maps alone (``/proc/self/pagemap``: the pages the last cell wrote, since every
+page it did not write is still shared with that snapshot). Once the new snapshot is
+forked and announced, it copies those pages for itself (``MADV_POPULATE_WRITE``,
+which faults a page in writable without changing a byte of it) until a command
+arrives, a few dozen pages at a time. The snapshot is not touched: it holds the
+state from before the next cell as it did.
+
+What it costs: the copied pages are private to the executor while the snapshot lives
+(at most ``Limits.snapshot_copy_ahead_mb``); a page the next cell does not write was
+copied for nothing.
+Mappings larger than ``MAX_MAPPING_BYTES`` (a notebook's arrays) are never read or
+copied. Where ``/proc`` or ``MADV_POPULATE_WRITE`` (Linux 5.14) is not available
+nothing is copied and the cell pays its faults as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["HotPages"]
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+MADV_POPULATE_WRITE = 23
+# A mapping this large is a notebook's data (numpy allocates its arrays in their own
+# mappings), not the interpreter's: neither read nor copied.
+MAX_MAPPING_BYTES = 64 << 20
+# The learned pages are copied ahead of this many cells, then learned again.
+RELEARN_EVERY = 15
+# Pages copied between two looks at whether a command is waiting (about 0.1 ms).
+CHUNK_PAGES = 32
+# Hot pages at most this far apart are copied in one call, the pages between them too.
+JOIN_GAP_PAGES = 2
+
+# The top byte of a pagemap entry: bit 63 "present" (0x80) and bit 56 "exclusively
+# mapped" (0x01). A page with both is one this process alone maps.
+_OWN_PAGE = bytes(1 if b & 0x81 == 0x81 else 0 for b in range(256))
+_RUNS = re.compile(rb"\x01+")
+
+
+def _writable_private_mappings(maps: str) -> list[tuple[int, int]]:
+    """Address ranges of the private, writable, anonymous mappings (and the heap, the stack)."""
+    ranges = []
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 5 or fields[1][:2] != "rw" or fields[1][3] != "p":
+            continue
+        name = fields[5].strip() if len(fields) > 5 else ""
+        if name and name not in ("[heap]", "[stack]"):
+            continue  # a file's data, or the vdso and the like
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if end - start <= MAX_MAPPING_BYTES:
+            ranges.append((start, end))
+    return ranges
+
+
+def clip_runs(runs: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``runs`` (address, pages) that lie inside ``ranges`` (start, end).
+
+    Runs learned cells ago may have been unmapped since, and the address reused by a
+    mapping that a write must not touch (a file's shared mapping: writing to it, even
+    the same bytes, dirties it and moves its modification time). Both lists are sorted.
+    """
+    clipped = []
+    i = 0
+    for address, pages in runs:
+        end = address + pages * PAGE_SIZE
+        while i < len(ranges) and ranges[i][1] <= address:
+            i += 1
+        j = i
+        while j < len(ranges) and ranges[j][0] < end:
+            low, high = max(address, ranges[j][0]), min(end, ranges[j][1])
+            if high > low:
+                clipped.append((low, (high - low) // PAGE_SIZE))
+            j += 1
+    return clipped
+
+
+def own_page_runs(
+    maps: str, read_pagemap: Callable[[int, int], bytes], max_pages: int
+) -> list[tuple[int, int]]:
+    """(address, pages) of the runs of pages this process alone maps, about ``max_pages``
+    in all (the pages between two runs joined into one count too).
+
+    ``read_pagemap(offset, size)`` reads /proc/self/pagemap."""
+    runs: list[tuple[int, int]] = []
+    budget = max_pages
+    if budget <= 0:
+        return runs
+    for start, end in _writable_private_mappings(maps):
+        first = start // PAGE_SIZE
+        entries = read_pagemap(first * 8, (end - start) // PAGE_SIZE * 8)
+        flags = entries[7::8].translate(_OWN_PAGE)
+        for match in _RUNS.finditer(flags):
+            pages = min(match.end() - match.start(), budget)
+            address = (first + match.start()) * PAGE_SIZE
+            if runs and address - (runs[-1][0] + runs[-1][1] * PAGE_SIZE) <= (
+                JOIN_GAP_PAGES * PAGE_SIZE
+            ):
+                last_address, _ = runs[-1]
+                runs[-1] = (last_address, (address - last_address) // PAGE_SIZE + pages)
+            else:
+                runs.append((address, pages))
+            budget -= pages
+            if budget <= 0:
+                return runs
+    return runs
+
+
+class HotPages:
+    """Learns the pages a cell wrote; copies them ahead of the following cells.
+
+    Pages copied ahead are the executor's alone afterwards, written or not, so a cycle
+    that copied ahead teaches nothing: the set is learned after a cycle that did not
+    (the first, then every ``RELEARN_EVERY`` cells), and copied ahead in between.
+    """
+
+    def __init__(self, pagemap_fd: int | None, *, max_pages: int) -> None:
+        # /proc/self/pagemap, opened while the executor was briefly dumpable
+        # (isolation/privs.py open_own_proc_file): it cannot open it itself.
+        self.pagemap_fd = pagemap_fd
+        # Why copying ahead is off for the executor's life (no /proc, an old kernel).
+        self.unavailable: str | None = None
+        if pagemap_fd is None:
+            self.unavailable = "/proc/self/pagemap could not be opened"
+        elif max_pages <= 0:
+            self.unavailable = "turned off (Limits.snapshot_copy_ahead_mb = 0)"
+        self.max_pages = max_pages
+        # The pages learned: (address, pages) runs.
+        self.runs: list[tuple[int, int]] = []
+        # Cells since they were learned; whether anything was copied since the last fork.
+        self.age = 0
+        self.copied_since_fork = False
+        self._madvise: Any = None
+        # Of the last copy ahead: pages copied, and whether a command cut it short.
+        self.copied = 0
+        self.cut_short = False
+
+    def _maps(self) -> str | None:
+        try:
+            with open("/proc/self/maps") as f:
+                return f.read()
+        except OSError as exc:
+            self.give_up(f"/proc/self/maps cannot be read ({exc.strerror})")
+            return None
+
+    def before_drop(self) -> None:
+        """Call while the last cell's snapshot is alive: its unwritten pages are shared."""
+        if self.unavailable is not None or self.copied_since_fork:
+            return
+        fd = self.pagemap_fd
+        assert fd is not None
+        maps = self._maps()
+        if maps is None:
+            return
+        try:
+            self.runs = own_page_runs(
+                maps, lambda offset, size: os.pread(fd, size, offset), self.max_pages
+            )
+        except OSError:
+            self.runs = []  # a mapping went away while it was read: next time
+        self.age = 0
+
+    def _copying(self) -> bool:
+        """Whether this cycle copies ahead (else it is left clean, to learn from)."""
+        return self.unavailable is None and bool(self.runs) and self.age < RELEARN_EVERY
+
+    def after_fork(self, stop: Callable[[], bool]) -> None:
+        """Call in the executor once the new snapshot is forked: copy the learned pages,
+        a chunk at a time, until done or ``stop()`` says a command is waiting."""
+        self.copied, self.cut_short = 0, False
+        copying = self._copying()
+        self.age += 1
+        self.copied_since_fork = copying
+        if not copying:
+            return
+        maps = self._maps()
+        if maps is not None:
+            self._copy(clip_runs(self.runs, _writable_private_mappings(maps)), stop)
+
+    def _copy(self, runs: Iterable[tuple[int, int]], stop: Callable[[], bool]) -> None:
+        madvise = self._madvise or self._load_madvise()
+        if madvise is None:
+            return
+        for address, pages in runs:
+            done = 0
+            while done < pages:
+                if stop():
+                    self.cut_short = True
+                    return
+                count = min(CHUNK_PAGES, pages - done)
+                if madvise(address + done * PAGE_SIZE, count * PAGE_SIZE, MADV_POPULATE_WRITE):
+                    import ctypes
+
+                    if ctypes.get_errno() == errno.EINVAL:  # a kernel before 5.14
+                        self.give_up("MADV_POPULATE_WRITE is not supported")
+                        return
+                    break  # the mapping changed since it was read (ENOMEM, EFAULT): skip it
+                done += count
+                self.copied += count
+
+    def give_up(self, why: str) -> None:
+        """Off for good, the descriptor closed (a promoted snapshot: it shows the dead
+        executor's pages)."""
+        self.unavailable, self.runs = why, []
+        if self.pagemap_fd is not None:
+            os.close(self.pagemap_fd)
+            self.pagemap_fd = None
+
+    def _load_madvise(self) -> Any:
+        # ctypes because the standard library has no madvise for memory it did not map.
+        # The audit hook sees these calls as the sandbox's own ("own" origin).
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            madvise = libc.madvise
+        except (OSError, AttributeError, ImportError) as exc:
+            self.give_up(f"madvise cannot be called ({exc})")
+            return None
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        madvise.restype = ctypes.c_int
+        self._madvise = madvise
+        return madvise

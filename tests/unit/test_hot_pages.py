@@ -1,0 +1,201 @@
+"""Copying ahead the pages the cells write (child/hot_pages.py): what is learned, what is
+copied, and, in a real forked process, that copied pages cost the next writes no fault
+and change no byte."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import resource
+import signal
+import struct
+from collections.abc import Iterator
+
+from sandbox_kernel.child import hot_pages
+from sandbox_kernel.child.hot_pages import (
+    PAGE_SIZE,
+    RELEARN_EVERY,
+    HotPages,
+    clip_runs,
+    own_page_runs,
+)
+
+P = PAGE_SIZE
+PRESENT, EXCLUSIVE = 1 << 63, 1 << 56
+
+
+def _maps(*lines: str) -> str:
+    return "\n".join(lines) + "\n"
+
+
+def _pagemap(pages: dict[int, int]):
+    """A fake /proc/self/pagemap: page number -> entry (absent pages read as 0)."""
+
+    def read(offset: int, size: int) -> bytes:
+        first = offset // 8
+        return b"".join(struct.pack("<Q", pages.get(first + i, 0)) for i in range(size // 8))
+
+    return read
+
+
+def test_only_present_pages_mapped_by_this_process_alone_are_learned() -> None:
+    base = 0x10000
+    maps = _maps(f"{base * P:x}-{(base + 8) * P:x} rw-p 00000000 00:00 0")
+    pagemap = _pagemap(
+        {
+            base + 0: PRESENT | EXCLUSIVE,  # written since the fork
+            base + 1: PRESENT,  # still shared with the snapshot
+            base + 2: EXCLUSIVE,  # not present (swapped, or never touched)
+            base + 5: PRESENT | EXCLUSIVE,
+            base + 6: PRESENT | EXCLUSIVE,
+        }
+    )
+    assert own_page_runs(maps, pagemap, max_pages=100) == [(base * P, 1), (base * P + 5 * P, 2)]
+
+
+def test_near_runs_are_joined_and_the_budget_holds() -> None:
+    base = 0x20000
+    maps = _maps(f"{base * P:x}-{(base + 64) * P:x} rw-p 00000000 00:00 0")
+    own = PRESENT | EXCLUSIVE
+    pagemap = _pagemap({base: own, base + 3: own, base + 40: own, base + 41: own})
+    # Pages 0 and 3 are two pages apart: one call copies 0..3.
+    assert own_page_runs(maps, pagemap, max_pages=100) == [(base * P, 4), ((base + 40) * P, 2)]
+    assert own_page_runs(maps, pagemap, max_pages=1) == [(base * P, 1)]
+    assert own_page_runs(maps, pagemap, max_pages=0) == []
+
+
+def test_files_shared_and_read_only_mappings_and_big_arrays_are_never_read() -> None:
+    read: list[int] = []
+
+    def pagemap(offset: int, size: int) -> bytes:
+        read.append(offset // 8)
+        return bytes(size)
+
+    big = hot_pages.MAX_MAPPING_BYTES + P
+    maps = _maps(
+        "1000000-1001000 rw-p 00000000 08:01 42 /work/data.bin",  # a file, private
+        "2000000-2001000 rw-s 00000000 00:01 7 /dev/zero (deleted)",  # shared
+        "3000000-3001000 r--p 00000000 00:00 0",  # read-only
+        f"4000000-{0x4000000 + big:x} rw-p 00000000 00:00 0",  # a notebook's array
+        "5000000-5001000 rw-p 00000000 00:00 0 [heap]",
+        "6000000-6001000 rw-p 00000000 00:00 0 [stack]",
+        "7000000-7001000 rw-p 00000000 00:00 0",
+    )
+    own_page_runs(maps, pagemap, max_pages=10)
+    assert read == [0x5000000 // P, 0x6000000 // P, 0x7000000 // P]
+
+
+def test_runs_are_clipped_to_the_mappings_that_exist_now() -> None:
+    runs = [(10 * P, 4), (20 * P, 10), (40 * P, 2)]
+    ranges = [(0, 12 * P), (22 * P, 25 * P), (26 * P, 28 * P)]
+    assert clip_runs(runs, ranges) == [(10 * P, 2), (22 * P, 3), (26 * P, 2)]
+    assert clip_runs(runs, []) == []
+
+
+class _FakeHotPages(HotPages):
+    """HotPages with the /proc reads and madvise replaced."""
+
+    def __init__(self, runs: list[tuple[int, int]]) -> None:
+        super().__init__(pagemap_fd=-1, max_pages=1024)
+        self.learned = runs
+        self.calls: list[tuple[int, int]] = []
+        self.learn_count = 0
+        self._madvise = self._record
+
+    def _record(self, address: int, length: int, advice: int) -> int:
+        assert advice == hot_pages.MADV_POPULATE_WRITE
+        self.calls.append((address, length // PAGE_SIZE))
+        return 0
+
+    def _maps(self) -> str:
+        return _maps(f"{P:x}-{hot_pages.MAX_MAPPING_BYTES:x} rw-p 00000000 00:00 0")
+
+    def before_drop(self) -> None:
+        if self.unavailable is None and not self.copied_since_fork:
+            self.learn_count += 1
+            self.runs, self.age = list(self.learned), 0
+
+
+def test_learned_after_a_clean_cycle_then_copied_ahead_of_the_next_cells() -> None:
+    hot = _FakeHotPages([(100 * P, 40), (400 * P, 3)])
+    hot.before_drop()  # the first cell: nothing was copied ahead of it
+    copied_cycles = 0
+    for _ in range(2 * (RELEARN_EVERY + 1)):
+        hot.after_fork(stop=lambda: False)
+        if hot.copied:
+            copied_cycles += 1
+            assert hot.copied == 43
+        hot.before_drop()
+    # Every (RELEARN_EVERY + 1)th cycle is left clean and learned from; no other is.
+    assert hot.learn_count == 3
+    assert copied_cycles == 2 * RELEARN_EVERY
+    # In chunks, so that a waiting command is seen within about 0.1 ms.
+    assert max(pages for _, pages in hot.calls) == hot_pages.CHUNK_PAGES
+
+
+def test_a_waiting_command_stops_the_copy() -> None:
+    hot = _FakeHotPages([(100 * P, 200)])
+    hot.before_drop()
+    looks = iter([False, False, True])
+    hot.after_fork(stop=lambda: next(looks))
+    assert hot.cut_short
+    assert hot.copied == 2 * hot_pages.CHUNK_PAGES
+
+
+def test_off_where_it_cannot_work() -> None:
+    assert HotPages(None, max_pages=1024).unavailable
+    off = HotPages(os.open("/dev/null", os.O_RDONLY), max_pages=0)
+    assert off.unavailable
+    assert "snapshot_copy_ahead_mb" in off.unavailable
+    off.give_up("done")
+    assert off.pagemap_fd is None
+
+
+# -- in a real process ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _snapshot() -> Iterator[None]:
+    """A forked copy that shares every page while it lives, as the executor's snapshot does."""
+    pid = os.fork()
+    if pid == 0:
+        signal.pause()
+        os._exit(0)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _faults_writing(buffer: mmap.mmap, pages: int) -> int:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for i in range(pages):
+        buffer[i * P] = buffer[i * P] ^ 0xFF
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_pages_copied_ahead_are_written_without_a_fault_and_keep_their_bytes() -> None:
+    pages = 256
+    buffer = mmap.mmap(-1, pages * P, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer[:] = os.urandom(pages * P)
+    hot = HotPages(os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC), max_pages=1 << 16)
+    try:
+        with _snapshot():
+            # A cell writes every page while the last snapshot shares them: one copy each.
+            assert _faults_writing(buffer, pages) >= pages * 0.9
+            hot.before_drop()
+        with _snapshot():
+            # The control: without copying ahead, the next cell pays the same again.
+            assert _faults_writing(buffer, pages) >= pages * 0.9
+        expected = buffer[:]
+        with _snapshot():
+            hot.after_fork(stop=lambda: False)
+            assert hot.copied >= pages
+            assert not hot.cut_short
+            assert buffer[:] == expected, "copying ahead changed the executor's memory"
+            faults = _faults_writing(buffer, pages)
+    finally:
+        hot.give_up("done")
+    assert faults <= pages * 0.1
