@@ -39,7 +39,9 @@ MADV_POPULATE_WRITE = 23
 # mappings), not the interpreter's: neither read nor copied.
 MAX_MAPPING_BYTES = 64 << 20
 # The learned pages are copied ahead of this many cells, then learned again.
-RELEARN_EVERY = 15
+RELEARN_EVERY = 16
+# Pages one learning looks at, at most (64 MiB).
+LEARN_MAX_PAGES = 16384
 # Pages copied between two looks at whether a command is waiting (about 0.1 ms).
 CHUNK_PAGES = 32
 # Hot pages at most this far apart are copied in one call, the pages between them too.
@@ -89,43 +91,51 @@ def clip_runs(runs: list[tuple[int, int]], ranges: list[tuple[int, int]]) -> lis
     return clipped
 
 
-def own_page_runs(
-    maps: str, read_pagemap: Callable[[int, int], bytes], max_pages: int
-) -> list[tuple[int, int]]:
-    """(address, pages) of the runs of pages this process alone maps, about ``max_pages``
-    in all (the pages between two runs joined into one count too).
-
-    ``read_pagemap(offset, size)`` reads /proc/self/pagemap."""
-    runs: list[tuple[int, int]] = []
-    budget = max_pages
-    if budget <= 0:
-        return runs
+def own_pages(maps: str, read_pagemap: Callable[[int, int], bytes]) -> list[int]:
+    """Numbers of the pages this process alone maps, in ascending order, at most
+    ``LEARN_MAX_PAGES``. ``read_pagemap(offset, size)`` reads /proc/self/pagemap."""
+    pages: list[int] = []
     for start, end in _writable_private_mappings(maps):
         first = start // PAGE_SIZE
         entries = read_pagemap(first * 8, (end - start) // PAGE_SIZE * 8)
         flags = entries[7::8].translate(_OWN_PAGE)
         for match in _RUNS.finditer(flags):
-            pages = min(match.end() - match.start(), budget)
-            address = (first + match.start()) * PAGE_SIZE
-            if runs and address - (runs[-1][0] + runs[-1][1] * PAGE_SIZE) <= (
-                JOIN_GAP_PAGES * PAGE_SIZE
-            ):
-                last_address, _ = runs[-1]
-                runs[-1] = (last_address, (address - last_address) // PAGE_SIZE + pages)
-            else:
-                runs.append((address, pages))
-            budget -= pages
-            if budget <= 0:
-                return runs
-    return runs
+            pages.extend(range(first + match.start(), first + match.end()))
+            if len(pages) >= LEARN_MAX_PAGES:
+                return pages[:LEARN_MAX_PAGES]
+    return pages
+
+
+def page_runs(pages: list[int], max_pages: int) -> list[tuple[int, int]]:
+    """(address, count) runs of the sorted page numbers, pages at most ``JOIN_GAP_PAGES``
+    apart joined into one run (the pages between them copied too), ``max_pages`` in all."""
+    runs: list[tuple[int, int]] = []
+    budget = max_pages
+    for page in pages:
+        if runs and page - (runs[-1][0] + runs[-1][1]) <= JOIN_GAP_PAGES:
+            first, count = runs[-1]
+            added = page - (first + count) + 1
+            if added > budget:
+                break
+            runs[-1] = (first, count + added)
+        else:
+            if budget < 1:
+                break
+            added = 1
+            runs.append((page, 1))
+        budget -= added
+    return [(page * PAGE_SIZE, count) for page, count in runs]
 
 
 class HotPages:
-    """Learns the pages a cell wrote; copies them ahead of the following cells.
+    """Learns the pages the cells write; copies them ahead of the following cells.
 
     Pages copied ahead are the executor's alone afterwards, written or not, so a cycle
-    that copied ahead teaches nothing: the set is learned after a cycle that did not
-    (the first, then every ``RELEARN_EVERY`` cells), and copied ahead in between.
+    that copied ahead teaches nothing: the set is learned from two cycles that did not
+    (the first two, then two in every ``RELEARN_EVERY``), and copied ahead in between.
+    Only pages written in both are kept: much of what one cycle writes (new objects
+    wherever the allocator found room, buffers) is not written again by the next, and
+    copying it would cost the executor memory and the next cell its head start.
     """
 
     def __init__(self, pagemap_fd: int | None, *, max_pages: int) -> None:
@@ -141,6 +151,8 @@ class HotPages:
         self.max_pages = max_pages
         # The pages learned: (address, pages) runs.
         self.runs: list[tuple[int, int]] = []
+        # The first of the two learnings, until the second.
+        self.first_learned: set[int] | None = None
         # Cells since they were learned; whether anything was copied since the last fork.
         self.age = 0
         self.copied_since_fork = False
@@ -157,26 +169,36 @@ class HotPages:
             self.give_up(f"/proc/self/maps cannot be read ({exc.strerror})")
             return None
 
+    def _read_pagemap(self, offset: int, size: int) -> bytes:
+        assert self.pagemap_fd is not None
+        return os.pread(self.pagemap_fd, size, offset)
+
     def before_drop(self) -> None:
         """Call while the last cell's snapshot is alive: its unwritten pages are shared."""
         if self.unavailable is not None or self.copied_since_fork:
             return
-        fd = self.pagemap_fd
-        assert fd is not None
         maps = self._maps()
         if maps is None:
             return
         try:
-            self.runs = own_page_runs(
-                maps, lambda offset, size: os.pread(fd, size, offset), self.max_pages
-            )
+            pages = own_pages(maps, self._read_pagemap)
         except OSError:
-            self.runs = []  # a mapping went away while it was read: next time
-        self.age = 0
+            return  # a mapping went away while it was read: next time
+        if self.first_learned is None:
+            self.first_learned = set(pages)
+            return
+        kept = [page for page in pages if page in self.first_learned]
+        self.first_learned = None
+        self.runs, self.age = page_runs(kept, self.max_pages), 0
 
     def _copying(self) -> bool:
         """Whether this cycle copies ahead (else it is left clean, to learn from)."""
-        return self.unavailable is None and bool(self.runs) and self.age < RELEARN_EVERY
+        return (
+            self.unavailable is None
+            and bool(self.runs)
+            and self.first_learned is None
+            and self.age < RELEARN_EVERY
+        )
 
     def after_fork(self, stop: Callable[[], bool]) -> None:
         """Call in the executor once the new snapshot is forked: copy the learned pages,

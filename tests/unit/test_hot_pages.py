@@ -18,7 +18,8 @@ from sandbox_kernel.child.hot_pages import (
     RELEARN_EVERY,
     HotPages,
     clip_runs,
-    own_page_runs,
+    own_pages,
+    page_runs,
 )
 
 P = PAGE_SIZE
@@ -51,18 +52,16 @@ def test_only_present_pages_mapped_by_this_process_alone_are_learned() -> None:
             base + 6: PRESENT | EXCLUSIVE,
         }
     )
-    assert own_page_runs(maps, pagemap, max_pages=100) == [(base * P, 1), (base * P + 5 * P, 2)]
+    assert own_pages(maps, pagemap) == [base, base + 5, base + 6]
 
 
-def test_near_runs_are_joined_and_the_budget_holds() -> None:
-    base = 0x20000
-    maps = _maps(f"{base * P:x}-{(base + 64) * P:x} rw-p 00000000 00:00 0")
-    own = PRESENT | EXCLUSIVE
-    pagemap = _pagemap({base: own, base + 3: own, base + 40: own, base + 41: own})
-    # Pages 0 and 3 are two pages apart: one call copies 0..3.
-    assert own_page_runs(maps, pagemap, max_pages=100) == [(base * P, 4), ((base + 40) * P, 2)]
-    assert own_page_runs(maps, pagemap, max_pages=1) == [(base * P, 1)]
-    assert own_page_runs(maps, pagemap, max_pages=0) == []
+def test_near_pages_are_copied_in_one_call_and_the_budget_holds() -> None:
+    # Pages 0 and 3 are two apart: one call copies 0..3 (and four pages count).
+    assert page_runs([0, 3, 40, 41], max_pages=100) == [(0, 4), (40 * P, 2)]
+    assert page_runs([0, 3, 40, 41], max_pages=5) == [(0, 4), (40 * P, 1)]
+    assert page_runs([0, 3, 40, 41], max_pages=6) == [(0, 4), (40 * P, 2)]
+    assert page_runs([0, 3], max_pages=2) == [(0, 1)]
+    assert page_runs([7], max_pages=0) == []
 
 
 def test_files_shared_and_read_only_mappings_and_big_arrays_are_never_read() -> None:
@@ -82,7 +81,7 @@ def test_files_shared_and_read_only_mappings_and_big_arrays_are_never_read() -> 
         "6000000-6001000 rw-p 00000000 00:00 0 [stack]",
         "7000000-7001000 rw-p 00000000 00:00 0",
     )
-    own_page_runs(maps, pagemap, max_pages=10)
+    own_pages(maps, pagemap)
     assert read == [0x5000000 // P, 0x6000000 // P, 0x7000000 // P]
 
 
@@ -93,49 +92,69 @@ def test_runs_are_clipped_to_the_mappings_that_exist_now() -> None:
     assert clip_runs(runs, []) == []
 
 
-class _FakeHotPages(HotPages):
-    """HotPages with the /proc reads and madvise replaced."""
+BASE = 0x1000  # the fake process's one mapping: pages BASE .. BASE + 4095
 
-    def __init__(self, runs: list[tuple[int, int]]) -> None:
+
+class _FakeHotPages(HotPages):
+    """HotPages over a fake /proc/self/maps and pagemap, with madvise recorded."""
+
+    def __init__(self, written: list[set[int]]) -> None:
         super().__init__(pagemap_fd=-1, max_pages=1024)
-        self.learned = runs
+        # What each cell writes, in turn (the last repeated).
+        self.written = written
+        self.cell = 0
         self.calls: list[tuple[int, int]] = []
-        self.learn_count = 0
+        self.learned = 0
         self._madvise = self._record
 
     def _record(self, address: int, length: int, advice: int) -> int:
         assert advice == hot_pages.MADV_POPULATE_WRITE
-        self.calls.append((address, length // PAGE_SIZE))
+        self.calls.append((address // P, length // P))
         return 0
 
     def _maps(self) -> str:
-        return _maps(f"{P:x}-{hot_pages.MAX_MAPPING_BYTES:x} rw-p 00000000 00:00 0")
+        return _maps(f"{BASE * P:x}-{(BASE + 4096) * P:x} rw-p 00000000 00:00 0")
 
-    def before_drop(self) -> None:
-        if self.unavailable is None and not self.copied_since_fork:
-            self.learn_count += 1
-            self.runs, self.age = list(self.learned), 0
+    def _read_pagemap(self, offset: int, size: int) -> bytes:
+        self.learned += 1
+        written = self.written[min(self.cell, len(self.written) - 1)]
+        return _pagemap({BASE + p: PRESENT | EXCLUSIVE for p in written})(offset, size)
+
+    def run_cell(self) -> None:
+        """A cell ends: learn (if it is time), fork, copy ahead."""
+        self.before_drop()
+        self.cell += 1
+        self.after_fork(stop=lambda: False)
 
 
-def test_learned_after_a_clean_cycle_then_copied_ahead_of_the_next_cells() -> None:
-    hot = _FakeHotPages([(100 * P, 40), (400 * P, 3)])
-    hot.before_drop()  # the first cell: nothing was copied ahead of it
-    copied_cycles = 0
-    for _ in range(2 * (RELEARN_EVERY + 1)):
-        hot.after_fork(stop=lambda: False)
-        if hot.copied:
-            copied_cycles += 1
-            assert hot.copied == 43
-        hot.before_drop()
-    # Every (RELEARN_EVERY + 1)th cycle is left clean and learned from; no other is.
-    assert hot.learn_count == 3
-    assert copied_cycles == 2 * RELEARN_EVERY
+def test_two_clean_cycles_are_learned_and_only_what_both_wrote_is_copied() -> None:
+    hot = _FakeHotPages([{1, 2, 3, 100}, {2, 3, 200}, {2, 3, 300}])
+    hot.run_cell()  # learns the first cell's pages
+    assert hot.copied == 0
+    hot.run_cell()  # learns the second's: 2 and 3 were written by both
+    assert hot.copied == 2
+    assert hot.calls == [(BASE + 2, 2)]
+    copying, learning = 0, 0
+    for _ in range(3 * (RELEARN_EVERY + 2)):
+        before = hot.learned
+        hot.run_cell()
+        copying += hot.copied > 0
+        learning += hot.learned > before
+    # Two clean cycles, learned from, in every RELEARN_EVERY + 2; copied ahead in the others.
+    assert learning == 6
+    assert copying == 3 * (RELEARN_EVERY + 2) - 6
     # In chunks, so that a waiting command is seen within about 0.1 ms.
+    hot = _FakeHotPages([set(range(500))])
+    hot.run_cell()
+    hot.run_cell()
     assert max(pages for _, pages in hot.calls) == hot_pages.CHUNK_PAGES
+    assert hot.copied == 500
 
 
 def test_a_waiting_command_stops_the_copy() -> None:
-    hot = _FakeHotPages([(100 * P, 200)])
+    hot = _FakeHotPages([set(range(200))])
+    hot.before_drop()
+    hot.after_fork(stop=lambda: False)
     hot.before_drop()
     looks = iter([False, False, True])
     hot.after_fork(stop=lambda: next(looks))
@@ -182,13 +201,15 @@ def test_pages_copied_ahead_are_written_without_a_fault_and_keep_their_bytes() -
     buffer[:] = os.urandom(pages * P)
     hot = HotPages(os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC), max_pages=1 << 16)
     try:
-        with _snapshot():
-            # A cell writes every page while the last snapshot shares them: one copy each.
-            assert _faults_writing(buffer, pages) >= pages * 0.9
-            hot.before_drop()
-        with _snapshot():
-            # The control: without copying ahead, the next cell pays the same again.
-            assert _faults_writing(buffer, pages) >= pages * 0.9
+        for cycle in range(2):
+            with _snapshot():
+                # Cells write every page while a snapshot shares them: one copy each, with
+                # nothing copied ahead (the two cycles the pages are learned from).
+                assert _faults_writing(buffer, pages) >= pages * 0.9
+                hot.before_drop()
+            if cycle == 0:
+                hot.after_fork(stop=lambda: False)
+                assert hot.copied == 0
         expected = buffer[:]
         with _snapshot():
             hot.after_fork(stop=lambda: False)
