@@ -4,23 +4,29 @@ After every reply the executor forks the snapshot for the next cell (``snapshot.
 From then on the two processes share every page, and the executor's first write to
 each one copies it, inside the next cell. A trivial cell writes the same 550-750
 pages each time (reference counts and IPython's bookkeeping all over the heap) at
-about 3 us a copy on these machines: that is most of what a rolled-back cell costs
-over stock ipykernel (bench/README.md, "Where a trivial cell's time goes").
+about 3 us a copy on these machines: most of what rollback adds to a cell
+(bench/README.md, "Where a trivial cell's time goes").
 
-So, just before the old snapshot is dropped, the executor reads which of its pages
-it maps alone (``/proc/self/pagemap``: the pages the last cell wrote, since every
-page it did not write is still shared with that snapshot). Once the new snapshot is
-forked and announced, it copies those pages for itself (``MADV_POPULATE_WRITE``,
-which faults a page in writable without changing a byte of it) until a command
-arrives, a few dozen pages at a time. The snapshot is not touched: it holds the
-state from before the next cell as it did.
+So the executor learns which pages the cells write: just before a snapshot is
+dropped, the pages it maps alone (``/proc/self/pagemap``) are those written since
+that snapshot was forked, every other page being still shared with it. Once the
+next snapshot is forked and announced, it copies them for itself
+(``MADV_POPULATE_WRITE`` faults a page in writable without changing a byte of it),
+a few dozen at a time, until the next command arrives. The snapshot is never
+touched: it holds the state from before the next cell as it did.
+
+It pays where a cell comes after a pause (a person reading, typing): the copying
+fits in the pause, and the cell finds its pages already copied. Cells sent back to
+back (Run All, nbclient) leave a millisecond or two: the copy is cut short there,
+and on two cores it competes with the kernel and the client for the same time.
+Copying from a thread of low priority beside the cell was tried: it got no core
+while cells came back to back and slowed them (bench/README.md).
 
 What it costs: the copied pages are private to the executor while the snapshot lives
 (at most ``Limits.snapshot_copy_ahead_mb``); a page the next cell does not write was
-copied for nothing.
-Mappings larger than ``MAX_MAPPING_BYTES`` (a notebook's arrays) are never read or
-copied. Where ``/proc`` or ``MADV_POPULATE_WRITE`` (Linux 5.14) is not available
-nothing is copied and the cell pays its faults as before.
+copied for nothing. Mappings larger than ``MAX_MAPPING_BYTES`` (a notebook's arrays)
+are never read or copied. Where ``/proc`` or ``MADV_POPULATE_WRITE`` (Linux 5.14) is
+not available nothing is copied, and cells pay their faults as before.
 """
 
 from __future__ import annotations
