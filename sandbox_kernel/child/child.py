@@ -76,6 +76,7 @@ class Executor:
         self.hot_pages = HotPages(
             info.pop("pagemap_fd", None),
             max_pages=int(limits.get("copy_ahead_bytes", 0)) // PAGE_SIZE,
+            memory_limit=int(limits.get("memory_bytes", 0)),
         )
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 

@@ -37,6 +37,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .snapshot import resident_bytes
+
 __all__ = ["HotPages"]
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -144,7 +146,7 @@ class HotPages:
     copying it would cost the executor memory and the next cell its head start.
     """
 
-    def __init__(self, pagemap_fd: int | None, *, max_pages: int) -> None:
+    def __init__(self, pagemap_fd: int | None, *, max_pages: int, memory_limit: int = 0) -> None:
         # /proc/self/pagemap, opened while the executor was briefly dumpable
         # (isolation/privs.py open_own_proc_file): it cannot open it itself.
         self.pagemap_fd = pagemap_fd
@@ -155,6 +157,10 @@ class HotPages:
         elif max_pages <= 0:
             self.unavailable = "turned off (Limits.snapshot_copy_ahead_mb = 0)"
         self.max_pages = max_pages
+        # The sandbox's memory limit (0: none). The copies are charged to the sandbox's
+        # memory cgroup, and the limit met between cells would end the executor there,
+        # where no snapshot takes over.
+        self.memory_limit = memory_limit
         # The pages learned: (address, pages) runs.
         self.runs: list[tuple[int, int]] = []
         # The first of the two learnings, until the second.
@@ -213,11 +219,20 @@ class HotPages:
         copying = self._copying()
         self.age += 1
         self.copied_since_fork = copying
-        if not copying:
+        if not copying or self._near_memory_limit():
             return
         maps = self._maps()
         if maps is not None:
             self._copy(clip_runs(self.runs, _writable_private_mappings(maps)), stop)
+
+    def _near_memory_limit(self) -> bool:
+        """Whether the copies could bring the sandbox near its memory limit: copying
+        stays where rollback itself does (snapshots are skipped above half the limit),
+        with room for the copies."""
+        if not self.memory_limit:
+            return False
+        copies = self.max_pages * PAGE_SIZE
+        return resident_bytes() + copies > self.memory_limit // 2
 
     def _copy(self, runs: Iterable[tuple[int, int]], stop: Callable[[], bool]) -> None:
         madvise = self._madvise or self._load_madvise()
@@ -233,10 +248,13 @@ class HotPages:
                 if madvise(address + done * PAGE_SIZE, count * PAGE_SIZE, MADV_POPULATE_WRITE):
                     import ctypes
 
-                    if ctypes.get_errno() == errno.EINVAL:  # a kernel before 5.14
+                    failure = ctypes.get_errno()
+                    if failure == errno.EINVAL:  # a kernel before 5.14
                         self.give_up("MADV_POPULATE_WRITE is not supported")
                         return
-                    break  # the mapping changed since it was read (ENOMEM, EFAULT): skip it
+                    if failure == errno.ENOMEM:  # the memory cgroup is full (or unmapped)
+                        return
+                    break  # the mapping changed since it was read (EFAULT): skip it
                 done += count
                 self.copied += count
 

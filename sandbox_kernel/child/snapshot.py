@@ -27,7 +27,7 @@ PROMOTE_SIGNAL = signal.SIGUSR1
 ORPHAN_CHECK_S = 1.0
 
 
-def _resident_bytes() -> int:
+def resident_bytes() -> int:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -66,7 +66,7 @@ class Snapshots:
             return (
                 f"{extra} background thread(s) of the notebook are running (forking then is unsafe)"
             )
-        size = _resident_bytes()
+        size = resident_bytes()
         if self.max_bytes and size > self.max_bytes:
             return (
                 f"the executor holds {size >> 20} MiB, more than the snapshot budget "

@@ -5,12 +5,16 @@ and change no byte."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import mmap
 import os
 import resource
 import signal
 import struct
 from collections.abc import Iterator
+
+import pytest
 
 from sandbox_kernel.child import hot_pages
 from sandbox_kernel.child.hot_pages import (
@@ -160,6 +164,36 @@ def test_a_waiting_command_stops_the_copy() -> None:
     hot.after_fork(stop=lambda: next(looks))
     assert hot.cut_short
     assert hot.copied == 2 * hot_pages.CHUNK_PAGES
+
+
+def test_nothing_is_copied_near_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copies are charged to the sandbox's memory cgroup: none where the executor
+    and they would pass half the limit (where rollback itself stops)."""
+    hot = _FakeHotPages([set(range(200))])
+    hot.memory_limit = 512 * 2**20
+    hot.run_cell()
+    monkeypatch.setattr(hot_pages, "resident_bytes", lambda: 100 * 2**20)
+    hot.run_cell()
+    assert hot.copied == 200
+    monkeypatch.setattr(hot_pages, "resident_bytes", lambda: 254 * 2**20)  # + 4 MiB > 256
+    hot.run_cell()
+    assert hot.copied == 0
+
+
+def test_the_copy_stops_when_the_cgroup_has_no_memory_left() -> None:
+    hot = _FakeHotPages([set(range(0, 400, 4))])  # 100 runs of one page
+
+    def full(address: int, length: int, advice: int) -> int:
+        hot.calls.append((address // P, length // P))
+        ctypes.set_errno(errno.ENOMEM)
+        return -1
+
+    hot.run_cell()
+    hot._madvise = full
+    hot.run_cell()
+    assert len(hot.calls) == 1, "it went on after ENOMEM"
+    assert hot.copied == 0
+    assert hot.unavailable is None  # next time, maybe
 
 
 def test_off_where_it_cannot_work() -> None:
