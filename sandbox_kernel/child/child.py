@@ -269,6 +269,8 @@ class Executor:
         executor, this is the copy that takes over: it returns from here (as
         if from the fork) and carries on serving.
         """
+        # What the next cell reports: nothing copied unless this refresh copies.
+        self.hot_pages.copied = 0
         if self.snapshots.pid is not None:
             # Now, while the old snapshot still shares every page the cell did not write.
             self.hot_pages.before_drop()
