@@ -733,12 +733,17 @@ class ExecutorProcess:
             if not hmac.compare_digest(message.get("token", ""), token):
                 self._forged(kind, f"for request {request_id} without the request's token")
                 return
+            exits: list[dict[str, Any]] = []
             if kind in {"execute_reply", "done"}:
+                # The supervisor's reports of this command's blocked calls come first.
+                exits = self._drain_supervisor()
                 # The executor's next snapshot announcement follows this reply.
                 self._announcements_due = 1 + self._deferred_commands
                 self._deferred_commands = 0
             if not future.done():
                 future.set_result(message)
+            for item in exits:
+                self._on_exit(item)
             return
         if kind == "setup_failed":
             self.setup_failure = f"{message['mechanism']}: {message['error']}"
@@ -829,33 +834,59 @@ class ExecutorProcess:
         with contextlib.suppress(ExecutorDied):
             await self.send(reply)
 
+    def _supervisor_data(self, data: bytes, exits: list[dict[str, Any]] | None = None) -> bool:
+        """Handle bytes from the supervisor's channel; False once it is broken. Exit
+        reports go to ``exits`` where it is given, to be handled by the caller."""
+        try:
+            items = self._supervisor_reader.feed(data)
+        except RelayError as exc:
+            self.on_log("error", f"supervisor channel: {exc}")
+            return False
+        for item in items:
+            if isinstance(item, FrameRejected):
+                self.on_log("warning", f"supervisor: {item}")
+            elif item["type"] == "exit":
+                if exits is None:
+                    self._on_exit(item)
+                else:
+                    exits.append(item)
+            elif item["type"] == "swept":
+                swept = self._sweeping.get(item["id"])
+                if swept is not None and not swept.done():
+                    swept.set_result(None)
+            elif item["type"] == "audit" and self.on_audit is not None:
+                # The supervisor's own channel: the one source of seccomp reports.
+                self.on_audit({**item, "reported_by": "supervisor"})
+            elif item["type"] == "log":
+                self.on_log(item["level"], f"supervisor: {item['message']}")
+        return True
+
+    def _drain_supervisor(self) -> list[dict[str, Any]]:
+        """Handle what the supervisor has sent so far, now: before a cell's reply is
+        taken. Its report of a call the cell made was written before the call returned
+        (launcher/supervisor.py), so it is already here; read by the channel's own task
+        it could come after the cell had ended. Exit reports are returned, for after the
+        reply: a process that exited after the executor replied does not undo the reply."""
+        exits: list[dict[str, Any]] = []
+        sock = self.supervisor
+        while sock is not None:
+            try:
+                data = sock.recv(65536, socket.MSG_DONTWAIT)
+            except OSError:  # nothing more (EAGAIN), or the channel is gone
+                break
+            # At its end, the channel's own task sees the end too.
+            if not data or not self._supervisor_data(data, exits):
+                break
+        return exits
+
     async def _read_supervisor(self) -> None:
         loop = asyncio.get_running_loop()
         assert self.supervisor is not None
         try:
             while True:
                 data = await loop.sock_recv(self.supervisor, 65536)
-                if not data:
+                if not data or not self._supervisor_data(data):
                     break
-                try:
-                    items = self._supervisor_reader.feed(data)
-                except RelayError as exc:
-                    self.on_log("error", f"supervisor channel: {exc}")
-                    break
-                for item in items:
-                    if isinstance(item, FrameRejected):
-                        self.on_log("warning", f"supervisor: {item}")
-                    elif item["type"] == "exit":
-                        self._on_exit(item)
-                    elif item["type"] == "swept":
-                        swept = self._sweeping.get(item["id"])
-                        if swept is not None and not swept.done():
-                            swept.set_result(None)
-                    elif item["type"] == "audit" and self.on_audit is not None:
-                        # The supervisor's own channel: the one source of seccomp reports.
-                        self.on_audit({**item, "reported_by": "supervisor"})
-                    elif item["type"] == "log":
-                        self.on_log(item["level"], f"supervisor: {item['message']}")
         except OSError:
             pass
         # The supervisor is gone: no sweep it was asked for will be confirmed.

@@ -111,9 +111,13 @@ class _Commands:
 class _SeccompListener:
     """Answers the executor's reported system calls (SECCOMP_RET_USER_NOTIF) with EPERM.
 
-    The executor is blocked in the call until we answer, so we answer first
-    and report after. Raw ioctls, because the listener fd came over a socket
-    and there is no libseccomp filter object on this side.
+    The report goes out before the answer: the caller is blocked in the call until
+    then, so the report is on the kernel's channel before the cell can go on to its
+    reply, and the kernel, which reads this channel before it ends a cell
+    (kernel/runner.py, ``_drain_supervisor``), shows it under the cell that made the
+    call. Answered first, a report could come after the reply and be shown under no
+    cell at all. Raw ioctls, because the listener fd came over a socket and there is
+    no libseccomp filter object on this side.
     """
 
     # _IOWR('!', 0, struct seccomp_notif) and _IOWR('!', 1, struct seccomp_notif_resp)
@@ -139,9 +143,6 @@ class _SeccompListener:
         except OSError:
             return  # the caller died meanwhile (ENOENT), or was interrupted
         notif_id, _pid, _, nr, _, _, *args = self.NOTIF.unpack(buf)
-        resp = bytearray(self.RESP.pack(notif_id, 0, -errno.EPERM, 0))
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(self.fd, self.SEND, resp, True)
         call, why = describe_call(nr, list(args))
         if self.socket_hint and call.startswith("socket("):
             why += self.socket_hint
@@ -158,6 +159,9 @@ class _SeccompListener:
                     "detail": f"{call}: {why}",
                 }
             )
+        resp = bytearray(self.RESP.pack(notif_id, 0, -errno.EPERM, 0))
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self.fd, self.SEND, resp, True)
 
 
 def _parent_of(pid: int) -> int | None:
