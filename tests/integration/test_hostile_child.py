@@ -178,11 +178,12 @@ class Kernel:
         if before is None:
             return
         # A leaked descriptor stays; one the kernel's own work holds for a moment is
-        # gone again within a second, and not all of them are on /proc: after a cell
-        # the kernel's watch (kernel/sandbox.py) sees the sandbox's CPU move (on a
-        # tmpfs there is no write counter) and walks the workspace (the meter's
-        # scandir, the hygiene scan's directory descriptors). A CI run under load
-        # once counted one too many right after a cell; 9 reruns here did not.
+        # gone again within a second, and not all of them are on /proc: when the
+        # sandbox writes between cells (or, on a tmpfs, uses CPU) the kernel's watch
+        # (kernel/sandbox.py) walks the workspace, holding its directories open (seen:
+        # the workspace itself, 0.1-0.3 s after a cell whose thread wrote a file). A
+        # CI run under load once counted one too many right after a cell; 9 reruns
+        # here did not.
         after = self.fd_targets_settled()
         for _ in range(50):
             if after is None or len(after) == len(before):
