@@ -219,7 +219,14 @@ class HotPages:
         copying = self._copying()
         self.age += 1
         self.copied_since_fork = copying
-        if not copying or self._near_memory_limit():
+        if not copying:
+            return
+        # Cells back to back: the next command is often here already, and reading
+        # /proc/self/statm and /proc/self/maps first would only delay it.
+        if stop():
+            self.cut_short = True
+            return
+        if self._near_memory_limit():
             return
         maps = self._maps()
         if maps is not None:

@@ -160,10 +160,36 @@ def test_a_waiting_command_stops_the_copy() -> None:
     hot.before_drop()
     hot.after_fork(stop=lambda: False)
     hot.before_drop()
-    looks = iter([False, False, True])
+    # One look before anything is read, then one before each chunk.
+    looks = iter([False, False, False, True])
     hot.after_fork(stop=lambda: next(looks))
     assert hot.cut_short
     assert hot.copied == 2 * hot_pages.CHUNK_PAGES
+
+
+def test_a_command_already_waiting_is_not_delayed_by_reading_proc() -> None:
+    """Cells back to back: the next command is often waiting when the snapshot has been
+    forked; then neither /proc/self/maps nor the memory use is read."""
+    hot = _FakeHotPages([set(range(200))])
+    hot.before_drop()
+    hot.after_fork(stop=lambda: False)
+    hot.before_drop()
+    reads: list[str] = []
+
+    def read_maps() -> str:
+        reads.append("maps")
+        return ""
+
+    def read_memory_use() -> bool:
+        reads.append("statm")
+        return False
+
+    hot._maps = read_maps  # type: ignore[method-assign]
+    hot._near_memory_limit = read_memory_use  # type: ignore[method-assign]
+    hot.after_fork(stop=lambda: True)
+    assert hot.cut_short
+    assert hot.copied == 0
+    assert reads == []
 
 
 def test_nothing_is_copied_near_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
