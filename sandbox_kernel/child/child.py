@@ -247,6 +247,10 @@ class Executor:
             # The kernel's reap command, which ends the cell's processes (a new
             # snapshot among them, were it taken now), takes the next one. The old
             # one holds the state before this cell: it must never stand in for it.
+            # What the cell wrote is learned first, while that snapshot still shares
+            # the rest: the reap's refresh finds no snapshot to learn against.
+            if self.snapshots.pid is not None:
+                self.hot_pages.before_drop()
             self.snapshots.drop()
         else:
             self.refresh_snapshot()

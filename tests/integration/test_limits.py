@@ -323,12 +323,20 @@ def test_kill_cell_processes(workspace: Path) -> None:
         )
 
 
-def test_a_crash_after_pages_were_copied_ahead_still_rolls_back(workspace: Path) -> None:
+@pytest.mark.parametrize("kill_cell_processes", [False, True], ids=["standard", "reaping"])
+def test_a_crash_after_pages_were_copied_ahead_still_rolls_back(
+    workspace: Path, kill_cell_processes: bool
+) -> None:
     """After each snapshot the executor copies the pages the cells have been writing
     (child/hot_pages.py), so that the next cell need not. The state a crash falls back on
     is the snapshot's, which the copying never touches: it is still the one from before
-    the cell, to the last element."""
-    with running_kernel(workspace) as (_, kc):
+    the cell, to the last element.
+
+    With ``kill_cell_processes`` (the classroom preset) the next snapshot is taken by the
+    kernel's reap command, after the old one was dropped; what the cells write must be
+    learned all the same (it once was not, and nothing was ever copied there)."""
+    args = [f"--Limits.kill_cell_processes={kill_cell_processes}"]
+    with running_kernel(workspace, extra_arguments=args) as (_, kc):
         execute(kc, "kept = list(range(1000))")
         copied = []
         for _ in range(6):
