@@ -385,7 +385,10 @@ class Limits(Configurable):
         help="""After each cell's snapshot is taken, copy up to this many MiB of the pages the
         cells have been writing, while the executor waits for the next one, so that the next
         cell does not pay for copying them (rollback's copy-on-write, about 2 ms of a trivial
-        cell). The copies are held as long as the snapshot is; 0 turns this off.""",
+        cell). It pays where there is a pause between cells; with cells sent back to back
+        (nbclient, papermill, an autograder) it gains nothing and can cost up to about 5%
+        of a trivial cell (bench/README.md), so such runs may set 0. The copies are held
+        as long as the snapshot is; 0 turns this off.""",
     ).tag(config=True, lock=False)
 
     kill_cell_processes = Bool(
