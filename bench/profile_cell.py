@@ -76,9 +76,13 @@ def med(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def span(record: dict[str, Any], name: str) -> tuple[int, int] | None:
+def span(record: dict[str, Any], name: str, first: bool = False) -> tuple[int, int] | None:
+    """The last span of that name in the cell (the first, with ``first``)."""
     found = [s for s in record["spans"] if s[0] == name]
-    return (found[-1][1], found[-1][2]) if found else None
+    if not found:
+        return None
+    chosen = found[0] if first else found[-1]
+    return (chosen[1], chosen[2])
 
 
 def point(record: dict[str, Any], name: str) -> int | None:
@@ -133,7 +137,8 @@ def timeline(
             add("  policy.check_cell", check and check[0], check and check[1])
             begin = span(r, "guard.begin_cell (thread)")
             add("  guard.begin_cell (in its thread)", begin and begin[0], begin and begin[1])
-            send = span(r, "relay.send")
+            # The cell's command; with Limits.kill_cell_processes a reap command follows.
+            send = span(r, "relay.send", first=True)
             add("do_execute start -> command sent on relay", do and do[0], send and send[1])
             e = parse_executor(r.get("executor"))
             e0 = r.get("executor_t0")
@@ -192,6 +197,9 @@ def timeline(
             scan = span(r, "guard.scan (thread)")
             add("    guard.scan (in its thread)", scan and scan[0], scan and scan[1])
             add("executor.execute -> do_execute returns", ee and ee[1], do and do[1])
+            reap = span(r, "reap_cell_processes")
+            if reap:
+                add("  reap_cell_processes (sweep + reap command)", reap[0], reap[1])
             rec = span(r, "_record_cell")
             add("  _record_cell (audit log write)", rec and rec[0], rec and rec[1])
             endc = span(r, "publisher.end_cell")
