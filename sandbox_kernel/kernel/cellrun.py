@@ -301,7 +301,8 @@ class CellRun:
                 "the processes it started were stopped."
             )
         elif limits.kill_cell_processes:
-            await executor.reap_cell_processes()
+            # Most cells start no process: then there is nothing for a sweep to kill.
+            await executor.reap_cell_processes(sweep_if_needed=True)
         if cgroup is None:
             # After a reap the tree is smaller than it was at the cell's end.
             reaped = limit_hit or limits.kill_cell_processes

@@ -30,6 +30,7 @@ from ..framing import encode_frame
 from ..isolation.spec import Launch, SandboxSpec, dumps
 from ..relay.reader import FrameReader, FrameRejected
 from ..relay.reports import Quota
+from . import leftovers
 from .spawn import spawn, take_prelaunched
 
 __all__ = ["CellOutcome", "ExecuteRequest", "ExecutorProcess", "OutputSink"]
@@ -393,14 +394,30 @@ class ExecutorProcess:
         """Kill what the last cell left running (everything in the sandbox but the executor)."""
         self.send_supervisor({"op": "end_cell_processes", "keep": keep or []})
 
-    async def reap_cell_processes(self) -> None:
+    def holds_only_its_own_processes(self) -> bool:
+        """Whether the sandbox holds nothing but the launcher, its pid 1, the executor and
+        the executor's snapshot or zombies (kernel/leftovers.py); False when unsure."""
+        executor = self.executor_host_pid()
+        if self.proc is None or executor is None:
+            return False
+        return leftovers.only_own_processes(self.proc.pid, executor, self.snapshot_pid)
+
+    async def reap_cell_processes(self, *, sweep_if_needed: bool = False) -> None:
         """End what the last cell left running and have the executor collect its zombies.
 
         The executor takes its next snapshot once it has collected them, so the
         supervisor's sweep must be over first: the two commands go over two sockets,
         and a sweep that came late killed the fresh snapshot (the next crash was then
-        not rolled back).
+        not rolled back). With ``sweep_if_needed`` the sweep is left out when the cell
+        left no process (the reap command still runs: it takes the snapshot).
         """
+        if not (sweep_if_needed and self.holds_only_its_own_processes()):
+            await self._sweep()
+        with contextlib.suppress(ExecutorDied, asyncio.TimeoutError):
+            await asyncio.wait_for(self.request({"op": "reap"}), 5.0)
+
+    async def _sweep(self) -> None:
+        """Have the supervisor kill every process of the sandbox but the executor; wait."""
         self._sweeps += 1
         sweep = self._sweeps
         swept = asyncio.get_running_loop().create_future()
@@ -412,8 +429,6 @@ class ExecutorProcess:
             self.on_log("warning", "the supervisor did not confirm the end of the cell's processes")
         finally:
             self._sweeping.pop(sweep, None)
-        with contextlib.suppress(ExecutorDied, asyncio.TimeoutError):
-            await asyncio.wait_for(self.request({"op": "reap"}), 5.0)
 
     async def promote(self, timeout: float = 10.0) -> bool:
         """Make the cell's snapshot the executor; True when it took over.

@@ -323,6 +323,83 @@ def test_kill_cell_processes(workspace: Path) -> None:
         )
 
 
+@pytest.mark.parametrize("level", ["namespaces", "landlock"])
+@pytest.mark.parametrize("kill_cell_processes", [True, False], ids=["kill", "control"])
+def test_kill_cell_processes_ends_children_and_adopted_orphans(
+    workspace: Path, level: str, kill_cell_processes: bool
+) -> None:
+    """The kernel leaves out the supervisor's sweep when the cell left no process
+    (kernel/leftovers.py). A cell that left a child, or an orphan that pid 1 or the
+    launcher adopted, still has them ended; a cell that left only a zombie (no sweep)
+    still has it collected. The control, with the setting off, shows the same
+    processes outlive their cell and the zombie wait for its parent."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    args = [f"--Limits.kill_cell_processes={kill_cell_processes}", f"--Isolation.level={level}"]
+    with running_kernel(workspace, extra_arguments=args) as (_, kc):
+        info = kc.kernel_info(reply=True, timeout=60)["content"]
+        if info["sandbox"]["level"] != level:
+            pytest.skip(f"the {level} level is not available here: {info['sandbox']}")
+        execute(kc, "kept = 'before'\nimport os, subprocess, sys, time")
+        # Only a zombie left: no sweep, and the reap command collects it.
+        zombie = execute(
+            kc,
+            "z = subprocess.Popen([sys.executable, '-c', 'pass'])\ntime.sleep(0.5)\nprint(z.pid)",
+        ).stdout.split()[-1]
+        waited = execute(kc, f"print(os.waitpid({zombie}, os.WNOHANG)[0])", stop_on_error=False)
+        if kill_cell_processes:
+            assert "ChildProcessError" in str(waited.reply["content"]), waited.reply["content"]
+        else:
+            assert waited.stdout.strip() == zombie, waited.reply["content"]
+        # A child and an adopted orphan: seen alive while the cell runs.
+        sleeper = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)"
+        code = (
+            f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', "
+            f"{marker + '-child'!r}])\n"
+            f"subprocess.run([sys.executable, '-c', {sleeper!r}, {marker + '-orphan'!r}])\n"
+            "print('started', flush=True)\n"
+            "time.sleep(3)"
+        )
+        msg_id = kc.execute(code)
+        while True:
+            msg = kc.get_iopub_msg(timeout=60)
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "stream"
+                and "started" in msg["content"]["text"]
+            ):
+                break
+        found: dict[int, str] = {}
+        try:
+            for _ in range(50):
+                found = {
+                    p.pid: p.info["cmdline"][-1]
+                    for p in psutil.process_iter(["cmdline"])
+                    if marker in " ".join(p.info["cmdline"] or [])
+                }
+                if len(found) == 2:
+                    break
+                time.sleep(0.1)
+            assert sorted(found.values()) == [f"{marker}-child", f"{marker}-orphan"], found
+            while True:
+                reply = kc.get_shell_msg(timeout=60)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            assert reply["content"]["status"] == "ok", reply["content"]
+            if kill_cell_processes:
+                assert wait_gone(list(found)) == []
+            else:
+                time.sleep(0.5)
+                assert all(psutil.pid_exists(pid) for pid in found), found
+        finally:
+            for pid in found:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(pid).kill()
+        # Rollback still falls back on the state before the crashing cell.
+        res = execute(kc, "kept = 'lost'\nos._exit(1)", stop_on_error=False)
+        assert res.reply["content"]["ename"] == "ExecutorDied"
+        assert execute(kc, "print(kept)").stdout == "before\n"
+
+
 @pytest.mark.parametrize("kill_cell_processes", [False, True], ids=["standard", "reaping"])
 def test_a_crash_after_pages_were_copied_ahead_still_rolls_back(
     workspace: Path, kill_cell_processes: bool
