@@ -16,8 +16,9 @@ so that the sweep runs. The sandbox's own processes are:
 - the executor's children that are its snapshot (as announced, in the sandbox's pid
   namespace) or zombies (which the reap command collects; a sweep cannot kill them).
 
-Anything else, a process a cell started or an orphan the launcher or pid 1 adopted
-(both are subreapers of their trees), is a leftover. A process started after this
+Anything else is a leftover: a process a cell started, or an orphan adopted by pid 1
+(the init of the sandbox's pid namespace) or by the launcher (its child subreaper at
+the other levels). A process started after this
 walk is one started after the sweep would have been, which the sweep would not have
 caught either: ``kill_cell_processes`` ends what is running when the cell ends.
 """

@@ -175,6 +175,9 @@ class ExecutorProcess:
         self._headroom = headroom
         self._reader = self._new_reader(max_frame_bytes)
         self._supervisor_reader = FrameReader(1024 * 1024)
+        # Set at the first frame the reader rejects outright: read from two places (the
+        # channel's task and _drain_supervisor), the channel is given up, and said, once.
+        self._supervisor_broken = False
         # end_cell_processes sweeps the kernel waits on, by id (reap_cell_processes).
         self._sweeps = 0
         self._sweeping: dict[int, asyncio.Future[None]] = {}
@@ -852,9 +855,12 @@ class ExecutorProcess:
     def _supervisor_data(self, data: bytes, exits: list[dict[str, Any]] | None = None) -> bool:
         """Handle bytes from the supervisor's channel; False once it is broken. Exit
         reports go to ``exits`` where it is given, to be handled by the caller."""
+        if self._supervisor_broken:
+            return False
         try:
             items = self._supervisor_reader.feed(data)
         except RelayError as exc:
+            self._supervisor_broken = True
             self.on_log("error", f"supervisor channel: {exc}")
             return False
         for item in items:

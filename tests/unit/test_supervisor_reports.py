@@ -142,3 +142,23 @@ def test_nothing_waiting_is_nothing_to_do() -> None:
     process, _ = _process(events)
     assert process._drain_supervisor() == []
     assert events == []
+
+
+def test_a_broken_channel_is_given_up_and_said_once() -> None:
+    """Read from two places (before a reply, and by the channel's own task), a channel
+    that sent a frame the reader rejects outright is reported once, not at each read."""
+
+    async def run() -> list[str]:
+        events: list[str] = []
+        process, supervisor = _process(events)
+        _reply_pending(process, events)
+        supervisor.sendall(b"\xff" * 16)  # not a frame header the reader accepts
+        process._dispatch(dict(REPLY))
+        await asyncio.sleep(0)
+        assert not process._supervisor_data(encode_frame(REPORT))
+        return events
+
+    events = asyncio.run(run())
+    assert [e for e in events if e.startswith("log supervisor channel")] == events[:1], events
+    assert "reply" in events
+    assert not any(e.startswith("audit") for e in events), events
