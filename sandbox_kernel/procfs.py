@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["children", "stat_fields"]
+__all__ = ["children", "innermost_pid", "stat_fields"]
 
 
 def children(pid: int, *, strict: bool = False) -> list[int]:
@@ -49,3 +49,17 @@ def stat_fields(pid: int) -> list[str] | None:
             return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def innermost_pid(pid: int) -> int | None:
+    """The process's pid in its own pid namespace (the last ``NSpid`` of
+    ``/proc/PID/status``: the sandbox's view of a process the host sees as ``pid``),
+    or None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -31,25 +31,19 @@ from .. import procfs
 
 __all__ = ["ProcessInfo", "only_own_processes", "process_info"]
 
-# (state letter, pid in the innermost pid namespace), from /proc/PID/status
-ProcessInfo = tuple[str, int]
+# (state letter, pid in the innermost pid namespace: None for a zombie, not needed)
+ProcessInfo = tuple[str, int | None]
 
 
 def process_info(pid: int) -> ProcessInfo | None:
     """The process's state letter and innermost pid; None if it cannot be read."""
-    state, nspid = "", None
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    state = line.split()[1]
-                elif line.startswith("NSpid:"):
-                    nspid = int(line.split()[-1])
-    except (OSError, ValueError, IndexError):
+    fields = procfs.stat_fields(pid)
+    if not fields:
         return None
-    if not state or nspid is None:
-        return None
-    return state, nspid
+    if fields[0] == "Z":
+        return "Z", None
+    nspid = procfs.innermost_pid(pid)
+    return None if nspid is None else (fields[0], nspid)
 
 
 def only_own_processes(

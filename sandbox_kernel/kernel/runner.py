@@ -348,12 +348,7 @@ class ExecutorProcess:
         except psutil.Error:
             return None
         for candidate in candidates:
-            try:
-                with open(f"/proc/{candidate.pid}/status") as f:
-                    nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
-            except OSError:
-                continue
-            if nspid and int(nspid[-1]) == self.executor_pid:
+            if procfs.innermost_pid(candidate.pid) == self.executor_pid:
                 self._host_pid = (self.executor_pid, candidate.pid)
                 return int(candidate.pid)
         return None

@@ -88,5 +88,8 @@ def test_a_tree_that_cannot_be_read_is_swept() -> None:
 def test_process_info_reads_state_and_innermost_pid() -> None:
     assert process_info(os.getpid()) == ("R", os.getpid())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
+    # Exited, not yet waited for: a zombie, whose pid is not needed.
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    assert process_info(child.pid) == ("Z", None)
     child.wait()
     assert process_info(child.pid) is None  # reaped: gone
