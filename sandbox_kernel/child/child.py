@@ -19,6 +19,7 @@ from typing import Any
 from ..paths import PACKAGE_DIR
 from .channel import Channel, install_interrupt_handler, interrupts_deferred
 from .explain import PREFIX, Explainer, installs_packages
+from .fd_capture import capture_fds
 from .hot_pages import PAGE_SIZE, HotPages
 from .packages import pip_magic_installs
 from .shell import (
@@ -26,9 +27,7 @@ from .shell import (
     FrameStream,
     Outbox,
     StreamFlusher,
-    capture_fds,
     jsonable,
-    start_pumps,
 )
 from .snapshot import Snapshots
 
@@ -199,7 +198,8 @@ class Executor:
         for stream in (self.stdout, self.stderr):
             stream.after_fork_in_child(raw=False)
         self.flusher.start()
-        start_pumps(self.pumps)
+        for pump in self.pumps:
+            pump.start()
         from . import audit
 
         audit.adopt_process()
@@ -321,6 +321,9 @@ class Executor:
         finally:
             with interrupts_deferred():
                 restore_input()
+                # What subprocesses and C code wrote belongs to this cell (fd_capture.py).
+                for pump in self.pumps:
+                    pump.drain()
                 while self.notices:
                     self.stderr.write(self.notices.pop(0) + "\n")
                 self.stdout.flush()
@@ -440,6 +443,8 @@ class Executor:
             manager = comm.get_comm_manager()
             getattr(manager, op)(None, None, msg)
         finally:
+            for pump in self.pumps:
+                pump.drain()
             self.stdout.flush()
             self.stderr.flush()
             self.outbox.set_thread_parent("")

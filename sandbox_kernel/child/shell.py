@@ -253,42 +253,6 @@ class StreamFlusher:
                 self.outbox.send_audits()
 
 
-def _pump_fd(fd: int, stream: FrameStream) -> None:
-    """Forward bytes written to a raw fd (C extensions, child processes) to a stream."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except InterruptedError:
-            continue
-        except OSError:
-            return
-        if not data:
-            return
-        stream.write(decoder.decode(data))
-
-
-def capture_fds(stdout: FrameStream, stderr: FrameStream) -> list[tuple[int, FrameStream]]:
-    """Point fds 1 and 2 at pipes whose contents become stream frames; return the read ends."""
-    pumps = []
-    for fd, stream in ((1, stdout), (2, stderr)):
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, fd)
-        os.close(write_end)
-        pumps.append((read_end, stream))
-    start_pumps(pumps)
-    return pumps
-
-
-def start_pumps(pumps: list[tuple[int, FrameStream]]) -> None:
-    for read_end, stream in pumps:
-        threading.Thread(
-            target=_pump_fd, args=(read_end, stream), name=f"fd{read_end}-pump", daemon=True
-        ).start()
-
-
 def _have_pty() -> bool:
     try:
         primary, secondary = os.openpty()
