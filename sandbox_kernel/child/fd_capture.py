@@ -45,19 +45,28 @@ class FdPump:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # The process whose pump this is: the executor, or the snapshot promoted in its place.
+        self._owner = os.getpid()
 
     def start(self) -> None:
         """Start (after a fork: restart) the forwarding thread."""
         # A fresh lock: after a fork the old one may be held by a thread that does
         # not exist in this process.
         self._lock = threading.Lock()
+        self._owner = os.getpid()
         self._thread = threading.Thread(
             target=self._run, name=f"fd{self.read_end}-pump", daemon=True
         )
         self._thread.start()
 
     def drain(self) -> None:
-        """Forward everything written to the pipe so far (up to DRAIN_MAX_BYTES)."""
+        """Forward everything written to the pipe so far (up to DRAIN_MAX_BYTES).
+
+        Not in a process a cell forked that runs on to the end of the cell: its copy
+        of the lock may be held for good, and what it read would be the executor's.
+        """
+        if os.getpid() != self._owner:
+            return
         with self._lock:
             self._read_available(DRAIN_MAX_BYTES)
 

@@ -153,3 +153,29 @@ def test_restarted_after_a_fork_with_the_lock_held(pipe: _Pipe) -> None:
     os.write(write_end, b"after the promotion\n")
     pump.drain()
     assert sink.text == "after the promotion\n"
+
+
+def test_drain_in_a_process_a_cell_forked_does_nothing(pipe: _Pipe) -> None:
+    """A cell's forked child that runs on to the end of the cell must neither wait for
+    the lock (its copy may be held for good) nor take the executor's output."""
+    sink = _Sink()
+    pump = pipe.pump(sink, start=False)
+    os.write(pipe.write_end, b"the executor's\n")
+    pump._lock.acquire()  # held at the fork, by a thread the child does not have
+    child = os.fork()
+    if child == 0:
+        pump.drain()  # would block forever, or read the pipe
+        os._exit(0)
+    deadline = time.monotonic() + 5
+    done, status = os.waitpid(child, os.WNOHANG)
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+        done, status = os.waitpid(child, os.WNOHANG)
+    if not done:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+    pump._lock.release()
+    assert done, "drain() in the forked child waited for the lock"
+    assert os.waitstatus_to_exitcode(status) == 0
+    pump.drain()
+    assert sink.text == "the executor's\n"
