@@ -274,7 +274,7 @@ class Executor:
         if from the fork) and carries on serving.
         """
         # What the next cell reports: nothing copied unless this refresh copies.
-        self.hot_pages.copied = 0
+        self.hot_pages.copied, self.hot_pages.note = 0, None
         if self.snapshots.pid is not None:
             # Now, while the old snapshot still shares every page the cell did not write.
             self.hot_pages.before_drop()
@@ -359,6 +359,8 @@ class Executor:
             }
             if self.hot_pages.unavailable is not None:
                 reply["stats"]["copy_ahead_off"] = self.hot_pages.unavailable
+            elif self.hot_pages.note is not None:
+                reply["stats"]["copy_ahead_note"] = self.hot_pages.note
             # Runtime policy reports belong to this cell: before its reply.
             self.outbox.send_audits()
             self.channel.send(reply)

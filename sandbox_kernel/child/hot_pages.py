@@ -55,6 +55,10 @@ CHUNK_PAGES = 32
 # Hot pages at most this far apart are copied in one call, the pages between them too.
 JOIN_GAP_PAGES = 2
 
+# Why the copy before a cell copied nothing or stopped early, as the reply's stats say
+# it (the kernel owns the words %sandbox shows: kernel/cellrun.py COPY_AHEAD_NOTES).
+LEARNING, CUT_SHORT, NEAR_MEMORY_LIMIT = "learning", "cut_short", "near_memory_limit"
+
 # The top byte of a pagemap entry: bit 63 "present" (0x80) and bit 56 "exclusively
 # mapped" (0x01). A page with both is one this process alone maps.
 _OWN_PAGE = bytes(1 if b & 0x81 == 0x81 else 0 for b in range(256))
@@ -169,9 +173,11 @@ class HotPages:
         self.age = 0
         self.copied_since_fork = False
         self._madvise: Any = None
-        # Of the last copy ahead: pages copied, and whether a command cut it short.
+        # Of the last copy ahead: pages copied, whether a command cut it short, and why
+        # it copied nothing or stopped early (LEARNING, CUT_SHORT, NEAR_MEMORY_LIMIT).
         self.copied = 0
         self.cut_short = False
+        self.note: str | None = None
 
     def _maps(self) -> str | None:
         try:
@@ -215,22 +221,27 @@ class HotPages:
     def after_fork(self, stop: Callable[[], bool]) -> None:
         """Call in the executor once the new snapshot is forked: copy the learned pages,
         a chunk at a time, until done or ``stop()`` says a command is waiting."""
-        self.copied, self.cut_short = 0, False
+        self.copied, self.cut_short, self.note = 0, False, None
         copying = self._copying()
         self.age += 1
         self.copied_since_fork = copying
         if not copying:
+            if self.unavailable is None:
+                self.note = LEARNING
             return
         # Cells back to back: the next command is often here already, and reading
         # /proc/self/statm and /proc/self/maps first would only delay it.
         if stop():
-            self.cut_short = True
+            self.cut_short, self.note = True, CUT_SHORT
             return
         if self._near_memory_limit():
+            self.note = NEAR_MEMORY_LIMIT
             return
         maps = self._maps()
         if maps is not None:
             self._copy(clip_runs(self.runs, _writable_private_mappings(maps)), stop)
+        if self.cut_short:
+            self.note = CUT_SHORT
 
     def _near_memory_limit(self) -> bool:
         """Whether the copies could bring the sandbox near its memory limit: copying

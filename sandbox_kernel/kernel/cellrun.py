@@ -37,13 +37,35 @@ from .runner import CellOutcome, ExecuteRequest, ExecutorProcess
 from .sandbox import Sandbox
 from .spec import effective_memory_bytes
 
-__all__ = ["FILES_NOT_RESTORED", "CellRun", "error_content", "error_reply"]
+__all__ = [
+    "COPY_AHEAD_NOTES",
+    "FILES_NOT_RESTORED",
+    "CellRun",
+    "copy_ahead_note",
+    "error_content",
+    "error_reply",
+]
 
 # Said with every rollback: what a failed cell did to the workspace stays.
 FILES_NOT_RESTORED = (
     "Files were not restored: what the cell wrote, changed or deleted in the workspace "
     "stays as it left it."
 )
+
+# Why the copy ahead before a cell (child/hot_pages.py) copied nothing or stopped early,
+# beside "pages copied ahead" in %sandbox: a 0 alone reads as a setting that does
+# nothing. The executor sends only the key; the words are the kernel's.
+COPY_AHEAD_NOTES = {
+    "learning": "none: the cells' writes were being learned (now and then two cells "
+    "copy nothing, so that what they write shows)",
+    "cut_short": "cut short: this cell arrived before the copy was done (cells back to back)",
+    "near_memory_limit": "none: the sandbox is near half its memory limit, where copies stop",
+}
+
+
+def copy_ahead_note(key: object) -> str | None:
+    """The words for the executor's copy-ahead note, None for none or an unknown one."""
+    return COPY_AHEAD_NOTES.get(key) if isinstance(key, str) else None
 
 
 def error_reply(publisher: Publisher, ename: str, evalue: str, count: int) -> dict[str, Any]:
@@ -391,6 +413,7 @@ class CellRun:
             "snapshot": stats.get("snapshot"),
             "pages_copied_ahead": stats.get("pages_copied_ahead"),
             "copy_ahead_off": stats.get("copy_ahead_off"),
+            "copy_ahead_note": copy_ahead_note(stats.get("copy_ahead_note")),
             "output_bytes": stats.get("output_bytes"),
             "output_dropped_bytes": stats.get("output_dropped_bytes"),
             # Comms to targets outside Output.comm_targets (each in the audit log).

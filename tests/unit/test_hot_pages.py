@@ -222,6 +222,39 @@ def test_the_copy_stops_when_the_cgroup_has_no_memory_left() -> None:
     assert hot.unavailable is None  # next time, maybe
 
 
+def test_why_nothing_was_copied_is_said() -> None:
+    """%sandbox shows "pages copied ahead" with the reason when it is 0 or cut short
+    (a 0 alone reads as a setting that does nothing); a full copy needs none."""
+    hot = _FakeHotPages([set(range(200))])
+    hot.run_cell()
+    assert (hot.copied, hot.note) == (0, hot_pages.LEARNING)
+    hot.run_cell()
+    assert (hot.copied, hot.note) == (200, None)
+    hot.before_drop()
+    hot.after_fork(stop=lambda: True)
+    assert (hot.copied, hot.note) == (0, hot_pages.CUT_SHORT)
+    hot.before_drop()
+    looks = iter([False, False, True])
+    hot.after_fork(stop=lambda: next(looks))
+    assert (hot.copied, hot.note) == (hot_pages.CHUNK_PAGES, hot_pages.CUT_SHORT)
+    hot._near_memory_limit = lambda: True  # type: ignore[method-assign]
+    hot.before_drop()
+    hot.after_fork(stop=lambda: False)
+    assert (hot.copied, hot.note) == (0, hot_pages.NEAR_MEMORY_LIMIT)
+    # Turned off: copy_ahead_off says why, and no note beside it.
+    off = _FakeHotPages([set(range(200))])
+    off.unavailable = "turned off"
+    off.after_fork(stop=lambda: False)
+    assert off.note is None
+    # The kernel owns the words, for the keys the executor sends and nothing else.
+    from sandbox_kernel.kernel.cellrun import COPY_AHEAD_NOTES, copy_ahead_note
+
+    for key in (hot_pages.LEARNING, hot_pages.CUT_SHORT, hot_pages.NEAR_MEMORY_LIMIT):
+        assert copy_ahead_note(key) == COPY_AHEAD_NOTES[key]
+    for forged in ("<b>anything a cell sends</b>", ["learning"], None, 3):
+        assert copy_ahead_note(forged) is None
+
+
 def test_off_where_it_cannot_work() -> None:
     assert HotPages(None, max_pages=1024).unavailable
     off = HotPages(os.open("/dev/null", os.O_RDONLY), max_pages=0)
