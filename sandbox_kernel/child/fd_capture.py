@@ -8,11 +8,14 @@ a cell's output at ``idle`` (nbclient, JupyterLab), so before this, a cell's las
 ``os.write(1, ...)`` or ``subprocess.run(["echo", ...])`` line often reached them
 after it and was lost (forwarded whenever the thread next got the GIL).
 
-Every read of a pipe happens under the pump's lock, and the read end does not
-block: the thread waits for the pipe to become readable *without* the lock, then
-takes it to read. So when ``drain()`` holds the lock and finds the pipe empty,
-every byte written before it was called is in the stream already; no read can be
-half done in another thread.
+Every read of a pipe happens under the pump's lock, and only once ``poll`` has said
+the descriptor is ready: the thread waits for the pipe to become readable *without*
+the lock, then takes it to read. So when ``drain()`` holds the lock and finds the pipe
+empty, every byte written before it was called is in the stream already; no read can
+be half done in another thread. Asking ``poll`` before each read, rather than relying
+on the read end's ``O_NONBLOCK`` alone, keeps that true when a cell makes the read end
+blocking again, or puts another file on its number: no read under the lock can block,
+so the end of the cell cannot hang on it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class FdPump:
         self.stream = stream
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._lock = threading.Lock()
+        # Used under the lock only (a poll object may not be polled by two threads at once).
+        self._ready = select.poll()
+        self._ready.register(read_end, select.POLLIN)
         self._thread: threading.Thread | None = None
         # The process whose pump this is: the executor, or the snapshot promoted in its place.
         self._owner = os.getpid()
@@ -89,6 +95,8 @@ class FdPump:
         taken = 0
         while taken < limit:
             try:
+                if not self._ready.poll(0):
+                    return True
                 data = os.read(self.read_end, READ_BYTES)
             except BlockingIOError:
                 return True

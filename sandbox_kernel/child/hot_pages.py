@@ -173,11 +173,15 @@ class HotPages:
         self.age = 0
         self.copied_since_fork = False
         self._madvise: Any = None
-        # Of the last copy ahead: pages copied, whether a command cut it short, and why
-        # it copied nothing or stopped early (LEARNING, CUT_SHORT, NEAR_MEMORY_LIMIT).
+        # Of the last copy ahead: pages copied, and why it copied nothing or stopped
+        # early (LEARNING, CUT_SHORT, NEAR_MEMORY_LIMIT), if it did.
         self.copied = 0
-        self.cut_short = False
         self.note: str | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether a waiting command stopped the last copy ahead."""
+        return self.note == CUT_SHORT
 
     def _maps(self) -> str | None:
         try:
@@ -221,7 +225,7 @@ class HotPages:
     def after_fork(self, stop: Callable[[], bool]) -> None:
         """Call in the executor once the new snapshot is forked: copy the learned pages,
         a chunk at a time, until done or ``stop()`` says a command is waiting."""
-        self.copied, self.cut_short, self.note = 0, False, None
+        self.copied, self.note = 0, None
         copying = self._copying()
         self.age += 1
         self.copied_since_fork = copying
@@ -232,7 +236,7 @@ class HotPages:
         # Cells back to back: the next command is often here already, and reading
         # /proc/self/statm and /proc/self/maps first would only delay it.
         if stop():
-            self.cut_short, self.note = True, CUT_SHORT
+            self.note = CUT_SHORT
             return
         if self._near_memory_limit():
             self.note = NEAR_MEMORY_LIMIT
@@ -240,8 +244,6 @@ class HotPages:
         maps = self._maps()
         if maps is not None:
             self._copy(clip_runs(self.runs, _writable_private_mappings(maps)), stop)
-        if self.cut_short:
-            self.note = CUT_SHORT
 
     def _near_memory_limit(self) -> bool:
         """Whether the copies could bring the sandbox near its memory limit: copying
@@ -260,7 +262,7 @@ class HotPages:
             done = 0
             while done < pages:
                 if stop():
-                    self.cut_short = True
+                    self.note = CUT_SHORT
                     return
                 count = min(CHUNK_PAGES, pages - done)
                 if madvise(address + done * PAGE_SIZE, count * PAGE_SIZE, MADV_POPULATE_WRITE):

@@ -998,3 +998,49 @@ def test_modules_planted_in_the_workspace_never_run_at_start(
     # ...but nothing planted under a bootstrap name ran.
     ran = sorted(p.name for p in planted.glob("RAN-*"))
     assert ran == [], ran
+
+
+def test_a_forged_copy_ahead_note_shows_no_words_of_the_cell(kernel: Kernel) -> None:
+    """The executor's reply names why nothing was copied ahead by a key; the kernel owns
+    the words. A cell rewrites what its executor replies: its own text must reach
+    neither the reply's metadata nor %sandbox."""
+    forged = kernel.run(
+        "_hp = _executor().hot_pages\n"
+        "_hp.unavailable = None\n"
+        "_hp.note = '<img src=x onerror=alert(1)>' + _MARK"
+    )
+    assert forged.status == "ok", forged.reply["content"]
+    assert MARK not in forged.everything()
+    assert forged.reply["metadata"]["sandbox"].get("copy_ahead_note") is None
+    report = kernel.run("%sandbox")
+    assert report.status == "ok", report.reply["content"]
+    assert "copy ahead" in report.stdout  # the report was read, not a blank one
+    assert MARK not in report.everything()
+    # A known key, forged, gets the kernel's words and nothing more.
+    known = kernel.run("_executor().hot_pages.note = 'cut_short'")
+    note = known.reply["metadata"]["sandbox"].get("copy_ahead_note")
+    assert note is not None, known.reply["metadata"]
+    assert note.startswith("cut short:"), note
+    kernel.assert_state_kept()
+
+
+def test_a_blocking_pump_read_end_cannot_hang_the_end_of_a_cell(kernel: Kernel) -> None:
+    """A cell clears O_NONBLOCK on the executor's fd-pump pipes (its own descriptors),
+    then writes to fds 1 and 2: the end of each cell drains the pipes, and a read that
+    blocked there, holding the pump's lock, would hang this cell and every later one."""
+    setup = kernel.run(
+        "for _p in _executor().pumps:\n    _os.set_blocking(_p.read_end, True)\n"
+        "print(all(_os.get_blocking(_p.read_end) for _p in _executor().pumps))"
+    )
+    assert setup.stdout == "True\n", setup.everything()[-2000:]
+    for i in range(5):
+        cell = kernel.run(
+            f"_os.write(1, b'raw-out-{i}\\n')\n_os.write(2, b'raw-err-{i}\\n')",
+            timeout=CELL_TIMEOUT_S,
+        )
+        assert cell.status == "ok", cell.reply["content"]
+        # (A hang would end in CellHung after CELL_TIMEOUT_S, not here.)
+        assert f"raw-out-{i}" in cell.stdout, cell.everything()[-2000:]
+        assert f"raw-err-{i}" in cell.stderr, cell.everything()[-2000:]
+    kernel.assert_state_kept()
+    kernel.assert_alive()

@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -179,3 +179,38 @@ def test_drain_in_a_process_a_cell_forked_does_nothing(pipe: _Pipe) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     pump.drain()
     assert sink.text == "the executor's\n"
+
+
+def _returns_within(call: Callable[[], None], seconds: float = 5.0) -> bool:
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive()
+
+
+def test_a_cell_that_makes_the_read_end_blocking_cannot_hang_the_end_of_the_cell(
+    pipe: _Pipe,
+) -> None:
+    """A cell can clear O_NONBLOCK on the read end (it is the executor's own descriptor).
+    The thread's second read in a turn, or a drain's, would then block holding the
+    lock, and the end of every later cell would wait for it."""
+    sink = _Sink()
+    pump = pipe.pump(sink)
+    os.set_blocking(pipe.read_end, True)
+    for i in range(50):
+        os.write(pipe.write_end, f"part {i}\n".encode())  # partial reads: the pipe empties
+        assert _returns_within(pump.drain), f"drain blocked after write {i}"
+    assert sink.text == "".join(f"part {i}\n" for i in range(50))
+
+
+def test_another_file_on_the_read_ends_number_cannot_hang_the_drain(pipe: _Pipe) -> None:
+    sink = _Sink()
+    pump = pipe.pump(sink, start=False)
+    quiet_read, quiet_write = os.pipe()  # blocking, and never written
+    try:
+        os.dup2(quiet_read, pipe.read_end)
+        assert _returns_within(pump.drain)
+        assert sink.text == ""
+    finally:
+        os.close(quiet_read)
+        os.close(quiet_write)
